@@ -1,0 +1,1 @@
+"""hwbkptd: the hwbkpt broker daemon."""

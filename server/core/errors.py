@@ -1,0 +1,49 @@
+"""Domain errors. Only ``hwbkptd.api.status`` turns them into gRPC statuses."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "ResourceExhausted",
+]
+
+
+class BrokerError(Exception):
+    """Base of every error a client can cause; never becomes UNKNOWN or INTERNAL."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(BrokerError):
+    """A field of the request is wrong. ``field`` is its path, e.g. ``spec.length``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(BrokerError):
+    """No such session, request, process or thread. ``field`` names what was looked up."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PermissionDenied(BrokerError):
+    pass
+
+
+class FailedPrecondition(BrokerError):
+    pass
+
+
+class ResourceExhausted(BrokerError):
+    pass

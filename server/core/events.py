@@ -1,0 +1,115 @@
+"""Session events (DESIGN sections 2, 3 and 6) as plain values.
+
+INTERFACE — the broker helper may add helpers here but not change these shapes
+without updating ``hwbkptd.api.convert``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwbkptd.core.model import Access, PendingReason, RequestState
+
+__all__ = [
+    "Displaced",
+    "Event",
+    "EventKind",
+    "HaltTimeout",
+    "Hit",
+    "HitsDropped",
+    "Removed",
+    "Restored",
+    "StateChanged",
+    "TargetExec",
+    "TargetExited",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    state: RequestState
+    reason: PendingReason
+    installed_tids: tuple[int, ...]
+    pending_tids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    pid: int
+    tid: int
+    cpu: int
+    ip: int
+    address: int
+    access: Access | None
+    value: bytes
+    old_value: bytes
+    hit_count: int
+    generation: int
+    halted: bool = False
+    ip_symbol: str = ""
+    value_late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Displaced:
+    tids: tuple[int, ...]
+    by_breakpoint_id: int
+    by_session: str
+    by_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    tids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed", "shutdown"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HitsDropped:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExited:
+    pid: int
+    tid: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaltTimeout:
+    tid: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExec:
+    pid: int
+
+
+EventKind = (
+    StateChanged
+    | Hit
+    | Displaced
+    | Restored
+    | Removed
+    | HitsDropped
+    | TargetExited
+    | HaltTimeout
+    | TargetExec
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One numbered event of a session; ``seq`` runs 1, 2, 3, ... without gaps."""
+
+    seq: int
+    time_ns: int
+    breakpoint_id: int
+    kind: EventKind

@@ -1,0 +1,140 @@
+"""The one small interface between the core and whatever arms real (or simulated) slots.
+
+The core hands a mechanism new slot tables and gets hits, refusals and thread
+life-cycle news back through a ``MechanismSink``. Mechanisms live in
+``hwbkptd.arch``; the core never imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from hwbkptd.core.model import Access, Chunk
+
+__all__ = [
+    "HitReport",
+    "Mechanism",
+    "MechanismInfo",
+    "MechanismSink",
+    "Refusal",
+    "SlotEntry",
+    "SlotWrite",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotEntry:
+    """What one slot should hold.
+
+    ``regions`` are the (address, length) regions of the requests holding the
+    slot: the mechanism reads them when the slot traps, so the core can report
+    each owner's value. ``halt`` asks the mechanism to keep the thread stopped
+    after a trap until ``resume``; otherwise it resumes at once, without waiting
+    for the event loop.
+    """
+
+    chunk: Chunk
+    regions: tuple[tuple[int, int], ...] = ()
+    halt: bool = False
+    #: Every holder asked for non-stop mode: sample with perf, never stop the thread.
+    nonstop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWrite:
+    """The complete new table of one thread (or of the CPU context, tid 0)."""
+
+    pid: int
+    tid: int
+    generation: int
+    pools: Mapping[str, tuple[SlotEntry | None, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The kernel refused a slot (ENOSPC): something outside the broker holds it."""
+
+    tid: int
+    pool: str
+    index: int
+    generation: int
+    reason: str = "external"
+
+
+@dataclass(frozen=True, slots=True)
+class HitReport:
+    """One trap, attributed to a slot of a table generation."""
+
+    pid: int
+    tid: int
+    pool: str
+    index: int
+    generation: int
+    ip: int
+    address: int
+    time_ns: int
+    cpu: int = -1
+    #: None where the hardware does not say (x86 DR6 does not tell read from write).
+    access: Access | None = None
+    #: Values of the slot entry's regions after the access, in the entry's order.
+    values: tuple[bytes, ...] = ()
+    halted: bool = False
+    #: True when values were read after the thread ran on (non-stop mode).
+    values_late: bool = False
+    ip_symbol: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MechanismInfo:
+    name: str
+    available: bool
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    arming: str = ""
+
+
+class MechanismSink(Protocol):
+    """Implemented by the broker; mechanisms call it on the event loop thread."""
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None: ...
+
+    def on_hits_lost(self, tid: int, count: int) -> None: ...
+
+    def on_thread_started(self, pid: int, tid: int) -> None:
+        """A new thread exists and is held stopped until a SlotWrite for it is applied."""
+
+    def on_thread_exited(self, pid: int, tid: int, exit_code: int) -> None: ...
+
+    def on_process_exited(self, pid: int, exit_code: int) -> None: ...
+
+    def on_process_exec(self, pid: int) -> None: ...
+
+    def on_refusals(self, refusals: Sequence[Refusal]) -> None: ...
+
+
+class Mechanism(Protocol):
+    """Arms slot tables. Every method is called on the event loop."""
+
+    name: str
+
+    def info(self) -> MechanismInfo: ...
+
+    def start(self, sink: MechanismSink) -> None: ...
+
+    async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
+        """Make these tables real, all of them before returning; return what the kernel refused."""
+
+    async def resume(self, tid: int) -> None:
+        """Let a thread halted by a HALT slot run again."""
+
+    async def read_memory(self, pid: int, address: int, length: int) -> bytes: ...
+
+    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+        """Put a process under the mechanism; returns its tids. Tables follow via apply."""
+
+    async def detach(self, pid: int) -> None: ...
+
+    async def close(self) -> None: ...
+
