@@ -38,7 +38,11 @@ class NotFound(BrokerError):
 
 
 class PermissionDenied(BrokerError):
-    pass
+    """The caller may not do this. ``field`` names the field that asked for it, if one did."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class FailedPrecondition(BrokerError):

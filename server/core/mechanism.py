@@ -136,5 +136,13 @@ class Mechanism(Protocol):
 
     async def detach(self, pid: int) -> None: ...
 
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
+    ) -> int:
+        """Start a program held at its first instruction; its threads are reported as started."""
+
+    async def release(self, pid: int) -> None:
+        """Let a launched process run its first instruction."""
+
     async def close(self) -> None: ...
 

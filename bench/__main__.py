@@ -1,0 +1,93 @@
+"""`make bench`: run every benchmark, write bench/results.json and bench/results.md.
+
+Each figure is a ratio to a reference measured in the same run (the machine is
+shared and noisy), with the absolute numbers beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BENCHMARKS", "main"]
+
+HERE = Path(__file__).resolve().parent
+
+#: module name -> title; each module has run(quick: bool) -> dict with a "rows" list.
+BENCHMARKS: dict[str, str] = {
+    "placement": "Placement change cost",
+}
+
+
+def _machine() -> dict[str, str]:
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": str(len(__import__("os").sched_getaffinity(0))),
+        "python": platform.python_version(),
+    }
+
+
+def _markdown(machine: dict[str, str], results: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {machine['date']} on Linux {machine['kernel']} {machine['machine']}, "
+        f"{machine['cpus']} CPUs, Python {machine['python']} (`make bench`).",
+        "",
+        "| benchmark | figure | ratio to reference | value | reference | target | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, res in results.items():
+        if "error" in res:
+            lines.append(f"| {BENCHMARKS.get(name, name)} | error | | {res['error']} | | | no |")
+            continue
+        for row in res.get("rows", []):
+            lines.append(
+                "| {bench} | {figure} | {ratio} | {value} | {reference} | {target} | {met} |".format(
+                    bench=BENCHMARKS.get(name, name),
+                    figure=row.get("figure", ""),
+                    ratio=row.get("ratio", ""),
+                    value=row.get("value", ""),
+                    reference=row.get("reference", ""),
+                    target=row.get("target", ""),
+                    met={True: "yes", False: "**no**", None: ""}[row.get("met")],
+                )
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("only", nargs="*", help="benchmark module names (default: all)")
+    args = parser.parse_args(argv)
+    names = args.only or list(BENCHMARKS)
+    machine = _machine()
+    results: dict[str, Any] = {}
+    for name in names:
+        print(f"== {BENCHMARKS.get(name, name)}", flush=True)
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            results[name] = module.run(quick=args.quick)
+        except Exception as exc:  # a failing benchmark is reported, the others still run
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(results[name], indent=1, default=str), flush=True)
+    (HERE / "results.json").write_text(
+        json.dumps({"machine": machine, "results": results}, indent=1, default=str) + "\n"
+    )
+    table = _markdown(machine, results)
+    (HERE / "results.md").write_text(table)
+    print(table)
+    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

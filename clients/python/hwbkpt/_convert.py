@@ -1,0 +1,411 @@
+"""Protocol buffers <-> models, and the normalisation of user arguments into specs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC
+
+from hwbkpt import models as m
+from hwbkpt.v1 import broker_pb2 as pb
+from hwbkpt.v1 import sim_pb2 as simpb
+
+__all__ = [
+    "access_from_pb",
+    "access_to_pb",
+    "action_to_pb",
+    "breakpoint_from_pb",
+    "event_from_pb",
+    "filter_to_pb",
+    "machine_from_pb",
+    "make_filter",
+    "make_spec",
+    "parse_access",
+    "parse_action",
+    "parse_priority",
+    "parse_scope",
+    "slot_map_from_pb",
+    "spawned_from_pb",
+    "spec_to_pb",
+    "touch_from_pb",
+    "value_bytes",
+]
+
+_ACCESS_TO_PB: dict[m.Access, pb.Access.ValueType] = {
+    m.Access.EXEC: pb.ACCESS_EXEC,
+    m.Access.WRITE: pb.ACCESS_WRITE,
+    m.Access.READ: pb.ACCESS_READ,
+    m.Access.READ_WRITE: pb.ACCESS_READ_WRITE,
+}
+_ACCESS_FROM_PB = {v: k for k, v in _ACCESS_TO_PB.items()}
+_SCOPE_TO_PB: dict[m.Scope, pb.Scope.ValueType] = {
+    m.Scope.KERNEL: pb.SCOPE_KERNEL,
+    m.Scope.PROCESS: pb.SCOPE_PROCESS,
+    m.Scope.THREAD: pb.SCOPE_THREAD,
+}
+_SCOPE_FROM_PB = {v: k for k, v in _SCOPE_TO_PB.items()}
+_ACTION_TO_PB: dict[m.Action, pb.Action.ValueType] = {
+    m.Action.NOTIFY: pb.ACTION_NOTIFY,
+    m.Action.HALT: pb.ACTION_HALT,
+}
+_ACTION_FROM_PB = {v: k for k, v in _ACTION_TO_PB.items()}
+_STATE_FROM_PB: dict[pb.BreakpointState.ValueType, m.BreakpointState] = {
+    pb.BREAKPOINT_STATE_UNSPECIFIED: m.BreakpointState.UNSPECIFIED,
+    pb.BREAKPOINT_STATE_INSTALLED: m.BreakpointState.INSTALLED,
+    pb.BREAKPOINT_STATE_PARTIAL: m.BreakpointState.PARTIAL,
+    pb.BREAKPOINT_STATE_PENDING: m.BreakpointState.PENDING,
+    pb.BREAKPOINT_STATE_REMOVED: m.BreakpointState.REMOVED,
+}
+_REASON_FROM_PB: dict[pb.PendingReason.ValueType, m.PendingReason] = {
+    pb.PENDING_REASON_UNSPECIFIED: m.PendingReason.NONE,
+    pb.PENDING_REASON_PRIORITY: m.PendingReason.PRIORITY,
+    pb.PENDING_REASON_EXTERNAL: m.PendingReason.EXTERNAL,
+    pb.PENDING_REASON_NO_THREADS: m.PendingReason.NO_THREADS,
+}
+_ACCESS_ALIASES = {"read_write": m.Access.READ_WRITE, "readwrite": m.Access.READ_WRITE}
+
+
+# --- user arguments --------------------------------------------------------------------
+def parse_access(value: m.Access | str) -> m.Access:
+    if isinstance(value, m.Access):
+        return value
+    text = value.strip().lower()
+    if text in _ACCESS_ALIASES:
+        return _ACCESS_ALIASES[text]
+    try:
+        return m.Access(text)
+    except ValueError:
+        names = ", ".join(a.value for a in m.Access)
+        raise ValueError(f"access {value!r}: expected one of {names}") from None
+
+
+def parse_scope(value: m.Scope | str) -> m.Scope:
+    if isinstance(value, m.Scope):
+        return value
+    try:
+        return m.Scope(value.strip().lower())
+    except ValueError:
+        names = ", ".join(s.value for s in m.Scope)
+        raise ValueError(f"scope {value!r}: expected one of {names}") from None
+
+
+def parse_action(value: m.Action | str) -> m.Action:
+    if isinstance(value, m.Action):
+        return value
+    try:
+        return m.Action(value.strip().lower())
+    except ValueError:
+        raise ValueError(f"action {value!r}: expected notify or halt") from None
+
+
+def parse_priority(value: int | str | None) -> int | None:
+    """An integer, a decimal string or a preset name. The range is the broker's to check."""
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text in m.PRIORITY_PRESETS:
+        return m.PRIORITY_PRESETS[text]
+    try:
+        return int(text, 0)
+    except ValueError:
+        names = ", ".join(m.PRIORITY_PRESETS)
+        raise ValueError(f"priority {value!r}: expected an integer or one of {names}") from None
+
+
+def value_bytes(value: int | bytes, size: int) -> bytes:
+    """Little-endian bytes of ``value``; an int takes ``size`` bytes (8 when size is 0)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    width = size or 8
+    try:
+        return value.to_bytes(width, "little", signed=value < 0)
+    except OverflowError:
+        raise ValueError(f"value {value} does not fit in {width} bytes") from None
+
+
+def make_filter(
+    *,
+    changed_only: bool = False,
+    equals: int | bytes | None = None,
+    ignore_first: int = 0,
+    stop_after: int = 0,
+    length: int = 8,
+) -> m.Filter:
+    return m.Filter(
+        changed_only=changed_only,
+        equals=None if equals is None else value_bytes(equals, length),
+        ignore_first=ignore_first,
+        stop_after=stop_after,
+    )
+
+
+def make_spec(
+    *,
+    scope: m.Scope | str | None = None,
+    pid: int = 0,
+    tid: int = 0,
+    address: int = 0,
+    length: int | None = None,
+    access: m.Access | str = m.Access.WRITE,
+    priority: int | str | None = None,
+    action: m.Action | str = m.Action.NOTIFY,
+    changed_only: bool = False,
+    equals: int | bytes | None = None,
+    ignore_first: int = 0,
+    stop_after: int = 0,
+    symbol: str = "",
+    nonstop: bool = False,
+) -> m.BreakpointSpec:
+    """Normalise keyword arguments into a spec.
+
+    Scope defaults to thread when ``tid`` is given, else process when ``pid`` is; length to 8
+    for data and 0 (the arch's instruction length) for exec. Ranges are left to the broker,
+    which names the faulty field.
+    """
+    acc = parse_access(access)
+    if scope is None:
+        if tid:
+            scope = m.Scope.THREAD
+        elif pid:
+            scope = m.Scope.PROCESS
+        else:
+            raise ValueError("scope: give pid, tid or scope='kernel'")
+    if length is None:
+        length = 0 if acc is m.Access.EXEC else 8
+    return m.BreakpointSpec(
+        scope=parse_scope(scope),
+        pid=pid,
+        tid=tid,
+        address=address,
+        length=length,
+        access=acc,
+        priority=parse_priority(priority),
+        action=parse_action(action),
+        filter=make_filter(
+            changed_only=changed_only,
+            equals=equals,
+            ignore_first=ignore_first,
+            stop_after=stop_after,
+            length=length,
+        ),
+        symbol=symbol,
+        nonstop=nonstop,
+    )
+
+
+# --- to protocol buffers ---------------------------------------------------------------
+def access_to_pb(access: m.Access) -> pb.Access.ValueType:
+    return _ACCESS_TO_PB[access]
+
+
+def action_to_pb(action: m.Action) -> pb.Action.ValueType:
+    return _ACTION_TO_PB[action]
+
+
+def filter_to_pb(flt: m.Filter) -> pb.Filter:
+    msg = pb.Filter(
+        changed_only=flt.changed_only,
+        ignore_first=flt.ignore_first,
+        stop_after=flt.stop_after,
+    )
+    if flt.equals is not None:
+        msg.equals = flt.equals
+    return msg
+
+
+def spec_to_pb(spec: m.BreakpointSpec) -> pb.BreakpointSpec:
+    msg = pb.BreakpointSpec(
+        scope=_SCOPE_TO_PB[spec.scope],
+        pid=spec.pid,
+        tid=spec.tid,
+        address=spec.address,
+        length=spec.length,
+        access=_ACCESS_TO_PB[spec.access],
+        action=_ACTION_TO_PB[spec.action],
+        filter=filter_to_pb(spec.filter),
+        symbol=spec.symbol,
+        nonstop=spec.nonstop,
+    )
+    if spec.priority is not None:
+        msg.priority = spec.priority
+    return msg
+
+
+# --- from protocol buffers -------------------------------------------------------------
+def access_from_pb(value: pb.Access.ValueType) -> m.Access | None:
+    return _ACCESS_FROM_PB.get(value)
+
+
+def _filter_from_pb(msg: pb.Filter) -> m.Filter:
+    return m.Filter(
+        changed_only=msg.changed_only,
+        equals=msg.equals if msg.HasField("equals") else None,
+        ignore_first=msg.ignore_first,
+        stop_after=msg.stop_after,
+    )
+
+
+def _spec_from_pb(msg: pb.BreakpointSpec) -> m.BreakpointSpec:
+    return m.BreakpointSpec(
+        scope=_SCOPE_FROM_PB.get(msg.scope, m.Scope.PROCESS),
+        pid=msg.pid,
+        tid=msg.tid,
+        address=msg.address,
+        length=msg.length,
+        access=_ACCESS_FROM_PB.get(msg.access, m.Access.WRITE),
+        priority=msg.priority if msg.HasField("priority") else None,
+        action=_ACTION_FROM_PB.get(msg.action, m.Action.NOTIFY),
+        filter=_filter_from_pb(msg.filter),
+        symbol=msg.symbol,
+        nonstop=msg.nonstop,
+    )
+
+
+def _chunk_from_pb(msg: pb.Chunk) -> m.Chunk:
+    return m.Chunk(
+        pool=msg.pool, address=msg.address, length=msg.length, access=access_from_pb(msg.access)
+    )
+
+
+def _tids(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+def breakpoint_from_pb(msg: pb.Breakpoint) -> m.Breakpoint:
+    return m.Breakpoint(
+        id=msg.id,
+        session_name=msg.session_name,
+        spec=_spec_from_pb(msg.spec),
+        state=_STATE_FROM_PB.get(msg.state, m.BreakpointState.UNSPECIFIED),
+        pending_reason=_REASON_FROM_PB.get(msg.pending_reason, m.PendingReason.NONE),
+        installed_tids=_tids(msg.installed_tids),
+        pending_tids=_tids(msg.pending_tids),
+        chunks=tuple(_chunk_from_pb(c) for c in msg.chunks),
+        hit_count=msg.hit_count,
+        reported_count=msg.reported_count,
+        priority=msg.priority,
+    )
+
+
+def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
+    kind = msg.WhichOneof("kind")
+    if kind == "state":
+        s = msg.state
+        return m.StateChanged(
+            state=_STATE_FROM_PB.get(s.state, m.BreakpointState.UNSPECIFIED),
+            pending_reason=_REASON_FROM_PB.get(s.pending_reason, m.PendingReason.NONE),
+            installed_tids=_tids(s.installed_tids),
+            pending_tids=_tids(s.pending_tids),
+        )
+    if kind == "hit":
+        h = msg.hit
+        return m.Hit(
+            pid=h.pid,
+            tid=h.tid,
+            cpu=h.cpu,
+            ip=h.ip,
+            address=h.address,
+            access=access_from_pb(h.access),
+            value=h.value,
+            old_value=h.old_value,
+            hit_count=h.hit_count,
+            generation=h.generation,
+            halted=h.halted,
+            ip_symbol=h.ip_symbol,
+            value_late=h.value_late,
+        )
+    if kind == "displaced":
+        d = msg.displaced
+        return m.Displaced(
+            tids=_tids(d.tids),
+            by_breakpoint_id=d.by_breakpoint_id,
+            by_session=d.by_session,
+            by_priority=d.by_priority,
+        )
+    if kind == "restored":
+        return m.Restored(tids=_tids(msg.restored.tids))
+    if kind == "removed":
+        return m.Removed(reason=msg.removed.reason)
+    if kind == "hits_dropped":
+        return m.HitsDropped(count=msg.hits_dropped.count)
+    if kind == "target_exited":
+        t = msg.target_exited
+        return m.TargetExited(pid=t.pid, tid=t.tid, exit_code=t.exit_code)
+    if kind == "halt_timeout":
+        return m.HaltTimeout(tid=msg.halt_timeout.tid, seconds=msg.halt_timeout.seconds)
+    if kind == "target_exec":
+        return m.TargetExec(pid=msg.target_exec.pid)
+    return None
+
+
+def event_from_pb(msg: pb.Event) -> m.Event | None:
+    """The event, or ``None`` for a kind this client does not know (a newer broker)."""
+    payload = _payload_from_pb(msg)
+    if payload is None:
+        return None
+    return m.Event(
+        seq=msg.seq,
+        time=msg.time.ToDatetime(tzinfo=UTC),
+        breakpoint_id=msg.breakpoint_id,
+        payload=payload,
+    )
+
+
+def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:
+    return m.MachineInfo(
+        machine=msg.machine,
+        arch=msg.arch,
+        pools=tuple(
+            m.Pool(
+                name=p.name,
+                slots=p.slots,
+                accesses=tuple(a for a in map(access_from_pb, p.accesses) if a is not None),
+            )
+            for p in msg.pools
+        ),
+        mechanisms=tuple(
+            m.Mechanism(name=x.name, available=x.available, reason=x.reason) for x in msg.mechanisms
+        ),
+        arming=msg.arming,
+        notes=tuple(msg.notes),
+        version=msg.version,
+        max_region_length=msg.max_region_length,
+    )
+
+
+def _slot_from_pb(msg: pb.Slot) -> m.Slot:
+    return m.Slot(
+        pool=msg.pool,
+        index=msg.index,
+        chunk=_chunk_from_pb(msg.chunk) if msg.HasField("chunk") else None,
+        holders=tuple(
+            m.Holder(
+                breakpoint_id=h.breakpoint_id, session_name=h.session_name, priority=h.priority
+            )
+            for h in msg.holders
+        ),
+        external=msg.external,
+    )
+
+
+def slot_map_from_pb(msg: pb.GetSlotMapResponse) -> m.SlotMap:
+    return m.SlotMap(
+        threads=tuple(
+            m.ThreadSlots(
+                pid=t.pid,
+                tid=t.tid,
+                generation=t.generation,
+                slots=tuple(_slot_from_pb(s) for s in t.slots),
+                halted=t.halted,
+            )
+            for t in msg.threads
+        ),
+        waiting=tuple(breakpoint_from_pb(b) for b in msg.waiting),
+    )
+
+
+def spawned_from_pb(msg: simpb.SpawnProcessResponse) -> m.SpawnedProcess:
+    return m.SpawnedProcess(pid=msg.pid, tids=_tids(msg.tids))
+
+
+def touch_from_pb(msg: simpb.TouchResponse) -> m.TouchResult:
+    return m.TouchResult(breakpoint_ids=tuple(msg.breakpoint_ids), halted=msg.halted)

@@ -1,0 +1,143 @@
+"""The ``hwbkpt`` argument parser. Global options come before the subcommand."""
+
+from __future__ import annotations
+
+import argparse
+
+from hwbkpt._address import ENV_VAR, default_address
+from hwbkpt.models import PRIORITY_PRESETS
+
+__all__ = ["build_parser", "parse_location", "parse_number", "parse_priority_arg"]
+
+_WATCH_EPILOG = """\
+ADDRESS is hex (0x...), decimal, or a symbol name (sent to the broker to resolve).
+The watch prints its state, then one line per event, until --count hits, --timeout seconds,
+Ctrl-C or SIGTERM; then it removes the request and closes its session.
+With --halt each hit stops the thread; the watch prints the hit and then resumes the thread.
+With --json every line has "event", "breakpoint" and "seq"; the first line is the state the
+broker answered when the request was set (seq 0), later lines carry the broker's numbers.
+If the broker removes the request (stop_after, target gone, broker shutdown) the watch ends.
+Exit status: 0 done; 2 bad input (the broker's status and the field at fault on stderr);
+1 broker unreachable or session lost.
+"""
+
+
+def parse_number(text: str) -> int:
+    """Hex (``0x..``) or decimal; raises ValueError otherwise."""
+    t = text.strip().lower().replace("_", "")
+    if t.startswith(("0x", "-0x")):
+        return int(t, 16)
+    if t.lstrip("-").isdigit():
+        return int(t, 10)
+    raise ValueError(f"{text!r} is not a number")
+
+
+def _number(text: str) -> int:
+    try:
+        return parse_number(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _count(text: str) -> int:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def parse_location(text: str) -> int | str:
+    """A number, else the text itself as a symbol for the broker to resolve."""
+    try:
+        return parse_number(text)
+    except ValueError:
+        return text
+
+
+def parse_priority_arg(text: str) -> int:
+    """A preset name or an integer; the range (0..100) is the broker's to check."""
+    if text.lower() in PRIORITY_PRESETS:
+        return PRIORITY_PRESETS[text.lower()]
+    try:
+        return parse_number(text)
+    except ValueError:
+        names = "|".join(PRIORITY_PRESETS)
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or {names}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hwbkpt",
+        description="Command line of the hwbkpt hardware breakpoint broker.",
+    )
+    p.add_argument(
+        "--server",
+        metavar="ADDR",
+        default=None,
+        help=f"unix:PATH, tcp:HOST:PORT or HOST:PORT (default ${ENV_VAR}, "
+        f"else {default_address()})",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("info", help="the machine, its slot pools and the mechanisms available")
+
+    slots = sub.add_parser("slots", help="who holds which slot in each thread, and what waits")
+    slots.add_argument("--pid", type=_count, default=0, help="only this process")
+
+    w = sub.add_parser(
+        "watch",
+        help="set one request and print its events",
+        epilog=_WATCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = w.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pid", type=_count, help="every thread of this process")
+    target.add_argument("--tid", type=_count, help="this thread only")
+    target.add_argument("--kernel", action="store_true", help="a kernel address, on every CPU")
+    w.add_argument("address", metavar="ADDRESS", type=parse_location)
+    w.add_argument(
+        "--length", type=_count, default=None, help="bytes (default 8; exec: the arch's)"
+    )
+    w.add_argument(
+        "--access", choices=("write", "read", "rw", "exec"), default="write", help="default write"
+    )
+    w.add_argument(
+        "--priority",
+        type=parse_priority_arg,
+        default=None,
+        metavar="N|" + "|".join(PRIORITY_PRESETS),
+        help="0..100 or a preset (default normal)",
+    )
+    w.add_argument("--halt", action="store_true", help="stop the thread on each hit")
+    w.add_argument("--count", type=_count, default=0, help="stop after N hits")
+    w.add_argument("--timeout", type=_seconds, default=0.0, help="stop after S seconds")
+    w.add_argument("--name", default=None, help="session name (default hwbkpt-watch-<pid>)")
+    w.add_argument(
+        "--changed-only", action="store_true", help="report only hits that change the value"
+    )
+
+    sim = sub.add_parser("sim", help="drive the simulated machine")
+    simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMCOMMAND")
+    spawn = simsub.add_parser("spawn", help="create a process; prints its pid")
+    spawn.add_argument("--threads", type=_count, default=1)
+    touch = simsub.add_parser("touch", help="one access by a thread; prints the requests hit")
+    touch.add_argument("--pid", type=_count, required=True)
+    touch.add_argument("--tid", type=_count, default=0, help="default: the first live thread")
+    touch.add_argument("address", metavar="ADDRESS", type=_number)
+    touch.add_argument("--access", choices=("write", "read", "exec"), default="write")
+    touch.add_argument(
+        "--value", type=_number, default=None, help="the value written (little-endian)"
+    )
+    touch.add_argument("--size", type=_count, default=0, help="access size (default 8 or 1)")
+    return p

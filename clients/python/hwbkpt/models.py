@@ -1,0 +1,344 @@
+"""Typed values shared by the sync and async clients (no gRPC types leak out of here)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Literal
+
+__all__ = [
+    "PRIORITY_PRESETS",
+    "Access",
+    "Action",
+    "Breakpoint",
+    "BreakpointSpec",
+    "BreakpointState",
+    "Chunk",
+    "Displaced",
+    "Event",
+    "EventKind",
+    "EventPayload",
+    "Filter",
+    "HaltTimeout",
+    "Hit",
+    "HitsDropped",
+    "Holder",
+    "MachineInfo",
+    "Mechanism",
+    "PendingReason",
+    "Pool",
+    "Removed",
+    "Restored",
+    "Scope",
+    "Slot",
+    "SlotMap",
+    "SpawnedProcess",
+    "StateChanged",
+    "TargetExec",
+    "TargetExited",
+    "ThreadSlots",
+    "TouchResult",
+    "le_int",
+]
+
+#: Named priorities; any integer 0..100 works too.
+PRIORITY_PRESETS: dict[str, int] = {"low": 10, "normal": 25, "debugger": 50, "high": 75}
+
+
+class Scope(enum.StrEnum):
+    KERNEL = "kernel"
+    PROCESS = "process"
+    THREAD = "thread"
+
+
+class Access(enum.StrEnum):
+    EXEC = "exec"
+    WRITE = "write"
+    READ = "read"
+    READ_WRITE = "rw"
+
+
+class Action(enum.StrEnum):
+    NOTIFY = "notify"
+    HALT = "halt"
+
+
+class BreakpointState(enum.StrEnum):
+    UNSPECIFIED = "unspecified"
+    INSTALLED = "installed"
+    PARTIAL = "partial"
+    PENDING = "pending"
+    REMOVED = "removed"
+
+
+class PendingReason(enum.StrEnum):
+    NONE = "none"
+    PRIORITY = "priority"
+    EXTERNAL = "external"
+    NO_THREADS = "no_threads"
+
+
+def le_int(data: bytes) -> int | None:
+    """The little-endian unsigned integer of 1..8 bytes; ``None`` when empty or longer."""
+    if 0 < len(data) <= 8:
+        return int.from_bytes(data, "little")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    changed_only: bool = False
+    #: Report only hits after which the value equals these bytes (little-endian).
+    equals: bytes | None = None
+    ignore_first: int = 0
+    #: Remove the request after this many reported hits (0: never).
+    stop_after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakpointSpec:
+    scope: Scope
+    address: int = 0
+    length: int = 0
+    access: Access = Access.WRITE
+    pid: int = 0
+    tid: int = 0
+    #: ``None`` lets the broker apply its default (normal, 25).
+    priority: int | None = None
+    action: Action = Action.NOTIFY
+    filter: Filter = field(default_factory=Filter)
+    symbol: str = ""
+    nonstop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    pool: str
+    address: int
+    length: int
+    access: Access | None
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    id: int
+    session_name: str
+    spec: BreakpointSpec
+    state: BreakpointState
+    pending_reason: PendingReason
+    installed_tids: tuple[int, ...]
+    pending_tids: tuple[int, ...]
+    chunks: tuple[Chunk, ...]
+    hit_count: int
+    reported_count: int
+    priority: int
+
+
+# --- events -----------------------------------------------------------------------------
+EventKind = Literal[
+    "state",
+    "hit",
+    "displaced",
+    "restored",
+    "removed",
+    "hits_dropped",
+    "target_exited",
+    "halt_timeout",
+    "target_exec",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    KIND: ClassVar[EventKind] = "state"
+    state: BreakpointState
+    pending_reason: PendingReason
+    installed_tids: tuple[int, ...]
+    pending_tids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    KIND: ClassVar[EventKind] = "hit"
+    pid: int
+    tid: int
+    #: -1 when unknown.
+    cpu: int
+    ip: int
+    address: int
+    access: Access | None
+    #: The watched region after the access (little-endian bytes; empty for exec).
+    value: bytes
+    #: The watched region before the access.
+    old_value: bytes
+    hit_count: int
+    generation: int
+    halted: bool = False
+    ip_symbol: str = ""
+    value_late: bool = False
+
+    @property
+    def value_int(self) -> int | None:
+        """``value`` as a little-endian integer when it is 1..8 bytes."""
+        return le_int(self.value)
+
+    @property
+    def old_value_int(self) -> int | None:
+        return le_int(self.old_value)
+
+
+@dataclass(frozen=True, slots=True)
+class Displaced:
+    KIND: ClassVar[EventKind] = "displaced"
+    tids: tuple[int, ...]
+    by_breakpoint_id: int
+    by_session: str
+    by_priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    KIND: ClassVar[EventKind] = "restored"
+    tids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    KIND: ClassVar[EventKind] = "removed"
+    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed", ...
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HitsDropped:
+    KIND: ClassVar[EventKind] = "hits_dropped"
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExited:
+    KIND: ClassVar[EventKind] = "target_exited"
+    pid: int
+    tid: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaltTimeout:
+    KIND: ClassVar[EventKind] = "halt_timeout"
+    tid: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetExec:
+    KIND: ClassVar[EventKind] = "target_exec"
+    pid: int
+
+
+EventPayload = (
+    StateChanged
+    | Hit
+    | Displaced
+    | Restored
+    | Removed
+    | HitsDropped
+    | TargetExited
+    | HaltTimeout
+    | TargetExec
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One numbered event of a session: ``seq`` runs 1, 2, 3, ... without gaps."""
+
+    seq: int
+    time: datetime
+    #: The request it concerns (0 for session-wide events).
+    breakpoint_id: int
+    payload: EventPayload
+
+    @property
+    def kind(self) -> EventKind:
+        """``"state"``, ``"hit"``, ``"displaced"``, ... (the payload's kind name)."""
+        return self.payload.KIND
+
+
+# --- machine and slot map --------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Pool:
+    name: str
+    slots: int
+    accesses: tuple[Access, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mechanism:
+    name: str
+    available: bool
+    #: Why it is not available, or what it needs.
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MachineInfo:
+    machine: str
+    arch: str
+    pools: tuple[Pool, ...]
+    mechanisms: tuple[Mechanism, ...]
+    arming: str
+    notes: tuple[str, ...]
+    version: str
+    max_region_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    breakpoint_id: int
+    session_name: str
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    pool: str
+    index: int
+    #: ``None`` when the slot is free.
+    chunk: Chunk | None
+    holders: tuple[Holder, ...]
+    #: Held outside the broker.
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSlots:
+    pid: int
+    #: 0 is the CPU context (kernel requests on every CPU).
+    tid: int
+    generation: int
+    slots: tuple[Slot, ...]
+    halted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMap:
+    threads: tuple[ThreadSlots, ...]
+    #: Requests not installed everywhere they apply.
+    waiting: tuple[Breakpoint, ...]
+
+
+# --- simulated machine -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SpawnedProcess:
+    pid: int
+    tids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TouchResult:
+    #: Requests that took the hit (before filters).
+    breakpoint_ids: tuple[int, ...]
+    #: True when the touching thread is now halted.
+    halted: bool

@@ -1,0 +1,171 @@
+"""``hwbkpt.v1.BrokerService``: thin glue from gRPC to the domain ``Broker``.
+
+Each method reads its request (``convert`` raises on what the domain cannot
+name), calls the broker and converts the answer. Errors become statuses in
+``status``; nothing here decides anything about breakpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
+from hwbkptd.api import convert
+from hwbkptd.api.status import Context, guard, guard_stream
+from hwbkptd.core.broker import Broker, Identity
+from hwbkptd.core.errors import FailedPrecondition
+
+__all__ = ["BrokerService", "identity_for"]
+
+
+def identity_for(context: Context) -> Identity:
+    """Who is calling.
+
+    There is no policy file yet, so only two kinds of listener exist: the Unix
+    socket, gated by its file permissions, and plain TCP on loopback, which the
+    operator enabled explicitly. Both are fully trusted (DESIGN section 7).
+    """
+    peer = context.peer() or ""
+    if peer.startswith("unix:"):
+        return Identity(name="local")
+    return Identity(name="loopback")
+
+
+class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    # --- sessions ---------------------------------------------------------------
+    @guard
+    async def OpenSession(
+        self, request: broker_pb2.OpenSessionRequest, context: Context
+    ) -> broker_pb2.OpenSessionResponse:
+        identity = identity_for(context)
+        info = self._broker.open_session(
+            request.name,
+            lease_seconds=request.lease_seconds,
+            hit_buffer=request.hit_buffer,
+            identity=identity,
+        )
+        return convert.session_to_open_response(info)
+
+    @guard
+    async def ResumeSession(
+        self, request: broker_pb2.ResumeSessionRequest, context: Context
+    ) -> broker_pb2.ResumeSessionResponse:
+        info = self._broker.resume_session(convert.token_from_proto(request.token))
+        return convert.session_to_resume_response(info)
+
+    @guard
+    async def CloseSession(
+        self, request: broker_pb2.CloseSessionRequest, context: Context
+    ) -> broker_pb2.CloseSessionResponse:
+        await self._broker.close_session(convert.token_from_proto(request.token))
+        return broker_pb2.CloseSessionResponse()
+
+    @guard_stream
+    async def StreamEvents(
+        self, request: broker_pb2.StreamEventsRequest, context: Context
+    ) -> AsyncIterator[broker_pb2.StreamEventsResponse]:
+        token = convert.token_from_proto(request.token)
+        batches = self._broker.events(token, request.after_seq)
+        try:
+            async for batch in batches:
+                yield broker_pb2.StreamEventsResponse(
+                    events=[convert.event_to_proto(e) for e in batch]
+                )
+        finally:
+            # On cancellation (the client went away) the broker's iterator must
+            # learn it now, not when the garbage collector finds it: that is what
+            # starts the session's lease.
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # --- requests ---------------------------------------------------------------
+    @guard
+    async def SetBreakpoint(
+        self, request: broker_pb2.SetBreakpointRequest, context: Context
+    ) -> broker_pb2.SetBreakpointResponse:
+        token = convert.token_from_proto(request.token)
+        spec = convert.spec_from_proto(request.spec)
+        view = await self._broker.set_breakpoint(token, spec)
+        return broker_pb2.SetBreakpointResponse(breakpoint=convert.breakpoint_to_proto(view))
+
+    @guard
+    async def ModifyBreakpoint(
+        self, request: broker_pb2.ModifyBreakpointRequest, context: Context
+    ) -> broker_pb2.ModifyBreakpointResponse:
+        token = convert.token_from_proto(request.token)
+        priority = (
+            convert.priority_from_proto(request.priority, "priority")
+            if request.HasField("priority")
+            else None
+        )
+        action = convert.action_from_proto(request.action, "action", unset=None)
+        flt = convert.filter_from_proto(request.filter) if request.HasField("filter") else None
+        view = await self._broker.modify_breakpoint(
+            token, request.breakpoint_id, priority=priority, action=action, filter=flt
+        )
+        return broker_pb2.ModifyBreakpointResponse(breakpoint=convert.breakpoint_to_proto(view))
+
+    @guard
+    async def RemoveBreakpoint(
+        self, request: broker_pb2.RemoveBreakpointRequest, context: Context
+    ) -> broker_pb2.RemoveBreakpointResponse:
+        token = convert.token_from_proto(request.token)
+        await self._broker.remove_breakpoint(token, request.breakpoint_id)
+        return broker_pb2.RemoveBreakpointResponse()
+
+    @guard
+    async def ListBreakpoints(
+        self, request: broker_pb2.ListBreakpointsRequest, context: Context
+    ) -> broker_pb2.ListBreakpointsResponse:
+        views = self._broker.list_breakpoints(convert.token_from_proto(request.token))
+        return broker_pb2.ListBreakpointsResponse(breakpoints=convert.breakpoints_to_proto(views))
+
+    @guard
+    async def ResumeThreads(
+        self, request: broker_pb2.ResumeThreadsRequest, context: Context
+    ) -> broker_pb2.ResumeThreadsResponse:
+        token = convert.token_from_proto(request.token)
+        resumed = await self._broker.resume_threads(token, tuple(request.tids))
+        return broker_pb2.ResumeThreadsResponse(resumed_tids=resumed)
+
+    # --- views ------------------------------------------------------------------
+    @guard
+    async def DescribeMachine(
+        self, request: broker_pb2.DescribeMachineRequest, context: Context
+    ) -> broker_pb2.DescribeMachineResponse:
+        return convert.machine_to_proto(self._broker.describe())
+
+    @guard
+    async def GetSlotMap(
+        self, request: broker_pb2.GetSlotMapRequest, context: Context
+    ) -> broker_pb2.GetSlotMapResponse:
+        return convert.slot_map_to_proto(self._broker.slot_map(request.pid))
+
+    # --- processes --------------------------------------------------------------
+    @guard
+    async def AttachProcess(
+        self, request: broker_pb2.AttachProcessRequest, context: Context
+    ) -> broker_pb2.AttachProcessResponse:
+        token = convert.token_from_proto(request.token)
+        tids = await self._broker.attach_process(
+            token, request.pid, follow_fork=request.follow_fork
+        )
+        return broker_pb2.AttachProcessResponse(pid=request.pid, tids=tids)
+
+    @guard
+    async def LaunchProcess(
+        self, request: broker_pb2.LaunchProcessRequest, context: Context
+    ) -> broker_pb2.LaunchProcessResponse:
+        convert.token_from_proto(request.token)
+        raise FailedPrecondition("LaunchProcess needs a native machine (not built yet)")
+
+    @guard
+    async def ReleaseProcess(
+        self, request: broker_pb2.ReleaseProcessRequest, context: Context
+    ) -> broker_pb2.ReleaseProcessResponse:
+        convert.token_from_proto(request.token)
+        raise FailedPrecondition("ReleaseProcess needs a native machine (not built yet)")

@@ -1,0 +1,242 @@
+"""Build and run the grpc.aio server: the broker and sim services, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import grpc.aio
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
+from hwbkptd.api.broker_service import BrokerService
+from hwbkptd.api.listeners import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    Listener,
+    finish_unix_socket,
+    parse_listener,
+    prepare_unix_socket,
+    resolve_group,
+    socket_umask,
+)
+from hwbkptd.api.sim_service import SimService
+from hwbkptd.core.broker import Broker, BrokerConfig
+from hwbkptd.machines import Machine, MachineError, build_machine
+
+__all__ = [
+    "BROKER_SERVICE",
+    "MAX_RECEIVE_BYTES",
+    "SIM_SERVICE",
+    "HealthStatus",
+    "RunningServer",
+    "ServerConfig",
+    "serve",
+    "start_server",
+]
+
+BROKER_SERVICE: str = broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].full_name
+SIM_SERVICE: str = sim_pb2.DESCRIPTOR.services_by_name["SimService"].full_name
+
+#: gRPC's default 4 MiB receive limit would answer an oversized message with
+#: RESOURCE_EXHAUSTED before the broker sees it. 16 MiB lets the broker read, say,
+#: a 10 MB session name and answer what is actually wrong (INVALID_ARGUMENT
+#: "name"), while still bounding what one call can make the daemon hold.
+MAX_RECEIVE_BYTES = 16 * 1024 * 1024
+
+_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+    # With SO_REUSEPORT (grpc's default on Linux) a second daemon could bind the
+    # same TCP port and take half the connections; fail to start instead.
+    ("grpc.so_reuseport", 0),
+)
+
+_log = structlog.get_logger("hwbkptd")
+
+# grpc_health-stubs (1.53) predate the asyncio health servicer, so it is untyped here.
+_AioHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+
+class HealthStatus(Protocol):
+    """What the daemon uses of grpc_health's asyncio servicer."""
+
+    async def set(self, service: str, status: int) -> None: ...
+
+    async def enter_graceful_shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: Sequence[str] = (DEFAULT_LISTEN,)
+    machine: str = "auto"
+    arming: str = "auto"
+    lease_seconds: float = 15.0
+    hit_buffer: int = 4096
+    halt_timeout_seconds: float = 30.0
+    #: The operators' group owning the socket directory; None: root's group.
+    group: str | None = None
+    insecure_loopback_tcp: bool = False
+    #: Written with the bound addresses, one per line, once the server is serving.
+    ready_file: str | None = None
+    grace_seconds: float = 5.0
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    broker: Broker
+    machine: Machine
+    health: HealthStatus
+    #: The bound addresses as ``unix:PATH`` / ``tcp:HOST:PORT`` (real ports).
+    addresses: tuple[str, ...]
+    config: ServerConfig
+    _unix_paths: tuple[str, ...] = ()
+    _stopped: bool = False
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, end the event streams, release everything; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.config.grace_seconds if grace is None else grace
+        _log.info("hwbkptd: stopping", grace_seconds=grace)
+        await self.health.enter_graceful_shutdown()
+        # server.stop refuses new calls at once and waits for running ones; the
+        # broker ends every event stream, so streaming calls finish within the grace.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)
+        try:
+            await self.broker.stop()
+        except Exception:
+            _log.exception("broker stop failed")
+        await stopping
+        for path in self._unix_paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if self.config.ready_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.ready_file)
+        _log.info("hwbkptd: stopped")
+
+
+def _write_ready_file(path: str, addresses: Sequence[str]) -> None:
+    # Write then rename, so a waiting test or demo never reads half a file.
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write("".join(f"{a}\n" for a in addresses))
+    os.replace(tmp, path)
+
+
+def _bind(server: grpc.aio.Server, listeners: Sequence[Listener], gid: int) -> list[str]:
+    bound: list[str] = []
+    for listener in listeners:
+        if listener.kind == "unix":
+            prepare_unix_socket(listener, gid)
+        try:
+            with socket_umask():
+                port = server.add_insecure_port(listener.grpc_address)
+        except RuntimeError as err:
+            raise ConfigError(f"cannot listen on {listener.bound(listener.port)}: {err}") from None
+        if port == 0 and listener.kind == "tcp":
+            raise ConfigError(f"cannot listen on {listener.bound(listener.port)}")
+        if listener.kind == "unix":
+            finish_unix_socket(listener, gid)
+        bound.append(listener.bound(port))
+    return bound
+
+
+async def start_server(config: ServerConfig, machine: Machine | None = None) -> RunningServer:
+    """Start the broker and serve it; raises ConfigError before serving anything on bad input."""
+    listeners = [
+        parse_listener(text, insecure_loopback_tcp=config.insecure_loopback_tcp)
+        for text in (config.listen or (DEFAULT_LISTEN,))
+    ]
+    gid = resolve_group(config.group)
+    if machine is None:
+        try:
+            machine = build_machine(config.machine, config.arming)
+        except MachineError as err:
+            raise ConfigError(str(err)) from None
+    broker = Broker(
+        arch=machine.arch,
+        pools=machine.pools,
+        mechanism=machine.mechanism,
+        config=BrokerConfig(
+            machine=machine.machine,
+            lease_seconds=config.lease_seconds,
+            hit_buffer=config.hit_buffer,
+            halt_timeout_seconds=config.halt_timeout_seconds,
+            extra_mechanisms=machine.unavailable,
+        ),
+    )
+    await broker.start()
+    server = grpc.aio.server(options=_OPTIONS)
+    broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
+    sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
+    health_servicer: HealthStatus = _AioHealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (BROKER_SERVICE, SIM_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        addresses = _bind(server, listeners, gid)
+        await server.start()
+    except BaseException:
+        await server.stop(None)
+        await broker.stop()
+        raise
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set("", serving)
+    await health_servicer.set(BROKER_SERVICE, serving)
+    await health_servicer.set(
+        SIM_SERVICE,
+        serving if machine.sim is not None else health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    running = RunningServer(
+        server=server,
+        broker=broker,
+        machine=machine,
+        health=health_servicer,
+        addresses=tuple(addresses),
+        config=config,
+        _unix_paths=tuple(lst.host_or_path for lst in listeners if lst.kind == "unix"),
+    )
+    _log.info(
+        f"hwbkptd: listening on {', '.join(addresses)}, "
+        f"machine {machine.machine} ({machine.reason})",
+        listen=list(addresses),
+        machine=machine.machine,
+        reason=machine.reason,
+        pid=os.getpid(),
+    )
+    if config.ready_file:
+        _write_ready_file(config.ready_file, addresses)
+    return running
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    running = await start_server(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        # The handlers stay while shutting down, so a second signal cannot kill the
+        # daemon halfway through releasing what it holds.
+        try:
+            await running.stop()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,229 @@
+"""NativeMechanism: the real machine, routing each table to the mechanism that arms it.
+
+The CPU context table (tid ``CPU_CONTEXT``) goes to the perf helper
+(``KernelPerfMechanism``), every thread's table to the ptrace mechanism
+(``hwbkptd.arch.ptrace.mechanism.PtraceMechanism``), imported lazily: without
+it the composite still serves kernel scope and ``info`` says why threads
+cannot be traced.
+
+Kernel requests are judged up front by ``check_kernel_request`` (re-exported
+here from ``hwbkptd.arch.perf.caps``) against ``NativeMechanism.caps``, the
+capabilities detected once at start.
+
+Both mechanisms draw on the same debug registers: the kernel counts a CPU's
+slots as its CPU-bound events plus the busiest task's, so a table that shrinks
+in one mechanism may be what lets the other grow. ``apply`` therefore runs the
+thread tables, then the CPU table, then retries once the thread slots the
+kernel refused while the CPU table still held them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from hwbkptd.arch.perf.caps import PerfCaps, check_kernel_request, detect_caps
+from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
+from hwbkptd.core.errors import BrokerError, FailedPrecondition
+from hwbkptd.core.mechanism import Mechanism, MechanismInfo, MechanismSink, Refusal, SlotWrite
+from hwbkptd.core.model import CPU_CONTEXT
+
+__all__ = [
+    "PTRACE_MODULE",
+    "NativeMechanism",
+    "check_kernel_request",
+    "native_available",
+    "nonstop_info",
+    "ptrace_status",
+]
+
+PTRACE_MODULE = "hwbkptd.arch.ptrace.mechanism"
+_NONSTOP_REASON = "non-stop user watchpoints (perf, no ptrace) are not implemented yet"
+
+
+def _import_ptrace() -> tuple[Any, str]:
+    try:
+        module = importlib.import_module(PTRACE_MODULE)
+    except ImportError as exc:
+        return None, f"ptrace mechanism not installed ({exc})"
+    if not hasattr(module, "PtraceMechanism"):
+        return None, f"{PTRACE_MODULE} has no PtraceMechanism"
+    return module, ""
+
+
+def ptrace_status() -> tuple[bool, str]:
+    """Whether the ptrace mechanism can work here, without starting it."""
+    module, reason = _import_ptrace()
+    if module is None:
+        return False, reason
+    check = getattr(module, "ptrace_available", None)
+    if callable(check):
+        ok, why = check()
+        return bool(ok), str(why)
+    return True, ""
+
+
+def nonstop_info() -> MechanismInfo:
+    return MechanismInfo(name="perf-nonstop", available=False, reason=_NONSTOP_REASON)
+
+
+def native_available(caps: PerfCaps | None = None) -> tuple[bool, str]:
+    """Whether ``--machine auto`` can pick the native machine, and why (not)."""
+    if sys.platform != "linux":
+        return False, f"native mechanisms need Linux, not {sys.platform}"
+    machine = platform.machine()
+    if machine != "x86_64":
+        return False, f"native mechanisms are built for x86_64 only, not {machine}"
+    caps = detect_caps() if caps is None else caps
+    ptrace_ok, ptrace_reason = ptrace_status()
+    kernel_ok = caps.kernel_allowed
+    if not ptrace_ok and not kernel_ok:
+        return False, f"ptrace: {ptrace_reason}; perf-kernel: {caps.kernel_reason}"
+    parts = [
+        "ptrace: available" if ptrace_ok else f"ptrace: unavailable ({ptrace_reason})",
+        "perf-kernel: available"
+        if kernel_ok
+        else f"perf-kernel: unavailable ({caps.kernel_reason})",
+    ]
+    return True, "; ".join(parts)
+
+
+class NativeMechanism:
+    """Composite Mechanism: tid 0 -> KernelPerfMechanism, other tids -> PtraceMechanism."""
+
+    name = "native"
+
+    def __init__(
+        self,
+        *,
+        arming: str = "auto",
+        caps: PerfCaps | None = None,
+        kernel: KernelPerfMechanism | None = None,
+        ptrace: Mechanism | None = None,
+        load_ptrace: bool = True,
+    ) -> None:
+        self.caps = caps if caps is not None else detect_caps()
+        self.kernel = kernel if kernel is not None else KernelPerfMechanism(caps=self.caps)
+        self._ptrace: Mechanism | None = ptrace
+        self._ptrace_reason = "ptrace mechanism not loaded"
+        if ptrace is None and load_ptrace:
+            self._ptrace, self._ptrace_reason = self._load_ptrace(arming)
+        if self._ptrace is not None:
+            info = self._ptrace.info()
+            # ``reason`` may be set on an available mechanism too (a fallback it took).
+            self._ptrace_usable = info.available
+            self._ptrace_reason = info.reason
+        else:
+            self._ptrace_usable = False
+
+    @staticmethod
+    def _load_ptrace(arming: str) -> tuple[Mechanism | None, str]:
+        module, reason = _import_ptrace()
+        if module is None:
+            return None, reason
+        try:
+            return cast(Mechanism, module.PtraceMechanism(arming=arming)), ""
+        except BrokerError:
+            raise  # a bad --arming is the caller's error, not a missing capability
+        except Exception as exc:  # its constructor says why it cannot run here
+            return None, f"ptrace mechanism unavailable: {exc}"
+
+    @property
+    def ptrace(self) -> Mechanism | None:
+        """The ptrace mechanism when it can trace threads here, else None."""
+        return self._ptrace if self._ptrace_usable else None
+
+    # --- describe ---------------------------------------------------------------
+    def mechanisms(self) -> tuple[MechanismInfo, ...]:
+        """One entry per mechanism for ``describe``: ptrace, perf-kernel, perf-nonstop."""
+        if self._ptrace is not None:
+            p = self._ptrace.info()
+            ptrace = MechanismInfo("ptrace", p.available, p.reason, p.notes, p.arming)
+        else:
+            ptrace = MechanismInfo("ptrace", False, self._ptrace_reason)
+        return (ptrace, self.kernel.info(), nonstop_info())
+
+    def info(self) -> MechanismInfo:
+        parts = self.mechanisms()
+        notes: list[str] = []
+        for part in parts:
+            if part.available:
+                state = f"available ({part.reason})" if part.reason else "available"
+            else:
+                state = f"unavailable: {part.reason}"
+            notes.append(f"{part.name}: {state}")
+            notes.extend(f"{part.name}: {note}" for note in part.notes)
+        unavailable = [f"{p.name}: {p.reason}" for p in parts[:2] if not p.available]
+        return MechanismInfo(
+            name=self.name,
+            available=parts[0].available or parts[1].available,
+            reason="; ".join(unavailable),
+            notes=tuple(notes),
+            arming=parts[0].arming,
+        )
+
+    # --- Mechanism --------------------------------------------------------------
+    def start(self, sink: MechanismSink) -> None:
+        self.kernel.start(sink)
+        if self._ptrace_usable and self._ptrace is not None:
+            self._ptrace.start(sink)
+
+    async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
+        cpu = [w for w in writes if w.tid == CPU_CONTEXT]
+        threads = [w for w in writes if w.tid != CPU_CONTEXT]
+        refusals: list[Refusal] = []
+        thread_refusals: Sequence[Refusal] = ()
+        if threads:
+            thread_refusals = await self._need_ptrace().apply(threads)
+        if cpu:
+            refusals.extend(await self.kernel.apply(cpu))
+        if cpu and thread_refusals:
+            refused = {r.tid for r in thread_refusals}
+            thread_refusals = await self._need_ptrace().apply(
+                [w for w in threads if w.tid in refused]
+            )
+        refusals.extend(thread_refusals)
+        return refusals
+
+    async def resume(self, tid: int) -> None:
+        await self._need_ptrace().resume(tid)
+
+    async def read_memory(self, pid: int, address: int, length: int) -> bytes:
+        if pid == 0:
+            return await self.kernel.read_memory(pid, address, length)
+        return await self._need_ptrace().read_memory(pid, address, length)
+
+    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+        return await self._need_ptrace().attach(pid, follow_fork)
+
+    async def detach(self, pid: int) -> None:
+        await self._need_ptrace().detach(pid)
+
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
+    ) -> int:
+        return await self._need_ptrace().launch(argv, env, cwd, follow_fork)
+
+    async def release(self, pid: int) -> None:
+        await self._need_ptrace().release(pid)
+
+    async def close(self) -> None:
+        try:
+            if self._ptrace_usable and self._ptrace is not None:
+                await self._ptrace.close()
+        finally:
+            await self.kernel.close()
+
+    async def wait_cpu_stable(self) -> bool:
+        """See ``KernelPerfMechanism.wait_cpu_stable``."""
+        return await self.kernel.wait_cpu_stable()
+
+    def _need_ptrace(self) -> Mechanism:
+        if self._ptrace is None or not self._ptrace_usable:
+            raise FailedPrecondition(
+                f"threads cannot be traced on this machine: {self._ptrace_reason}"
+            )
+        return self._ptrace

@@ -1,0 +1,432 @@
+"""KernelPerfMechanism: the CPU context table (tid 0) made real with perf breakpoint events.
+
+Each occupied slot is one breakpoint event per online CPU (pid -1), armed on
+all of them or on none (DESIGN section 2). Events sample every hit into the
+CPU's ring (``percpu.CpuRing``), read with ``loop.add_reader``; one
+``sink.on_hits`` batch per wake-up. CPUs that go offline lose their events for
+good; a CPU that comes back is armed with every installed slot inside the
+uevent callback, before anything else runs on the loop (``wait_cpu_stable``
+lets a caller wait for that).
+
+A hit is attributed to the table generation in force when it happened: a slot
+kept across rewrites remembers since when each generation holds it, and the
+sample's CLOCK_MONOTONIC time picks one.
+
+Kernel hits are reported with ``tid = CPU_CONTEXT`` (the table they belong to)
+and ``pid`` = the process that was running when the kernel touched the address
+(0 for the idle task). Kernel memory is not read (``values`` is empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import errno
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from hwbkptd.arch.perf.caps import KERNEL_EXEC_REFUSED, PerfCaps, detect_caps
+from hwbkptd.arch.perf.cpus import CPU_ONLINE, CpuMonitor, read_online
+from hwbkptd.arch.perf.kallsyms import Kallsyms
+from hwbkptd.arch.perf.percpu import (
+    KERNEL_SAMPLE_TYPE,
+    CpuRing,
+    enable,
+    errno_text,
+    event_id,
+    open_kernel_breakpoint,
+)
+from hwbkptd.arch.perf.ring import SampleFormat
+from hwbkptd.core.errors import FailedPrecondition
+from hwbkptd.core.mechanism import (
+    HitReport,
+    MechanismInfo,
+    MechanismSink,
+    Refusal,
+    SlotEntry,
+    SlotWrite,
+)
+from hwbkptd.core.model import CPU_CONTEXT, Access
+
+__all__ = ["KernelPerfMechanism", "KernelStats"]
+
+_log = structlog.get_logger("hwbkptd.perf")
+
+_KERNEL_ONLY = "kernel-only mechanism: threads are handled by the ptrace mechanism"
+_GENERATIONS_KEPT = 8
+
+
+@dataclass(slots=True)
+class _Slot:
+    pool: str
+    index: int
+    entry: SlotEntry
+    #: (CLOCK_MONOTONIC ns since when, generation), oldest first.
+    since: list[int] = field(default_factory=list)
+    gens: list[int] = field(default_factory=list)
+    #: cpu -> (event fd, event id)
+    events: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def hold(self, since_ns: int, generation: int) -> None:
+        self.since.append(since_ns)
+        self.gens.append(generation)
+        if len(self.gens) > _GENERATIONS_KEPT:
+            del self.since[0], self.gens[0]
+
+    def generation_at(self, t_ns: int) -> int:
+        i = bisect.bisect_right(self.since, t_ns) - 1
+        return self.gens[max(i, 0)]
+
+
+@dataclass(slots=True)
+class KernelStats:
+    samples: int = 0
+    lost: int = 0
+    throttled: int = 0
+    #: Samples from events no longer known (cannot happen unless ids are mixed up).
+    unattributed: int = 0
+    malformed: int = 0
+    wakeups: int = 0
+
+
+class KernelPerfMechanism:
+    """Mechanism for the CPU context table only; thread methods raise FailedPrecondition."""
+
+    name = "perf-kernel"
+
+    def __init__(
+        self,
+        *,
+        caps: PerfCaps | None = None,
+        kallsyms: Kallsyms | None = None,
+        ring_pages: int = 32,
+        online_path: Path = CPU_ONLINE,
+    ) -> None:
+        self.caps = caps if caps is not None else detect_caps()
+        self._kallsyms = kallsyms
+        self._ring_pages = ring_pages
+        # Call chains (SAMPLE_CALLCHAIN) parse fine but HitReport has no field for them yet.
+        self._sample_type = KERNEL_SAMPLE_TYPE
+        self._format = SampleFormat(self._sample_type)
+        self._online_path = online_path
+        self._monitor = CpuMonitor(self._cpu_online, self._cpu_offline, online_path=online_path)
+        self._sink: MechanismSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._rings: dict[int, CpuRing] = {}
+        self._ids: dict[int, _Slot] = {}
+        self._retired: list[int] = []
+        self._deferred: list[HitReport] = []
+        self._deferred_lost = 0
+        self._flush_scheduled = False
+        self.stats = KernelStats()
+
+    # --- Mechanism --------------------------------------------------------------
+    def info(self) -> MechanismInfo:
+        notes = list(self.caps.notes())
+        if self._loop is not None:
+            notes.append(
+                "CPU hotplug: followed through kernel uevents"
+                if self._monitor.following
+                else f"CPU hotplug: not followed ({self._monitor.reason})"
+            )
+        if self._kallsyms is None:
+            notes.append("kernel hit IPs are not symbolized (/proc/kallsyms unreadable)")
+        return MechanismInfo(
+            name=self.name,
+            available=self.caps.kernel_allowed,
+            reason=self.caps.kernel_reason,
+            notes=tuple(notes),
+        )
+
+    def start(self, sink: MechanismSink) -> None:
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        if self._kallsyms is None:
+            try:
+                self._kallsyms = Kallsyms.load()
+            except OSError as exc:
+                _log.warning("kallsyms_unreadable", error=str(exc))
+        self._monitor.start(self._loop)
+
+    async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
+        table: SlotWrite | None = None
+        for write in writes:
+            if write.tid != CPU_CONTEXT:
+                raise FailedPrecondition(_KERNEL_ONLY)
+            table = write
+        if table is None:
+            return ()
+        if self._loop is None:
+            raise FailedPrecondition("perf-kernel mechanism not started")
+        now = time.monotonic_ns()
+        self._drain_all(defer=True)
+        wanted: dict[tuple[str, int], SlotEntry] = {}
+        for pool, entries in table.pools.items():
+            for index, entry in enumerate(entries):
+                if entry is not None:
+                    wanted[(pool, index)] = entry
+        # Free what changed first: a new chunk may need the slot an old one held.
+        for key, slot in list(self._slots.items()):
+            new = wanted.get(key)
+            if new is None or new.chunk != slot.entry.chunk:
+                self._disarm(slot)
+                del self._slots[key]
+        refusals: list[Refusal] = []
+        for key in sorted(wanted):
+            entry = wanted[key]
+            kept = self._slots.get(key)
+            if kept is not None:
+                kept.entry = entry
+                kept.hold(now, table.generation)
+                continue
+            slot = _Slot(key[0], key[1], entry)
+            slot.hold(now, table.generation)
+            reason = self._precheck(entry) or self._arm(slot, self._cpus())
+            if reason:
+                refusals.append(Refusal(CPU_CONTEXT, key[0], key[1], table.generation, reason))
+            else:
+                self._slots[key] = slot
+        self._drain_all(defer=True)
+        self._forget_retired()
+        if not self._slots:
+            self._close_rings()
+        return tuple(refusals)
+
+    async def resume(self, tid: int) -> None:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def read_memory(self, pid: int, address: int, length: int) -> bytes:
+        if pid == 0:
+            raise FailedPrecondition("kernel memory is not readable")
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def detach(self, pid: int) -> None:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
+    ) -> int:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def release(self, pid: int) -> None:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._drain_all(defer=False)
+        for slot in list(self._slots.values()):
+            self._disarm(slot)
+        self._slots.clear()
+        self._forget_retired()
+        self._close_rings()
+        self._monitor.close()
+
+    # --- for callers and tests -------------------------------------------------
+    async def wait_cpu_stable(self) -> bool:
+        """True once every CPU hotplug change visible in sysfs has been handled.
+
+        Every CPU that came online has then been armed with every installed slot.
+        False when hotplug is not followed. Bound it with ``asyncio.timeout``.
+        """
+        return await self._monitor.wait_synced()
+
+    @property
+    def online_cpus(self) -> frozenset[int]:
+        return self._cpus()
+
+    def armed_cpus(self, pool: str, index: int) -> frozenset[int]:
+        """CPUs on which a slot has a live event (empty when the slot is not installed)."""
+        slot = self._slots.get((pool, index))
+        return frozenset(slot.events) if slot else frozenset()
+
+    def open_fds(self) -> int:
+        """Perf descriptors held: breakpoint events plus one ring per CPU in use."""
+        return sum(len(s.events) for s in self._slots.values()) + len(self._rings)
+
+    def drain(self) -> None:
+        """Read every ring now and deliver what it held."""
+        self._drain_all(defer=False)
+
+    # --- arming ----------------------------------------------------------------
+    def _cpus(self) -> frozenset[int]:
+        if self._monitor.following:
+            return self._monitor.online
+        return read_online(self._online_path)
+
+    def _precheck(self, entry: SlotEntry) -> str:
+        if not self.caps.kernel_allowed:
+            return self.caps.kernel_reason
+        if entry.chunk.access is Access.EXEC and not self.caps.kprobes:
+            return KERNEL_EXEC_REFUSED
+        return ""
+
+    def _ring(self, cpu: int) -> CpuRing:
+        ring = self._rings.get(cpu)
+        if ring is None:
+            ring = CpuRing(cpu, self._ring_pages, self._sample_type)
+            self._rings[cpu] = ring
+            assert self._loop is not None
+            self._loop.add_reader(ring.fd, self._readable, ring)
+        return ring
+
+    def _arm(self, slot: _Slot, cpus: frozenset[int]) -> str:
+        """Open the slot on ``cpus``, all or none; the refusal reason or ""."""
+        opened: dict[int, tuple[int, int]] = {}
+        try:
+            for cpu in sorted(cpus):
+                try:
+                    ring = self._ring(cpu)
+                    fd = open_kernel_breakpoint(slot.entry.chunk, cpu, self._sample_type)
+                except OSError as exc:
+                    if exc.errno == errno.ENODEV and cpu not in read_online(self._online_path):
+                        continue  # went offline; its uevent is on the way
+                    raise
+                opened[cpu] = (fd, 0)
+                ring.attach(fd)
+                opened[cpu] = (fd, event_id(fd))
+        except OSError as exc:
+            for fd, _ in opened.values():
+                os.close(fd)
+            if exc.errno == errno.ENOSPC:
+                return "external"
+            text = errno_text(exc)
+            _log.warning(
+                "kernel_breakpoint_refused",
+                address=hex(slot.entry.chunk.address),
+                access=slot.entry.chunk.access.value,
+                error=text,
+            )
+            return text
+        for cpu, (fd, eid) in opened.items():
+            slot.events[cpu] = (fd, eid)
+            self._ids[eid] = slot
+        for fd, _ in opened.values():
+            enable(fd)
+        return ""
+
+    def _disarm(self, slot: _Slot, cpus: frozenset[int] | None = None) -> None:
+        for cpu in list(slot.events) if cpus is None else sorted(cpus & slot.events.keys()):
+            fd, eid = slot.events.pop(cpu)
+            os.close(fd)
+            # Samples it wrote may still sit in the ring: keep the id until it is drained.
+            self._retired.append(eid)
+
+    def _forget_retired(self) -> None:
+        for eid in self._retired:
+            self._ids.pop(eid, None)
+        self._retired.clear()
+
+    def _close_rings(self, cpus: frozenset[int] | None = None) -> None:
+        for cpu in list(self._rings) if cpus is None else sorted(cpus & self._rings.keys()):
+            ring = self._rings.pop(cpu)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(ring.fd)
+            ring.close()
+
+    # --- CPU hotplug -------------------------------------------------------------
+    def _cpu_offline(self, cpu: int) -> None:
+        ring = self._rings.get(cpu)
+        if ring is not None:
+            self._drain(ring, defer=False)
+        for slot in self._slots.values():
+            self._disarm(slot, frozenset((cpu,)))
+        self._forget_retired()
+        self._close_rings(frozenset((cpu,)))
+        _log.info("cpu_offline", cpu=cpu, slots=len(self._slots))
+
+    def _cpu_online(self, cpu: int) -> None:
+        lost: list[Refusal] = []
+        for key, slot in sorted(self._slots.items()):
+            reason = self._arm(slot, frozenset((cpu,)))
+            if reason:
+                # No longer on every CPU: all or nothing, so off everywhere.
+                self._disarm(slot)
+                del self._slots[key]
+                lost.append(Refusal(CPU_CONTEXT, slot.pool, slot.index, slot.gens[-1], reason))
+        self._forget_retired()
+        if not self._slots:
+            self._close_rings()
+        _log.info("cpu_online", cpu=cpu, slots=len(self._slots), refused=len(lost))
+        if lost and self._sink is not None:
+            self._sink.on_refusals(lost)
+
+    # --- reading -----------------------------------------------------------------
+    def _readable(self, ring: CpuRing) -> None:
+        self.stats.wakeups += 1
+        self._drain(ring, defer=False)
+
+    def _drain_all(self, *, defer: bool) -> None:
+        for ring in list(self._rings.values()):
+            self._drain(ring, defer=defer)
+
+    def _drain(self, ring: CpuRing, *, defer: bool) -> None:
+        data = ring.ring.read()
+        if not data:
+            return
+        batch = self._format.parse(data)
+        stats = self.stats
+        stats.lost += batch.lost
+        stats.throttled += batch.throttled
+        stats.malformed += int(batch.malformed)
+        hits: list[HitReport] = []
+        ids = self._ids
+        symbolize = self._kallsyms.symbolize if self._kallsyms is not None else None
+        for s in batch.samples:
+            slot = ids.get(s.id)
+            if slot is None:
+                stats.unattributed += 1
+                continue
+            hits.append(
+                HitReport(
+                    pid=s.pid,
+                    tid=CPU_CONTEXT,
+                    pool=slot.pool,
+                    index=slot.index,
+                    generation=slot.generation_at(s.time),
+                    ip=s.ip,
+                    address=s.addr,
+                    time_ns=s.time,
+                    cpu=s.cpu,
+                    ip_symbol=symbolize(s.ip) if symbolize is not None else "",
+                )
+            )
+        stats.samples += len(hits)
+        if defer:
+            self._deferred.extend(hits)
+            self._deferred_lost += batch.lost
+            if not self._flush_scheduled and (self._deferred or self._deferred_lost):
+                assert self._loop is not None
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+            return
+        self._deliver(hits, batch.lost)
+
+    def _flush(self) -> None:
+        # Hits drained inside apply() are delivered after it, never into the caller's
+        # middle of a rewrite.
+        self._flush_scheduled = False
+        hits, self._deferred = self._deferred, []
+        lost, self._deferred_lost = self._deferred_lost, 0
+        self._deliver(hits, lost)
+
+    def _deliver(self, hits: list[HitReport], lost: int) -> None:
+        if self._deferred or self._deferred_lost:
+            # Older hits drained by apply() still wait for their flush: they go first.
+            hits = self._deferred + hits
+            lost += self._deferred_lost
+            self._deferred, self._deferred_lost = [], 0
+        if self._sink is None:
+            return
+        if hits:
+            self._sink.on_hits(hits)
+        if lost:
+            self._sink.on_hits_lost(CPU_CONTEXT, lost)

@@ -1,0 +1,13 @@
+"""The ptrace mechanism: real breakpoints in user threads on Linux x86_64.
+
+``PtraceMechanism`` (mechanism.py) implements ``hwbkptd.core.mechanism.Mechanism``;
+one tracer thread (tracer.py, commands.py) makes every ptrace call; slots are
+armed with perf sigtrap events (arming_perf.py) or debug registers
+(arming_debugreg.py).
+"""
+
+from __future__ import annotations
+
+from hwbkptd.arch.ptrace.mechanism import ARMINGS, PtraceMechanism
+
+__all__ = ["ARMINGS", "PtraceMechanism"]

@@ -1,0 +1,264 @@
+"""PtraceMechanism: real user-thread breakpoints on Linux x86_64 (DESIGN sections 4 and 5).
+
+The event loop talks to the tracer thread (commands.py) through futures and
+gets the tracer's events back in batches: the tracer appends to a pending list
+and schedules one ``call_soon_threadsafe`` only when none is outstanding, so
+under load one loop callback carries every hit gathered meanwhile, and
+consecutive hits reach the sink as one ``on_hits`` call.
+
+SIGCHLD must be blocked in every thread of the broker (the tracer reads it from
+a signalfd): the constructor blocks it in the calling thread, so build the
+mechanism before starting other threads. asyncio's child watcher waits with
+waitpid on its own pids and does not need the signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import platform
+import threading
+from collections.abc import Mapping, Sequence
+
+from hwbkptd.arch.ptrace.arming_debugreg import DebugregArming
+from hwbkptd.arch.ptrace.arming_perf import PerfArming, perf_sigtrap_works
+from hwbkptd.arch.ptrace.commands import Tracer
+from hwbkptd.arch.ptrace.launch import resolve
+from hwbkptd.arch.ptrace.memory import read_memory
+from hwbkptd.arch.ptrace.state import Arming
+from hwbkptd.arch.ptrace.tracer import Out
+from hwbkptd.arch.ptrace.waiter import block_sigchld, threads_not_blocking_sigchld
+from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from hwbkptd.core.mechanism import HitReport, MechanismInfo, MechanismSink, Refusal, SlotWrite
+
+__all__ = ["ARMINGS", "BATCH_WINDOW", "PtraceMechanism"]
+
+_log = logging.getLogger("hwbkptd.ptrace")
+
+ARMINGS = ("auto", "perf", "debugreg")
+#: After a delivery, further events wait this long (seconds) to be delivered together.
+#: An event after a quiet moment is delivered at once; this only bounds the loop's
+#: wake-ups under load (at most 1 / BATCH_WINDOW per second).
+BATCH_WINDOW = 0.0005
+#: How long close() waits for every thread to be detached before letting the kernel do it.
+CLOSE_TIMEOUT = 5.0
+
+_NOTE_PERF = (
+    "perf arming: each slot is a perf breakpoint event bound to the thread with sigtrap; "
+    "if the broker dies its descriptors close, the slots vanish and the target runs on"
+)
+_NOTE_DEBUGREG = (
+    "debugreg arming: DR0-DR3/DR7 are written with PTRACE_POKEUSER; if the broker dies "
+    "(kill -9) the registers stay armed and the target dies of SIGTRAP at its next hit"
+)
+_NOTE_DEBUGREG_RESERVED = (
+    "debugreg arming: the kernel keeps a register reserved once written, until the thread "
+    "exits or execs, so perf events (perf arming, perf itself) cannot use it meanwhile"
+)
+_NOTE_IP = "data hits report the instruction after the access (x86 data breakpoints are traps)"
+
+
+def _is_x86_64_linux() -> bool:
+    return platform.system() == "Linux" and platform.machine() == "x86_64"
+
+
+class PtraceMechanism:
+    name = "ptrace"
+    #: The running instance: SIGCHLD is per process, so two tracers would steal each
+    #: other's wake-ups.
+    _running_instance: PtraceMechanism | None = None
+
+    def __init__(self, arming: str = "auto") -> None:
+        if arming not in ARMINGS:
+            raise InvalidArgument("arming", f"unknown arming {arming!r}: one of {ARMINGS}")
+        self._available = True
+        self._reason = ""
+        self._arming_name = arming
+        if not _is_x86_64_linux():
+            self._available = False
+            self._reason = f"ptrace arming needs Linux on x86_64, this is {platform.machine()}"
+        else:
+            block_sigchld()
+            if arming in ("auto", "perf"):
+                works, why = perf_sigtrap_works()
+                if works:
+                    self._arming_name = "perf"
+                elif arming == "auto":
+                    self._arming_name = "debugreg"
+                    self._reason = f"{why}; falling back to debug registers"
+                else:
+                    self._available = False
+                    self._reason = why + " (needs Linux 5.13 or later)"
+        self._sink: MechanismSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tracer: Tracer | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Out] = []
+        self._scheduled = False
+        self._closed = False
+
+    @property
+    def arming(self) -> str:
+        return self._arming_name
+
+    # --- Mechanism ---------------------------------------------------------------------
+    def info(self) -> MechanismInfo:
+        notes: list[str] = []
+        if self._arming_name == "debugreg":
+            notes += [_NOTE_DEBUGREG, _NOTE_DEBUGREG_RESERVED]
+        else:
+            notes.append(_NOTE_PERF)
+        notes.append(_NOTE_IP)
+        stray = threads_not_blocking_sigchld() if self._available else []
+        if stray:
+            notes.append(
+                f"threads {stray} do not block SIGCHLD and may take stops' wake-ups away: "
+                "create the mechanism before other threads"
+            )
+        return MechanismInfo(
+            name=self.name,
+            available=self._available,
+            reason=self._reason,
+            notes=tuple(notes),
+            arming=self._arming_name,
+        )
+
+    def start(self, sink: MechanismSink) -> None:
+        if not self._available:
+            raise FailedPrecondition(f"ptrace mechanism unavailable: {self._reason}")
+        if self._tracer is not None:
+            raise FailedPrecondition("the ptrace mechanism is already started")
+        if PtraceMechanism._running_instance is not None:
+            raise FailedPrecondition(
+                "another ptrace mechanism runs in this process (they would share SIGCHLD)"
+            )
+        PtraceMechanism._running_instance = self
+        block_sigchld()
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        arming: Arming = PerfArming() if self._arming_name == "perf" else DebugregArming()
+        self._tracer = Tracer(arming, self._post)
+        self._tracer.start()
+
+    async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
+        if not writes:
+            return []
+        refusals: list[Refusal] = await asyncio.wrap_future(self._running().apply(list(writes)))
+        return refusals
+
+    async def resume(self, tid: int) -> None:
+        await asyncio.wrap_future(self._running().resume(tid))
+
+    async def read_memory(self, pid: int, address: int, length: int) -> bytes:
+        if length < 0:
+            raise InvalidArgument("length", f"must not be negative, got {length}")
+        try:
+            return read_memory(pid, address, length)
+        except OSError as err:
+            if err.errno == errno.ESRCH:
+                raise NotFound("pid", f"no process {pid}") from None
+            if err.errno == errno.EPERM:
+                raise PermissionDenied(f"reading memory of process {pid}: {err.strerror}") from None
+            raise InvalidArgument(
+                "address", f"{address:#x}+{length} is not readable in process {pid}"
+            ) from None
+
+    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+        if pid <= 0:
+            raise InvalidArgument("pid", f"must be a positive process id, got {pid}")
+        tids: list[int] = await asyncio.wrap_future(self._running().attach(pid, follow_fork))
+        return tids
+
+    async def detach(self, pid: int) -> None:
+        await asyncio.wrap_future(self._running().detach(pid))
+
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
+    ) -> int:
+        path = resolve(argv, env, cwd)
+        pid: int = await asyncio.wrap_future(
+            self._running().launch(path, list(argv), dict(env), cwd, follow_fork)
+        )
+        return pid
+
+    async def release(self, pid: int) -> None:
+        await asyncio.wrap_future(self._running().release(pid))
+
+    async def close(self) -> None:
+        tracer, self._tracer = self._tracer, None
+        self._closed = True
+        if PtraceMechanism._running_instance is self:
+            PtraceMechanism._running_instance = None
+        if tracer is None or not tracer.alive:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(tracer.close()), CLOSE_TIMEOUT)
+        except (TimeoutError, RuntimeError):
+            _log.warning("ptrace: not every thread detached in time; stopping the tracer")
+            if tracer.alive:
+                tracer.stop_now()
+        await asyncio.to_thread(tracer.join, CLOSE_TIMEOUT)
+        if not tracer.alive:
+            for fd in tracer.shared_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    # --- plumbing ------------------------------------------------------------------------
+    def _running(self) -> Tracer:
+        if self._tracer is None or not self._tracer.alive:
+            raise FailedPrecondition("the ptrace mechanism is not running")
+        return self._tracer
+
+    def _post(self, out: list[Out]) -> None:
+        """Tracer thread: queue events; one loop callback carries all queued meanwhile."""
+        with self._lock:
+            self._pending.extend(out)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop = self._loop
+        if loop is None:
+            return
+        # A closed loop raises RuntimeError: nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            out, self._pending = self._pending, []
+            if not out:
+                # Nothing came during the window: idle again, the next event wakes us.
+                self._scheduled = False
+                return
+        loop = self._loop
+        if loop is not None:
+            # Under load, let the next events gather for a moment instead of waking the
+            # loop (and taking the GIL from the tracer) once per trap.
+            loop.call_later(BATCH_WINDOW, self._deliver)
+        sink = self._sink
+        if sink is None:
+            return
+        hits: list[HitReport] = []
+        for name, args in out:
+            if name == "hit":
+                hits.append(args[0])
+                continue
+            if name == "log":
+                _log.log(*args)
+                continue
+            if hits:
+                self._call(sink.on_hits, hits)
+                hits = []
+            self._call(getattr(sink, name), *args)
+        if hits:
+            self._call(sink.on_hits, hits)
+
+    @staticmethod
+    def _call(fn: object, *args: object) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except Exception:
+            _log.exception("ptrace: sink callback failed")

@@ -1,0 +1,148 @@
+"""The tracer thread's only blocking point: epoll on a SIGCHLD signalfd and a command eventfd.
+
+Every ptrace stop and every traced thread's death sends SIGCHLD to the tracer's
+process. With SIGCHLD blocked in every thread, the kernel keeps it pending and
+the signalfd becomes readable; nothing polls on a timer. SIGCHLD is a classic
+signal, so several stops between two reads leave one pending signal: the
+signalfd's ``ssi_pid`` is only a hint of which tid to wait for first, and the
+tracer then sweeps its other tids with ``waitpid(tid, WNOHANG|__WALL)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import struct
+
+from ptrace.ctypes_libc import LIBC_FILENAME
+
+__all__ = ["Waiter", "block_sigchld", "private_fd_table", "threads_not_blocking_sigchld"]
+
+_SFD_NONBLOCK = os.O_NONBLOCK
+_SFD_CLOEXEC = os.O_CLOEXEC
+#: struct signalfd_siginfo is 128 bytes; ssi_pid is at offset 12.
+_SSI_SIZE = 128
+_SSI_PID = struct.Struct("<12xI")
+_SIGSET_BYTES = 128
+
+_libc = ctypes.CDLL(LIBC_FILENAME, use_errno=True)
+_libc.signalfd.restype = ctypes.c_int
+_libc.signalfd.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+_libc.unshare.restype = ctypes.c_int
+_libc.unshare.argtypes = (ctypes.c_int,)
+_CLONE_FILES = 0x400
+# Reading the (non-blocking) signalfd keeps the GIL: see binding.py.
+_read = ctypes.PyDLL(LIBC_FILENAME, use_errno=True).read
+_read.restype = ctypes.c_ssize_t
+_read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+
+
+def block_sigchld() -> None:
+    """Block SIGCHLD in the calling thread; threads it starts afterwards inherit the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+
+
+def private_fd_table() -> None:
+    """Give the calling thread its own copy of the descriptor table (unshare CLONE_FILES).
+
+    The tracer opens its perf events there. When the broker is killed, each thread
+    exits on its own; with a shared table the events would live until the last thread
+    is gone, while the tracer's exit has already detached the targets, and an
+    untraced target that hits a live sigtrap event dies of SIGTRAP. With a private
+    table the tracer's own exit closes the events (exit_files) before it detaches
+    the targets (exit_notify).
+    """
+    if _libc.unshare(_CLONE_FILES) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_FILES): {os.strerror(err)}")
+
+
+def threads_not_blocking_sigchld() -> list[int]:
+    """Threads of this process that could take a SIGCHLD away from the signalfd."""
+    bit = 1 << (signal.SIGCHLD - 1)
+    missing: list[int] = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return missing
+    for name in tids:
+        try:
+            with open(f"/proc/self/task/{name}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("SigBlk:"):
+                        if not int(line.split()[1], 16) & bit:
+                            missing.append(int(name))
+                        break
+        except OSError:
+            continue
+    return missing
+
+
+def _signalfd_sigchld() -> int:
+    mask = ctypes.create_string_buffer(_SIGSET_BYTES)
+    bit = signal.SIGCHLD - 1
+    mask[bit // 8] = bytes([1 << (bit % 8)])
+    fd = _libc.signalfd(-1, ctypes.addressof(mask), _SFD_NONBLOCK | _SFD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"signalfd: {os.strerror(err)}")
+    return int(fd)
+
+
+class Waiter:
+    """epoll on the SIGCHLD signalfd and a command eventfd."""
+
+    def __init__(self) -> None:
+        self.sigfd = _signalfd_sigchld()
+        self.evfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._ep = select.epoll()
+        self._ep.register(self.sigfd, select.EPOLLIN)
+        self._ep.register(self.evfd, select.EPOLLIN)
+        # SIGCHLD is the only signal in the mask and a classic one: at most one is pending.
+        self._ssi = ctypes.create_string_buffer(_SSI_SIZE)
+        self._ssi_addr = ctypes.addressof(self._ssi)
+
+    def wake(self) -> None:
+        """Called from any thread: the tracer returns from ``wait`` soon."""
+        os.eventfd_write(self.evfd, 1)
+
+    def wait(self) -> tuple[list[int] | None, bool]:
+        """Block until a SIGCHLD or a wake-up.
+
+        Returns the ``ssi_pid`` hints (None when no SIGCHLD came) and whether a
+        command wake-up came. Both are drained before returning, so a SIGCHLD
+        sent after this returns makes the next ``wait`` return at once.
+        """
+        while True:
+            try:
+                ready = self._ep.poll()
+            except InterruptedError:
+                continue
+            if ready:
+                break
+        hints: list[int] | None = None
+        woken = False
+        for fd, _ in ready:
+            if fd == self.sigfd:
+                hints = self._drain_signals()
+            elif fd == self.evfd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self.evfd)
+                woken = True
+        return hints, woken
+
+    def _drain_signals(self) -> list[int]:
+        if _read(self.sigfd, self._ssi_addr, _SSI_SIZE) != _SSI_SIZE:
+            return []
+        return [_SSI_PID.unpack_from(self._ssi)[0]]
+
+    def fds(self) -> tuple[int, int, int]:
+        return (self._ep.fileno(), self.sigfd, self.evfd)
+
+    def close(self) -> None:
+        self._ep.close()
+        os.close(self.sigfd)
+        os.close(self.evfd)

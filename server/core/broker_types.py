@@ -1,0 +1,133 @@
+"""The broker's public values: who calls, what they ask for, and what they are shown.
+
+``hwbkptd.core.broker`` re-exports all of them; ``hwbkptd.api`` converts them
+to and from protobuf messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hwbkptd.core.mechanism import MechanismInfo
+from hwbkptd.core.model import (
+    Access,
+    Action,
+    Chunk,
+    Filter,
+    PendingReason,
+    RequestState,
+    Scope,
+)
+
+__all__ = [
+    "BreakpointSpec",
+    "BreakpointView",
+    "BrokerConfig",
+    "Identity",
+    "MachineDescription",
+    "SessionInfo",
+    "SlotMapView",
+    "SlotView",
+    "ThreadSlotsView",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling. Without a policy file the local socket is fully trusted."""
+
+    name: str = "local"
+    may_kernel: bool = True
+    max_priority: int = 100
+    may_halt: bool = True
+    max_requests: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BreakpointSpec:
+    scope: Scope
+    address: int
+    length: int
+    access: Access
+    pid: int = 0
+    tid: int = 0
+    priority: int | None = None
+    action: Action = Action.NOTIFY
+    filter: Filter = Filter()  # noqa: RUF009 - Filter is a frozen dataclass
+    symbol: str = ""
+    nonstop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BreakpointView:
+    id: int
+    session_name: str
+    spec: BreakpointSpec
+    state: RequestState
+    reason: PendingReason
+    installed_tids: tuple[int, ...]
+    pending_tids: tuple[int, ...]
+    chunks: tuple[Chunk, ...]
+    hit_count: int
+    reported_count: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    session_id: str
+    name: str
+    token: str
+    lease_seconds: float
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    pool: str
+    index: int
+    chunk: Chunk | None
+    #: (breakpoint id, session name, priority), in rank order.
+    holders: tuple[tuple[int, str, int], ...]
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSlotsView:
+    pid: int
+    tid: int
+    generation: int
+    slots: tuple[SlotView, ...]
+    halted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMapView:
+    threads: tuple[ThreadSlotsView, ...]
+    waiting: tuple[BreakpointView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineDescription:
+    machine: str
+    arch: str
+    pools: Mapping[str, int]
+    pool_accesses: Mapping[str, tuple[Access, ...]]
+    mechanisms: tuple[MechanismInfo, ...]
+    arming: str
+    notes: tuple[str, ...]
+    max_region_length: int
+    version: str = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    machine: str = "sim"
+    lease_seconds: float = 15.0
+    hit_buffer: int = 4096
+    #: Delivered events kept for replay after a reconnect.
+    replay_retention: int = 65536
+    halt_timeout_seconds: float = 30.0
+    max_name_length: int = 128
+    extra_mechanisms: tuple[MechanismInfo, ...] = field(default=())

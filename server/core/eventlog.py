@@ -1,0 +1,116 @@
+"""One session's numbered event log: replay after a reconnect, bounded hits (DESIGN 3, 6).
+
+Events are numbered 1, 2, 3, ... without gaps. A reader takes batches after a
+sequence number it names; what it took counts as delivered. Delivered events
+are kept (up to ``retention``) so a client that lost its connection can ask for
+them again. Undelivered state events are never dropped; undelivered hits are
+bounded by ``hit_buffer``, and the hits beyond it are counted and reported as
+one ``HitsDropped`` event, so a slow client never holds a target back.
+"""
+
+from __future__ import annotations
+
+from hwbkptd.core.events import Event, EventKind, Hit, HitsDropped
+
+__all__ = ["MAX_BATCH", "EventLog"]
+
+#: The largest batch handed to a reader: keeps messages small and per-event overhead low.
+MAX_BATCH = 256
+# Physically trim the delivered prefix only in steps this large: the replay floor is
+# computed exactly, so this only bounds how often the list is shifted.
+_TRIM_STEP = 1024
+
+
+class EventLog:
+    def __init__(self, *, hit_buffer: int, retention: int) -> None:
+        if hit_buffer < 1:
+            raise ValueError("hit_buffer must be at least 1")
+        if retention < 0:
+            raise ValueError("retention must not be negative")
+        self._hit_buffer = hit_buffer
+        self._retention = retention
+        self._events: list[Event] = []
+        #: Sequence number of ``_events[0]`` (the next number when the list is empty).
+        self._base = 1
+        self._next = 1
+        self._delivered = 0
+        self._undelivered_hits = 0
+        self._dropped = 0
+        self.total_dropped = 0
+
+    @property
+    def last_seq(self) -> int:
+        """The number of the newest event (0 before the first)."""
+        return self._next - 1
+
+    @property
+    def delivered_seq(self) -> int:
+        """The highest number any reader has taken."""
+        return self._delivered
+
+    @property
+    def undelivered_hits(self) -> int:
+        return self._undelivered_hits
+
+    @property
+    def pending_drops(self) -> int:
+        """Hits dropped since the last ``HitsDropped`` event was queued."""
+        return self._dropped
+
+    @property
+    def oldest_seq(self) -> int:
+        """The oldest number a reader can still be given (``last_seq + 1`` if none)."""
+        return max(self._base, self._delivered - self._retention + 1)
+
+    def append(self, breakpoint_id: int, kind: EventKind, time_ns: int) -> Event | None:
+        """Queue an event; returns it, or None for a hit dropped because the buffer is full."""
+        if isinstance(kind, Hit):
+            if self._undelivered_hits >= self._hit_buffer:
+                self._dropped += 1
+                self.total_dropped += 1
+                return None
+            self._flush_drops(time_ns)
+            self._undelivered_hits += 1
+        return self._push(breakpoint_id, kind, time_ns)
+
+    def has_after(self, after_seq: int) -> bool:
+        return self._dropped > 0 or self.last_seq > max(after_seq, self.oldest_seq - 1)
+
+    def take(self, after_seq: int, time_ns: int, limit: int = MAX_BATCH) -> list[Event]:
+        """Events numbered above ``after_seq`` (no older than the oldest retained), in order.
+
+        What is returned counts as delivered. A pending drop count is queued first
+        as a ``HitsDropped`` event: the reader is draining, so this is the moment
+        to tell it.
+        """
+        self._flush_drops(time_ns)
+        start = max(after_seq + 1, self.oldest_seq)
+        if start >= self._next or limit < 1:
+            return []
+        lo = start - self._base
+        batch = self._events[lo : lo + limit]
+        newest = batch[-1].seq
+        if newest > self._delivered:
+            for event in batch:
+                if event.seq > self._delivered and isinstance(event.kind, Hit):
+                    self._undelivered_hits -= 1
+            self._delivered = newest
+            self._trim()
+        return batch
+
+    def _push(self, breakpoint_id: int, kind: EventKind, time_ns: int) -> Event:
+        event = Event(seq=self._next, time_ns=time_ns, breakpoint_id=breakpoint_id, kind=kind)
+        self._next += 1
+        self._events.append(event)
+        return event
+
+    def _flush_drops(self, time_ns: int) -> None:
+        if self._dropped:
+            count, self._dropped = self._dropped, 0
+            self._push(0, HitsDropped(count=count), time_ns)
+
+    def _trim(self) -> None:
+        excess = self.oldest_seq - self._base
+        if excess >= _TRIM_STEP or (excess > 0 and excess * 2 >= len(self._events)):
+            del self._events[:excess]
+            self._base += excess

@@ -1,0 +1,82 @@
+"""Per-request hit bookkeeping: counts, values before and after, filters (DESIGN section 3).
+
+The broker attributes a trap to the requests that held the slot under the
+trap's generation; for each of them ``judge`` decides whether the hit is
+reported and builds the event. The value before a hit is the last value the
+broker knew for the request: read at installation, then the value after every
+hit, filtered or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwbkptd.core.events import Hit
+from hwbkptd.core.filters import passes
+from hwbkptd.core.mechanism import HitReport
+from hwbkptd.core.model import Access, Action, Filter
+
+__all__ = ["Tally", "judge", "value_at"]
+
+
+@dataclass(slots=True)
+class Tally:
+    access: Access
+    action: Action
+    filter: Filter
+    #: A read watch armed as read/write (x86): hits that wrote are not this request's.
+    emulated_read: bool = False
+    last_value: bytes = b""
+    #: Hits attributed to the request, before filters.
+    hit_count: int = 0
+    #: Hits reported to the session, after filters.
+    reported_count: int = 0
+    #: stop_after was reached; the request is on its way out and reports nothing more.
+    stopped: bool = False
+
+
+def value_at(report: HitReport, index: int) -> bytes:
+    """The value of the ``index``-th region of the slot entry (b"" where none was read)."""
+    return report.values[index] if 0 <= index < len(report.values) else b""
+
+
+def _reported_access(tally: Tally, report: HitReport) -> Access | None:
+    if report.access is not None:
+        return report.access
+    # The hardware did not say; a watch that triggers on one kind only tells it.
+    if tally.access is Access.READ_WRITE:
+        return None
+    return tally.access
+
+
+def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
+    """Count one attributed hit; the event to report, or None when it is not reported."""
+    old = tally.last_value
+    tally.last_value = value
+    if tally.stopped:
+        return None
+    if tally.emulated_read and (
+        report.access is Access.WRITE or (report.access is None and value != old)
+    ):
+        # Armed read/write for a read watch: a write (seen as a changed value when the
+        # hardware does not tell) is not a read. gdb filters the same way.
+        return None
+    tally.hit_count += 1
+    if not passes(tally.filter, hit_count=tally.hit_count, value=value, old_value=old):
+        return None
+    tally.reported_count += 1
+    return Hit(
+        pid=report.pid,
+        tid=report.tid,
+        cpu=report.cpu,
+        ip=report.ip,
+        address=report.address,
+        access=_reported_access(tally, report),
+        value=value,
+        old_value=old,
+        hit_count=tally.hit_count,
+        generation=report.generation,
+        halted=report.halted and tally.action is Action.HALT,
+        ip_symbol=report.ip_symbol,
+        value_late=report.values_late,
+    )

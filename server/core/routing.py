@@ -1,0 +1,107 @@
+"""Hits from the mechanism to the sessions that own them (DESIGN section 3).
+
+A trap is attributed with the generation it happened under, so a hit that
+races a rewrite is never blamed on the slot's new owner. Every request that
+held the slot then judges the hit (counts, values, filters); reported hits go
+to the owner's event log. A HALT hit keeps the thread stopped until every
+session that reported it has let it go, or the halt timeout passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+from hwbkptd.core.arbiter import Arbiter
+from hwbkptd.core.events import HaltTimeout, HitsDropped
+from hwbkptd.core.filters import reached_stop
+from hwbkptd.core.halts import HaltBook
+from hwbkptd.core.hits import judge, value_at
+from hwbkptd.core.mechanism import HitReport
+from hwbkptd.core.records import RecordIndex
+from hwbkptd.core.sessions import Session, SessionTable
+
+__all__ = ["HitRouter"]
+
+_log = structlog.get_logger("hwbkptd.broker")
+
+
+class HitRouter:
+    def __init__(
+        self,
+        *,
+        arbiter: Arbiter,
+        records: RecordIndex,
+        sessions: SessionTable,
+        halt_timeout: float,
+        stop_request: Callable[[int], None],
+        resume: Callable[[int], Coroutine[Any, Any, None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self._arbiter = arbiter
+        self._records = records
+        self._sessions = sessions
+        self._halt_timeout = halt_timeout
+        self._stop_request = stop_request
+        self._resume = resume
+        self._spawn = spawn
+        self.halts = HaltBook()
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None:
+        halted: set[int] = set()
+        for report in hits:
+            if report.halted:
+                halted.add(report.tid)
+            holders = self._arbiter.holders_at(
+                report.tid, report.pool, report.index, report.generation
+            )
+            for index, rid in enumerate(holders):
+                record = self._records.get(rid)
+                if record is None:
+                    continue
+                hit = judge(record.tally, report, value_at(report, index))
+                if hit is None:
+                    continue
+                record.session.emit(rid, hit, report.time_ns)
+                if hit.halted:
+                    self._hold(report.pid, report.tid, record.session, rid)
+                if reached_stop(record.tally.filter, record.tally.reported_count):
+                    record.tally.stopped = True
+                    self._stop_request(rid)
+        for tid in halted:
+            if tid not in self.halts:
+                # Every HALT holder filtered the hit out: nobody wants the thread stopped.
+                self._spawn(self._resume(tid))
+
+    def on_hits_lost(self, tid: int, count: int) -> None:
+        """The mechanism lost ``count`` traps of a thread: tell every session holding a slot."""
+        told: set[str] = set()
+        for pool in self._arbiter.table(tid).pools.values():
+            for entry in pool:
+                for rid in entry.holders if entry is not None else ():
+                    record = self._records.get(rid)
+                    if record is not None and record.session.id not in told:
+                        told.add(record.session.id)
+                        record.session.emit(0, HitsDropped(count=count))
+
+    def _hold(self, pid: int, tid: int, session: Session, rid: int) -> None:
+        halt = self.halts.hold(pid, tid, session.id, rid)
+        if halt.timer is None:
+            loop = asyncio.get_running_loop()
+            halt.timer = loop.call_later(self._halt_timeout, self._halt_expired, tid)
+
+    def _halt_expired(self, tid: int) -> None:
+        halt = self.halts.drop(tid)
+        if halt is None:
+            return
+        for session_id, rid in halt.holders.items():
+            session = self._sessions.by_id(session_id)
+            if session is not None:
+                session.emit(rid, HaltTimeout(tid=tid, seconds=self._halt_timeout))
+        _log.info(
+            "halt_timeout", tid=tid, seconds=self._halt_timeout, sessions=sorted(halt.holders)
+        )
+        self._spawn(self._resume(tid))

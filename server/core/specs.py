@@ -1,0 +1,167 @@
+"""Validation of what a session asks for, before anything changes (DESIGN section 7).
+
+Every check runs before the broker touches its state, so a call that raises
+changes nothing. Each error names the field at fault by its path in the API
+request (``spec.priority``, ``filter.equals``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+from collections.abc import Container, Mapping
+from dataclasses import dataclass
+
+from hwbkptd.arch.base import Arch
+from hwbkptd.core.broker_types import BreakpointSpec, Identity
+from hwbkptd.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+from hwbkptd.core.filters import validate_filter
+from hwbkptd.core.model import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    Access,
+    Action,
+    Chunk,
+    Filter,
+    Scope,
+)
+
+__all__ = [
+    "NO_SYMBOLS",
+    "Prepared",
+    "check_action",
+    "check_name",
+    "check_priority",
+    "prepare_spec",
+]
+
+NO_SYMBOLS = "symbol resolution is not available on this machine"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated spec: pid, tid, priority and length filled in, chunks split."""
+
+    spec: BreakpointSpec
+    chunks: tuple[Chunk, ...]
+
+
+def check_name(name: object, max_length: int) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("name", "a session needs a name")
+    if len(name) > max_length:
+        raise InvalidArgument("name", f"at most {max_length} characters, got {len(name)}")
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        raise InvalidArgument("name", "must not contain control characters")
+    return name
+
+
+def check_priority(priority: int | None, identity: Identity, field: str) -> int:
+    if priority is None:
+        return DEFAULT_PRIORITY
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgument(field, f"must be an integer 0..{MAX_PRIORITY}")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidArgument(field, f"must be 0..{MAX_PRIORITY}, got {priority}")
+    if priority > identity.max_priority:
+        raise PermissionDenied(
+            f"identity {identity.name!r} may use priorities up to {identity.max_priority}, "
+            f"not {priority}",
+            field=field,
+        )
+    return priority
+
+
+def check_action(
+    action: object, identity: Identity, *, kernel: bool, nonstop: bool, field: str
+) -> Action:
+    if not isinstance(action, Action):
+        raise InvalidArgument(field, "must be notify or halt")
+    if action is Action.HALT:
+        if not identity.may_halt:
+            raise PermissionDenied(f"identity {identity.name!r} may not halt threads")
+        if kernel:
+            raise InvalidArgument(field, "a kernel request cannot halt: kernel code is not stopped")
+        if nonstop:
+            raise InvalidArgument(field, "a non-stop request never stops its thread")
+    return action
+
+
+def _target(
+    spec: BreakpointSpec, threads: Mapping[int, int], processes: Container[int]
+) -> tuple[int, int]:
+    if spec.scope is Scope.KERNEL:
+        if spec.pid:
+            raise InvalidArgument("spec.pid", "a kernel request takes no pid")
+        if spec.tid:
+            raise InvalidArgument("spec.tid", "a kernel request takes no tid")
+        return 0, 0
+    if spec.scope is Scope.PROCESS:
+        if spec.tid:
+            raise InvalidArgument("spec.tid", "process scope takes no tid; use thread scope")
+        if spec.pid <= 0:
+            raise InvalidArgument("spec.pid", "process scope needs a pid")
+        if spec.pid not in processes:
+            raise NotFound("spec.pid", f"no traced process {spec.pid}")
+        return spec.pid, 0
+    if spec.tid <= 0:
+        raise InvalidArgument("spec.tid", "thread scope needs a tid")
+    owner = threads.get(spec.tid)
+    if owner is None:
+        raise NotFound("spec.tid", f"no traced thread {spec.tid}")
+    if spec.pid and spec.pid != owner:
+        if spec.pid not in processes:
+            raise NotFound("spec.pid", f"no traced process {spec.pid}")
+        raise InvalidArgument("spec.pid", f"thread {spec.tid} belongs to process {owner}")
+    return owner, spec.tid
+
+
+def prepare_spec(
+    spec: BreakpointSpec,
+    *,
+    identity: Identity,
+    arch: Arch,
+    pools: Mapping[str, int],
+    threads: Mapping[int, int],
+    processes: Container[int],
+    owned: int,
+) -> Prepared:
+    """Check a spec against the machine, the targets and the caller's rights."""
+    if not isinstance(spec.scope, Scope):
+        raise InvalidArgument("spec.scope", "must be kernel, process or thread")
+    if not isinstance(spec.access, Access):
+        raise InvalidArgument("spec.access", "must be exec, write, read or rw")
+    kernel = spec.scope is Scope.KERNEL
+    priority = check_priority(spec.priority, identity, "spec.priority")
+    if kernel and spec.nonstop:
+        raise InvalidArgument("spec.nonstop", "non-stop mode is for process and thread scope")
+    check_action(spec.action, identity, kernel=kernel, nonstop=spec.nonstop, field="spec.action")
+    if kernel and not identity.may_kernel:
+        raise PermissionDenied(
+            f"identity {identity.name!r} may not watch kernel addresses", field="spec.scope"
+        )
+    if owned >= identity.max_requests:
+        raise ResourceExhausted(
+            f"identity {identity.name!r} may hold at most {identity.max_requests} requests"
+        )
+    pid, tid = _target(spec, threads, processes)
+    if spec.symbol:
+        raise FailedPrecondition(NO_SYMBOLS)
+    if not isinstance(spec.address, int) or not isinstance(spec.length, int):
+        raise InvalidArgument("spec.address", "address and length are integers")
+    chunks = arch.split(spec.address, spec.length, spec.access, kernel=kernel, pools=pools)
+    length = spec.length
+    if spec.access is Access.EXEC and length == 0:
+        length = arch.exec_length
+    flt = spec.filter if isinstance(spec.filter, Filter) else None
+    if flt is None:
+        raise InvalidArgument("spec.filter", "not a filter")
+    validate_filter(flt, length=length, access=spec.access, field="spec.filter")
+    normal = dataclasses.replace(spec, pid=pid, tid=tid, priority=priority, length=length)
+    return Prepared(spec=normal, chunks=chunks)

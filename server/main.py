@@ -1,0 +1,130 @@
+"""``hwbkptd``: the broker daemon's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from hwbkptd import logging as hwlog
+from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
+from hwbkptd.api.server import ServerConfig, serve
+from hwbkptd.machines import ARMINGS
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of at least 1")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hwbkptd",
+        description="hwbkpt broker: shares the hardware debug registers between debugging clients.",
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help=f"unix:PATH or tcp:HOST:PORT (repeatable; default {DEFAULT_LISTEN}); "
+        "TCP only on loopback with --insecure-loopback-tcp; port 0 picks a free port",
+    )
+    p.add_argument(
+        "--machine",
+        default="auto",
+        help="auto (native when available, else sim), native, sim, sim:arm64, "
+        "sim:dr=N or sim:exec=N,data=M (default: auto)",
+    )
+    p.add_argument("--arming", choices=ARMINGS, default="auto", help="how native slots are armed")
+    p.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default=None,
+        help="default: console on a terminal, json otherwise",
+    )
+    p.add_argument("--log-level", choices=hwlog.LEVELS, default="info")
+    p.add_argument(
+        "--lease",
+        type=_positive,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a session outlives its dropped event stream (default 15)",
+    )
+    p.add_argument(
+        "--hit-buffer",
+        type=_count,
+        default=4096,
+        metavar="N",
+        help="hit events buffered per session before hits are dropped (default 4096)",
+    )
+    p.add_argument(
+        "--halt-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="S",
+        help="seconds a HALT hit keeps its thread stopped without a resume (default 30)",
+    )
+    p.add_argument(
+        "--group",
+        default=None,
+        metavar="NAME",
+        help="operators' group that may use the Unix socket (default: root's group)",
+    )
+    p.add_argument(
+        "--insecure-loopback-tcp",
+        action="store_true",
+        help="allow plain TCP listeners on loopback addresses (no authentication)",
+    )
+    p.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="write the bound addresses here, one per line, once serving",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        listen=tuple(args.listen or (DEFAULT_LISTEN,)),
+        machine=args.machine,
+        arming=args.arming,
+        lease_seconds=args.lease,
+        hit_buffer=args.hit_buffer,
+        halt_timeout_seconds=args.halt_timeout,
+        group=args.group,
+        insecure_loopback_tcp=args.insecure_loopback_tcp,
+        ready_file=args.ready_file,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    hwlog.configure(args.log_format, args.log_level)
+    try:
+        asyncio.run(serve(config_from_args(args)))
+    except ConfigError as err:
+        print(f"hwbkptd: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # A second Ctrl-C during shutdown: the first one already asked for a clean stop.
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

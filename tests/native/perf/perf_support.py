@@ -1,0 +1,136 @@
+"""Helpers for the perf helper's native tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from native_support import require_native
+
+from hwbkptd.arch.perf.caps import detect_caps
+from hwbkptd.core.mechanism import HitReport, Refusal
+
+__all__ = [
+    "BTF",
+    "CPU1_ONLINE",
+    "C_DIR",
+    "RecordingSink",
+    "need_kernel_perf",
+    "perf_fds",
+    "set_cpu_online",
+    "start_hog",
+    "stop_hog",
+    "touch_kernel",
+]
+
+C_DIR = Path(__file__).resolve().parent.parent / "c"
+BTF = Path("/sys/kernel/btf/vmlinux")
+CPU1_ONLINE = Path("/sys/devices/system/cpu/cpu1/online")
+
+
+def need_kernel_perf() -> None:
+    if platform.machine() != "x86_64":
+        require_native(f"the perf helper is built for x86_64, not {platform.machine()}")
+    if os.geteuid() != 0:
+        require_native("kernel perf breakpoints need root (CAP_PERFMON)")
+    caps = detect_caps()
+    if not caps.kernel_allowed:
+        require_native(f"kernel perf breakpoints unavailable: {caps.kernel_reason}")
+
+
+def touch_kernel(programs: dict[str, Path], cpu: int, count: int) -> None:
+    """Make the kernel read ``__start_BTF`` from ``cpu``, ``count`` times (8 traps each)."""
+    subprocess.run(
+        [str(programs["perf_kernel_touch"]), str(cpu), str(count), str(BTF)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def start_hog(programs: dict[str, Path], *args: str) -> asyncio.subprocess.Process:
+    """perf_slot_hog holding its slots; close its stdin (``stop_hog``) to release them."""
+    hog = await asyncio.create_subprocess_exec(
+        str(programs["perf_slot_hog"]),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert hog.stdout is not None
+    assert hog.stderr is not None
+    line = (await hog.stdout.readline()).decode()
+    if not line.startswith("ready"):
+        why = (await hog.stderr.read()).decode().strip()
+        await hog.wait()
+        raise AssertionError(f"perf_slot_hog {' '.join(args)} could not take the slots: {why}")
+    return hog
+
+
+async def stop_hog(hog: asyncio.subprocess.Process) -> None:
+    assert hog.stdin is not None
+    hog.stdin.close()
+    async with asyncio.timeout(10):
+        await hog.wait()
+
+
+def perf_fds() -> int:
+    """perf event descriptors this process holds."""
+    n = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[perf_event]":
+                n += 1
+        except FileNotFoundError:  # the listing's own descriptor
+            continue
+    return n
+
+
+def set_cpu_online(online: bool, path: Path = CPU1_ONLINE) -> None:
+    path.write_text("1" if online else "0")
+
+
+class RecordingSink:
+    """A MechanismSink that keeps everything and lets a test await a condition."""
+
+    def __init__(self) -> None:
+        self.hits: list[HitReport] = []
+        self.batches = 0
+        self.lost = 0
+        self.refusals: list[Refusal] = []
+        self._changed = asyncio.Event()
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None:
+        self.hits.extend(hits)
+        self.batches += 1
+        self._changed.set()
+
+    def on_hits_lost(self, tid: int, count: int) -> None:
+        assert tid == 0
+        self.lost += count
+        self._changed.set()
+
+    def on_thread_started(self, pid: int, tid: int) -> None:
+        raise AssertionError("kernel scope starts no threads")
+
+    def on_thread_exited(self, pid: int, tid: int, exit_code: int) -> None:
+        raise AssertionError("kernel scope has no threads")
+
+    def on_process_exited(self, pid: int, exit_code: int) -> None:
+        raise AssertionError("kernel scope has no processes")
+
+    def on_process_exec(self, pid: int) -> None:
+        raise AssertionError("kernel scope has no processes")
+
+    def on_refusals(self, refusals: Sequence[Refusal]) -> None:
+        self.refusals.extend(refusals)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()

@@ -1,0 +1,33 @@
+"""Checks made before a launch forks anything (the launch itself: test_mechanism.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hwbkptd.arch.ptrace.launch import resolve
+from hwbkptd.core.errors import InvalidArgument, NotFound
+
+
+def test_resolves_through_path_and_cwd(tmp_path: os.PathLike[str]) -> None:
+    assert resolve(["sh"], {"PATH": "/usr/bin:/bin"}, "/") in ("/usr/bin/sh", "/bin/sh")
+    assert resolve(["/bin/sh", "-c", "true"], {}, "/") == "/bin/sh"
+    assert resolve(["./sh"], {}, "/bin") == "/bin/./sh"
+
+
+@pytest.mark.parametrize(
+    ("argv", "cwd", "error", "field"),
+    [
+        ([], "/", InvalidArgument, "argv"),
+        ([""], "/", InvalidArgument, "argv"),
+        (["no-such-program-hwbkpt"], "/", NotFound, "argv"),
+        (["/no/such/file"], "/", NotFound, "argv"),
+        (["/etc/hostname"], "/", InvalidArgument, "argv"),
+        (["sh"], "/no/such/dir", NotFound, "cwd"),
+    ],
+)
+def test_refusals(argv: list[str], cwd: str, error: type[Exception], field: str) -> None:
+    with pytest.raises(error) as err:
+        resolve(argv, {"PATH": "/usr/bin:/bin"}, cwd)
+    assert getattr(err.value, "field", None) == field

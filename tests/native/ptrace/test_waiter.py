@@ -1,0 +1,42 @@
+"""The tracer's wake-ups: a SIGCHLD signalfd and a command eventfd."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+from ptrace_support import unblock_signals
+
+from hwbkptd.arch.ptrace.waiter import Waiter, block_sigchld, threads_not_blocking_sigchld
+
+
+@pytest.fixture
+def waiter() -> Iterator[Waiter]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    block_sigchld()
+    w = Waiter()
+    yield w
+    w.close()
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def test_a_child_exit_wakes_it_with_the_pid(waiter: Waiter) -> None:
+    proc = subprocess.Popen(["true"], preexec_fn=unblock_signals)
+    hints, woken = waiter.wait()
+    assert (hints, woken) == ([proc.pid], False)
+    proc.wait()
+
+
+def test_wake_from_another_thread(waiter: Waiter) -> None:
+    threading.Timer(0.05, waiter.wake).start()
+    assert waiter.wait() == (None, True)
+
+
+def test_blocked_in_this_thread(waiter: Waiter) -> None:
+    assert threading.get_native_id() not in threads_not_blocking_sigchld()
+    assert signal.SIGCHLD in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert os.getpid() > 0

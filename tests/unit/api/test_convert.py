@@ -1,0 +1,320 @@
+"""hwbkptd.api.convert: protobuf <-> domain, and the checks made while reading client input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwbkpt.v1 import broker_pb2
+from hwbkptd.api import convert
+from hwbkptd.core.broker import (
+    BreakpointSpec,
+    BreakpointView,
+    MachineDescription,
+    SessionInfo,
+    SlotMapView,
+    SlotView,
+    ThreadSlotsView,
+)
+from hwbkptd.core.errors import InvalidArgument, NotFound
+from hwbkptd.core.events import (
+    Displaced,
+    Event,
+    EventKind,
+    HaltTimeout,
+    Hit,
+    HitsDropped,
+    Removed,
+    Restored,
+    StateChanged,
+    TargetExec,
+    TargetExited,
+)
+from hwbkptd.core.mechanism import MechanismInfo
+from hwbkptd.core.model import (
+    Access,
+    Action,
+    Chunk,
+    Filter,
+    PendingReason,
+    RequestState,
+    Scope,
+)
+
+U32 = st.integers(0, 2**32 - 1)
+U64 = st.integers(0, 2**64 - 1)
+
+filters = st.builds(
+    Filter,
+    changed_only=st.booleans(),
+    equals=st.none() | st.binary(max_size=32),
+    ignore_first=U32,
+    stop_after=U32,
+)
+specs = st.builds(
+    BreakpointSpec,
+    scope=st.sampled_from(Scope),
+    address=U64,
+    length=U32,
+    access=st.sampled_from(Access),
+    pid=U32,
+    tid=U32,
+    priority=st.none() | st.integers(0, 100),
+    action=st.sampled_from(Action),
+    filter=filters,
+    symbol=st.text(max_size=20),
+    nonstop=st.booleans(),
+)
+
+
+@given(specs)
+def test_spec_round_trips(spec: BreakpointSpec) -> None:
+    wire = convert.spec_to_proto(spec).SerializeToString()
+    assert convert.spec_from_proto(broker_pb2.BreakpointSpec.FromString(wire)) == spec
+
+
+def test_filter_keeps_empty_equals_apart_from_unset() -> None:
+    assert convert.filter_from_proto(broker_pb2.Filter()).equals is None
+    assert convert.filter_from_proto(broker_pb2.Filter(equals=b"")).equals == b""
+
+
+def _spec(**fields: int) -> broker_pb2.BreakpointSpec:
+    base = broker_pb2.BreakpointSpec(
+        scope=broker_pb2.SCOPE_PROCESS,
+        pid=1,
+        address=0x1000,
+        length=4,
+        access=broker_pb2.ACCESS_WRITE,
+    )
+    for name, value in fields.items():
+        setattr(base, name, value)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"scope": 0}, "spec.scope"),
+        ({"scope": 99}, "spec.scope"),
+        ({"access": 0}, "spec.access"),
+        ({"access": 42}, "spec.access"),
+        ({"action": 7}, "spec.action"),
+        ({"priority": 101}, "spec.priority"),
+        ({"priority": 2**32 - 1}, "spec.priority"),
+    ],
+)
+def test_bad_spec_names_the_field(fields: dict[str, int], field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        convert.spec_from_proto(_spec(**fields))
+    assert info.value.field == field
+    assert info.value.reason
+
+
+def test_unset_action_is_notify_and_unset_priority_is_none() -> None:
+    spec = convert.spec_from_proto(_spec())
+    assert spec.action is Action.NOTIFY
+    assert spec.priority is None
+    assert convert.spec_from_proto(_spec(priority=0)).priority == 0
+
+
+def test_action_unset_on_modify_means_unchanged() -> None:
+    assert convert.action_from_proto(0, "action", unset=None) is None
+    assert convert.action_from_proto(2, "action", unset=None) is Action.HALT
+
+
+def test_empty_token_is_not_found() -> None:
+    with pytest.raises(NotFound) as info:
+        convert.token_from_proto("")
+    assert info.value.field == "token"
+    assert convert.token_from_proto("abc") == "abc"
+
+
+@pytest.mark.parametrize("value", [0, 4, 77])
+def test_sim_access_is_one_concrete_kind(value: int) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        convert.sim_access_from_proto(value)
+    assert info.value.field == "access"
+
+
+def test_sim_access_accepts_write_read_exec() -> None:
+    assert convert.sim_access_from_proto(broker_pb2.ACCESS_WRITE) is Access.WRITE
+    assert convert.sim_access_from_proto(broker_pb2.ACCESS_READ) is Access.READ
+    assert convert.sim_access_from_proto(broker_pb2.ACCESS_EXEC) is Access.EXEC
+
+
+CHUNK = Chunk("dr", 0x1000, 4, Access.WRITE)
+SPEC = BreakpointSpec(Scope.PROCESS, 0x1000, 4, Access.WRITE, pid=7, priority=75)
+VIEW = BreakpointView(
+    id=3,
+    session_name="ide",
+    spec=SPEC,
+    state=RequestState.PARTIAL,
+    reason=PendingReason.PRIORITY,
+    installed_tids=(7,),
+    pending_tids=(8,),
+    chunks=(CHUNK,),
+    hit_count=5,
+    reported_count=4,
+    priority=75,
+)
+
+
+def test_breakpoint_view() -> None:
+    msg = convert.breakpoint_to_proto(VIEW)
+    assert msg.id == 3
+    assert msg.session_name == "ide"
+    assert msg.state == broker_pb2.BREAKPOINT_STATE_PARTIAL
+    assert msg.pending_reason == broker_pb2.PENDING_REASON_PRIORITY
+    assert list(msg.installed_tids) == [7]
+    assert list(msg.pending_tids) == [8]
+    assert msg.chunks[0] == broker_pb2.Chunk(
+        pool="dr", address=0x1000, length=4, access=broker_pb2.ACCESS_WRITE
+    )
+    assert (msg.hit_count, msg.reported_count, msg.priority) == (5, 4, 75)
+    assert convert.spec_from_proto(msg.spec) == SPEC
+
+
+def test_no_pending_reason_is_unspecified() -> None:
+    view = dataclasses.replace(VIEW, reason=PendingReason.NONE)
+    assert convert.breakpoint_to_proto(view).pending_reason == 0
+
+
+HIT = Hit(
+    pid=7,
+    tid=8,
+    cpu=-1,
+    ip=0x401000,
+    address=0x1000,
+    access=None,
+    value=b"\x02\x00\x00\x00",
+    old_value=b"\x01\x00\x00\x00",
+    hit_count=2,
+    generation=9,
+    halted=True,
+    ip_symbol="main+0x10",
+    value_late=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "which"),
+    [
+        (StateChanged(RequestState.PENDING, PendingReason.EXTERNAL, (), (7,)), "state"),
+        (HIT, "hit"),
+        (Displaced((7, 8), 4, "tracer", 75), "displaced"),
+        (Restored((7,)), "restored"),
+        (Removed("lease"), "removed"),
+        (HitsDropped(12), "hits_dropped"),
+        (TargetExited(7, 8, -9), "target_exited"),
+        (HaltTimeout(8, 30.0), "halt_timeout"),
+        (TargetExec(7), "target_exec"),
+    ],
+)
+def test_event_kinds(kind: EventKind, which: str) -> None:
+    msg = convert.event_to_proto(
+        Event(seq=5, time_ns=1_700_000_000_123_456_789, breakpoint_id=3, kind=kind)
+    )
+    assert msg.WhichOneof("kind") == which
+    assert msg.seq == 5
+    assert msg.breakpoint_id == 3
+    assert msg.time.ToNanoseconds() == 1_700_000_000_123_456_789
+
+
+def test_event_payloads() -> None:
+    def one(kind: EventKind) -> broker_pb2.Event:
+        return convert.event_to_proto(Event(1, 0, 1, kind))
+
+    hit = one(HIT).hit
+    assert (hit.pid, hit.tid, hit.cpu, hit.ip, hit.address) == (7, 8, -1, 0x401000, 0x1000)
+    assert hit.access == broker_pb2.ACCESS_UNSPECIFIED
+    assert (hit.value, hit.old_value) == (b"\x02\x00\x00\x00", b"\x01\x00\x00\x00")
+    assert (hit.hit_count, hit.generation, hit.halted) == (2, 9, True)
+    assert (hit.ip_symbol, hit.value_late) == ("main+0x10", True)
+    displaced = one(Displaced((7, 8), 4, "tracer", 75)).displaced
+    assert list(displaced.tids) == [7, 8]
+    assert (displaced.by_breakpoint_id, displaced.by_session, displaced.by_priority) == (
+        4,
+        "tracer",
+        75,
+    )
+    state = one(StateChanged(RequestState.PENDING, PendingReason.EXTERNAL, (), (7,))).state
+    assert state.state == broker_pb2.BREAKPOINT_STATE_PENDING
+    assert state.pending_reason == broker_pb2.PENDING_REASON_EXTERNAL
+    assert list(state.pending_tids) == [7]
+    assert one(TargetExited(7, 8, -9)).target_exited.exit_code == -9
+    assert one(HaltTimeout(8, 30.0)).halt_timeout.seconds == 30.0
+    assert one(HitsDropped(12)).hits_dropped.count == 12
+    assert one(Removed("lease")).removed.reason == "lease"
+
+
+def test_machine_description() -> None:
+    desc = MachineDescription(
+        machine="sim:arm64",
+        arch="arm64",
+        pools={"exec": 6, "data": 4},
+        pool_accesses={"exec": (Access.EXEC,), "data": (Access.WRITE, Access.READ)},
+        mechanisms=(MechanismInfo("sim", True), MechanismInfo("ptrace", False, "not built")),
+        arming="",
+        notes=("a note",),
+        max_region_length=8,
+    )
+    msg = convert.machine_to_proto(desc)
+    assert (msg.machine, msg.arch, msg.version, msg.max_region_length) == (
+        "sim:arm64",
+        "arm64",
+        "0.1.0",
+        8,
+    )
+    assert [(p.name, p.slots, list(p.accesses)) for p in msg.pools] == [
+        ("exec", 6, [broker_pb2.ACCESS_EXEC]),
+        ("data", 4, [broker_pb2.ACCESS_WRITE, broker_pb2.ACCESS_READ]),
+    ]
+    assert [(m.name, m.available, m.reason) for m in msg.mechanisms] == [
+        ("sim", True, ""),
+        ("ptrace", False, "not built"),
+    ]
+    assert list(msg.notes) == ["a note"]
+
+
+def test_slot_map() -> None:
+    view = SlotMapView(
+        threads=(
+            ThreadSlotsView(
+                pid=7,
+                tid=7,
+                generation=3,
+                slots=(
+                    SlotView("dr", 0, CHUNK, ((3, "ide", 25), (4, "tracer", 25))),
+                    SlotView("dr", 1, None, ()),
+                    SlotView("dr", 2, None, (), external=True),
+                ),
+                halted=True,
+            ),
+        ),
+        waiting=(VIEW,),
+    )
+    msg = convert.slot_map_to_proto(view)
+    thread = msg.threads[0]
+    assert (thread.pid, thread.tid, thread.generation, thread.halted) == (7, 7, 3, True)
+    held, free, external = thread.slots
+    assert held.HasField("chunk")
+    assert held.chunk.address == 0x1000
+    assert [(h.breakpoint_id, h.session_name, h.priority) for h in held.holders] == [
+        (3, "ide", 25),
+        (4, "tracer", 25),
+    ]
+    assert not free.HasField("chunk")
+    assert not free.holders
+    assert external.external
+    assert [b.id for b in msg.waiting] == [3]
+
+
+def test_session_responses() -> None:
+    info = SessionInfo("s1", "ide", "secret", 0.4, 9)
+    opened = convert.session_to_open_response(info)
+    assert (opened.session_id, opened.token, opened.lease_seconds) == ("s1", "secret", 1)
+    resumed = convert.session_to_resume_response(info)
+    assert (resumed.session_id, resumed.name, resumed.last_seq) == ("s1", "ide", 9)

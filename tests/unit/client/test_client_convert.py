@@ -1,0 +1,268 @@
+"""hwbkpt._convert: arguments into specs, and protocol buffers into models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwbkpt import _convert as cv
+from hwbkpt import models as m
+from hwbkpt.v1 import broker_pb2 as pb
+from hwbkpt.v1 import sim_pb2 as simpb
+
+
+# --- arguments -------------------------------------------------------------------------
+def test_spec_defaults_for_data() -> None:
+    spec = cv.make_spec(pid=100, address=0x1000)
+    assert spec.scope is m.Scope.PROCESS
+    assert (spec.length, spec.access, spec.action) == (8, m.Access.WRITE, m.Action.NOTIFY)
+    assert spec.priority is None
+    assert spec.filter == m.Filter()
+
+
+def test_spec_defaults_for_exec_leave_length_to_the_broker() -> None:
+    assert cv.make_spec(pid=100, address=0x401000, access="exec").length == 0
+
+
+def test_scope_follows_the_target() -> None:
+    assert cv.make_spec(tid=7).scope is m.Scope.THREAD
+    assert cv.make_spec(pid=7, tid=8).scope is m.Scope.THREAD
+    assert cv.make_spec(scope="kernel", address=1).scope is m.Scope.KERNEL
+    with pytest.raises(ValueError, match="scope"):
+        cv.make_spec(address=1)
+
+
+@pytest.mark.parametrize(
+    ("given_", "expected"),
+    [(None, None), (0, 0), (101, 101), ("high", 75), ("LOW", 10), ("debugger", 50), ("60", 60)],
+)
+def test_priorities(given_: int | str | None, expected: int | None) -> None:
+    assert cv.parse_priority(given_) == expected
+
+
+def test_unknown_priority_name_lists_the_presets() -> None:
+    with pytest.raises(ValueError, match="low, normal, debugger, high"):
+        cv.parse_priority("urgent")
+
+
+def test_access_spellings() -> None:
+    assert cv.parse_access("rw") is m.Access.READ_WRITE
+    assert cv.parse_access("read_write") is m.Access.READ_WRITE
+    assert cv.parse_access(m.Access.EXEC) is m.Access.EXEC
+    with pytest.raises(ValueError, match="exec, write, read, rw"):
+        cv.parse_access("x")
+    with pytest.raises(ValueError, match="notify or halt"):
+        cv.parse_action("pause")
+    with pytest.raises(ValueError, match="kernel, process, thread"):
+        cv.parse_scope("cpu")
+
+
+def test_values_are_little_endian() -> None:
+    assert cv.value_bytes(0x2A, 4) == b"\x2a\x00\x00\x00"
+    assert cv.value_bytes(1, 0) == (1).to_bytes(8, "little")
+    assert cv.value_bytes(-1, 2) == b"\xff\xff"
+    assert cv.value_bytes(b"\x01\x02", 8) == b"\x01\x02"
+    with pytest.raises(ValueError, match="does not fit in 1 bytes"):
+        cv.value_bytes(256, 1)
+
+
+def test_equals_filter_takes_the_request_length() -> None:
+    spec = cv.make_spec(pid=1, length=4, equals=7, stop_after=3, ignore_first=2, changed_only=True)
+    assert spec.filter == m.Filter(True, b"\x07\x00\x00\x00", 2, 3)
+
+
+# --- to and from protocol buffers ------------------------------------------------------
+specs = st.builds(
+    m.BreakpointSpec,
+    scope=st.sampled_from(m.Scope),
+    address=st.integers(0, 2**64 - 1),
+    length=st.integers(0, 64),
+    access=st.sampled_from(m.Access),
+    pid=st.integers(0, 2**32 - 1),
+    tid=st.integers(0, 2**32 - 1),
+    priority=st.none() | st.integers(0, 2**32 - 1),
+    action=st.sampled_from(m.Action),
+    filter=st.builds(
+        m.Filter,
+        changed_only=st.booleans(),
+        equals=st.none() | st.binary(max_size=8),
+        ignore_first=st.integers(0, 2**32 - 1),
+        stop_after=st.integers(0, 2**32 - 1),
+    ),
+    symbol=st.text(max_size=10),
+    nonstop=st.booleans(),
+)
+
+
+@given(specs)
+def test_spec_round_trips(spec: m.BreakpointSpec) -> None:
+    msg = pb.Breakpoint(id=1, spec=cv.spec_to_pb(spec))
+    assert cv.breakpoint_from_pb(msg).spec == spec
+
+
+def test_unset_priority_stays_unset_on_the_wire() -> None:
+    assert not cv.spec_to_pb(cv.make_spec(pid=1)).HasField("priority")
+    assert cv.spec_to_pb(cv.make_spec(pid=1, priority=0)).HasField("priority")
+
+
+def test_breakpoint_from_pb() -> None:
+    msg = pb.Breakpoint(
+        id=4,
+        session_name="ide",
+        spec=pb.BreakpointSpec(scope=pb.SCOPE_PROCESS, pid=10, address=0x1000, length=8),
+        state=pb.BREAKPOINT_STATE_PARTIAL,
+        pending_reason=pb.PENDING_REASON_PRIORITY,
+        installed_tids=[10],
+        pending_tids=[11],
+        chunks=[pb.Chunk(pool="dr", address=0x1000, length=8, access=pb.ACCESS_WRITE)],
+        hit_count=5,
+        reported_count=4,
+        priority=25,
+    )
+    bp = cv.breakpoint_from_pb(msg)
+    assert bp.state is m.BreakpointState.PARTIAL
+    assert bp.pending_reason is m.PendingReason.PRIORITY
+    assert (bp.installed_tids, bp.pending_tids) == ((10,), (11,))
+    assert bp.chunks == (m.Chunk("dr", 0x1000, 8, m.Access.WRITE),)
+    assert (bp.hit_count, bp.reported_count, bp.priority) == (5, 4, 25)
+
+
+def _event(**kind: object) -> pb.Event:
+    msg = pb.Event(seq=3, breakpoint_id=4, **kind)  # type: ignore[arg-type]
+    msg.time.FromDatetime(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("msg", "payload"),
+    [
+        (
+            _event(
+                state=pb.StateChanged(
+                    state=pb.BREAKPOINT_STATE_PENDING,
+                    pending_reason=pb.PENDING_REASON_PRIORITY,
+                    pending_tids=[9],
+                )
+            ),
+            m.StateChanged(m.BreakpointState.PENDING, m.PendingReason.PRIORITY, (), (9,)),
+        ),
+        (
+            _event(
+                hit=pb.Hit(
+                    pid=9,
+                    tid=10,
+                    cpu=-1,
+                    ip=0x401000,
+                    address=0x1000,
+                    access=pb.ACCESS_WRITE,
+                    value=b"\x2a",
+                    old_value=b"\x07",
+                    hit_count=2,
+                    generation=5,
+                    halted=True,
+                    ip_symbol="main+0x4",
+                    value_late=True,
+                )
+            ),
+            m.Hit(
+                9,
+                10,
+                -1,
+                0x401000,
+                0x1000,
+                m.Access.WRITE,
+                b"\x2a",
+                b"\x07",
+                2,
+                5,
+                True,
+                "main+0x4",
+                True,
+            ),
+        ),
+        (
+            _event(
+                displaced=pb.Displaced(tids=[9], by_breakpoint_id=7, by_session="t", by_priority=75)
+            ),
+            m.Displaced((9,), 7, "t", 75),
+        ),
+        (_event(restored=pb.Restored(tids=[9, 10])), m.Restored((9, 10))),
+        (_event(removed=pb.Removed(reason="lease")), m.Removed("lease")),
+        (_event(hits_dropped=pb.HitsDropped(count=12)), m.HitsDropped(12)),
+        (
+            _event(target_exited=pb.TargetExited(pid=9, tid=10, exit_code=3)),
+            m.TargetExited(9, 10, 3),
+        ),
+        (_event(halt_timeout=pb.HaltTimeout(tid=10, seconds=30)), m.HaltTimeout(10, 30.0)),
+        (_event(target_exec=pb.TargetExec(pid=9)), m.TargetExec(9)),
+    ],
+)
+def test_every_event_kind(msg: pb.Event, payload: m.EventPayload) -> None:
+    ev = cv.event_from_pb(msg)
+    assert ev is not None
+    assert (ev.seq, ev.breakpoint_id, ev.payload) == (3, 4, payload)
+    assert ev.time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_machine_from_pb() -> None:
+    msg = pb.DescribeMachineResponse(
+        machine="sim:arm64",
+        arch="arm64",
+        pools=[
+            pb.Pool(name="exec", slots=6, accesses=[pb.ACCESS_EXEC]),
+            pb.Pool(name="data", slots=4, accesses=[pb.ACCESS_WRITE, pb.ACCESS_READ]),
+        ],
+        mechanisms=[pb.Mechanism(name="ptrace", available=False, reason="simulated machine")],
+        arming="",
+        notes=["n"],
+        version="0.1.0",
+        max_region_length=8,
+    )
+    info = cv.machine_from_pb(msg)
+    assert [(p.name, p.slots) for p in info.pools] == [("exec", 6), ("data", 4)]
+    assert info.pools[1].accesses == (m.Access.WRITE, m.Access.READ)
+    assert info.mechanisms == (m.Mechanism("ptrace", False, "simulated machine"),)
+    assert (info.notes, info.max_region_length) == (("n",), 8)
+
+
+def test_slot_map_free_and_shared_slots() -> None:
+    msg = pb.GetSlotMapResponse(
+        threads=[
+            pb.ThreadSlots(
+                pid=9,
+                tid=9,
+                generation=2,
+                slots=[
+                    pb.Slot(
+                        pool="dr",
+                        index=0,
+                        chunk=pb.Chunk(pool="dr", address=0x10, length=8, access=pb.ACCESS_WRITE),
+                        holders=[
+                            pb.Holder(breakpoint_id=1, session_name="a", priority=25),
+                            pb.Holder(breakpoint_id=2, session_name="b", priority=75),
+                        ],
+                    ),
+                    pb.Slot(pool="dr", index=1),
+                ],
+            )
+        ],
+        waiting=[pb.Breakpoint(id=3, state=pb.BREAKPOINT_STATE_PENDING)],
+    )
+    sm = cv.slot_map_from_pb(msg)
+    shared, free = sm.threads[0].slots
+    assert [h.session_name for h in shared.holders] == ["a", "b"]
+    assert free.chunk is None
+    assert free.holders == ()
+    assert sm.waiting[0].state is m.BreakpointState.PENDING
+
+
+def test_sim_replies() -> None:
+    assert cv.spawned_from_pb(simpb.SpawnProcessResponse(pid=5, tids=[5, 6])) == m.SpawnedProcess(
+        5, (5, 6)
+    )
+    assert cv.touch_from_pb(simpb.TouchResponse(breakpoint_ids=[1, 2])) == m.TouchResult(
+        (1, 2), False
+    )

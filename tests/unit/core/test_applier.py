@@ -1,0 +1,125 @@
+"""Placement to armed slots to events: current tables, refusals, the external retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from hwbkptd.arch.layouts import parse_layout
+from hwbkptd.arch.sim import SimMechanism
+from hwbkptd.core.applier import Applier
+from hwbkptd.core.arbiter import Arbiter
+from hwbkptd.core.broker_types import BreakpointSpec, Identity
+from hwbkptd.core.clock import ManualClock
+from hwbkptd.core.events import Restored, StateChanged
+from hwbkptd.core.mechanism import Refusal
+from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState, Scope
+from hwbkptd.core.records import RecordIndex, new_record
+from hwbkptd.core.sessions import Session, SessionTable
+
+
+class Rig:
+    def __init__(self, retry: float = 10.0) -> None:
+        lay = parse_layout("sim")
+        self.arbiter = Arbiter(lay.pools)
+        self.sim = SimMechanism(lay.arch, lay.pools)
+        self.records = RecordIndex()
+        self.threads: dict[int, int] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.seen = 0
+        self.sessions = SessionTable(ManualClock(), lambda s: None)
+        self.session: Session = self.sessions.open(
+            "A", identity=Identity(), lease_seconds=100, hit_buffer=100, retention=100
+        )
+        self.applier = Applier(
+            arbiter=self.arbiter,
+            mechanism=self.sim,
+            pools=lay.pools,
+            records=self.records,
+            threads=self.threads,
+            read_value=self.read,
+            spawn=self.spawn,
+            retry_seconds=retry,
+        )
+        self.sim.start(self)  # type: ignore[arg-type]
+
+    async def read(self, spec: BreakpointSpec) -> bytes:
+        return await self.sim.read_memory(spec.pid, spec.address, spec.length)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self.tasks.append(asyncio.ensure_future(work))
+
+    def on_thread_started(self, pid: int, tid: int) -> None:
+        self.threads[tid] = pid
+        self.applier.absorb(self.arbiter.add_thread(pid, tid))
+
+    def add(self, rid: int, pid: int, address: int) -> None:
+        spec = BreakpointSpec(Scope.PROCESS, address, 8, Access.WRITE, pid=pid, priority=25)
+        chunks = (Chunk("dr", address, 8, Access.WRITE),)
+        record = new_record(rid, self.session, spec, chunks, read_emulated=True, value=b"")
+        delta = self.arbiter.add_request(record.request)
+        self.records.add(record)
+        self.applier.created(rid, delta)
+
+    def events(self) -> list[object]:
+        """The events queued since the last call."""
+        batch = self.session.log.take(self.seen, 0, limit=10_000)
+        self.seen = batch[-1].seq if batch else self.seen
+        return [e.kind for e in batch]
+
+
+async def test_the_mechanism_always_gets_the_current_table() -> None:
+    rig = Rig()
+    pid, (tid,) = rig.sim.spawn_process(1)
+    for rid in (1, 2, 3):
+        rig.add(rid, pid, 0x1000 + 8 * rid)
+    await rig.applier.flush()
+    armed = rig.sim.table(tid)
+    assert armed is not None
+    assert armed.generation == rig.arbiter.table(tid).generation
+    assert sum(e is not None for e in armed.pools["dr"]) == 3
+    states = [k for k in rig.events() if isinstance(k, StateChanged)]
+    assert [s.state for s in states] == [RequestState.INSTALLED] * 3
+
+
+async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None:
+    rig = Rig(retry=0.05)
+    pid, (tid,) = rig.sim.spawn_process(1)
+    rig.sim.reserve_external(tid, "dr", 4)
+    rig.add(1, pid, 0x1000)
+    await rig.applier.flush()
+    assert rig.arbiter.state(1) == (RequestState.PENDING, PendingReason.EXTERNAL)
+    assert dict(rig.applier.externals) == {(tid, "dr"): 4}
+    assert rig.applier.refused(tid)["dr"] == {0}
+    rig.events()
+    await asyncio.sleep(0.08)  # a retry while still held: quiet
+    await asyncio.gather(*rig.tasks)
+    assert rig.events() == []
+    rig.sim.reserve_external(tid, "dr", 0)
+    await asyncio.sleep(0.08)
+    await asyncio.gather(*rig.tasks)
+    assert rig.arbiter.state(1) == (RequestState.INSTALLED, PendingReason.NONE)
+    assert rig.events() == [
+        Restored((tid,)),
+        StateChanged(RequestState.INSTALLED, PendingReason.NONE, (tid,), ()),
+    ]
+    assert rig.applier.externals == {}
+    rig.applier.close()
+
+
+async def test_late_refusals_use_the_current_table() -> None:
+    rig = Rig()
+    pid, (tid,) = rig.sim.spawn_process(1)
+    for rid in (1, 2):
+        rig.add(rid, pid, 0x1000 + 8 * rid)
+    await rig.applier.flush()
+    generation = rig.arbiter.table(tid).generation
+    assert rig.applier.note_refusals([Refusal(tid, "dr", 1, generation)])
+    # Two slots were used and one was refused: three are held outside.
+    assert rig.applier.externals[(tid, "dr")] == 3
+    assert rig.arbiter.state(2)[1] is PendingReason.EXTERNAL
+    # Refusals for threads the broker does not trace are ignored.
+    assert not rig.applier.note_refusals([Refusal(999, "dr", 0, 1)])
+    rig.applier.thread_gone(tid)
+    assert rig.applier.externals == {}

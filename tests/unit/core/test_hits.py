@@ -1,0 +1,96 @@
+"""Per-request hit bookkeeping: counts, before/after values, read emulation."""
+
+from __future__ import annotations
+
+from hwbkptd.core.hits import Tally, judge, value_at
+from hwbkptd.core.mechanism import HitReport
+from hwbkptd.core.model import Access, Action, Filter
+
+
+def report(*values: bytes, access: Access | None = Access.WRITE, halted: bool = False) -> HitReport:
+    return HitReport(
+        pid=10,
+        tid=11,
+        pool="dr",
+        index=0,
+        generation=3,
+        ip=0x401000,
+        address=0x1000,
+        time_ns=5,
+        cpu=1,
+        access=access,
+        values=values,
+        halted=halted,
+        values_late=True,
+        ip_symbol="main+0x4",
+    )
+
+
+def test_value_at_lines_up_with_regions() -> None:
+    r = report(b"a", b"b")
+    assert (value_at(r, 0), value_at(r, 1), value_at(r, 2), value_at(r, -1)) == (
+        b"a",
+        b"b",
+        b"",
+        b"",
+    )
+
+
+def test_old_value_is_the_last_known_value() -> None:
+    tally = Tally(Access.WRITE, Action.NOTIFY, Filter(), last_value=b"\x00")
+    first = judge(tally, report(b"\x01"), b"\x01")
+    second = judge(tally, report(b"\x02"), b"\x02")
+    assert first is not None
+    assert second is not None
+    assert (first.old_value, first.value, first.hit_count) == (b"\x00", b"\x01", 1)
+    assert (second.old_value, second.value, second.hit_count) == (b"\x01", b"\x02", 2)
+    assert (first.pid, first.tid, first.cpu, first.ip, first.generation) == (10, 11, 1, 0x401000, 3)
+    assert first.value_late
+    assert first.ip_symbol == "main+0x4"
+    assert tally.reported_count == 2
+
+
+def test_filtered_hits_count_but_are_not_reported_and_still_move_the_value() -> None:
+    tally = Tally(Access.WRITE, Action.NOTIFY, Filter(changed_only=True), last_value=b"\x01")
+    assert judge(tally, report(), b"\x01") is None
+    assert (tally.hit_count, tally.reported_count, tally.last_value) == (1, 0, b"\x01")
+    hit = judge(tally, report(), b"\x02")
+    assert hit is not None
+    assert hit.hit_count == 2
+
+
+def test_emulated_read_drops_writes() -> None:
+    tally = Tally(Access.READ, Action.NOTIFY, Filter(), emulated_read=True, last_value=b"\x01")
+    assert judge(tally, report(access=Access.WRITE), b"\x05") is None
+    # The hardware cannot tell: a changed value means a write.
+    assert judge(tally, report(access=None), b"\x06") is None
+    hit = judge(tally, report(access=None), b"\x06")
+    assert hit is not None
+    assert hit.access is Access.READ
+    assert hit.old_value == b"\x06"
+    assert tally.hit_count == 1
+
+
+def test_unknown_access_is_inferred_only_for_one_kind_watches() -> None:
+    write = Tally(Access.WRITE, Action.NOTIFY, Filter())
+    both = Tally(Access.READ_WRITE, Action.NOTIFY, Filter())
+    w = judge(write, report(access=None), b"")
+    b = judge(both, report(access=None), b"")
+    assert w is not None
+    assert w.access is Access.WRITE
+    assert b is not None
+    assert b.access is None
+
+
+def test_halted_only_for_halt_requests_and_stopped_reports_nothing() -> None:
+    halt = Tally(Access.WRITE, Action.HALT, Filter())
+    notify = Tally(Access.WRITE, Action.NOTIFY, Filter())
+    h = judge(halt, report(halted=True), b"")
+    n = judge(notify, report(halted=True), b"")
+    assert h is not None
+    assert h.halted
+    assert n is not None
+    assert not n.halted
+    halt.stopped = True
+    assert judge(halt, report(halted=True), b"\x09") is None
+    assert halt.last_value == b"\x09"

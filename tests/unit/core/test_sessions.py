@@ -1,0 +1,110 @@
+"""Sessions: tokens, leases and the single event stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hwbkptd.core.broker_types import Identity
+from hwbkptd.core.clock import ManualClock
+from hwbkptd.core.errors import NotFound
+from hwbkptd.core.events import Removed
+from hwbkptd.core.sessions import Session, SessionTable
+
+
+def table(expired: list[Session]) -> SessionTable:
+    return SessionTable(ManualClock(), expired.append)
+
+
+def open_one(sessions: SessionTable, lease: float = 10.0, name: str = "A") -> Session:
+    return sessions.open(name, identity=Identity(), lease_seconds=lease, hit_buffer=8, retention=64)
+
+
+async def test_ids_and_tokens() -> None:
+    sessions = table([])
+    a, b = open_one(sessions), open_one(sessions, name="B")
+    assert (a.id, b.id) == ("s1", "s2")
+    assert a.token != b.token
+    assert len(a.token) >= 32
+    assert sessions.get(a.token) is a
+    assert sessions.by_id("s2") is b
+    assert len(sessions) == 2
+    assert list(sessions) == [a, b]
+    with pytest.raises(NotFound) as err:
+        sessions.get("nope")
+    assert (err.value.field, err.value.message) == ("token", "no such session")
+    sessions.remove(a)
+    with pytest.raises(NotFound):
+        sessions.get(a.token)
+    assert sessions.by_id("s1") is None
+
+
+async def test_the_lease_runs_without_a_stream_and_any_call_restarts_it() -> None:
+    expired: list[Session] = []
+    sessions = table(expired)
+    a = open_one(sessions, lease=0.1)
+    assert a.lease_deadline == pytest.approx(1000.1)
+    await asyncio.sleep(0.06)
+    sessions.get(a.token)  # a sign of life
+    await asyncio.sleep(0.06)
+    assert expired == []
+    await asyncio.sleep(0.08)
+    assert expired == [a]
+
+
+async def test_an_attached_stream_stops_the_lease_and_its_end_starts_it() -> None:
+    expired: list[Session] = []
+    sessions = table(expired)
+    a = open_one(sessions, lease=0.05)
+    stream = a.stream(0)
+    reader = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.1)
+    assert a.attached
+    assert expired == []
+    assert a.lease_deadline is None
+    a.emit(1, Removed("client"))
+    batch = await asyncio.wait_for(reader, 1)
+    assert [e.seq for e in batch] == [1]
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert not a.attached
+    await asyncio.sleep(0.1)
+    assert expired == [a]
+
+
+async def test_a_newer_stream_ends_the_older_one() -> None:
+    sessions = table([])
+    a = open_one(sessions)
+    old = a.stream(0)
+    waiting = asyncio.ensure_future(anext(old))
+    await asyncio.sleep(0)
+    new = a.stream(0)
+    new_waiting = asyncio.ensure_future(anext(new))
+    await asyncio.sleep(0)
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1)
+    assert a.attached  # the old one's end does not detach the new one
+    a.emit(3, Removed("client"))
+    batch = await asyncio.wait_for(new_waiting, 1)
+    assert batch[0].breakpoint_id == 3
+    await new.aclose()  # type: ignore[attr-defined]
+
+
+async def test_close_hands_out_what_is_queued_then_ends() -> None:
+    sessions = table([])
+    a = open_one(sessions)
+    a.emit(1, Removed("x"))
+    a.emit(2, Removed("y"))
+    a.close()
+    got = [e.breakpoint_id async for batch in a.stream(0) for e in batch]
+    assert got == [1, 2]
+
+
+async def test_replay_after_a_given_number() -> None:
+    sessions = table([])
+    a = open_one(sessions)
+    for n in range(5):
+        a.emit(n, Removed("x"), time_ns=n)
+    a.close()
+    got = [e.seq async for batch in a.stream(3) for e in batch]
+    assert got == [4, 5]
