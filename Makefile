@@ -55,8 +55,7 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
-	MYPYPATH=$(VENV)/mypy:clients/python $(BIN)/mypy -p hwbkptd -p hwbkpt
-	$(BIN)/mypy tests bench
+	MYPYPATH=$(VENV)/mypy:clients/python $(BIN)/mypy -p hwbkptd -p hwbkpt -p demo -p bench
 
 test: setup proto-check lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -50,7 +50,7 @@ def _markdown(machine: dict[str, str], results: dict[str, Any]) -> str:
             continue
         for row in res.get("rows", []):
             lines.append(
-                "| {bench} | {figure} | {ratio} | {value} | {reference} | {target} | {met} |".format(
+                "| {bench} | {figure} | {ratio} | {value} | {reference} | {target} | {met} |".format(  # noqa: E501
                     bench=BENCHMARKS.get(name, name),
                     figure=row.get("figure", ""),
                     ratio=row.get("ratio", ""),

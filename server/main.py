@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from hwbkptd import logging as hwlog
 from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
-from hwbkptd.machines import ARMINGS
+from hwbkptd.machines import ARMINGS, MachineError, build_machine
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -116,7 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hwlog.configure(args.log_format, args.log_level)
     try:
-        asyncio.run(serve(config_from_args(args)))
+        # Before any thread exists: the ptrace mechanism blocks SIGCHLD in this thread and
+        # every thread started later (gRPC's, the tracer) inherits the mask.
+        machine = build_machine(args.machine, args.arming)
+    except MachineError as err:
+        print(f"hwbkptd: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(config_from_args(args), machine))
     except ConfigError as err:
         print(f"hwbkptd: error: {err}", file=sys.stderr)
         return 2

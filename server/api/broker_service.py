@@ -13,7 +13,6 @@ from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
 from hwbkptd.api.status import Context, guard, guard_stream
 from hwbkptd.core.broker import Broker, Identity
-from hwbkptd.core.errors import FailedPrecondition
 
 __all__ = ["BrokerService", "identity_for"]
 
@@ -160,12 +159,20 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def LaunchProcess(
         self, request: broker_pb2.LaunchProcessRequest, context: Context
     ) -> broker_pb2.LaunchProcessResponse:
-        convert.token_from_proto(request.token)
-        raise FailedPrecondition("LaunchProcess needs a native machine (not built yet)")
+        token = convert.token_from_proto(request.token)
+        pid = await self._broker.launch_process(
+            token,
+            tuple(request.argv),
+            dict(request.env),
+            request.cwd,
+            follow_fork=request.follow_fork,
+        )
+        return broker_pb2.LaunchProcessResponse(pid=pid)
 
     @guard
     async def ReleaseProcess(
         self, request: broker_pb2.ReleaseProcessRequest, context: Context
     ) -> broker_pb2.ReleaseProcessResponse:
-        convert.token_from_proto(request.token)
-        raise FailedPrecondition("ReleaseProcess needs a native machine (not built yet)")
+        token = convert.token_from_proto(request.token)
+        await self._broker.release_process(token, request.pid)
+        return broker_pb2.ReleaseProcessResponse()

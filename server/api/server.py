@@ -176,6 +176,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
             halt_timeout_seconds=config.halt_timeout_seconds,
             extra_mechanisms=machine.unavailable,
         ),
+        hooks=machine.hooks,
     )
     await broker.start()
     server = grpc.aio.server(options=_OPTIONS)
@@ -222,9 +223,9 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
     return running
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(config: ServerConfig, machine: Machine | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    running = await start_server(config)
+    running = await start_server(config, machine)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)

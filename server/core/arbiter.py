@@ -1,27 +1,42 @@
 """Placement: who holds which slot in every traced thread (DESIGN section 2).
 
 The arbiter is incremental: a mutation recomputes only the contexts (threads,
-or the CPU context for kernel requests) it can affect. Kernel admission is kept
-as per-context verdicts; a mutation re-checks them and runs the full lockstep
-admission over every context only when the admitted set really changes (and
-then every table changes anyway).
+or the CPU context for kernel requests) it can affect, and adding or removing
+a user request that cannot move anyone else (it waits, or only shares a slot)
+needs no rescan at all. Kernel admission is kept as per-context verdicts under
+the current admitted set; a mutation re-checks them and runs the full lockstep
+admission over every context only when the admitted set really changes (then
+every table changes anyway), or when a kernel request itself is added,
+replaced or removed.
+
+Choices where the contract is silent: a new request always gets a change
+(``old_state`` PENDING); a tid lost to outside holders is ``displaced`` with no
+request named; ``holders_at`` keeps answering for the last 256 ended threads.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from hwbkptd.core.arbiter_index import RequestIndex
 from hwbkptd.core.arbiter_journal import Journal
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable, TableEntry
-from hwbkptd.core.model import CPU_CONTEXT, Chunk, PendingReason, Request, RequestState, rank_key
-from hwbkptd.core.placement import Entry, Needs, Runner, assign_slots
+from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState, Scope
+from hwbkptd.core.placement import (
+    Needs,
+    Runner,
+    assign_slots,
+    join_without_rescan,
+    leave_without_rescan,
+)
 
 __all__ = ["Arbiter", "Delta", "RequestChange", "SlotTable", "TableEntry"]
 
 #: Generations of tables kept per context for holders_at().
 HISTORY = 64
+#: Ended threads whose history holders_at() still answers for.
+DEAD_THREADS_KEPT = 256
 
 
 @dataclass(slots=True, eq=False)
@@ -51,12 +66,7 @@ class Arbiter:
         if not pools or any(n < 0 for n in pools.values()):
             raise ValueError("pools: need at least one pool and no negative slot count")
         self._pools: dict[str, int] = dict(pools)
-        self._requests: dict[int, Request] = {}
-        self._entry: dict[int, Entry] = {}
-        self._needs: dict[int, Needs] = {}
-        self._kernel: list[Entry] = []
-        self._by_pid: dict[int, list[Entry]] = {}
-        self._by_tid: dict[int, list[Entry]] = {}
+        self._index = RequestIndex(self._pools)
         self._threads: dict[int, int] = {}
         self._proc_threads: dict[int, set[int]] = {}
         self._ctx: dict[int, _Context] = {}
@@ -64,10 +74,7 @@ class Arbiter:
         self._extok_n: dict[int, int] = {}
         self._kfail_n: dict[int, int] = {}
         self._admitted: set[int] = set()
-        self._chunk_id: dict[Chunk, int] = {}
-        self._chunk: dict[int, Chunk] = {}
-        self._chunk_refs: dict[int, int] = {}
-        self._next_cid = 0
+        self._dead: dict[int, dict[int, SlotTable]] = {}
         self._journal = Journal(self)
         cpu = _Context(pid=0, tid=CPU_CONTEXT, generation=1)
         cpu.slots = {p: [None] * n for p, n in self._pools.items()}
@@ -84,10 +91,11 @@ class Arbiter:
             raise ValueError(f"tid: {tid} is not a new thread id")
         jr = self._journal
         jr.born.add(tid)
-        jr.touch_all(self._applicable_entries(pid, tid))
+        jr.touch_all(self._index.applicable(pid, tid))
         self._threads[tid] = pid
         self._proc_threads.setdefault(pid, set()).add(tid)
         self._ctx[tid] = _Context(pid=pid, tid=tid)
+        self._dead.pop(tid, None)  # a reused tid starts a new history
         self._recompute((tid,))
         return jr.finish()
 
@@ -95,7 +103,7 @@ class Arbiter:
         pid = self._threads[tid]
         ctx = self._ctx[tid]
         jr = self._journal
-        jr.touch_all(self._applicable_entries(pid, tid))
+        jr.touch_all(self._index.applicable(pid, tid))
         for rid in ctx.members:
             self._inst[rid].discard(tid)
         for rid in ctx.extok:
@@ -103,50 +111,53 @@ class Arbiter:
         for rid in ctx.kfail:
             self._count(self._kfail_n, rid, -1)
         del self._threads[tid], self._ctx[tid]
+        # A hit reported just before the thread's exit is still attributed.
+        self._dead[tid] = ctx.history
+        while len(self._dead) > DEAD_THREADS_KEPT:
+            del self._dead[next(iter(self._dead))]
         siblings = self._proc_threads[pid]
         siblings.discard(tid)
         if not siblings:
             del self._proc_threads[pid]
-        if self._kernel and not self._consistent():
+        if self._index.kernel and not self._consistent():
             self._full_pass()
         return jr.finish()
 
     def add_request(self, request: Request) -> Delta:
         rid = request.id
-        if rid in self._requests:
+        if rid in self._index.requests:
             raise ValueError(f"id: request {rid} already exists")
-        needs = self._intern(request)
+        self._index.validate(request)
         jr = self._journal
         jr.created = rid
         jr.subject = rid
         jr.seed(rid)
-        self._insert(request, needs)
+        self._index.add(request)
+        self._inst[rid] = set()
         self._update_after(request, None)
         return jr.finish()
 
     def replace_request(self, request: Request) -> Delta:
         """Same id and seq, new priority/action/filter/regions."""
-        old = self._requests[request.id]
+        old = self._index.requests[request.id]
         if request.seq != old.seq:
             raise ValueError("seq: a replaced request keeps its seq")
-        needs = self._intern(request)
+        self._index.validate(request)
         jr = self._journal
         jr.subject = request.id
         jr.touch(request.id)
-        self._delete(old)
-        self._insert(request, needs)
+        self._index.replace(old, request)
         self._update_after(request, old)
         return jr.finish()
 
     def remove_request(self, request_id: int) -> Delta:
         """The change for the removed request has new_state REMOVED and lost = its old installed."""
-        old = self._requests[request_id]
+        old = self._index.requests[request_id]
         jr = self._journal
         jr.touch(request_id)
         jr.removed = request_id
-        jr.removed_entry = self._entry[request_id]
-        needs = self._needs[request_id]
-        self._delete(old)
+        jr.removed_entry = self._index.entry[request_id]
+        needs = self._index.remove(old)
         self._update_after(None, old, needs)
         for counts in (self._inst, self._extok_n, self._kfail_n):
             counts.pop(request_id, None)
@@ -168,14 +179,14 @@ class Arbiter:
 
     # --- queries -------------------------------------------------------------
     def request(self, request_id: int) -> Request:
-        return self._requests[request_id]
+        return self._index.requests[request_id]
 
     def requests(self) -> tuple[Request, ...]:
         """Every request, in rank order."""
-        return tuple(self._requests[e[1]] for e in sorted(self._entry.values()))
+        return tuple(self._index.in_rank_order())
 
     def state(self, request_id: int) -> tuple[RequestState, PendingReason]:
-        req = self._requests[request_id]
+        req = self._index.requests[request_id]
         applies = self._napplicable(req)
         if applies == 0:
             return RequestState.PENDING, PendingReason.NO_THREADS
@@ -192,10 +203,10 @@ class Arbiter:
 
     def applicable(self, request_id: int) -> frozenset[int]:
         """Tids the request applies to (kernel: CPU_CONTEXT and every thread)."""
-        req = self._requests[request_id]
+        req = self._index.requests[request_id]
         if req.is_kernel:
             return frozenset(self._ctx)
-        if req.tid:
+        if req.scope is Scope.THREAD:
             return frozenset((req.tid,)) if req.tid in self._threads else frozenset()
         return frozenset(self._proc_threads.get(req.pid, ()))
 
@@ -212,7 +223,8 @@ class Arbiter:
     def holders_at(self, tid: int, pool: str, index: int, generation: int) -> tuple[int, ...]:
         """Requests that held the slot under that generation (recent generations are kept)."""
         ctx = self._ctx.get(tid)
-        table = ctx.history.get(generation) if ctx is not None else None
+        history = ctx.history if ctx is not None else self._dead.get(tid, {})
+        table = history.get(generation)
         entries = table.pools.get(pool, ()) if table is not None else ()
         entry = entries[index] if 0 <= index < len(entries) else None
         return entry.holders if entry is not None else ()
@@ -221,78 +233,18 @@ class Arbiter:
         """Kernel requests currently installed on every CPU and thread."""
         return frozenset(self._admitted)
 
-    # --- request bookkeeping -------------------------------------------------
-    def _intern(self, request: Request) -> Needs:
-        if not request.chunks:
-            raise ValueError("chunks: a request needs at least one chunk")
-        by_pool: dict[str, list[Chunk]] = {}
-        for chunk in request.chunks:
-            if chunk.pool not in self._pools:
-                raise ValueError(f"chunks: unknown pool {chunk.pool!r}")
-            same = by_pool.setdefault(chunk.pool, [])
-            if chunk not in same:
-                same.append(chunk)
-        if not request.is_kernel and request.pid <= 0 and request.tid <= 0:
-            raise ValueError("pid: a user request needs a pid or a tid")
-        return tuple(
-            (pool, tuple(self._chunk_ref(c, 1) for c in chunks))
-            for pool, chunks in sorted(by_pool.items())
-        )
-
-    def _chunk_ref(self, chunk: Chunk, delta: int) -> int:
-        cid = self._chunk_id.get(chunk)
-        if cid is None:
-            self._next_cid += 1
-            cid = self._next_cid
-            self._chunk_id[chunk] = cid
-            self._chunk[cid] = chunk
-        refs = self._chunk_refs.get(cid, 0) + delta
-        if refs > 0:
-            self._chunk_refs[cid] = refs
-        else:
-            self._chunk_refs.pop(cid, None)
-            self._chunk_id.pop(chunk, None)
-            self._chunk.pop(cid, None)
-        return cid
-
-    def _insert(self, request: Request, needs: Needs) -> None:
-        rid = request.id
-        entry: Entry = (rank_key(request), rid)
-        self._requests[rid] = request
-        self._entry[rid] = entry
-        self._needs[rid] = needs
-        self._inst.setdefault(rid, set())
-        bisect.insort(self._bucket(request), entry)
-
-    def _delete(self, request: Request) -> None:
-        rid = request.id
-        entry = self._entry.pop(rid)
-        bucket = self._bucket(request)
-        del bucket[bisect.bisect_left(bucket, entry)]
-        if not bucket and not request.is_kernel:
-            (self._by_tid if request.tid else self._by_pid).pop(request.tid or request.pid)
-        del self._requests[rid]
-        for _pool, chunks in self._needs.pop(rid):
-            for cid in chunks:
-                self._chunk_ref(self._chunk[cid], -1)
-
-    def _bucket(self, request: Request) -> list[Entry]:
-        if request.is_kernel:
-            return self._kernel
-        if request.tid:
-            return self._by_tid.setdefault(request.tid, [])
-        return self._by_pid.setdefault(request.pid, [])
-
+    # --- bookkeeping ----------------------------------------------------------
     def _contexts_of(self, request: Request) -> Iterable[int]:
         if request.is_kernel:
             return tuple(self._ctx)
-        if request.tid:
+        if request.scope is Scope.THREAD:
             return (request.tid,) if request.tid in self._threads else ()
         return tuple(self._proc_threads.get(request.pid, ()))
 
     def _update_after(
         self, new: Request | None, old: Request | None, old_needs: Needs = ()
     ) -> None:
+        """Re-place after a request was added (old None), removed (new None) or replaced."""
         if (new is not None and new.is_kernel) or (old is not None and old.is_kernel):
             self._full_pass()
             return
@@ -312,15 +264,10 @@ class Arbiter:
             slow = sorted(tids)
         self._recompute(slow)
 
-    def _applicable_entries(self, pid: int, tid: int) -> Iterable[Entry]:
-        yield from self._by_pid.get(pid, ())
-        yield from self._by_tid.get(tid, ())
-        yield from self._kernel
-
     def _napplicable(self, req: Request) -> int:
         if req.is_kernel:
             return len(self._ctx)
-        if req.tid:
+        if req.scope is Scope.THREAD:
             return 1 if req.tid in self._threads else 0
         return len(self._proc_threads.get(req.pid, ()))
 
@@ -334,18 +281,18 @@ class Arbiter:
 
     # --- placement -------------------------------------------------------------
     def _runner(self, ctx: _Context) -> Runner:
-        if ctx.tid == CPU_CONTEXT:
-            users: list[Entry] = []
-        else:
-            users = self._by_pid.get(ctx.pid, []) + self._by_tid.get(ctx.tid, [])
-            users.sort()
+        index = self._index
         ext = ctx.external
         free = {p: n - ext.get(p, 0) for p, n in self._pools.items()}
-        return Runner(users, self._needs, free, dict(self._pools) if ext else None)
+        whatif = dict(self._pools) if ext else None
+        if ctx.tid == CPU_CONTEXT:
+            return Runner([], index.needs, free, whatif)
+        users = index.users(ctx.pid, ctx.tid)
+        return Runner(users, index.needs, free, whatif, index.sharers(ctx.pid, ctx.tid))
 
     def _recompute(self, tids: Iterable[int]) -> None:
         """Recompute some contexts under the current admitted set; re-admit if that moved."""
-        kernel = self._kernel
+        kernel = self._index.kernel
         admitted = self._admitted
         done: list[tuple[_Context, Runner]] = []
         for tid in tids:
@@ -376,7 +323,7 @@ class Arbiter:
         admitted = self._admitted
         kfail = self._kfail_n
         extra = moved or {}
-        for _key, rid in self._kernel:
+        for _key, rid in self._index.kernel:
             fails = kfail.get(rid, 0) + extra.get(rid, 0) > 0
             if (rid in admitted) == fails:
                 return False
@@ -386,7 +333,7 @@ class Arbiter:
         """Kernel admission in rank order, every context scanned in lockstep."""
         runners = [(ctx, self._runner(ctx)) for ctx in self._ctx.values()]
         admitted: set[int] = set()
-        for entry in self._kernel:
+        for entry in self._index.kernel:
             rid = entry[1]
             fits = True
             for _ctx, runner in runners:
@@ -402,56 +349,26 @@ class Arbiter:
             self._apply(ctx, runner)
 
     def _add_fast(self, ctx: _Context, rid: int) -> bool:
-        """Place a new user request without a rescan when that cannot move anyone else.
-
-        The first-fit state just before ``rid`` is the set of chunks whose
-        strongest holder ranks above it. If ``rid`` does not fit there, or fits
-        without a new slot, nothing ranked below it sees a different state, so
-        no other request (and no kernel verdict) can change.
-        """
+        """Place a new user request without a rescan; False when a rescan is needed."""
         if ctx.external:
             return False  # the what-if scan for EXTERNAL would need redoing
-        entry = self._entry
-        mine = entry[rid]
-        chunk = self._chunk
-        present: set[int] = set()
-        used: dict[str, int] = {}
-        for cid, held in ctx.holders.items():
-            if entry[held[0]] < mine:
-                present.add(cid)
-                pool = chunk[cid].pool
-                used[pool] = used.get(pool, 0) + 1
-        costly = False
-        need = self._needs[rid]
-        for pool, chunks in need:
-            new = sum(1 for cid in chunks if cid not in present)
-            if new > self._pools[pool] - used.get(pool, 0):
-                return True  # pending here; the placement is unchanged
-            costly = costly or new > 0
-        if costly:
-            return False
-        holders = dict(ctx.holders)
-        for _pool, chunks in need:
-            for cid in chunks:
-                held = holders[cid]
-                at = bisect.bisect_left([entry[h] for h in held], mine)
-                holders[cid] = (*held[:at], rid, *held[at:])
-        self._install(ctx, ctx.members | {rid}, holders, ctx.extok, ctx.kfail)
-        return True
+        index = self._index
+        fits, holders = join_without_rescan(
+            ctx.holders, index.entry, index.chunk, self._pools, rid, index.needs[rid]
+        )
+        if fits and holders is not None:
+            self._install(ctx, ctx.members | {rid}, holders, ctx.extok, ctx.kfail)
+        return fits is not None
 
     def _remove_fast(self, ctx: _Context, rid: int, need: Needs) -> bool:
-        """Drop a user request without a rescan when it was nobody's reason for a slot."""
+        """Drop a user request without a rescan; False when a rescan is needed."""
         if ctx.external:
             return False
         if rid not in ctx.members:
             return True
-        holders = dict(ctx.holders)
-        for _pool, chunks in need:
-            for cid in chunks:
-                held = holders[cid]
-                if held[0] == rid:
-                    return False  # it brought the chunk in: those below may now fit
-                holders[cid] = tuple(h for h in held if h != rid)
+        holders = leave_without_rescan(ctx.holders, rid, need)
+        if holders is None:
+            return False
         self._install(ctx, ctx.members - {rid}, holders, ctx.extok, ctx.kfail)
         return True
 
@@ -489,7 +406,7 @@ class Arbiter:
         for rid in ctx.kfail ^ kfail:
             self._count(self._kfail_n, rid, 1 if rid in kfail else -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
-        chunk = self._chunk
+        chunk = self._index.chunk
         for pool, size in self._pools.items():
             mine = [cid for cid in holders if chunk[cid].pool == pool]
             ctx.slots[pool] = assign_slots(ctx.slots.get(pool, ()), mine, size)

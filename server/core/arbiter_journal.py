@@ -79,7 +79,7 @@ class Journal:
                     continue
                 change = self._change(rid, old, new_in)
                 if change is not None:
-                    keyed.append((arb._entry[rid], change))
+                    keyed.append((arb._index.entry[rid], change))
             keyed.sort(key=lambda kc: kc[0])
             rewrites = tuple(arb.table(tid) for tid in sorted(self.rewritten) if tid in arb._ctx)
             return Delta(tuple(change for _entry, change in keyed), rewrites)
@@ -158,7 +158,7 @@ class Journal:
         can be held back by another thread). None when only outside holders are
         to blame.
         """
-        entry = self._arb._entry
+        entry = self._arb._index.entry
         mine = entry[rid]
         best = min((entry[c] for c in new_in.get(tid, ()) if entry[c] < mine), default=None)
         if best is not None:

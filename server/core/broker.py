@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import ChainMap
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -40,12 +41,15 @@ from hwbkptd.core.errors import (
 )
 from hwbkptd.core.events import Event, EventKind, TargetExec, TargetExited
 from hwbkptd.core.filters import validate_filter
+from hwbkptd.core.launching import check_launch, spec_error
+from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.mechanism import HitReport, Mechanism, Refusal
-from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Filter, RequestState
+from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Filter, RequestState, Scope
 from hwbkptd.core.records import Record, RecordIndex, new_record
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, check_action, check_name, check_priority, prepare_spec
+from hwbkptd.core.tracing import Tracing
 from hwbkptd.core.views import breakpoint_view, describe_machine, thread_slots
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
     "BrokerConfig",
     "Identity",
     "MachineDescription",
+    "MachineHooks",
     "SessionInfo",
     "SlotMapView",
     "SlotView",
@@ -95,8 +100,10 @@ class Broker:
         mechanism: Mechanism,
         config: BrokerConfig,
         clock: Clock | None = None,
+        hooks: MachineHooks | None = None,
     ) -> None:
         self._arch = arch
+        self._hooks: MachineHooks = hooks if hooks is not None else SimHooks()
         self._pools = dict(pools)
         self._mechanism = mechanism
         self._config = config
@@ -126,6 +133,13 @@ class Broker:
             spawn=self._spawn,
         )
         self._halts = self._router.halts
+        self._tracing = Tracing(
+            mechanism=mechanism,
+            add_thread=self.on_thread_started,
+            forget_process=self._forget_process,
+            flush=self._applier.flush,
+            requested=lambda pid: bool(self._records.of_process(pid)),
+        )
         self._started = False
         self._stopped = False
 
@@ -156,6 +170,7 @@ class Broker:
         for session in sessions:
             session.close()
         await self.settle()
+        await self._tracing.close()
         await self._mechanism.close()
         _log.info("broker_stopped", sessions=len(sessions))
 
@@ -230,11 +245,48 @@ class Broker:
         await self._applier.flush()
         for tid in resume:
             await self._resume_thread(tid)
+        await self._tracing.session_ended(session.id)
         session.close()
         _audit("session_ended", session, reason=reason, resumed=resume)
+        await self._tracing.sweep()
 
     # --- requests ---------------------------------------------------------------
     async def set_breakpoint(self, token: str, spec: BreakpointSpec) -> BreakpointView:
+        session = self._sessions.get(token)
+        pid = self._untraced_target(spec)
+        if not pid:
+            return await self._set(token, spec)
+        try:
+            with self._tracing.pinned(pid):
+                # Everything but the target is judged before attaching: a bad request
+                # attaches nothing.
+                tid = spec.tid if spec.scope is Scope.THREAD else 0
+                self._prepare(session, spec, assume=(pid, tid))
+                try:
+                    await self._tracing.attach(pid)
+                except BrokerError as err:
+                    raise spec_error(err) from None
+                return await self._set(token, spec)
+        except BaseException:
+            # Attached for a request that failed after all: let the process go again.
+            self._spawn(self._tracing.sweep())
+            raise
+
+    def _untraced_target(self, spec: BreakpointSpec) -> int:
+        """The process a user request must attach first, as ``gdb -p`` would (0: none)."""
+        if not self._hooks.attaches or spec.scope not in (Scope.PROCESS, Scope.THREAD):
+            return 0
+        pid, tid = spec.pid, spec.tid
+        if not isinstance(pid, int) or not isinstance(tid, int) or pid < 0 or tid < 0:
+            return 0
+        if spec.scope is Scope.PROCESS:
+            return pid if pid > 0 and tid == 0 and pid not in self._procs else 0
+        if tid == 0 or tid in self._threads:
+            return 0
+        owner = pid or self._hooks.process_of(tid)
+        return 0 if owner in self._procs else owner
+
+    async def _set(self, token: str, spec: BreakpointSpec) -> BreakpointView:
         prepared = self._prepare(self._sessions.get(token), spec)
         value = await self._read_value(prepared.spec)
         # The read let other calls run: the session or the target may be gone now.
@@ -329,7 +381,7 @@ class Broker:
         self._own(session, breakpoint_id)
         self._remove(breakpoint_id, "client")
         _audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
-        await self._applier.flush()
+        await self._flush_and_sweep()
 
     def list_breakpoints(self, token: str) -> tuple[BreakpointView, ...]:
         session = self._sessions.get(token)
@@ -350,15 +402,26 @@ class Broker:
             _audit("threads_resumed", session, tids=list(wanted))
         return wanted
 
-    def _prepare(self, session: Session, spec: BreakpointSpec) -> Prepared:
+    def _prepare(
+        self, session: Session, spec: BreakpointSpec, assume: tuple[int, int] | None = None
+    ) -> Prepared:
+        """Validate ``spec``; ``assume`` (pid, tid) counts as traced (a pending attach)."""
+        threads: Mapping[int, int] = self._threads
+        procs: Mapping[int, set[int]] = self._procs
+        if assume is not None:
+            pid, tid = assume
+            procs = ChainMap({pid: set()}, self._procs)
+            if tid:
+                threads = ChainMap({tid: pid}, self._threads)
         return prepare_spec(
             spec,
             identity=session.identity,
             arch=self._arch,
             pools=self._pools,
-            threads=self._threads,
-            processes=self._procs,
+            threads=threads,
+            processes=procs,
             owned=len(session.requests),
+            hooks=self._hooks,
         )
 
     def _own(self, session: Session, breakpoint_id: int) -> Record:
@@ -383,7 +446,12 @@ class Broker:
         session = self._records[rid].session
         self._remove(rid, "stop_after")
         _audit("breakpoint_removed", session, breakpoint_id=rid, reason="stop_after")
-        self._spawn(self._applier.flush())
+        self._spawn(self._flush_and_sweep())
+
+    async def _flush_and_sweep(self) -> None:
+        """Arm the new placement, then let go of processes no session needs any more."""
+        await self._applier.flush()
+        await self._tracing.sweep()
 
     async def _read_value(self, spec: BreakpointSpec) -> bytes:
         if spec.access is Access.EXEC:
@@ -408,19 +476,66 @@ class Broker:
     async def attach_process(
         self, token: str, pid: int, *, follow_fork: bool = False
     ) -> tuple[int, ...]:
+        """Trace ``pid`` for this session until it ends (then detach if nobody else needs it)."""
         session = self._sessions.get(token)
         if pid <= 0:
             raise InvalidArgument("pid", f"not a process id: {pid}")
-        tids = tuple(await self._mechanism.attach(pid, follow_fork))
-        for tid in tids:
-            self.on_thread_started(pid, tid)
+        tids = await self._tracing.attach(pid, session_id=session.id, follow_fork=follow_fork)
         _audit("process_attached", session, pid=pid, tids=list(tids))
-        await self._applier.flush()
+        await self._settle_for(session)
         return tids
+
+    async def launch_process(
+        self,
+        token: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        *,
+        follow_fork: bool = False,
+    ) -> int:
+        """Start a program held at its first instruction until this session releases it."""
+        session = self._sessions.get(token)
+        argv, env, cwd = check_launch(argv, env, cwd)
+        if self._stopped:
+            raise FailedPrecondition("the broker is shutting down")
+        pid = await self._tracing.launch(session.id, session.name, argv, env, cwd, follow_fork)
+        _audit("process_launched", session, pid=pid, argv=list(argv), cwd=cwd)
+        await self._settle_for(session)
+        return pid
+
+    async def release_process(self, token: str, pid: int) -> None:
+        """Let a process this session launched run its first instruction."""
+        session = self._sessions.get(token)
+        self._tracing.check_release(session.id, pid)
+        # Whatever the session set on it must be armed before the program runs.
+        await self._applier.flush()
+        await self._tracing.release(session.id, pid)
+        _audit("process_released", session, pid=pid)
+
+    async def _settle_for(self, session: Session) -> None:
+        await self._applier.flush()
+        if session.ending:
+            # The session ended while the process was being taken: nobody holds it now.
+            await self._tracing.session_ended(session.id)
+            await self._tracing.sweep()
+            raise NotFound("token", "the session ended meanwhile")
+
+    def _forget_process(self, pid: int) -> None:
+        for tid in sorted(self._procs.get(pid, ())):
+            self._drop_thread(tid)
+        self._procs.pop(pid, None)
 
     # --- public views -----------------------------------------------------------
     def describe(self) -> MachineDescription:
-        return describe_machine(self._arch, self._pools, self._mechanism.info(), self._config)
+        return describe_machine(
+            self._arch,
+            self._pools,
+            self._mechanism.info(),
+            self._config,
+            parts=self._hooks.mechanisms(),
+            notes=self._hooks.notes(),
+        )
 
     def slot_map(self, pid: int = 0) -> SlotMapView:
         if pid and pid not in self._procs:
@@ -476,8 +591,10 @@ class Broker:
             self._router.on_hits_lost(tid, count)
 
     def on_thread_started(self, pid: int, tid: int) -> None:
-        if tid <= 0 or tid in self._threads:
+        if tid <= 0 or tid in self._threads or self._tracing.stale(pid):
             return
+        if self._hooks.attaches and pid not in self._tracing:
+            self._tracing.adopt(pid)
         delta = self._arbiter.add_thread(pid, tid)
         self._threads[tid] = pid
         self._procs.setdefault(pid, set()).add(tid)
@@ -492,22 +609,25 @@ class Broker:
         for rid in self._records.of_thread(tid):
             self._remove(rid, "target_exited", gone)
         self._drop_thread(tid)
-        self._spawn(self._applier.flush())
+        self._spawn(self._flush_and_sweep())
 
     def on_process_exited(self, pid: int, exit_code: int) -> None:
         gone = TargetExited(pid=pid, tid=0, exit_code=exit_code)
         for rid in self._records.of_process(pid):
             self._remove(rid, "target_exited", gone)
-        for tid in sorted(self._procs.get(pid, ())):
-            self._drop_thread(tid)
-        self._procs.pop(pid, None)
+        self._forget_process(pid)
+        # Sessions that attached or launched it hear of its end even without a request.
+        for session_id in sorted(self._tracing.exited(pid)):
+            session = self._sessions.by_id(session_id)
+            if session is not None:
+                session.emit(0, gone)
         self._spawn(self._applier.flush())
 
     def on_process_exec(self, pid: int) -> None:
         # The address space is gone: an address means nothing in the new program.
         for rid in self._records.of_process(pid):
             self._remove(rid, "target_exec", TargetExec(pid=pid))
-        self._spawn(self._applier.flush())
+        self._spawn(self._flush_and_sweep())
 
     def on_refusals(self, refusals: Sequence[Refusal]) -> None:
         if self._applier.note_refusals(refusals):

@@ -7,7 +7,7 @@ mechanisms; nothing here knows about gRPC, ptrace or perf.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "CPU_CONTEXT",

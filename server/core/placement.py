@@ -6,14 +6,31 @@ ints, not dataclasses. A request's *need* lists its distinct chunk ids per pool.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
-__all__ = ["Entry", "FirstFit", "Needs", "Runner", "assign_slots"]
+__all__ = [
+    "Entry",
+    "FirstFit",
+    "Needs",
+    "Runner",
+    "assign_slots",
+    "join_without_rescan",
+    "leave_without_rescan",
+]
 
 #: A request's distinct chunk ids grouped by pool: ((pool, (chunk, ...)), ...).
 Needs = tuple[tuple[str, tuple[int, ...]], ...]
 #: (rank key, request id): sorts in rank order, the id breaking exact ties.
 Entry = tuple[tuple[int, int, int], int]
+#: chunk id -> the requests holding it, in rank order.
+Holders = dict[int, tuple[int, ...]]
+
+
+class _Pooled(Protocol):
+    @property
+    def pool(self) -> str: ...
 
 
 class FirstFit:
@@ -64,37 +81,62 @@ class Runner:
     it tells whether a pending request is held back by outside holders.
     Kernel verdicts are recorded in ``kfail`` (does not fit here) and ``kext``
     (does not fit, but would without the external slots).
+
+    Once every pool is full only requests whose chunks are all present can still
+    get in, so with ``sharers`` (chunk id -> this context's user entries holding
+    it) the rest of the scan visits just those instead of every entry.
     """
 
-    __slots__ = ("actual", "i", "kext", "kfail", "needs", "users", "whatif")
+    __slots__ = (
+        "actual",
+        "i",
+        "kext",
+        "kfail",
+        "needs",
+        "next",
+        "sharers",
+        "tail",
+        "users",
+        "whatif",
+    )
 
     def __init__(
         self,
-        users: Sequence[Entry],
+        users: Iterable[Entry],
         needs: Mapping[int, Needs],
         free: dict[str, int],
         whatif_free: dict[str, int] | None,
+        sharers: Callable[[int], Iterable[Entry]] | None = None,
     ) -> None:
-        self.users = users
+        self.users = iter(users)
+        #: The next user entry not yet offered (None at the end).
+        self.next = next(self.users, None)
         self.i = 0
         self.needs = needs
         self.actual = FirstFit(free)
         self.whatif = FirstFit(whatif_free) if whatif_free is not None else None
         self.kfail: set[int] = set()
         self.kext: set[int] = set()
+        self.sharers = sharers if whatif_free is None else None
+        #: After the pools fill up: the remaining candidates, in rank order.
+        self.tail: list[Entry] | None = None
+        if self.sharers is not None and not any(free.values()):
+            self.tail = []
 
     def advance(self, bound: Entry | None = None) -> None:
         """Offer every user entry ranked above ``bound`` (all of them when None)."""
+        if self.tail is not None:
+            self._advance_full(bound)
+            return
         users = self.users
         needs = self.needs
         actual = self.actual
         holders = actual.holders
         free = actual.free
         whatif = self.whatif
-        i = self.i
-        n = len(users)
-        while i < n:
-            entry = users[i]
+        watch_full = self.sharers is not None
+        entry = self.next
+        while entry is not None:
             if bound is not None and not entry < bound:
                 break
             rid = entry[1]
@@ -109,8 +151,42 @@ class Runner:
                     break
             else:
                 actual.add(rid, need)
+                if watch_full and not any(free.values()):
+                    self.next = next(users, None)
+                    self._fill_tail()
+                    self._advance_full(bound)
+                    return
             if whatif is not None:
                 whatif.offer(rid, need)
+            entry = next(users, None)
+        self.next = entry
+
+    def _fill_tail(self) -> None:
+        assert self.sharers is not None
+        first = self.next
+        found: set[Entry] = set()
+        if first is not None:
+            for cid in self.actual.holders:
+                found.update(e for e in self.sharers(cid) if e >= first)
+        self.tail = sorted(found)
+        self.i = 0
+
+    def _advance_full(self, bound: Entry | None) -> None:
+        tail = self.tail
+        assert tail is not None
+        needs = self.needs
+        actual = self.actual
+        holders = actual.holders
+        i = self.i
+        n = len(tail)
+        while i < n:
+            entry = tail[i]
+            if bound is not None and not entry < bound:
+                break
+            rid = entry[1]
+            need = needs[rid]
+            if all(chunk in holders for _pool, chunks in need for chunk in chunks):
+                actual.add(rid, need)
             i += 1
         self.i = i
 
@@ -146,3 +222,56 @@ def assign_slots(old: Sequence[int | None], chunks: Sequence[int], size: int) ->
         if chunk not in kept:
             slots[next(free)] = chunk
     return slots
+
+
+def join_without_rescan(
+    holders: Holders,
+    rank: Mapping[int, Entry],
+    chunks: Mapping[int, _Pooled],
+    capacity: Mapping[str, int],
+    rid: int,
+    need: Needs,
+) -> tuple[bool | None, Holders | None]:
+    """Add a request to a placement without rescanning it, when that cannot move anyone.
+
+    The first-fit state just before ``rid`` is the set of chunks whose strongest
+    holder ranks above it. If ``rid`` does not fit there, or fits without a new
+    slot, nothing ranked below it sees a different state: no other request (and
+    no kernel verdict) changes. Returns ``(False, None)`` when it does not fit,
+    ``(True, new holders)`` when it joins, ``(None, None)`` when a rescan is needed.
+    """
+    mine = rank[rid]
+    present: set[int] = set()
+    used: dict[str, int] = {}
+    for cid, held in holders.items():
+        if rank[held[0]] < mine:
+            present.add(cid)
+            pool = chunks[cid].pool
+            used[pool] = used.get(pool, 0) + 1
+    costly = False
+    for pool, cids in need:
+        new = sum(1 for cid in cids if cid not in present)
+        if new > capacity[pool] - used.get(pool, 0):
+            return False, None
+        costly = costly or new > 0
+    if costly:
+        return None, None
+    joined = dict(holders)
+    for _pool, cids in need:
+        for cid in cids:
+            held = joined[cid]
+            at = bisect.bisect_left([rank[h] for h in held], mine)
+            joined[cid] = (*held[:at], rid, *held[at:])
+    return True, joined
+
+
+def leave_without_rescan(holders: Holders, rid: int, need: Needs) -> Holders | None:
+    """Remove an installed request that brought no chunk in (None: rescan instead)."""
+    left = dict(holders)
+    for _pool, cids in need:
+        for cid in cids:
+            held = left[cid]
+            if held[0] == rid:
+                return None  # it brought the chunk in: those below may now fit
+            left[cid] = tuple(h for h in held if h != rid)
+    return left

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from hwbkptd.arch.base import Arch
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.errors import (
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
 )
 from hwbkptd.core.filters import validate_filter
+from hwbkptd.core.machine_hooks import NO_SYMBOLS, MachineHooks, SimHooks
 from hwbkptd.core.model import (
     DEFAULT_PRIORITY,
     MAX_PRIORITY,
@@ -41,7 +41,7 @@ __all__ = [
     "prepare_spec",
 ]
 
-NO_SYMBOLS = "symbol resolution is not available on this machine"
+_SIM_HOOKS = SimHooks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +131,14 @@ def prepare_spec(
     threads: Mapping[int, int],
     processes: Container[int],
     owned: int,
+    hooks: MachineHooks = _SIM_HOOKS,
 ) -> Prepared:
-    """Check a spec against the machine, the targets and the caller's rights."""
+    """Check a spec against the machine, the targets and the caller's rights.
+
+    A ``symbol`` is resolved by ``hooks`` into the address; ``hooks.check`` then
+    judges the complete spec (e.g. kernel exec without kprobes) before anything
+    changes.
+    """
     if not isinstance(spec.scope, Scope):
         raise InvalidArgument("spec.scope", "must be kernel, process or thread")
     if not isinstance(spec.access, Access):
@@ -151,11 +157,19 @@ def prepare_spec(
             f"identity {identity.name!r} may hold at most {identity.max_requests} requests"
         )
     pid, tid = _target(spec, threads, processes)
-    if spec.symbol:
-        raise FailedPrecondition(NO_SYMBOLS)
     if not isinstance(spec.address, int) or not isinstance(spec.length, int):
         raise InvalidArgument("spec.address", "address and length are integers")
-    chunks = arch.split(spec.address, spec.length, spec.access, kernel=kernel, pools=pools)
+    address = spec.address
+    if spec.symbol:
+        if not isinstance(spec.symbol, str):
+            raise InvalidArgument("spec.symbol", "must be a string")
+        address = hooks.resolve(spec.scope, pid, spec.symbol)
+        if spec.address and spec.address != address:
+            raise InvalidArgument(
+                "spec.address",
+                f"give an address or a symbol, not both ({spec.symbol!r} is {address:#x})",
+            )
+    chunks = arch.split(address, spec.length, spec.access, kernel=kernel, pools=pools)
     length = spec.length
     if spec.access is Access.EXEC and length == 0:
         length = arch.exec_length
@@ -163,5 +177,8 @@ def prepare_spec(
     if flt is None:
         raise InvalidArgument("spec.filter", "not a filter")
     validate_filter(flt, length=length, access=spec.access, field="spec.filter")
-    normal = dataclasses.replace(spec, pid=pid, tid=tid, priority=priority, length=length)
+    normal = dataclasses.replace(
+        spec, pid=pid, tid=tid, priority=priority, length=length, address=address
+    )
+    hooks.check(normal)
     return Prepared(spec=normal, chunks=chunks)

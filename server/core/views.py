@@ -117,11 +117,18 @@ def _external_indices(
 
 
 def describe_machine(
-    arch: Arch, pools: Mapping[str, int], info: MechanismInfo, config: BrokerConfig
+    arch: Arch,
+    pools: Mapping[str, int],
+    info: MechanismInfo,
+    config: BrokerConfig,
+    *,
+    parts: tuple[MechanismInfo, ...] = (),
+    notes: tuple[str, ...] = (),
 ) -> MachineDescription:
-    notes = list(info.notes)
+    """``parts`` replace the mechanism's own entry (a composite lists what it is made of)."""
+    notes_ = list(notes or info.notes)
     if arch.read_emulated:
-        notes.append(READ_EMULATION_NOTE)
+        notes_.append(READ_EMULATION_NOTE)
     return MachineDescription(
         machine=config.machine,
         arch=arch.name,
@@ -129,8 +136,8 @@ def describe_machine(
         pool_accesses={
             pool: tuple(a for a in Access if arch.pool_for(a) == pool) for pool in pools
         },
-        mechanisms=(info, *config.extra_mechanisms),
+        mechanisms=parts or (info, *config.extra_mechanisms),
         arming=info.arming,
-        notes=tuple(notes),
+        notes=tuple(notes_),
         max_region_length=arch.max_region_length,
     )

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable
@@ -108,7 +108,9 @@ def compute_placement(
         external_ok |= {r.id for r in without if r.id not in members[tid] and not r.is_kernel}
     for r in ranked:
         if not r.is_kernel:
-            reasons[r.id] = PendingReason.EXTERNAL if r.id in external_ok else PendingReason.PRIORITY
+            reasons[r.id] = (
+                PendingReason.EXTERNAL if r.id in external_ok else PendingReason.PRIORITY
+            )
     return Placement({k.id for k in admitted}, members, reasons)
 
 
@@ -300,7 +302,8 @@ def check_stable_slots(
     for tid, new in after.items():
         old = before.get(tid)
         if old is None:
-            assert tid in rewritten and new.generation == 1
+            assert tid in rewritten
+            assert new.generation == 1
             continue
         for pool, entries in new.pools.items():
             old_index = {e.chunk: i for i, e in enumerate(old.pools[pool]) if e is not None}
@@ -308,36 +311,55 @@ def check_stable_slots(
                 if e is not None and e.chunk in old_index:
                     assert old_index[e.chunk] == i, (tid, e.chunk)
         if new.pools != old.pools:
-            assert rewritten.get(tid) == new and new.generation == old.generation + 1
+            assert rewritten.get(tid) == new
+            assert new.generation == old.generation + 1
         else:
-            assert tid not in rewritten and new.generation == old.generation
+            assert tid not in rewritten
+            assert new.generation == old.generation
     assert set(rewritten) <= set(after)
 
 
-def check_replay(w: World, delta: Delta, created: int | None, removed: int | None) -> None:
-    """Property 5: replaying the changes gives the installed sets; no change is empty."""
+def check_replay(
+    w: World, delta: Delta, created: int | None, removed: int | None, lived: set[int]
+) -> None:
+    """Property 5: replaying the changes gives the installed sets; no change is empty.
+
+    Also the classification: only a tid that lived before the mutation, of a
+    request that existed before it, can be restored; only a living thread where
+    the request still applies can be displaced; births and deaths are the rest.
+    """
     arb = w.arbiter
     seen = set()
     for c in delta.changes:
         assert c.request_id not in seen
         seen.add(c.request_id)
+        if c.request_id == created:
+            assert not c.restored
+        assert c.restored <= lived
+        assert not c.gained & lived or c.request_id == created
+        if c.request_id != removed:
+            assert c.displaced <= arb.applicable(c.request_id)
+            assert not c.lost & arb.applicable(c.request_id)
         moved = c.gained | c.restored | c.lost | c.displaced
         last = w.replay_state.get(c.request_id, (RequestState.PENDING, PendingReason.NONE))
         assert c.old_state is last[0], c
         assert moved or (c.new_state, c.reason) != last or c.request_id == created, c
         w.replay_state[c.request_id] = (c.new_state, c.reason)
-        assert not (c.gained & c.restored) and not (c.lost & c.displaced)
+        assert not (c.gained & c.restored)
+        assert not (c.lost & c.displaced)
         assert c.request_id not in c.displaced_by
         assert all(tids and tids <= c.displaced for tids in c.displaced_by.values())
         assert len(set().union(*c.displaced_by.values())) == sum(
             len(tids) for tids in c.displaced_by.values()
         )
         old = w.replay.get(c.request_id, set())
-        assert c.lost | c.displaced <= old and not (c.gained | c.restored) & old
+        assert c.lost | c.displaced <= old
+        assert not (c.gained | c.restored) & old
         w.replay[c.request_id] = (old | c.gained | c.restored) - c.lost - c.displaced
         assert w.replay[c.request_id] == c.installed
         if c.request_id == removed:
-            assert c.new_state is RequestState.REMOVED and c.installed == frozenset()
+            assert c.new_state is RequestState.REMOVED
+            assert c.installed == frozenset()
         else:
             assert (c.new_state, c.reason) == arb.state(c.request_id)
             assert c.pending == arb.applicable(c.request_id) - c.installed
@@ -394,13 +416,12 @@ def check_fresh_rebuild(w: World, seed: int) -> None:
         assert fresh.state(rid) == w.arbiter.state(rid)
 
 
-@given(st.data())
-def test_random_histories_keep_the_five_properties(data: st.DataObject) -> None:
-    layout = data.draw(st.sampled_from(LAYOUTS), label="layout")
+def run_history(data: st.DataObject, layout: dict[str, int], steps: int) -> None:
     w = World(layout=layout, arbiter=Arbiter(layout))
-    for _ in range(data.draw(st.integers(1, 30), label="steps")):
+    for _ in range(steps):
         before = _tables(w.arbiter, w)
         known = set(w.requests)
+        lived = {CPU_CONTEXT, *w.threads}
         delta = step(data, w)
         assert delta is not None
         created = next(iter(set(w.requests) - known), None)
@@ -410,6 +431,19 @@ def test_random_histories_keep_the_five_properties(data: st.DataObject) -> None:
         check_reference(w, tables)
         check_no_better_place(w, tables)
         check_stable_slots(before, tables, delta)
-        check_replay(w, delta, created, removed)
+        check_replay(w, delta, created, removed, lived)
         check_holders_at(w, tables)
     check_fresh_rebuild(w, data.draw(st.integers(0, 2**16), label="shuffle"))
+
+
+@given(st.data())
+def test_random_histories_keep_the_five_properties(data: st.DataObject) -> None:
+    layout = data.draw(st.sampled_from(LAYOUTS), label="layout")
+    run_history(data, layout, data.draw(st.integers(1, 30), label="steps"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_long_histories_keep_the_five_properties(data: st.DataObject) -> None:
+    """Longer histories on x86's single pool: deep request lists, many fast paths."""
+    run_history(data, {"dr": 4}, data.draw(st.integers(40, 90), label="steps"))

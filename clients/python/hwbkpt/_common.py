@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from hwbkpt import models as m
@@ -18,6 +19,7 @@ __all__ = [
     "RESUME_TIMEOUT",
     "EventCursor",
     "ReconnectPolicy",
+    "launch_request",
 ]
 
 #: Seconds a unary call may take before it fails with DEADLINE_EXCEEDED.
@@ -82,3 +84,23 @@ class EventCursor:
             self.missed += msg.seq - self.last_seq - 1
         self.last_seq = msg.seq
         return event_from_pb(msg)
+
+
+def launch_request(
+    token: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    follow_fork: bool,
+) -> pb.LaunchProcessRequest:
+    """The program runs as the broker's child: by default with this process's environment and
+    working directory, as if started from here."""
+    if isinstance(argv, str):
+        raise TypeError("argv is a sequence of strings, not one string")
+    return pb.LaunchProcessRequest(
+        token=token,
+        argv=list(argv),
+        env=dict(os.environ if env is None else env),
+        cwd=os.getcwd() if cwd is None else cwd,
+        follow_fork=follow_fork,
+    )

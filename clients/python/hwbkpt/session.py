@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -24,6 +24,7 @@ from hwbkpt._common import (
     RESUME_TIMEOUT,
     EventCursor,
     ReconnectPolicy,
+    launch_request,
 )
 from hwbkpt.errors import HwbkptError, SessionLostError, from_rpc_error
 from hwbkpt.v1 import broker_pb2 as pb
@@ -150,6 +151,7 @@ class Session:
         priority: int | str | None = None,
         halt: bool = False,
         changed_only: bool = False,
+        nonstop: bool = False,
     ) -> m.Breakpoint:
         """Watch ``address`` (an int, or a symbol name) in a process, a thread or the kernel."""
         return self.set_breakpoint(
@@ -163,6 +165,7 @@ class Session:
             priority=priority,
             action=m.Action.HALT if halt else m.Action.NOTIFY,
             changed_only=changed_only,
+            nonstop=nonstop,
         )
 
     def modify(
@@ -200,6 +203,39 @@ class Session:
         """Resume threads this session halted; no tids means all of them."""
         req = pb.ResumeThreadsRequest(token=self.token, tids=list(tids))
         return tuple(self._client._call(self._broker.ResumeThreads, req).resumed_tids)
+
+    # --- processes (native machine) ----------------------------------------------------
+    def attach_process(self, pid: int, *, follow_fork: bool = False) -> tuple[int, ...]:
+        """Trace a running process for this session (as ``gdb -p``); returns its thread ids.
+
+        The broker lets it go (slots cleared, threads running) once no session needs it:
+        after this session ends, unless another session still watches it. A watch on a
+        process attaches it by itself; this only keeps it attached without one.
+        """
+        req = pb.AttachProcessRequest(token=self.token, pid=pid, follow_fork=follow_fork)
+        return tuple(self._client._call(self._broker.AttachProcess, req).tids)
+
+    def launch_process(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        follow_fork: bool = False,
+    ) -> int:
+        """Start a program under the broker, held before its first instruction; its pid.
+
+        Set the watches, then :meth:`release_process` it. ``env`` and ``cwd`` default to
+        this process's. The program inherits the broker's standard streams. If the session
+        ends first, the broker releases it.
+        """
+        req = launch_request(self.token, argv, env, cwd, follow_fork)
+        return self._client._call(self._broker.LaunchProcess, req).pid
+
+    def release_process(self, pid: int) -> None:
+        """Let a program this session launched run."""
+        req = pb.ReleaseProcessRequest(token=self.token, pid=pid)
+        self._client._call(self._broker.ReleaseProcess, req)
 
     # --- events ------------------------------------------------------------------------
     def next_event(self, timeout: float | None = None) -> m.Event | None:

@@ -192,23 +192,23 @@ class PtraceMechanism:
         self._closed = True
         if PtraceMechanism._running_instance is self:
             PtraceMechanism._running_instance = None
-        if tracer is None or not tracer.alive:
+        if tracer is None or not tracer.alive():
             return
         try:
             await asyncio.wait_for(asyncio.wrap_future(tracer.close()), CLOSE_TIMEOUT)
         except (TimeoutError, RuntimeError):
             _log.warning("ptrace: not every thread detached in time; stopping the tracer")
-            if tracer.alive:
+            if tracer.alive():
                 tracer.stop_now()
         await asyncio.to_thread(tracer.join, CLOSE_TIMEOUT)
-        if not tracer.alive:
+        if not tracer.alive():
             for fd in tracer.shared_fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
     # --- plumbing ------------------------------------------------------------------------
     def _running(self) -> Tracer:
-        if self._tracer is None or not self._tracer.alive:
+        if self._tracer is None or not self._tracer.alive():
             raise FailedPrecondition("the ptrace mechanism is not running")
         return self._tracer
 

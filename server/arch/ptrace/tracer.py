@@ -79,7 +79,6 @@ class TracerCore:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import subprocess
 
 import pytest
 from native_support import require_native
@@ -103,7 +103,7 @@ async def test_thread_and_cpu_tables_trade_the_same_slots() -> None:
     mech.start(_MixedSink())
     target = _sleeper()
     try:
-        (tid,) = await mech.attach(target.pid)
+        (tid,) = await mech.attach(target)
         user = tuple(SlotEntry(Chunk("dr", 0x10000 + 8 * i, 8, Access.WRITE)) for i in range(4))
         kernel = Chunk("dr", Kallsyms.load().resolve("init_stack"), 8, Access.READ_WRITE)
 
@@ -111,7 +111,7 @@ async def test_thread_and_cpu_tables_trade_the_same_slots() -> None:
             return SlotWrite(0, CPU_CONTEXT, gen, {"dr": entries + (None,) * (4 - len(entries))})
 
         def thread(gen: int, *entries: SlotEntry | None) -> SlotWrite:
-            return SlotWrite(target.pid, tid, gen, {"dr": entries + (None,) * (4 - len(entries))})
+            return SlotWrite(target, tid, gen, {"dr": entries + (None,) * (4 - len(entries))})
 
         assert await mech.apply([thread(1, *user)]) == []
         refused = await mech.apply([cpu(1, SlotEntry(kernel))])
@@ -122,15 +122,14 @@ async def test_thread_and_cpu_tables_trade_the_same_slots() -> None:
         # And back: the thread can only have all four once the CPU table let go.
         assert await mech.apply([thread(3, *user), cpu(3)]) == []
         assert mech.kernel.open_fds() == 0
-        await mech.detach(target.pid)
+        await mech.detach(target)
     finally:
         await mech.close()  # detaches first: a traced child is not reaped by its parent
-        target.kill()
-        target.wait(timeout=10)
+        os.kill(target, signal.SIGKILL)
+        await asyncio.to_thread(os.waitpid, target, 0)
 
 
-def _sleeper() -> subprocess.Popen[bytes]:
-    # The ptrace mechanism blocks SIGCHLD in the broker; children must not inherit that.
-    return subprocess.Popen(
-        ["sleep", "60"], preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    )
+def _sleeper() -> int:
+    # The ptrace mechanism blocks SIGCHLD in the broker, and children must not inherit
+    # that; posix_spawn sets the mask without running Python in a forked threaded process.
+    return os.posix_spawnp("sleep", ["sleep", "60"], dict(os.environ), setsigmask=())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +19,8 @@ __all__ = [
     "proc_state",
     "symbol_address",
     "table",
-    "unblock_signals",
+    "tracer_pid",
+    "unblocked",
     "until",
 ]
 
@@ -28,9 +29,9 @@ __all__ = [
 _WRAPPER = 'exec 3<&0; "$@" 0<&3 3<&- & echo $! >&2; wait $!; echo "rc=$?" >&2'
 
 
-def unblock_signals() -> None:
-    """In a child: undo the broker's blocked SIGCHLD, which fork and exec pass on."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+def unblocked(bins: dict[str, str], argv: Sequence[str]) -> list[str]:
+    """argv run with SIGCHLD unblocked again (the broker's mask passes through exec)."""
+    return [bins["unblock"], *argv]
 
 
 def symbol_address(pid: int, binary: str, symbol: str) -> int:
@@ -40,6 +41,11 @@ def symbol_address(pid: int, binary: str, symbol: str) -> int:
     with open(f"/proc/{pid}/maps") as maps:
         bases = [int(line.split("-")[0], 16) for line in maps if line.rstrip().endswith(binary)]
     return min(bases) + value
+
+
+def tracer_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("TracerPid:")).split()[1])
 
 
 def proc_state(pid: int) -> str:
@@ -56,14 +62,15 @@ class Target:
     """
 
     def __init__(self, argv: Sequence[str]) -> None:
+        unblock = os.path.join(os.path.dirname(argv[0]), "unblock")
         self.sh = subprocess.Popen(
-            ["/bin/sh", "-c", _WRAPPER, "sh", *argv],
+            [unblock, "/bin/sh", "-c", _WRAPPER, "sh", *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=unblock_signals,
         )
-        assert self.sh.stderr is not None and self.sh.stdout is not None
+        assert self.sh.stderr is not None
+        assert self.sh.stdout is not None
         self.pid = int(self.sh.stderr.readline())
         self.address = int(self.sh.stdout.readline(), 16)
 
@@ -154,8 +161,8 @@ class FakeSink:
         self.refusals.extend(refusals)
 
 
-async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
+async def until(cond: Callable[[], bool], seconds: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
     while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or cond}")
@@ -212,7 +219,6 @@ def kill_broker_mid_run(writer: str, arming: str) -> tuple[int, str]:
     broker = subprocess.Popen(
         [sys.executable, "-c", BROKER_SCRIPT, arming, str(target.pid), str(target.address)],
         stdout=subprocess.PIPE,
-        preexec_fn=unblock_signals,
     )
     try:
         assert broker.stdout is not None

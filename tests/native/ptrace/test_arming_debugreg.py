@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from ptrace_support import entry, kill_broker_mid_run, table, unblock_signals
+from ptrace_support import entry, kill_broker_mid_run, table
 
 from hwbkptd.arch.ptrace import PtraceMechanism
 from hwbkptd.arch.ptrace import binding as pt
@@ -25,7 +25,7 @@ BASE = 0x10000
 @pytest.fixture
 def stopped(native_bins: dict[str, str]) -> Iterator[Tracee]:
     """A seized child in a ptrace-stop (PTRACE_INTERRUPT), detached afterwards."""
-    proc = subprocess.Popen(["sleep", "30"], preexec_fn=unblock_signals)
+    proc = subprocess.Popen(["sleep", "30"])
     pt.seize(proc.pid, 0)
     pt.interrupt(proc.pid)
     _, status = os.waitpid(proc.pid, pt.WALL)

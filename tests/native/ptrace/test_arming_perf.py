@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from ptrace_support import KILL_ITERATIONS, entry, kill_broker_mid_run, table, unblock_signals
+from ptrace_support import KILL_ITERATIONS, entry, kill_broker_mid_run, table
 
 from hwbkptd.arch.linux import perf_event as pe
 from hwbkptd.arch.ptrace.arming_perf import COOKIE_MAGIC, PerfArming, perf_sigtrap_works
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.native
 @pytest.fixture
 def sleeper(native_bins: dict[str, str]) -> Iterator[Tracee]:
     """A live thread to open events on (perf needs no ptrace stop)."""
-    proc = subprocess.Popen(["sleep", "30"], preexec_fn=unblock_signals)
+    proc = subprocess.Popen(["sleep", "30"])
     yield Tracee(proc.pid, proc.pid)
     proc.kill()
     proc.wait()
@@ -40,7 +40,8 @@ def test_rewrites_keep_reuse_and_replace_events(sleeper: Tracee) -> None:
     assert arming.write(t, table(t.pid, t.tid, 1, a, b)) == []
     fds = {k: s.fd for k, s in t.slots.items()}
     cookies = {k: s.cookie for k, s in t.slots.items()}
-    assert len(set(fds.values())) == 2 and all(c >> 48 == COOKIE_MAGIC for c in cookies.values())
+    assert len(set(fds.values())) == 2
+    assert all(c >> 48 == COOKIE_MAGIC for c in cookies.values())
 
     # Same chunks, same holders: the events stay and take the new generation.
     assert arming.write(t, table(t.pid, t.tid, 2, a, b)) == []
@@ -51,16 +52,19 @@ def test_rewrites_keep_reuse_and_replace_events(sleeper: Tracee) -> None:
     b2 = entry(BASE + 8, regions=((BASE + 8, 8), (BASE + 64, 4)))
     assert arming.write(t, table(t.pid, t.tid, 3, a, b2)) == []
     slot = t.slots[("dr", 1)]
-    assert slot.fd == fds[("dr", 1)] and slot.cookie != cookies[("dr", 1)]
+    assert slot.fd == fds[("dr", 1)]
+    assert slot.cookie != cookies[("dr", 1)]
     # The old cookie is still known: a trap that raced the rewrite keeps generation 2.
     old = t.cookies[cookies[("dr", 1)]]
-    assert old.generation == 2 and old.entry == b
+    assert old.generation == 2
+    assert old.entry == b
 
     # Another chunk in slot 0: a new event; slot 1 emptied: its event closed.
     c = entry(BASE + 16, 4, regions=((BASE + 16, 4),))
     assert arming.write(t, table(t.pid, t.tid, 4, c, None)) == []
-    assert set(t.slots) == {("dr", 0)} and t.slots[("dr", 0)].entry == c
-    with pytest.raises(OSError):
+    assert set(t.slots) == {("dr", 0)}
+    assert t.slots[("dr", 0)].entry == c
+    with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fds[("dr", 1)])
 
     si = SigInfo(5, TRAP_PERF, BASE + 16, t.slots[("dr", 0)].cookie, pe.PERF_TYPE_BREAKPOINT)
@@ -68,7 +72,8 @@ def test_rewrites_keep_reuse_and_replace_events(sleeper: Tracee) -> None:
     foreign = SigInfo(5, TRAP_PERF, BASE, 12345, pe.PERF_TYPE_BREAKPOINT)
     assert arming.attribute(t, foreign) is None  # the target's own sigtrap event
     arming.drop(t)
-    assert t.slots == {} and t.cookies == {}
+    assert t.slots == {}
+    assert t.cookies == {}
 
 
 def test_slots_held_elsewhere_are_refused_as_external(sleeper: Tracee) -> None:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 
 import pytest
-from ptrace_support import unblock_signals
 
 from hwbkptd.arch.ptrace import binding as pt
 
@@ -21,7 +20,7 @@ def test_constants() -> None:
 
 
 def test_seize_interrupt_listen_detach(native_bins: dict[str, str]) -> None:
-    proc = subprocess.Popen(["sleep", "30"], preexec_fn=unblock_signals)
+    proc = subprocess.Popen(["sleep", "30"])
     try:
         pt.seize(proc.pid, pt.PTRACE_O_TRACEEXIT)
         assert pt.waitpid_nohang(proc.pid) is None  # SEIZE leaves it running

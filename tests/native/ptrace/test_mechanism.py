@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +19,8 @@ from ptrace_support import (
     proc_state,
     symbol_address,
     table,
-    unblock_signals,
+    tracer_pid,
+    unblocked,
     until,
 )
 
@@ -84,8 +86,10 @@ async def test_every_write_is_a_hit_with_its_value(
         0,
         7,
     )
-    assert first.address == target.address and first.access is Access.WRITE
-    assert first.ip > 0 and not first.halted
+    assert first.address == target.address
+    assert first.access is Access.WRITE
+    assert first.ip > 0
+    assert not first.halted
     # Batched: far fewer sink calls than hits.
     assert sink.batches < n
     assert sink.thread_exits == [(target.pid, target.pid, 0)]
@@ -111,7 +115,9 @@ async def test_new_threads_are_armed_before_they_run(
     assert (rc, out.strip()) == (0, f"done {n}")
     assert sink.refusals == []
     tids = {h.tid for h in sink.hits}
-    assert len(sink.hits) == n and len(tids) == n and target.pid not in tids
+    assert len(sink.hits) == n
+    assert len(tids) == n
+    assert target.pid not in tids
     # Other threads run on while one is stopped, so a value may already be a later write's.
     assert all(1 <= int.from_bytes(h.values[0], "little") <= n for h in sink.hits)
     started = {tid for pid, tid in sink.started if tid != target.pid}
@@ -158,9 +164,7 @@ async def test_exec_breakpoint_hits_once_per_call(
     target = Target([native_bins["calls"], str(n)])
     try:
         await mech.attach(target.pid)
-        await mech.apply(
-            [table(target.pid, target.pid, 3, entry(target.address, 1, Access.EXEC))]
-        )
+        await mech.apply([table(target.pid, target.pid, 3, entry(target.address, 1, Access.EXEC))])
         target.go()
         await until(lambda: sink.process_exits != [], 60, "the target's exit")
         rc, out = target.finish()
@@ -184,7 +188,8 @@ async def test_halt_keeps_the_thread_until_resume(
         for i in (1, 2, 3):
             await until(lambda i=i: len(sink.hits) == i, 10, f"hit {i}")  # type: ignore[misc]
             await asyncio.sleep(0.05)
-            assert len(sink.hits) == i and sink.hits[-1].halted
+            assert len(sink.hits) == i
+            assert sink.hits[-1].halted
             assert proc_state(target.pid) == "t"
             await mech.resume(target.pid)
         rc, out = target.finish()
@@ -262,19 +267,19 @@ async def test_launch_holds_until_release(
 ) -> None:
     mech, sink = perf_rig
     writer = native_bins["writer"]
-    sink.auto = lambda pid, tid: table(
-        pid, tid, 1, entry(symbol_address(pid, writer, "watched"))
-    )
+    sink.auto = lambda pid, tid: table(pid, tid, 1, entry(symbol_address(pid, writer, "watched")))
     pid = await mech.launch([writer, "50", "0", "1", "nowait"], dict(os.environ), "/")
     assert sink.started == [(pid, pid)]
     await until(lambda: sink.tasks != [] and all(t.done() for t in sink.tasks), 5)
     await asyncio.sleep(0.2)
-    assert sink.hits == [] and proc_state(pid) == "t"
+    assert sink.hits == []
+    assert proc_state(pid) == "t"
     await mech.release(pid)
     await until(lambda: sink.process_exits != [], 10, "the launched program's exit")
-    assert len(sink.hits) == 50 and sink.process_exits == [(pid, 0)]
+    assert len(sink.hits) == 50
+    assert sink.process_exits == [(pid, 0)]
     with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped by the tracer
+        os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks); reaped already
 
 
 async def test_exec_is_reported(
@@ -284,7 +289,8 @@ async def test_exec_is_reported(
     pid = await mech.launch(["sh", "-c", "exec true"], dict(os.environ), "/")
     await mech.release(pid)
     await until(lambda: sink.process_exits != [], 10)
-    assert sink.execs == [pid] and sink.process_exits == [(pid, 0)]
+    assert sink.execs == [pid]
+    assert sink.process_exits == [(pid, 0)]
 
 
 async def test_launch_refusals(perf_rig: tuple[PtraceMechanism, FakeSink]) -> None:
@@ -315,25 +321,26 @@ async def test_process_under_gdb_is_refused_naming_gdb(
     perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
 ) -> None:
     mech, _ = perf_rig
-    if subprocess.run(["which", "gdb"], capture_output=True).returncode:
+    if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed")
     target = Target([native_bins["writer"], "1"])
-    gdb = subprocess.Popen(
-        ["gdb", "-nx", "-q", "-p", str(target.pid), "-batch", "-ex", "shell sleep 10"],
+    gdb = await asyncio.create_subprocess_exec(
+        *unblocked(
+            native_bins,
+            ["gdb", "-nx", "-q", "-p", str(target.pid), "-batch", "-ex", "shell sleep 10"],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=unblock_signals,
     )
     try:
-        status = f"/proc/{target.pid}/status"
-        await until(lambda: "TracerPid:\t0" not in open(status).read(), 20, "gdb to attach")
+        await until(lambda: tracer_pid(target.pid) != 0, 20, "gdb to attach")
         with pytest.raises(FailedPrecondition) as err:
             await mech.attach(target.pid)
         assert f"pid {gdb.pid} (gdb)" in err.value.message
         assert "--nonstop" in err.value.message
     finally:
         gdb.kill()
-        gdb.wait()
+        await gdb.wait()
         target.kill()
 
 
@@ -381,7 +388,9 @@ async def test_asyncio_subprocess_still_works(
         target.kill()
 
 
-async def test_kernel_context_writes_are_refused(perf_rig: tuple[PtraceMechanism, FakeSink]) -> None:
+async def test_kernel_context_writes_are_refused(
+    perf_rig: tuple[PtraceMechanism, FakeSink],
+) -> None:
     mech, _ = perf_rig
     refusals = await mech.apply([table(0, 0, 1, entry(0xFFFF_FFFF_8100_0000))])
     assert [(r.tid, r.index) for r in refusals] == [(0, 0)]

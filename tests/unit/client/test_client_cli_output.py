@@ -135,5 +135,5 @@ def test_machine_lines_say_why_a_mechanism_is_missing() -> None:
     )
     text = "\n".join(machine_lines(info))
     assert "dr       4 slots (exec, write)" in text
-    assert "ptrace   not available: simulated machine selected" in text
+    assert "ptrace       not available: simulated machine selected" in text
     assert "read watches are emulated" in text

@@ -88,18 +88,25 @@ def test_high_request_displaces_exactly_one_normal_and_removal_restores_it() -> 
     assert (c4.old_state, c4.new_state, c4.reason) == (INSTALLED, PENDING, PendingReason.PRIORITY)
     assert c4.displaced == {101}
     assert c4.displaced_by == {5: frozenset({101})}
-    assert c4.pending == {101} and not c4.lost and not c4.installed
+    assert c4.pending == {101}
+    assert not c4.lost
+    assert not c4.installed
     c5 = change(d, 5)
-    assert c5.gained == {101} and not c5.restored and c5.new_state is INSTALLED
+    assert c5.gained == {101}
+    assert not c5.restored
+    assert c5.new_state is INSTALLED
     assert slot_of(arb, 101, 5) == slots_before[4]  # took the freed index, others unmoved
     assert all(slot_of(arb, 101, rid) == slots_before[rid] for rid in (1, 2, 3))
-    assert len(d.rewrites) == 1 and d.rewrites[0].tid == 101
+    assert len(d.rewrites) == 1
+    assert d.rewrites[0].tid == 101
 
     d = arb.remove_request(5)
     c5 = change(d, 5)
     assert (c5.old_state, c5.new_state, c5.lost) == (INSTALLED, REMOVED, frozenset({101}))
     c4 = change(d, 4)
-    assert c4.restored == {101} and c4.new_state is INSTALLED and not c4.gained
+    assert c4.restored == {101}
+    assert c4.new_state is INSTALLED
+    assert not c4.gained
     assert arb.state(4) == (INSTALLED, PendingReason.NONE)
     assert arb.installed(4) == {101}
 
@@ -121,7 +128,9 @@ def test_identical_chunks_share_one_slot_with_holders_in_rank_order() -> None:
     assert change(arb.add_request(req(6, 0x3000)), 6).new_state is PENDING
     # A sharer costs nothing, so it fits even though the pool is full.
     assert change(arb.add_request(req(7, 0x1000, priority=10)), 7).new_state is INSTALLED
-    assert arb.table(101).pools["dr"][slot_of(arb, 101, 1)].holders == (2, 1, 7)
+    shared = arb.table(101).pools["dr"][slot_of(arb, 101, 1)]
+    assert shared is not None
+    assert shared.holders == (2, 1, 7)
 
 
 def test_a_cheaper_request_below_a_skipped_one_still_fits() -> None:
@@ -150,8 +159,10 @@ def test_arm64_pools_compete_only_inside_their_pool() -> None:
         assert ids(d) == {rid}  # no exec request is disturbed
         assert arb.state(rid)[0] is INSTALLED
     d = arb.add_request(req(6, 0x400100, pool="exec", access=Access.EXEC, length=4, priority=75))
-    assert ids(d) == {2, 6} and change(d, 2).displaced_by == {6: frozenset({101})}
-    assert arb.state(4)[0] is INSTALLED and arb.state(5)[0] is INSTALLED
+    assert ids(d) == {2, 6}
+    assert change(d, 2).displaced_by == {6: frozenset({101})}
+    assert arb.state(4)[0] is INSTALLED
+    assert arb.state(5)[0] is INSTALLED
 
 
 def test_a_request_spanning_two_pools_needs_both() -> None:
@@ -179,21 +190,28 @@ def test_kernel_request_waits_for_the_crowded_thread_then_installs_everywhere() 
         arb.add_request(req(rid, 0x1000 + 8 * rid, priority=75, pid=100))
     d = arb.add_request(req(9, 0xFFFF_8000_0000_1000, kernel=True))
     c9 = change(d, 9)
-    assert c9.new_state is PENDING and c9.reason is PendingReason.PRIORITY
-    assert c9.installed == frozenset() and c9.pending == {CPU_CONTEXT, 101, 201}
+    assert c9.new_state is PENDING
+    assert c9.reason is PendingReason.PRIORITY
+    assert c9.installed == frozenset()
+    assert c9.pending == {CPU_CONTEXT, 101, 201}
     assert all(e is None for e in arb.table(201).pools["dr"])  # fits in 201 but not installed
     assert all(e is None for e in arb.table(CPU_CONTEXT).pools["dr"])
     assert ids(d) == {9}
 
     d = arb.remove_thread(101)
     c9 = change(d, 9)
-    assert c9.new_state is INSTALLED and c9.restored == {CPU_CONTEXT, 201}
-    assert not c9.gained and not c9.lost and not c9.displaced
+    assert c9.new_state is INSTALLED
+    assert c9.restored == {CPU_CONTEXT, 201}
+    assert not c9.gained
+    assert not c9.lost
+    assert not c9.displaced
     assert arb.installed(9) == {CPU_CONTEXT, 201}
     assert {t.tid for t in d.rewrites} == {CPU_CONTEXT, 201}
     for rid in range(1, 5):  # thread death is loss, not displacement
         c = change(d, rid)
-        assert c.lost == {101} and not c.displaced and c.new_state is PENDING
+        assert c.lost == {101}
+        assert not c.displaced
+        assert c.new_state is PENDING
         assert c.reason is PendingReason.NO_THREADS
 
 
@@ -205,9 +223,11 @@ def test_kernel_request_above_users_displaces_in_every_thread() -> None:
     d = arb.add_request(req(2, 0xFFFF_8000_0000_1000, kernel=True, priority=50))
     assert change(d, 2).gained == {CPU_CONTEXT, 101, 102}
     c1 = change(d, 1)
-    assert c1.displaced == {101, 102} and c1.displaced_by == {2: frozenset({101, 102})}
+    assert c1.displaced == {101, 102}
+    assert c1.displaced_by == {2: frozenset({101, 102})}
     d = arb.add_thread(100, 103)  # a new thread gets the kernel request: birth, not restore
-    assert change(d, 2).gained == {103} and arb.installed(2) == {CPU_CONTEXT, 101, 102, 103}
+    assert change(d, 2).gained == {103}
+    assert arb.installed(2) == {CPU_CONTEXT, 101, 102, 103}
     assert 1 not in ids(d)  # still pending everywhere: no change to report
     assert arb.applicable(2) == {CPU_CONTEXT, 101, 102, 103}
 
@@ -220,7 +240,8 @@ def test_new_crowded_thread_displaces_kernel_request_naming_the_taker() -> None:
     assert arb.state(2) == (PENDING, PendingReason.NO_THREADS)
     d = arb.add_thread(200, 202)
     c1 = change(d, 1)
-    assert c1.displaced == {CPU_CONTEXT, 101} and c1.displaced_by == {2: c1.displaced}
+    assert c1.displaced == {CPU_CONTEXT, 101}
+    assert c1.displaced_by == {2: c1.displaced}
     assert change(d, 2).gained == {202}
     assert [t.tid for t in d.rewrites] == [CPU_CONTEXT, 101, 202]
 
@@ -229,7 +250,8 @@ def test_kernel_requests_without_threads_compete_in_the_cpu_context() -> None:
     arb = Arbiter({"dr": 1})
     arb.add_request(req(1, 0xFFFF_8000_0000_1000, kernel=True))
     arb.add_request(req(2, 0xFFFF_8000_0000_2000, kernel=True, priority=75))
-    assert arb.installed(2) == {CPU_CONTEXT} and arb.state(1)[0] is PENDING
+    assert arb.installed(2) == {CPU_CONTEXT}
+    assert arb.state(1)[0] is PENDING
     assert arb.table(CPU_CONTEXT).pools["dr"][0] is not None
     assert arb.holders_at(CPU_CONTEXT, "dr", 0, arb.table(CPU_CONTEXT).generation) == (2,)
 
@@ -254,7 +276,8 @@ def test_external_slots_make_requests_pending_external_and_back() -> None:
     assert arb.table(101).external == {"dr": 3}
     assert arb.table(101).generation == gen + 1
     d = arb.set_external(101, "dr", 4)
-    assert change(d, 1).reason is PendingReason.EXTERNAL and arb.state(2)[1] is PendingReason.EXTERNAL
+    assert change(d, 1).reason is PendingReason.EXTERNAL
+    assert arb.state(2)[1] is PendingReason.EXTERNAL
     arb.add_request(req(3, 0x2000, priority=10))  # behind two others: still external
     assert arb.state(3) == (PENDING, PendingReason.EXTERNAL)
     d = arb.set_external(101, "dr", 0)
@@ -289,7 +312,8 @@ def test_external_change_without_placement_change_does_not_rewrite() -> None:
     arb.add_request(req(1, 0x1000))
     gen = arb.table(101).generation
     d = arb.set_external(101, "dr", 2)
-    assert d == Delta((), ()) and arb.table(101).generation == gen
+    assert d == Delta((), ())
+    assert arb.table(101).generation == gen
     assert arb.table(101).external == {"dr": 2}
 
 
@@ -302,7 +326,8 @@ def test_process_request_is_partial_when_one_thread_is_crowded() -> None:
     c = change(d, 1)
     assert (c.old_state, c.new_state, c.reason) == (PENDING, PENDING, PendingReason.NO_THREADS)
     d = arb.add_thread(100, 101)
-    assert change(d, 1).gained == {101} and arb.state(1)[0] is INSTALLED
+    assert change(d, 1).gained == {101}
+    assert arb.state(1)[0] is INSTALLED
     arb.add_thread(100, 102)
     assert arb.installed(1) == {101, 102}
     d = arb.add_request(req(2, 0x2000, tid=102, priority=75))
@@ -315,8 +340,11 @@ def test_process_request_is_partial_when_one_thread_is_crowded() -> None:
     )
     d = arb.remove_thread(102)
     c = change(d, 1)
-    assert c.new_state is INSTALLED and not c.lost and not c.restored
-    assert change(d, 2).lost == {102} and arb.state(2)[1] is PendingReason.NO_THREADS
+    assert c.new_state is INSTALLED
+    assert not c.lost
+    assert not c.restored
+    assert change(d, 2).lost == {102}
+    assert arb.state(2)[1] is PendingReason.NO_THREADS
 
 
 def test_generations_start_at_one_and_move_only_with_the_table() -> None:
@@ -378,7 +406,9 @@ def test_request_grown_by_replace_is_named_as_the_taker() -> None:
     arb.add_request(req(1, 0x1000, priority=75))
     arb.add_request(req(2, 0x2000))
     two = (Chunk("dr", 0x1000, 8, Access.WRITE), Chunk("dr", 0x1008, 8, Access.WRITE))
-    d = arb.replace_request(req(1, 0x1000, length=16, chunks=two, priority=75, seq=arb.request(1).seq))
+    d = arb.replace_request(
+        req(1, 0x1000, length=16, chunks=two, priority=75, seq=arb.request(1).seq)
+    )
     assert change(d, 2).displaced_by == {1: frozenset({101})}
     assert ids(d) == {2}  # request 1 stays installed: no change for it
 
@@ -388,15 +418,15 @@ def test_bad_mutations_raise_and_change_nothing() -> None:
     arb.add_thread(100, 101)
     arb.add_request(req(1, 0x1000))
     before = (arb.table(101), arb.requests(), arb.threads())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="already exists"):
         arb.add_request(req(1, 0x2000))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown pool"):
         arb.add_request(req(2, 0x2000, pool="exec"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one chunk"):
         arb.add_request(req(3, 0x2000, chunks=()))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a new thread"):
         arb.add_thread(100, 101)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a new thread"):
         arb.add_thread(100, CPU_CONTEXT)
     with pytest.raises(KeyError):
         arb.remove_thread(555)
@@ -406,7 +436,7 @@ def test_bad_mutations_raise_and_change_nothing() -> None:
         arb.set_external(555, "dr", 1)
     with pytest.raises(KeyError):
         arb.set_external(101, "exec", 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"outside 0\.\.4"):
         arb.set_external(101, "dr", 5)
     with pytest.raises(KeyError):
         arb.state(555)
@@ -420,10 +450,89 @@ def test_thread_request_applies_to_its_thread_only_and_queries_agree() -> None:
     arb.add_thread(100, 102)
     arb.add_request(req(1, 0x1000, tid=102))
     arb.add_request(req(2, 0x2000))
-    assert arb.installed(1) == {102} and arb.applicable(1) == {102}
+    assert arb.installed(1) == {102}
+    assert arb.applicable(1) == {102}
     assert arb.applicable(2) == {101, 102}
     assert arb.threads() == {101: 100, 102: 100}
     assert [r.id for r in arb.requests()] == [1, 2]
     assert arb.request(1).tid == 102
     assert arb.table(101).pools["dr"][0] is not None
     assert arb.table(101).pools["dr"][0].holders == (2,)  # type: ignore[union-attr]
+
+
+def test_holders_at_still_answers_for_a_thread_that_just_ended() -> None:
+    arb = Arbiter({"dr": 4})
+    arb.add_thread(100, 101)
+    arb.add_request(req(1, 0x1000))
+    gen = arb.table(101).generation
+    arb.remove_thread(101)
+    assert arb.holders_at(101, "dr", 0, gen) == (1,)
+    with pytest.raises(KeyError):
+        arb.table(101)
+    d = arb.add_thread(100, 101)  # the tid is reused: a new history from generation 1
+    assert d.rewrites[0].generation == 1
+    assert arb.holders_at(101, "dr", 0, gen) == ()
+    assert arb.holders_at(101, "dr", 0, arb.table(101).generation) == (1,)
+
+
+def test_sharers_join_and_leave_in_rank_order_without_moving_slots() -> None:
+    arb = Arbiter({"dr": 2})
+    arb.add_thread(100, 101)
+    arb.add_request(req(1, 0x1000, priority=75))
+    arb.add_request(req(2, 0x2000, priority=50))
+    index = slot_of(arb, 101, 2)
+    arb.add_request(req(3, 0x2000, priority=10))
+    d = arb.add_request(req(4, 0x2000, priority=25))  # joins between 2 and 3
+    assert ids(d) == {4}
+    entry = arb.table(101).pools["dr"][index]
+    assert entry is not None
+    assert entry.holders == (2, 4, 3)
+    d = arb.remove_request(2)  # the others still hold the chunk: it stays where it was
+    assert slot_of(arb, 101, 4) == index
+    assert [c.request_id for c in d.changes] == [2]
+    d = arb.remove_request(4)
+    assert slot_of(arb, 101, 3) == index
+    assert arb.installed(3) == {101}
+
+
+def test_replace_keeping_the_chunk_keeps_the_slot() -> None:
+    arb = Arbiter({"dr": 4})
+    arb.add_thread(100, 101)
+    for rid in (1, 2, 3):
+        arb.add_request(req(rid, 0x1000 + 8 * rid))
+    index = slot_of(arb, 101, 2)
+    gen = arb.table(101).generation
+    d = arb.replace_request(req(2, 0x1010, priority=75, seq=arb.request(2).seq))
+    assert slot_of(arb, 101, 2) == index
+    assert d.changes == ()
+    assert arb.table(101).generation == gen  # nothing to rewrite
+    assert [r.id for r in arb.requests()] == [2, 1, 3]
+
+
+def test_kernel_ranks_before_user_at_equal_priority() -> None:
+    arb = Arbiter({"dr": 1})
+    arb.add_thread(100, 101)
+    arb.add_request(req(1, 0x1000, priority=50))
+    d = arb.add_request(req(2, 0xFFFF_8000_0000_1000, kernel=True, priority=50))
+    assert change(d, 1).displaced_by == {2: frozenset({101})}
+    assert [r.id for r in arb.requests()] == [2, 1]
+    d = arb.remove_request(2)
+    assert change(d, 2).lost == {CPU_CONTEXT, 101}
+    assert change(d, 1).restored == {101}
+    assert arb.table(CPU_CONTEXT).pools["dr"] == (None,)
+
+
+def test_a_mutation_in_one_thread_rewrites_only_that_thread() -> None:
+    arb = Arbiter({"dr": 4})
+    for tid in range(101, 111):
+        arb.add_thread(100 + tid, tid)
+    for rid in range(1, 41):
+        arb.add_request(req(rid, 0x1000 + 8 * (rid % 6), tid=101 + rid % 10, pid=201 + rid % 10))
+    generations = {tid: arb.table(tid).generation for tid in range(101, 111)}
+    d = arb.add_request(req(99, 0x9000, tid=105, pid=205, priority=100))
+    assert [t.tid for t in d.rewrites] == [105]
+    assert {tid: arb.table(tid).generation for tid in range(101, 111)} == {
+        **generations,
+        105: generations[105] + 1,
+    }
+    assert all(105 in c.installed | c.displaced for c in d.changes)

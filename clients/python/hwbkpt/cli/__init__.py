@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from hwbkpt.cli._commands import cmd_info, cmd_sim, cmd_slots
 from hwbkpt.cli._output import Printer, event_line, event_record
 from hwbkpt.cli._parser import build_parser
+from hwbkpt.cli._process import cmd_attach, cmd_launch
 from hwbkpt.cli._watch import cmd_watch
 from hwbkpt.client import Client
 from hwbkpt.errors import HwbkptError, SessionLostError
@@ -18,7 +19,14 @@ __all__ = ["build_parser", "event_line", "event_record", "main"]
 _TRANSPORT_CODES = frozenset(
     {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL"}
 )
-_COMMANDS = {"info": cmd_info, "slots": cmd_slots, "watch": cmd_watch, "sim": cmd_sim}
+_COMMANDS = {
+    "info": cmd_info,
+    "slots": cmd_slots,
+    "watch": cmd_watch,
+    "attach": cmd_attach,
+    "launch": cmd_launch,
+    "sim": cmd_sim,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -249,7 +249,7 @@ def machine_lines(info: m.MachineInfo) -> list[str]:
     lines.append("mechanisms")
     for x in info.mechanisms:
         status = "available" if x.available else "not available"
-        lines.append(f"  {x.name:<8} {status}" + (f": {x.reason}" if x.reason else ""))
+        lines.append(f"  {x.name:<12} {status}" + (f": {x.reason}" if x.reason else ""))
     if info.notes:
         lines.append("notes")
         lines.extend(f"  - {n}" for n in info.notes)

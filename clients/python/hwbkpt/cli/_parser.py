@@ -22,6 +22,62 @@ Exit status: 0 done; 2 bad input (the broker's status and the field at fault on 
 """
 
 
+_ATTACH_EPILOG = """\
+Prints the process's thread ids, then its events (its exit) until Ctrl-C, SIGTERM or
+--timeout; then closes the session, and the broker lets the process go unless another
+session still watches it: slots cleared, threads running.
+"""
+
+_LAUNCH_EPILOG = """\
+The program starts under the broker, held before its first instruction; each --watch is set
+(LOCATION is an address, hex or decimal; symbol names once user-space symbols are supported),
+then the program runs. Prints the pid first, then the state of each watch and one line per
+event until the program exits, --count hits, --timeout seconds or Ctrl-C. The program
+inherits the broker's standard streams. If it still runs at the end, it is let go, not
+killed. Example: hwbkpt launch --watch 0x404040 --count 10 -- ./prog arg
+"""
+
+
+def _launch_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="start a program under the broker with watches set before it runs",
+        epilog=_LAUNCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--watch",
+        action="append",
+        metavar="LOCATION",
+        type=parse_location,
+        help="an address to watch in the program (repeatable)",
+    )
+    p.add_argument(
+        "--length", type=_count, default=None, help="bytes (default 8; exec: the arch's)"
+    )
+    p.add_argument(
+        "--access", choices=("write", "read", "rw", "exec"), default="write", help="default write"
+    )
+    p.add_argument(
+        "--priority",
+        type=parse_priority_arg,
+        default=None,
+        metavar="N|" + "|".join(PRIORITY_PRESETS),
+        help="0..100 or a preset (default normal)",
+    )
+    p.add_argument("--count", type=_count, default=0, help="stop after N hits")
+    p.add_argument("--timeout", type=_seconds, default=0.0, help="stop after S seconds")
+    p.add_argument("--name", default=None, help="session name (default hwbkpt-launch-<pid>)")
+    p.add_argument(
+        "--changed-only", action="store_true", help="report only hits that change the value"
+    )
+    p.add_argument("--nonstop", action="store_true", help="non-stop watches (no ptrace stops)")
+    p.add_argument("--follow-fork", action="store_true", help="trace its forked children too")
+    p.add_argument(
+        "program", nargs=argparse.REMAINDER, metavar="-- PROGRAM ARGS", help="what to run"
+    )
+
+
 def parse_number(text: str) -> int:
     """Hex (``0x..``) or decimal; raises ValueError otherwise."""
     t = text.strip().lower().replace("_", "")
@@ -126,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--changed-only", action="store_true", help="report only hits that change the value"
     )
+    w.add_argument(
+        "--nonstop",
+        action="store_true",
+        help="non-stop mode: perf samples, the target is never stopped (no ptrace)",
+    )
+
+    a = sub.add_parser(
+        "attach",
+        help="trace a running process until Ctrl-C or --timeout, then let it go",
+        epilog=_ATTACH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("--pid", type=_count, required=True, help="the process to attach")
+    a.add_argument("--timeout", type=_seconds, default=0.0, help="detach after S seconds")
+    a.add_argument("--name", default=None, help="session name (default hwbkpt-attach-<pid>)")
+    a.add_argument("--follow-fork", action="store_true", help="trace its forked children too")
+
+    _launch_parser(sub)
 
     sim = sub.add_parser("sim", help="drive the simulated machine")
     simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMCOMMAND")

@@ -17,16 +17,16 @@ from hwbkpt.cli._output import Printer, event_line, event_record
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
-__all__ = ["cmd_watch"]
+__all__ = ["POLL", "cmd_watch", "initial_state", "print_event", "state_key", "stop_on_signals"]
 
 #: How often the loop looks at the clock and the stop flag while no event arrives.
-_POLL = 0.2
+POLL = 0.2
 #: How long to wait for the broker's "removed" event after removing the request.
 _REMOVED_WAIT = 1.0
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Ctrl-C and SIGTERM end the watch cleanly instead of killing it mid-call."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -40,12 +40,12 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _state_key(ev_or_bp: m.StateChanged | m.Breakpoint) -> tuple[object, ...]:
+def state_key(ev_or_bp: m.StateChanged | m.Breakpoint) -> tuple[object, ...]:
     reason = ev_or_bp.pending_reason
     return (ev_or_bp.state, reason, ev_or_bp.installed_tids, ev_or_bp.pending_tids)
 
 
-def _initial_state(bp: m.Breakpoint) -> m.Event:
+def initial_state(bp: m.Breakpoint) -> m.Event:
     """The state SetBreakpoint returned, as an event numbered 0 (not from the stream)."""
     return m.Event(
         seq=0,
@@ -59,7 +59,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
     name = args.name if args.name is not None else f"hwbkpt-watch-{os.getpid()}"
     access = m.Access(args.access)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         session = client.open_session(name)
         try:
             bp = session.watch(
@@ -72,6 +72,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 priority=args.priority,
                 halt=args.halt,
                 changed_only=args.changed_only,
+                nonstop=args.nonstop,
             )
         except BaseException:
             with contextlib.suppress(HwbkptError):
@@ -85,7 +86,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
     return 0
 
 
-def _print(out: Printer, ev: m.Event) -> None:
+def print_event(out: Printer, ev: m.Event) -> None:
     out.emit(event_record(ev), event_line(ev))
 
 
@@ -97,12 +98,12 @@ def _follow(
     stop: threading.Event,
 ) -> bool:
     """Print events until done; True when the broker itself removed the request."""
-    _print(out, _initial_state(bp))
-    last_state = _state_key(bp)
+    print_event(out, initial_state(bp))
+    last_state = state_key(bp)
     deadline = time.monotonic() + args.timeout if args.timeout else None
     hits = 0
     while not stop.is_set() and not (args.count and hits >= args.count):
-        wait = _POLL
+        wait = POLL
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -116,11 +117,11 @@ def _follow(
         p = ev.payload
         if isinstance(p, m.StateChanged):
             # The stream repeats the state the SetBreakpoint reply already showed.
-            if ev.breakpoint_id == bp.id and _state_key(p) == last_state:
+            if ev.breakpoint_id == bp.id and state_key(p) == last_state:
                 continue
             if ev.breakpoint_id == bp.id:
-                last_state = _state_key(p)
-        _print(out, ev)
+                last_state = state_key(p)
+        print_event(out, ev)
         if isinstance(p, m.Hit) and ev.breakpoint_id == bp.id:
             hits += 1
             if p.halted:
@@ -157,6 +158,6 @@ def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
             return
         if isinstance(ev.payload, m.StateChanged) and ev.breakpoint_id == bp.id:
             continue  # the final "removed" state repeats the removed event
-        _print(out, ev)
+        print_event(out, ev)
         if isinstance(ev.payload, m.Removed) and ev.breakpoint_id == bp.id:
             return

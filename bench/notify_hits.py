@@ -1,0 +1,193 @@
+"""Figure 1: NOTIFY hits per second delivered to one streaming client (issue 3 item 9).
+
+The target (bench/target_loop.c) writes an 8-byte variable N times as fast as it can;
+the broker (ptrace mechanism, perf arming, then debugreg arming) reports every write
+to one ``hwbkpt.AsyncClient`` session over a Unix socket. The rate runs from the first
+hit received to the last; every hit's value is checked (the n-th hit carries n) and
+the hits received are compared with N (losses are reported).
+
+References, measured in the same run, alternating with the broker's runs:
+- A: a minimal C ptrace loop armed the same way (bench/ptrace_ref.c for perf arming,
+  bench/ref_tracer.c for debugreg arming) on the same target; target >= 0.6;
+- B: gdb ``watch`` with a silent ``continue``, on fewer writes; target >= 5x gdb;
+- ``perf stat -e mem:ADDR/8:w``: the traps alone, the physical limit (no target).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import hwbkpt
+from bench import peers
+from bench._broker import Broker, BrokerUnavailable
+from bench._stream import collect, open_watch
+from bench._support import (
+    ToolMissing,
+    build,
+    fmt_rate,
+    missing_row,
+    ratio,
+    ratios,
+    row,
+    spread,
+)
+from bench._target import Target
+
+__all__ = ["broker_run", "reference_run", "run"]
+
+ARMINGS = ("perf", "debugreg")
+
+
+async def _client(address: str, target: Target, n: int) -> dict[str, Any]:
+    async with hwbkpt.AsyncClient(address) as client:
+        session, _ = await open_watch(
+            client, "bench-notify", target.pid, target.address, hit_buffer=n + 1024
+        )
+        target.go()
+        got = await collect(session, n, check=lambda i, value: i == value, timeout=300)
+    return {
+        "hits": got.hits,
+        "dropped": got.dropped,
+        "lost": n - got.hits,
+        "wrong_values": got.wrong_values,
+        "seconds": got.seconds,
+        "hits_per_s": got.rate,
+    }
+
+
+def broker_run(address: str, n: int) -> dict[str, Any]:
+    """One run: a fresh target, one session, N writes; what the client received."""
+    with Target(build().target_loop, n) as target:
+        result = asyncio.run(_client(address, target, n))
+        target.finish()
+    return result
+
+
+def reference_run(arming: str, n: int) -> dict[str, Any]:
+    """The C ptrace loop with the same arming on the same target."""
+    progs = build()
+    if arming == "perf":
+        argv = [str(progs.ptrace_ref), str(progs.target_loop), str(n)]
+    else:
+        argv = [str(progs.ref_tracer), arming, "count", str(progs.target_loop), str(n)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=True)
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["hits"] != n or result["wrong_values"]:
+        raise RuntimeError(f"reference loop saw {result['hits']} hits of {n}: {result}")
+    return result
+
+
+def _arming_rows(
+    arming: str, n: int, runs: int, gdb: dict[str, Any] | None, notes: list[str]
+) -> tuple[list[dict[str, Any]], list[float]]:
+    figure = f"NOTIFY hits/s, ptrace + {arming} arming, 1 client"
+    try:
+        broker = Broker("native", arming).start()
+    except BrokerUnavailable as err:
+        return [missing_row(figure, f"hwbkptd --machine native: {err}", ">= 0.6 of C")], []
+    mine: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    try:
+        for _ in range(runs):
+            refs.append(reference_run(arming, n))
+            mine.append(broker_run(broker.address, n))
+    finally:
+        broker.stop()
+    rates = [r["hits_per_s"] for r in mine]
+    ref_rates = [r["hits_per_s"] for r in refs]
+    lost = sum(r["lost"] for r in mine)
+    wrong = sum(r["wrong_values"] for r in mine)
+    rel = ratios(rates, ref_rates)
+    ref_name = "ptrace_ref.c" if arming == "perf" else "ref_tracer.c debugreg"
+    value = spread(rates).show(fmt_rate, " /s")
+    value += f"; {sum(r['hits'] for r in mine):,} of {n * runs:,} hits received"
+    if lost:
+        value += f" (**{lost:,} lost**)"
+    if wrong:
+        value += f", {wrong:,} wrong values"
+    rows = [
+        row(
+            figure,
+            value,
+            f"C ptrace loop ({ref_name}): {spread(ref_rates).show(fmt_rate, ' /s')}",
+            rel.show(lambda x: f"{x:.2f}"),
+            ">= 0.6 of C, no loss",
+            rel.median >= 0.6 and lost == 0 and wrong == 0,
+            runs=mine,
+            reference_runs=refs,
+        )
+    ]
+    if gdb is not None:
+        gdb_rate = spread(g["hits_per_s"] for g in gdb["runs"])
+        rows.append(
+            row(
+                f"NOTIFY hits/s vs gdb watch ({arming} arming)",
+                spread(rates).show(fmt_rate, " /s"),
+                f"gdb watch + silent continue ({gdb['n']:,} writes): "
+                + gdb_rate.show(fmt_rate, " /s"),
+                ratio(spread(rates).median, gdb_rate.median),
+                ">= 5x gdb",
+                spread(rates).median >= 5 * gdb_rate.median,
+            )
+        )
+    if lost:
+        notes.append(f"{arming} arming: {lost:,} hits not received ({n:,} writes per run).")
+    return rows, rates
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 20_000 if quick else 200_000
+    gdb_n = 5_000 if quick else 20_000
+    runs = 2 if quick else 3
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+    gdb: dict[str, Any] | None = None
+    try:
+        gdb = {"n": gdb_n, "runs": [peers.gdb_watch(gdb_n) for _ in range(runs)]}
+    except ToolMissing as err:
+        notes.append(f"gdb comparison skipped: {err}.")
+    perf_rates: list[float] = []
+    try:
+        perf_rates = [peers.perf_stat(n)["traps_per_s"] for _ in range(runs)]
+    except ToolMissing as err:
+        notes.append(f"perf stat comparison skipped: {err}.")
+    for arming in ARMINGS:
+        try:
+            arming_rows, rates = _arming_rows(arming, n, runs, gdb, notes)
+        except Exception as exc:  # one arming failing must not hide the other's figures
+            figure = f"NOTIFY hits/s, ptrace + {arming} arming, 1 client"
+            rows.append(row(figure, f"error: {type(exc).__name__}: {exc}", met=False))
+            continue
+        rows += arming_rows
+        if rates and perf_rates:
+            limit = spread(perf_rates)
+            rows.append(
+                row(
+                    f"NOTIFY hits/s vs trap cost ({arming} arming)",
+                    spread(rates).show(fmt_rate, " /s"),
+                    f"perf stat -e mem:ADDR/8:w (traps only): {limit.show(fmt_rate, ' /s')}",
+                    ratio(spread(rates).median, limit.median),
+                    "(physical limit)",
+                    None,
+                )
+            )
+    if gdb is not None and not any("gdb" in str(r["figure"]) for r in rows):
+        gdb_rate = spread(g["hits_per_s"] for g in gdb["runs"])
+        notes.append(f"gdb watch measured {gdb_rate.show(fmt_rate, ' /s')} ({gdb_n:,} writes).")
+    return {
+        "benchmark": "notify_hits",
+        "writes": n,
+        "runs": runs,
+        "gdb": gdb,
+        "perf_stat_traps_per_s": perf_rates,
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=1, default=str))

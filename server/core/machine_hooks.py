@@ -1,0 +1,69 @@
+"""What the broker asks of the machine beyond arming slots: names, up-front checks, targets.
+
+The core stays pure: ``hwbkptd.machines`` injects an implementation. The
+simulated machine uses ``SimHooks`` (no symbols, no attaching: its processes
+are created by the sim service); the native machine resolves kernel symbols
+through /proc/kallsyms, refuses what its capabilities cannot arm before any
+system call, and attaches processes on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hwbkptd.core.broker_types import BreakpointSpec
+from hwbkptd.core.errors import FailedPrecondition, NotFound
+from hwbkptd.core.mechanism import MechanismInfo
+from hwbkptd.core.model import Scope
+
+__all__ = ["NO_SYMBOLS", "MachineHooks", "SimHooks"]
+
+NO_SYMBOLS = "symbol resolution is not available on this machine"
+
+
+class MachineHooks(Protocol):
+    @property
+    def attaches(self) -> bool:
+        """True when a request on a process the broker does not trace yet attaches it."""
+        ...
+
+    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+        """The address of ``symbol`` (``name`` or ``name+off``). Errors name ``spec.symbol``."""
+        ...
+
+    def check(self, spec: BreakpointSpec) -> None:
+        """Refuse, before any change, a validated spec this machine cannot arm."""
+        ...
+
+    def process_of(self, tid: int) -> int:
+        """The process a thread belongs to; NotFound ``spec.tid`` when there is none."""
+        ...
+
+    def mechanisms(self) -> tuple[MechanismInfo, ...]:
+        """One entry per mechanism for ``describe``; () to describe the mechanism itself."""
+        ...
+
+    def notes(self) -> tuple[str, ...]:
+        """Notes for ``describe``; () to use the mechanism's own."""
+        ...
+
+
+class SimHooks:
+    """The simulated machine: every process already exists in the broker; no symbols."""
+
+    attaches = False
+
+    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+        raise FailedPrecondition(NO_SYMBOLS)
+
+    def check(self, spec: BreakpointSpec) -> None:
+        return None
+
+    def process_of(self, tid: int) -> int:
+        raise NotFound("spec.tid", f"no traced thread {tid}")
+
+    def mechanisms(self) -> tuple[MechanismInfo, ...]:
+        return ()
+
+    def notes(self) -> tuple[str, ...]:
+        return ()
