@@ -58,11 +58,11 @@ typecheck: $(STAMP)
 	MYPYPATH=$(VENV)/mypy:clients/python $(BIN)/mypy -p hwbkptd -p hwbkpt -p demo -p bench
 
 test: setup proto-check lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not soak" $(PYTEST_ARGS)
 
 # Only pytest (for the edit-test loop).
 test-fast: $(STAMP)
-	$(BIN)/pytest -x -q $(PYTEST_ARGS)
+	$(BIN)/pytest -x -q -m "not soak" $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m demo
@@ -71,7 +71,7 @@ bench: setup
 	$(PY) -m bench
 
 soak: setup
-	HWBKPT_SOAK=1 $(BIN)/pytest -m soak tests
+	HWBKPT_SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

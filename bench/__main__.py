@@ -12,6 +12,7 @@ import importlib
 import json
 import platform
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ __all__ = ["BENCHMARKS", "main"]
 
 HERE = Path(__file__).resolve().parent
 
-#: module name -> title; each module has run(quick: bool) -> dict with a "rows" list.
+#: module name -> title; each module has run(quick: bool) -> dict with a "rows" list
+#: (and optionally "notes", printed under the table). Numbers are issue 5's figures.
 BENCHMARKS: dict[str, str] = {
-    "placement": "Placement change cost",
+    "notify_hits": "1. NOTIFY hits/s",
+    "nonstop_hits": "2. Non-stop hits/s",
+    "latency": "3. Hit latency",
+    "halt_rtt": "4. HALT round trip",
+    "placement": "5. Placement change cost",
+    "fanout": "6. Fan-out",
+    "footprint": "7. Footprint",
 }
 
 
@@ -33,18 +41,34 @@ def _machine() -> dict[str, str]:
         "machine": platform.machine(),
         "cpus": str(len(__import__("os").sched_getaffinity(0))),
         "python": platform.python_version(),
+        "cpu_model": _cpu_model(),
     }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _markdown(machine: dict[str, str], results: dict[str, Any]) -> str:
     lines = [
         f"Measured {machine['date']} on Linux {machine['kernel']} {machine['machine']}, "
-        f"{machine['cpus']} CPUs, Python {machine['python']} (`make bench`).",
+        f"{machine['cpus']} CPUs ({machine['cpu_model']}), Python {machine['python']}; "
+        f"`make bench` took {machine.get('elapsed', '?')}.",
+        "Values are the median of several runs with (min to max); each ratio is value over "
+        "reference, run by run, both measured in the same run.",
         "",
         "| benchmark | figure | ratio to reference | value | reference | target | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    notes: list[str] = []
     for name, res in results.items():
+        notes += [f"{BENCHMARKS.get(name, name)}: {note}" for note in res.get("notes", [])]
         if "error" in res:
             lines.append(f"| {BENCHMARKS.get(name, name)} | error | | {res['error']} | | | no |")
             continue
@@ -60,6 +84,8 @@ def _markdown(machine: dict[str, str], results: dict[str, Any]) -> str:
                     met={True: "yes", False: "**no**", None: ""}[row.get("met")],
                 )
             )
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -71,15 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(BENCHMARKS)
     machine = _machine()
     results: dict[str, Any] = {}
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}: one of {', '.join(BENCHMARKS)}")
+    started = time.monotonic()
     for name in names:
         print(f"== {BENCHMARKS.get(name, name)}", flush=True)
+        t0 = time.monotonic()
         try:
             module = importlib.import_module(f"bench.{name}")
             results[name] = module.run(quick=args.quick)
         except Exception as exc:  # a failing benchmark is reported, the others still run
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(results[name], indent=1, default=str), flush=True)
+        results[name]["elapsed_s"] = round(time.monotonic() - t0, 1)
+        for r in results[name].get("rows", []):
+            print(f"   {r.get('figure')}: {r.get('value')} | ref {r.get('reference')}", flush=True)
+        print(f"   ({results[name]['elapsed_s']} s)", flush=True)
+    quick = " (--quick)" if args.quick else ""
+    machine["elapsed"] = f"{time.monotonic() - started:.0f} s{quick}"
     (HERE / "results.json").write_text(
         json.dumps({"machine": machine, "results": results}, indent=1, default=str) + "\n"
     )

@@ -1,7 +1,6 @@
 """The broker under test: ``hwbkptd`` started as its own process on a Unix socket.
 
-Benchmarks read its CPU time and resident memory from ``/proc/PID``, and attach
-processes with the ``AttachProcess`` RPC (the client library does not wrap it yet).
+Benchmarks read its CPU time and resident memory from ``/proc/PID``.
 """
 
 from __future__ import annotations
@@ -15,13 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import grpc
-import grpc.aio
-
 from bench._support import workdir
-from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 
-__all__ = ["Broker", "BrokerUnavailable", "attach", "cpu_seconds", "rss_kib"]
+__all__ = ["Broker", "BrokerUnavailable", "cpu_seconds", "rss_kib"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -149,13 +144,3 @@ class Broker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-async def attach(address: str, token: str, pid: int) -> tuple[int, ...]:
-    """AttachProcess for a session (by its token); returns the process's thread ids."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = broker_pb2_grpc.BrokerServiceStub(channel)
-        resp = await stub.AttachProcess(
-            broker_pb2.AttachProcessRequest(token=token, pid=pid), timeout=30
-        )
-    return tuple(resp.tids)

@@ -76,7 +76,7 @@ async def _client(address: str, target: Target, n: int, action: str) -> dict[str
             n,
             latency=True,
             on_hit=resume if action == "halt" else None,
-            timeout=60 + 2 * n / 1000,
+            limit=60 + 2 * n / 1000,
         )
     return {
         "hits": got.hits,

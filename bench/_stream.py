@@ -1,8 +1,7 @@
 """The client side of the hit benchmarks: one session, one watch, every hit counted.
 
 Everything here goes through the public ``hwbkpt.AsyncClient`` over the broker's Unix
-socket, the way an IDE or a tracer would; only ``AttachProcess`` is called through the
-generated stub (bench/_broker.attach) because the library does not wrap it yet.
+socket, the way an IDE or a tracer would.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import hwbkpt
-from bench._broker import attach
 
 __all__ = ["Collected", "collect", "open_watch"]
 
@@ -61,7 +59,7 @@ async def open_watch(
     """A session watching 8-byte writes to ``address`` in process ``pid``, installed."""
     session = await client.open_session(name, hit_buffer=min(hit_buffer, MAX_HIT_BUFFER))
     if do_attach:
-        await attach(client.address, session.token, pid)
+        await session.attach_process(pid)
     bp = await session.set_breakpoint(
         scope="process",
         pid=pid,
@@ -83,17 +81,18 @@ async def collect(
     check: Callable[[int, int], bool] | None = None,
     latency: bool = False,
     on_hit: Callable[[hwbkpt.Hit], object] | None = None,
-    timeout: float = 120.0,
+    limit: float = 120.0,
     settle: float = 1.0,
 ) -> Collected:
     """Read the session's events until ``expected`` hits (received or dropped) are in.
 
     ``check(n, value)`` is told the n-th hit's value (1-based). ``on_hit`` may be a
     coroutine function (the HALT benchmark resumes the thread there). After the target
-    exits, events are read for ``settle`` more seconds of quiet, in case hits trail it.
+    exits, events are read for ``settle`` more seconds of quiet, in case hits trail it;
+    ``limit`` bounds the whole wait (seconds).
     """
     got = Collected()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     clock = time.clock_gettime_ns
     mono = time.CLOCK_MONOTONIC
     while got.hits + got.dropped < expected:

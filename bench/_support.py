@@ -117,7 +117,7 @@ class Spread:
     def show(self, fmt: Callable[[float], str], unit: str = "") -> str:
         if self.runs == 1:
             return f"{fmt(self.median)}{unit}"
-        return f"{fmt(self.median)}{unit} ({fmt(self.low)}–{fmt(self.high)})"
+        return f"{fmt(self.median)}{unit} ({fmt(self.low)} to {fmt(self.high)})"
 
 
 def spread(values: Iterable[float]) -> Spread:

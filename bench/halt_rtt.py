@@ -64,9 +64,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             value,
             "C ptrace stop + cont (ref_tracer.c): "
             + spread(r["p50"] for r in refs).show(fmt_us, " us"),
-            ratios([m["p50"] for m in mine], [r["p50"] for r in refs]).show(
-                lambda x: f"{x:.1f}"
-            ),
+            ratios([m["p50"] for m in mine], [r["p50"] for r in refs]).show(lambda x: f"{x:.1f}"),
             f"<= {TARGET_US:,.0f} us",
             median.median <= TARGET_US and lost == 0 and not_halted == 0,
         ),
@@ -74,9 +72,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "HALT round trip p99",
             p99.show(fmt_us, " us"),
             "C ptrace stop + cont: " + spread(r["p99"] for r in refs).show(fmt_us, " us"),
-            ratios([m["p99"] for m in mine], [r["p99"] for r in refs]).show(
-                lambda x: f"{x:.1f}"
-            ),
+            ratios([m["p99"] for m in mine], [r["p99"] for r in refs]).show(lambda x: f"{x:.1f}"),
         ),
         row(
             "HALT: hit arrival to ResumeThreads return (client side), median",

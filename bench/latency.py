@@ -36,11 +36,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         broker = Broker("native", "perf").start()
     except BrokerUnavailable as err:
         why = f"hwbkptd --machine native: {err}"
-        rows = [
+        missing = [
             missing_row(f"latency {q}, access to client", why, f"<= {t:,.0f} us")
             for q, t in TARGETS.items()
         ]
-        return {"benchmark": "latency", "rows": rows, "notes": notes}
+        return {"benchmark": "latency", "rows": missing, "notes": notes}
     mine: list[dict[str, float]] = []
     refs: list[dict[str, float]] = []
     lost = 0

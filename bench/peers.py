@@ -155,9 +155,9 @@ def perf_record(n: int) -> dict[str, Any]:
     data = workdir() / f"perf-{time.monotonic_ns()}.data"
     event = f"mem:{address:#x}/8:w"
     try:
+        argv = [perf, "record", "-q", "-e", event, "-c", "1", "-o", str(data)]
         proc = subprocess.run(
-            [perf, "record", "-q", "-e", event, "-c", "1", "-o", str(data)]
-            + ["--", str(program), str(n)],
+            [*argv, "--", str(program), str(n)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -26,9 +26,10 @@ def tool(name: str) -> str:
 class Broker:
     """``hwbkptd`` on a Unix socket in ``workdir``; ``stop()`` sends SIGTERM."""
 
-    def __init__(self, workdir: Path, machine: str = "sim") -> None:
+    def __init__(self, workdir: Path, machine: str = "sim", arming: str = "auto") -> None:
         self.workdir = workdir
         self.machine = machine
+        self.arming = arming
         self.socket = workdir / "hwbkpt.sock"
         self.address = f"unix:{self.socket}"
         self.log_path = workdir / "hwbkptd.log"
@@ -42,13 +43,17 @@ class Broker:
             self.address,
             "--machine",
             self.machine,
+            "--arming",
+            self.arming,
             "--ready-file",
             str(ready),
             "--log-format",
             "json",
         ]
         with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -15,7 +18,7 @@ from pathlib import Path
 import hwbkpt
 from demo.clients import ClientProcess, agent, cli_watch
 from demo.daemon import Broker, DemoError
-from demo.target import SimTarget, Target
+from demo.target import NativeTarget, SimTarget, Target, compile_target
 
 __all__ = ["main", "run"]
 
@@ -72,7 +75,8 @@ def _story(
     info = client.describe()
     print("hwbkpt demo: an IDE and a tracer share one thread's debug registers\n")
     pools = ", ".join(f'"{p.name}" of {p.slots} slots' for p in info.pools)
-    say("broker", f"hwbkptd --machine {info.machine} ({info.arch}: {pools})")
+    arming = f", {info.arming} arming" if info.machine == "native" else ""
+    say("broker", f"hwbkptd --machine {info.machine} ({info.arch}: {pools}{arming})")
     say("", f"on {broker.address}")
     names = list(target.variables)
     say(
@@ -148,18 +152,51 @@ def _story(
         raise DemoError("the ide client did not exit cleanly")
 
 
+def native_blocker() -> str:
+    """Why the demo cannot run on a real process here ("" when it can)."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        here = f"{sys.platform} {platform.machine()}"
+        return f"the native machine needs Linux on x86_64, this is {here}"
+    if os.geteuid() != 0:
+        return "the native machine needs root (the broker traces the target with ptrace)"
+    if shutil.which("gcc") is None:
+        return "gcc is needed to build the target program"
+    return ""
+
+
+def _choose(machine: str) -> tuple[str, str]:
+    """(the broker's --machine, why) for the demo's --machine."""
+    if machine != "auto":
+        return machine, f"--machine {machine}"
+    why = native_blocker()
+    if why:
+        return "sim", f"{why}: the story runs on the simulated machine"
+    return "native", "a real process under the native machine"
+
+
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
-    parser.add_argument("--machine", default="sim", help="the broker's machine (default sim)")
+    parser.add_argument(
+        "--machine",
+        default="auto",
+        help="auto (native when root on x86_64 Linux, else sim), native, or a sim layout",
+    )
+    parser.add_argument("--arming", choices=("auto", "perf", "debugreg"), default="auto")
     args = parser.parse_args(argv)
-    if not args.machine.startswith("sim"):
-        # A native target (a compiled C program) arrives with the ptrace mechanism.
-        parser.error(f"--machine {args.machine}: this demo runs on the simulated machine only")
+    machine, why = _choose(args.machine)
+    if machine != "native" and not machine.startswith("sim"):
+        parser.error(f"--machine {args.machine}: use auto, native or a sim layout")
+    print(f"demo: {why}")
     with tempfile.TemporaryDirectory(prefix="hwbkpt-demo-") as tmp:
-        broker = Broker(Path(tmp), machine=args.machine)
+        workdir = Path(tmp)
+        broker = Broker(workdir, machine=machine, arming=args.arming)
         try:
+            make_target: Callable[[str], Target] = SimTarget
+            if machine == "native":
+                exe = compile_target(workdir)
+                make_target = lambda _address: NativeTarget(exe)  # noqa: E731
             broker.start()
-            run(broker, SimTarget)
+            run(broker, make_target)
         except (DemoError, hwbkpt.HwbkptError) as err:
             print(f"demo failed: {err}", file=sys.stderr)
             print(broker.log_tail(), file=sys.stderr)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# The ptrace mechanism forks to launch programs, from its own thread while gRPC runs.
+# gRPC's fork handlers (on by default in grpcio's core) then break its event engine in the
+# parent ("Check failed: wakeup_fd_->Wakeup().ok()", SIGABRT); the child execs at once and
+# needs none of them. gRPC reads this when it is first imported, so it is set before that.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 import argparse
 import asyncio
 import sys

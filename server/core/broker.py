@@ -20,6 +20,7 @@ import structlog
 from hwbkptd.arch.base import Arch
 from hwbkptd.core.applier import Applier
 from hwbkptd.core.arbiter import Arbiter
+from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import (
     BreakpointSpec,
     BreakpointView,
@@ -40,15 +41,14 @@ from hwbkptd.core.errors import (
     PermissionDenied,
 )
 from hwbkptd.core.events import Event, EventKind, TargetExec, TargetExited
-from hwbkptd.core.filters import validate_filter
-from hwbkptd.core.launching import check_launch, spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.mechanism import HitReport, Mechanism, Refusal
-from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Filter, RequestState, Scope
+from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Filter, RequestState
+from hwbkptd.core.process_desk import ProcessDesk
 from hwbkptd.core.records import Record, RecordIndex, new_record
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.sessions import Session, SessionTable
-from hwbkptd.core.specs import Prepared, check_action, check_name, check_priority, prepare_spec
+from hwbkptd.core.specs import Prepared, check_name, modified_request, prepare_spec
 from hwbkptd.core.tracing import Tracing
 from hwbkptd.core.views import breakpoint_view, describe_machine, thread_slots
 
@@ -75,15 +75,7 @@ MAX_LEASE_SECONDS = 86_400.0
 MAX_HIT_BUFFER = 1_000_000
 
 
-def _audit(event: str, session: Session, **fields: Any) -> None:
-    """Every state change is logged with who did it (DESIGN section 7)."""
-    _log.info(
-        event,
-        identity=session.identity.name,
-        session=session.name,
-        session_id=session.id,
-        **fields,
-    )
+_audit = audit
 
 
 class Broker:
@@ -139,6 +131,16 @@ class Broker:
             forget_process=self._forget_process,
             flush=self._applier.flush,
             requested=lambda pid: bool(self._records.of_process(pid)),
+        )
+        self._desk = ProcessDesk(
+            sessions=self._sessions,
+            tracing=self._tracing,
+            hooks=self._hooks,
+            applier=self._applier,
+            threads=self._threads,
+            procs=self._procs,
+            stopping=lambda: self._stopped,
+            spawn=self._spawn,
         )
         self._started = False
         self._stopped = False
@@ -253,38 +255,12 @@ class Broker:
     # --- requests ---------------------------------------------------------------
     async def set_breakpoint(self, token: str, spec: BreakpointSpec) -> BreakpointView:
         session = self._sessions.get(token)
-        pid = self._untraced_target(spec)
+        pid = self._desk.untraced_target(spec)
         if not pid:
             return await self._set(token, spec)
-        try:
-            with self._tracing.pinned(pid):
-                # Everything but the target is judged before attaching: a bad request
-                # attaches nothing.
-                tid = spec.tid if spec.scope is Scope.THREAD else 0
-                self._prepare(session, spec, assume=(pid, tid))
-                try:
-                    await self._tracing.attach(pid)
-                except BrokerError as err:
-                    raise spec_error(err) from None
-                return await self._set(token, spec)
-        except BaseException:
-            # Attached for a request that failed after all: let the process go again.
-            self._spawn(self._tracing.sweep())
-            raise
-
-    def _untraced_target(self, spec: BreakpointSpec) -> int:
-        """The process a user request must attach first, as ``gdb -p`` would (0: none)."""
-        if not self._hooks.attaches or spec.scope not in (Scope.PROCESS, Scope.THREAD):
-            return 0
-        pid, tid = spec.pid, spec.tid
-        if not isinstance(pid, int) or not isinstance(tid, int) or pid < 0 or tid < 0:
-            return 0
-        if spec.scope is Scope.PROCESS:
-            return pid if pid > 0 and tid == 0 and pid not in self._procs else 0
-        if tid == 0 or tid in self._threads:
-            return 0
-        owner = pid or self._hooks.process_of(tid)
-        return 0 if owner in self._procs else owner
+        return await self._desk.set_attaching(
+            session, spec, pid, check=self._prepare, create=lambda: self._set(token, spec)
+        )
 
     async def _set(self, token: str, spec: BreakpointSpec) -> BreakpointView:
         prepared = self._prepare(self._sessions.get(token), spec)
@@ -335,23 +311,10 @@ class Broker:
         session = self._sessions.get(token)
         record = self._own(session, breakpoint_id)
         old = record.request
-        who = session.identity
-        new_priority = old.priority
-        if priority is not None:
-            new_priority = check_priority(priority, who, "priority")
-        new_action = old.action
-        if action is not None:
-            kernel, nonstop = old.is_kernel, old.nonstop
-            new_action = check_action(action, who, kernel=kernel, nonstop=nonstop, field="action")
-        new_filter = old.filter
-        if filter is not None:
-            if not isinstance(filter, Filter):
-                raise InvalidArgument("filter", "not a filter")
-            validate_filter(filter, length=old.length, access=old.access, field="filter")
-            new_filter = filter
-        request = dataclasses.replace(
-            old, priority=new_priority, action=new_action, filter=new_filter
+        request = modified_request(
+            old, session.identity, priority=priority, action=action, filter=filter
         )
+        new_priority, new_action, new_filter = request.priority, request.action, request.filter
         if request == old:
             return self._view(record)
         delta = self._arbiter.replace_request(request)
@@ -477,13 +440,7 @@ class Broker:
         self, token: str, pid: int, *, follow_fork: bool = False
     ) -> tuple[int, ...]:
         """Trace ``pid`` for this session until it ends (then detach if nobody else needs it)."""
-        session = self._sessions.get(token)
-        if pid <= 0:
-            raise InvalidArgument("pid", f"not a process id: {pid}")
-        tids = await self._tracing.attach(pid, session_id=session.id, follow_fork=follow_fork)
-        _audit("process_attached", session, pid=pid, tids=list(tids))
-        await self._settle_for(session)
-        return tids
+        return await self._desk.attach(token, pid, follow_fork)
 
     async def launch_process(
         self,
@@ -495,31 +452,11 @@ class Broker:
         follow_fork: bool = False,
     ) -> int:
         """Start a program held at its first instruction until this session releases it."""
-        session = self._sessions.get(token)
-        argv, env, cwd = check_launch(argv, env, cwd)
-        if self._stopped:
-            raise FailedPrecondition("the broker is shutting down")
-        pid = await self._tracing.launch(session.id, session.name, argv, env, cwd, follow_fork)
-        _audit("process_launched", session, pid=pid, argv=list(argv), cwd=cwd)
-        await self._settle_for(session)
-        return pid
+        return await self._desk.launch(token, argv, env, cwd, follow_fork)
 
     async def release_process(self, token: str, pid: int) -> None:
         """Let a process this session launched run its first instruction."""
-        session = self._sessions.get(token)
-        self._tracing.check_release(session.id, pid)
-        # Whatever the session set on it must be armed before the program runs.
-        await self._applier.flush()
-        await self._tracing.release(session.id, pid)
-        _audit("process_released", session, pid=pid)
-
-    async def _settle_for(self, session: Session) -> None:
-        await self._applier.flush()
-        if session.ending:
-            # The session ended while the process was being taken: nobody holds it now.
-            await self._tracing.session_ended(session.id)
-            await self._tracing.sweep()
-            raise NotFound("token", "the session ended meanwhile")
+        await self._desk.release(token, pid)
 
     def _forget_process(self, pid: int) -> None:
         for tid in sorted(self._procs.get(pid, ())):

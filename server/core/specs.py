@@ -29,6 +29,7 @@ from hwbkptd.core.model import (
     Action,
     Chunk,
     Filter,
+    Request,
     Scope,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "check_action",
     "check_name",
     "check_priority",
+    "modified_request",
     "prepare_spec",
 ]
 
@@ -182,3 +184,28 @@ def prepare_spec(
     )
     hooks.check(normal)
     return Prepared(spec=normal, chunks=chunks)
+
+
+def modified_request(
+    old: Request,
+    identity: Identity,
+    *,
+    priority: int | None,
+    action: Action | None,
+    filter: Filter | None,
+) -> Request:
+    """``old`` with what a ModifyBreakpoint changes (``None`` keeps it), checked."""
+    new_priority = old.priority
+    if priority is not None:
+        new_priority = check_priority(priority, identity, "priority")
+    new_action = old.action
+    if action is not None:
+        kernel, nonstop = old.is_kernel, old.nonstop
+        new_action = check_action(action, identity, kernel=kernel, nonstop=nonstop, field="action")
+    new_filter = old.filter
+    if filter is not None:
+        if not isinstance(filter, Filter):
+            raise InvalidArgument("filter", "not a filter")
+        validate_filter(filter, length=old.length, access=old.access, field="filter")
+        new_filter = filter
+    return dataclasses.replace(old, priority=new_priority, action=new_action, filter=new_filter)

@@ -107,7 +107,7 @@ class Tracing:
             if entry is None:
                 entry = self._procs[pid] = Traced(pid, follow_fork=follow_fork)
                 self._gone.discard(pid)
-                _log.info("process_attached", pid=pid, tids=list(tids))
+                _log.info("process_traced", pid=pid, tids=list(tids))
             for tid in tids:
                 self._add_thread(pid, tid)
             if session_id:
@@ -134,7 +134,6 @@ class Tracing:
             held=True,
         )
         self._add_thread(pid, pid)
-        _log.info("process_launched", pid=pid, argv=list(argv), session=session_name)
         return pid
 
     def check_release(self, session_id: str, pid: int) -> Traced:

@@ -110,8 +110,9 @@ def test_auto_says_why(spawn: list[Proc], tmp_path: Path) -> None:
     proc = _start(spawn, tmp_path, "--listen", f"unix:{sock}", "--machine", "auto")
     proc.wait_ready()
     (line,) = [e for e in proc.logs() if str(e["event"]).startswith("hwbkptd: listening")]
-    assert line["machine"] == "sim"
-    assert str(line["reason"]).startswith("auto: native mechanisms not available:")
+    # Root on x86_64 Linux gets the native machine; anywhere else the sim, with the reason.
+    assert line["machine"] in ("sim", "native")
+    assert str(line["reason"]).startswith("auto: native ")
     proc.popen.terminate()
     assert proc.popen.wait(timeout=10) == 0
 
@@ -142,7 +143,7 @@ def test_loopback_tcp_port_zero(spawn: list[Proc], tmp_path: Path) -> None:
     [
         (("--listen", "tcp:0.0.0.0:50051", "--insecure-loopback-tcp"), "not a loopback"),
         (("--listen", "tcp:127.0.0.1:50051"), "--insecure-loopback-tcp"),
-        (("--machine", "native"), "native mechanisms not built yet"),
+        (("--machine", "vax"), "unknown machine"),
         (("--machine", "sim:dr=0"), "bad machine layout"),
     ],
 )

@@ -151,7 +151,7 @@ async def test_unknown_group(tmp_path: Path) -> None:
 
 
 async def test_bad_machine(tmp_path: Path) -> None:
-    for machine in ("native", "sim:dr=99", "quantum"):
+    for machine in ("vax", "sim:dr=99", "quantum"):
         config = ServerConfig(listen=(f"unix:{tmp_path}/s.sock",), machine=machine)
         with pytest.raises(ConfigError):
             await start_server(config)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,12 @@ def native_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         )
         bins[src.stem] = str(exe)
     return bins
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_mask() -> Iterator[None]:
+    """The ptrace mechanism blocks SIGCHLD in the thread that builds it; undo that after
+    each test, or later tests' children (a shell waiting for its jobs) would inherit it."""
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, saved)

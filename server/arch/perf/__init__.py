@@ -3,8 +3,9 @@
 Modules: ``ring`` (the memory-mapped sample ring and its record format),
 ``kallsyms`` (kernel symbols), ``cpus`` (online CPUs and hotplug uevents),
 ``caps`` (what this kernel and process allow), ``percpu`` (one sample ring per
-CPU and the breakpoint events redirected into it) and ``kernel_mechanism``
-(the Mechanism for the CPU context table).
+CPU and the breakpoint events redirected into it), ``delivery`` (samples to
+HitReports, by generation) and ``kernel_mechanism`` (the Mechanism for the CPU
+context table).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ __all__ = ["KALLSYMS", "KSymbol", "Kallsyms", "parse_location"]
 KALLSYMS = Path("/proc/kallsyms")
 
 _TEXT_TYPES = frozenset("tTwW")
+_LINE = re.compile(r"^([0-9a-fA-F]+) ([A-Za-z]) (\S+)(?:\t\[([^\]]*)\])?[ \t]*$", re.M)
 _LOCATION = re.compile(r"^\s*([A-Za-z_.$][\w.$]*)\s*(?:\+\s*(0[xX][0-9a-fA-F]+|[0-9]+))?\s*$")
 _CACHE_LIMIT = 4096
 _END_MARKERS = frozenset({"_etext", "_einittext"})
@@ -51,45 +53,65 @@ def parse_location(location: str, field: str = "spec.symbol") -> tuple[str, int]
 
 
 class Kallsyms:
-    """An immutable snapshot of the kernel's symbol table."""
+    """An immutable snapshot of the kernel's symbol table.
 
-    def __init__(self, symbols: list[KSymbol]) -> None:
-        self._by_name: dict[str, list[KSymbol]] = {}
-        for sym in symbols:
-            self._by_name.setdefault(sym.name, []).append(sym)
-        # Among symbols at one address the last one names it: prefer plain global names
-        # over linker markers (_stext, _text) and aliases.
-        text = sorted(
-            (s for s in symbols if s.is_text),
-            key=lambda s: (s.address, not s.name.startswith("_"), s.is_global),
-        )
-        self._text = text
-        self._text_addrs = [s.address for s in text]
+    Compact on purpose (/proc/kallsyms lists some 120,000 symbols): the raw text is
+    kept once, text symbols are indexed by address in flat arrays for
+    ``symbolize``, and names are looked up by searching the text, which is only
+    done when a request names a symbol.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._raw = text
+        entries: list[tuple[int, bool, bool, int, int]] = []
+        count = 0
+        visible = False
+        for m in _LINE.finditer(text):
+            count += 1
+            address = int(m.group(1), 16)
+            visible = visible or address != 0
+            kind = m.group(2)
+            if kind in _TEXT_TYPES:
+                start, end = m.span(3)
+                # Among symbols at one address the last one names it: prefer plain global
+                # names over linker markers (_stext, _text) and aliases.
+                entries.append((address, text[start] != "_", kind.isupper(), start, end))
+        entries.sort(key=lambda e: e[:3])
+        self._addrs = array("Q", (e[0] for e in entries))
+        self._starts = array("L", (e[3] for e in entries))
+        self._ends = array("L", (e[4] for e in entries))
+        self._count = count
         #: True when every address reads 0: kptr_restrict hides them from this process.
-        self.hidden = bool(symbols) and all(s.address == 0 for s in symbols)
+        self.hidden = count > 0 and not visible
         self._cache: dict[int, str] = {}
 
     @classmethod
     def from_text(cls, text: str) -> Kallsyms:
-        symbols: list[KSymbol] = []
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) < 3 or len(parts[1]) != 1:
-                continue
-            try:
-                address = int(parts[0], 16)
-            except ValueError:
-                continue
-            module = parts[3].strip("[]") if len(parts) > 3 else ""
-            symbols.append(KSymbol(address, parts[1], parts[2], module))
-        return cls(symbols)
+        return cls(text)
 
     @classmethod
     def load(cls, path: Path = KALLSYMS) -> Kallsyms:
-        return cls.from_text(path.read_text())
+        return cls(path.read_text())
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_name.values())
+        return self._count
+
+    def candidates(self, name: str) -> tuple[KSymbol, ...]:
+        """Every symbol listed under exactly ``name``, in file order."""
+        raw = self._raw
+        needle = f" {name}"
+        found: list[KSymbol] = []
+        pos = raw.find(needle)
+        while pos >= 0:
+            after = pos + len(needle)
+            if after == len(raw) or raw[after] in "\t\n ":
+                start = raw.rfind("\n", 0, pos) + 1
+                end = raw.find("\n", after)
+                m = _LINE.fullmatch(raw, start, len(raw) if end < 0 else end)
+                if m is not None and m.group(3) == name:
+                    found.append(KSymbol(int(m.group(1), 16), m.group(2), name, m.group(4) or ""))
+            pos = raw.find(needle, after)
+        return tuple(found)
 
     def lookup(self, name: str) -> KSymbol | None:
         """The symbol called ``name``: global before local, vmlinux before modules.
@@ -98,15 +120,10 @@ class Kallsyms:
         the kernel's linker script defines such markers at the first byte of the
         object they are named after (``__start_init_stack = .; init_stack = .``).
         """
-        found = self._by_name.get(name)
-        if not found:
-            found = self._by_name.get(f"__start_{name}")
+        found = self.candidates(name) or self.candidates(f"__start_{name}")
         if not found:
             return None
         return min(found, key=lambda s: (s.module != "", not s.is_global, s.address))
-
-    def candidates(self, name: str) -> tuple[KSymbol, ...]:
-        return tuple(self._by_name.get(name, ()))
 
     def resolve(self, location: str, field: str = "spec.symbol") -> int:
         """The address of ``SYMBOL[+OFFSET]``; NotFound naming the symbol when it is not listed."""
@@ -126,13 +143,13 @@ class Kallsyms:
         cached = self._cache.get(ip)
         if cached is not None:
             return cached
-        i = bisect.bisect_right(self._text_addrs, ip) - 1
+        i = bisect.bisect_right(self._addrs, ip) - 1
         name = ""
         if i >= 0 and not self.hidden:
-            sym = self._text[i]
+            sym = self._raw[self._starts[i] : self._ends[i]]
             # Past an end-of-text marker and before the next symbol: not code we can name.
-            if sym.name not in _END_MARKERS:
-                name = f"{sym.name}+{ip - sym.address:#x}"
+            if sym not in _END_MARKERS:
+                name = f"{sym}+{ip - self._addrs[i]:#x}"
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[ip] = name

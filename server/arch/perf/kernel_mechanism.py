@@ -20,18 +20,17 @@ and ``pid`` = the process that was running when the kernel touched the address
 from __future__ import annotations
 
 import asyncio
-import bisect
 import errno
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from hwbkptd.arch.perf.caps import KERNEL_EXEC_REFUSED, PerfCaps, detect_caps
 from hwbkptd.arch.perf.cpus import CPU_ONLINE, CpuMonitor, read_online
+from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.arch.perf.percpu import (
     KERNEL_SAMPLE_TYPE,
@@ -44,7 +43,6 @@ from hwbkptd.arch.perf.percpu import (
 from hwbkptd.arch.perf.ring import SampleFormat
 from hwbkptd.core.errors import FailedPrecondition
 from hwbkptd.core.mechanism import (
-    HitReport,
     MechanismInfo,
     MechanismSink,
     Refusal,
@@ -53,45 +51,11 @@ from hwbkptd.core.mechanism import (
 )
 from hwbkptd.core.model import CPU_CONTEXT, Access
 
-__all__ = ["KernelPerfMechanism", "KernelStats"]
+__all__ = ["KernelPerfMechanism"]
 
 _log = structlog.get_logger("hwbkptd.perf")
 
 _KERNEL_ONLY = "kernel-only mechanism: threads are handled by the ptrace mechanism"
-_GENERATIONS_KEPT = 8
-
-
-@dataclass(slots=True)
-class _Slot:
-    pool: str
-    index: int
-    entry: SlotEntry
-    #: (CLOCK_MONOTONIC ns since when, generation), oldest first.
-    since: list[int] = field(default_factory=list)
-    gens: list[int] = field(default_factory=list)
-    #: cpu -> (event fd, event id)
-    events: dict[int, tuple[int, int]] = field(default_factory=dict)
-
-    def hold(self, since_ns: int, generation: int) -> None:
-        self.since.append(since_ns)
-        self.gens.append(generation)
-        if len(self.gens) > _GENERATIONS_KEPT:
-            del self.since[0], self.gens[0]
-
-    def generation_at(self, t_ns: int) -> int:
-        i = bisect.bisect_right(self.since, t_ns) - 1
-        return self.gens[max(i, 0)]
-
-
-@dataclass(slots=True)
-class KernelStats:
-    samples: int = 0
-    lost: int = 0
-    throttled: int = 0
-    #: Samples from events no longer known (cannot happen unless ids are mixed up).
-    unattributed: int = 0
-    malformed: int = 0
-    wakeups: int = 0
 
 
 class KernelPerfMechanism:
@@ -112,19 +76,16 @@ class KernelPerfMechanism:
         self._ring_pages = ring_pages
         # Call chains (SAMPLE_CALLCHAIN) parse fine but HitReport has no field for them yet.
         self._sample_type = KERNEL_SAMPLE_TYPE
-        self._format = SampleFormat(self._sample_type)
         self._online_path = online_path
         self._monitor = CpuMonitor(self._cpu_online, self._cpu_offline, online_path=online_path)
         self._sink: MechanismSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._slots: dict[tuple[str, int], KernelSlot] = {}
         self._rings: dict[int, CpuRing] = {}
-        self._ids: dict[int, _Slot] = {}
+        self._ids: dict[int, KernelSlot] = {}
         self._retired: list[int] = []
-        self._deferred: list[HitReport] = []
-        self._deferred_lost = 0
-        self._flush_scheduled = False
         self.stats = KernelStats()
+        self._delivery = HitDelivery(SampleFormat(self._sample_type), self.stats)
 
     # --- Mechanism --------------------------------------------------------------
     def info(self) -> MechanismInfo:
@@ -152,6 +113,7 @@ class KernelPerfMechanism:
                 self._kallsyms = Kallsyms.load()
             except OSError as exc:
                 _log.warning("kallsyms_unreadable", error=str(exc))
+        self._delivery.start(sink, self._loop, self._kallsyms)
         self._monitor.start(self._loop)
 
     async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
@@ -185,7 +147,7 @@ class KernelPerfMechanism:
                 kept.entry = entry
                 kept.hold(now, table.generation)
                 continue
-            slot = _Slot(key[0], key[1], entry)
+            slot = KernelSlot(key[0], key[1], entry)
             slot.hold(now, table.generation)
             reason = self._precheck(entry) or self._arm(slot, self._cpus())
             if reason:
@@ -240,6 +202,11 @@ class KernelPerfMechanism:
         return await self._monitor.wait_synced()
 
     @property
+    def kallsyms(self) -> Kallsyms | None:
+        """The symbol table hit IPs are named from (loaded by ``start``), for sharing."""
+        return self._kallsyms
+
+    @property
     def online_cpus(self) -> frozenset[int]:
         return self._cpus()
 
@@ -278,7 +245,7 @@ class KernelPerfMechanism:
             self._loop.add_reader(ring.fd, self._readable, ring)
         return ring
 
-    def _arm(self, slot: _Slot, cpus: frozenset[int]) -> str:
+    def _arm(self, slot: KernelSlot, cpus: frozenset[int]) -> str:
         """Open the slot on ``cpus``, all or none; the refusal reason or ""."""
         opened: dict[int, tuple[int, int]] = {}
         try:
@@ -313,7 +280,7 @@ class KernelPerfMechanism:
             enable(fd)
         return ""
 
-    def _disarm(self, slot: _Slot, cpus: frozenset[int] | None = None) -> None:
+    def _disarm(self, slot: KernelSlot, cpus: frozenset[int] | None = None) -> None:
         for cpu in list(slot.events) if cpus is None else sorted(cpus & slot.events.keys()):
             fd, eid = slot.events.pop(cpu)
             os.close(fd)
@@ -336,7 +303,7 @@ class KernelPerfMechanism:
     def _cpu_offline(self, cpu: int) -> None:
         ring = self._rings.get(cpu)
         if ring is not None:
-            self._drain(ring, defer=False)
+            self._delivery.take(ring.ring.read(), self._ids, defer=False)
         for slot in self._slots.values():
             self._disarm(slot, frozenset((cpu,)))
         self._forget_retired()
@@ -346,6 +313,8 @@ class KernelPerfMechanism:
     def _cpu_online(self, cpu: int) -> None:
         lost: list[Refusal] = []
         for key, slot in sorted(self._slots.items()):
+            if cpu in slot.events:
+                continue
             reason = self._arm(slot, frozenset((cpu,)))
             if reason:
                 # No longer on every CPU: all or nothing, so off everywhere.
@@ -362,71 +331,8 @@ class KernelPerfMechanism:
     # --- reading -----------------------------------------------------------------
     def _readable(self, ring: CpuRing) -> None:
         self.stats.wakeups += 1
-        self._drain(ring, defer=False)
+        self._delivery.take(ring.ring.read(), self._ids, defer=False)
 
     def _drain_all(self, *, defer: bool) -> None:
         for ring in list(self._rings.values()):
-            self._drain(ring, defer=defer)
-
-    def _drain(self, ring: CpuRing, *, defer: bool) -> None:
-        data = ring.ring.read()
-        if not data:
-            return
-        batch = self._format.parse(data)
-        stats = self.stats
-        stats.lost += batch.lost
-        stats.throttled += batch.throttled
-        stats.malformed += int(batch.malformed)
-        hits: list[HitReport] = []
-        ids = self._ids
-        symbolize = self._kallsyms.symbolize if self._kallsyms is not None else None
-        for s in batch.samples:
-            slot = ids.get(s.id)
-            if slot is None:
-                stats.unattributed += 1
-                continue
-            hits.append(
-                HitReport(
-                    pid=s.pid,
-                    tid=CPU_CONTEXT,
-                    pool=slot.pool,
-                    index=slot.index,
-                    generation=slot.generation_at(s.time),
-                    ip=s.ip,
-                    address=s.addr,
-                    time_ns=s.time,
-                    cpu=s.cpu,
-                    ip_symbol=symbolize(s.ip) if symbolize is not None else "",
-                )
-            )
-        stats.samples += len(hits)
-        if defer:
-            self._deferred.extend(hits)
-            self._deferred_lost += batch.lost
-            if not self._flush_scheduled and (self._deferred or self._deferred_lost):
-                assert self._loop is not None
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
-            return
-        self._deliver(hits, batch.lost)
-
-    def _flush(self) -> None:
-        # Hits drained inside apply() are delivered after it, never into the caller's
-        # middle of a rewrite.
-        self._flush_scheduled = False
-        hits, self._deferred = self._deferred, []
-        lost, self._deferred_lost = self._deferred_lost, 0
-        self._deliver(hits, lost)
-
-    def _deliver(self, hits: list[HitReport], lost: int) -> None:
-        if self._deferred or self._deferred_lost:
-            # Older hits drained by apply() still wait for their flush: they go first.
-            hits = self._deferred + hits
-            lost += self._deferred_lost
-            self._deferred, self._deferred_lost = [], 0
-        if self._sink is None:
-            return
-        if hits:
-            self._sink.on_hits(hits)
-        if lost:
-            self._sink.on_hits_lost(CPU_CONTEXT, lost)
+            self._delivery.take(ring.ring.read(), self._ids, defer=defer)

@@ -8,6 +8,6 @@ armed with perf sigtrap events (arming_perf.py) or debug registers
 
 from __future__ import annotations
 
-from hwbkptd.arch.ptrace.mechanism import ARMINGS, PtraceMechanism
+from hwbkptd.arch.ptrace.mechanism import ARMINGS, PtraceMechanism, ptrace_available
 
-__all__ = ["ARMINGS", "PtraceMechanism"]
+__all__ = ["ARMINGS", "PtraceMechanism", "ptrace_available"]

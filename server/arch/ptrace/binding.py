@@ -181,7 +181,7 @@ def geteventmsg(tid: int) -> int:
     return msg.value
 
 
-_make_siginfo = SigInfo._make
+_tuple_new = tuple.__new__
 _siginfo_buf = ctypes.create_string_buffer(128)
 _siginfo_addr = ctypes.addressof(_siginfo_buf)
 
@@ -191,7 +191,7 @@ def getsiginfo(tid: int) -> SigInfo:
     if _ptrace(PTRACE_GETSIGINFO, tid, 0, _siginfo_addr) == -1:
         err = _get_errno()
         raise OSError(err, f"PTRACE_GETSIGINFO {tid}: {os.strerror(err)}")
-    return _make_siginfo(_SIGINFO.unpack_from(_siginfo_buf))
+    return _tuple_new(SigInfo, _SIGINFO.unpack_from(_siginfo_buf))
 
 
 _status = ctypes.c_int()

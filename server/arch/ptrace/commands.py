@@ -157,7 +157,7 @@ class Tracer(TracerCore):
         return PermissionDenied(f"ptrace of process {pid} refused (EPERM): needs {missing}")
 
     def _apply(self, future: Future[Any], writes: Sequence[SlotWrite]) -> None:
-        barrier = ApplyBarrier(future)
+        barrier = ApplyBarrier(future, self.resolve)
         for w in writes:
             if w.tid == CPU_CONTEXT:
                 for pool, entries in w.pools.items():
@@ -183,8 +183,7 @@ class Tracer(TracerCore):
                 continue
             barrier.refusals.extend(self.write(t, w))
             self.settle(t)
-        if barrier.waiting <= 0:
-            self.resolve(future, barrier.refusals)
+        barrier.maybe_finish()
 
     def _resume(self, future: Future[Any], tid: int) -> None:
         t = self.threads.get(tid)
@@ -270,15 +269,16 @@ class Tracer(TracerCore):
         if proc.launch_future is not None and not proc.launch_future.done():
             reason = launch.exec_error(proc.errpipe) if proc.errpipe >= 0 else ""
             proc.errpipe = -1
-            proc.launch_future.set_exception(
-                NotFound("argv", f"the program did not start: {reason or 'it exited before exec'}")
-            )
+            why = reason or "it exited before exec"
+            self.fail(proc.launch_future, NotFound("argv", f"the program did not start: {why}"))
+            proc.launch_future = None
         if proc.errpipe >= 0:
             os.close(proc.errpipe)
             proc.errpipe = -1
         for future in proc.detach_futures:
             self.resolve(future, None)
         proc.detach_futures.clear()
+        self._maybe_closed()
 
     # --- hooks from the stop handling ----------------------------------------------------
     def on_new_task(self, t: Tracee, event: int, new: int) -> None:
@@ -355,24 +355,17 @@ class Tracer(TracerCore):
         os.kill(pid, signal.SIGCONT)
 
     def _close(self, future: Future[Any]) -> None:
-        procs = list(self.procs.values())
-        left = [len(procs)]
+        self.close_futures.append(future)
+        for proc in list(self.procs.values()):
+            self._start_detach(proc, None)
+        self._maybe_closed()
 
-        def one(_: Future[Any]) -> None:
-            left[0] -= 1
-            if left[0] == 0:
-                self.stopping = True
-                if not future.done():
-                    future.set_result(None)
-
-        if not procs:
+    def _maybe_closed(self) -> None:
+        if self.close_futures and not self.procs:
             self.stopping = True
-            self.resolve(future, None)
-            return
-        for proc in procs:
-            done: Future[Any] = Future()
-            done.add_done_callback(one)
-            self._start_detach(proc, done)
+            for future in self.close_futures:
+                self.resolve(future, None)
+            self.close_futures.clear()
 
     def _stop_now(self, future: Future[Any]) -> None:
         self.stopping = True

@@ -9,7 +9,12 @@ consecutive hits reach the sink as one ``on_hits`` call.
 SIGCHLD must be blocked in every thread of the broker (the tracer reads it from
 a signalfd): the constructor blocks it in the calling thread, so build the
 mechanism before starting other threads. asyncio's child watcher waits with
-waitpid on its own pids and does not need the signal.
+waitpid on its own pids and does not need the signal. The blocked mask passes
+through fork and exec: programs the broker starts otherwise than through
+``launch`` (which restores it) begin with SIGCHLD blocked; unblock it there (a
+shell waiting for its children, for one, needs it).
+
+Only one instance may run per process (SIGCHLD is per process).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from hwbkptd.arch.ptrace.waiter import block_sigchld, threads_not_blocking_sigch
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from hwbkptd.core.mechanism import HitReport, MechanismInfo, MechanismSink, Refusal, SlotWrite
 
-__all__ = ["ARMINGS", "BATCH_WINDOW", "PtraceMechanism"]
+__all__ = ["ARMINGS", "BATCH_WINDOW", "PtraceMechanism", "ptrace_available"]
 
 _log = logging.getLogger("hwbkptd.ptrace")
 
@@ -48,7 +53,9 @@ CLOSE_TIMEOUT = 5.0
 
 _NOTE_PERF = (
     "perf arming: each slot is a perf breakpoint event bound to the thread with sigtrap; "
-    "if the broker dies its descriptors close, the slots vanish and the target runs on"
+    "if the broker dies its descriptors close, the slots vanish and the target runs on "
+    "(except a thread caught in the tens of microseconds between a trap and the broker "
+    "collecting it: the kernel delivers that SIGTRAP)"
 )
 _NOTE_DEBUGREG = (
     "debugreg arming: DR0-DR3/DR7 are written with PTRACE_POKEUSER; if the broker dies "
@@ -63,6 +70,16 @@ _NOTE_IP = "data hits report the instruction after the access (x86 data breakpoi
 
 def _is_x86_64_linux() -> bool:
     return platform.system() == "Linux" and platform.machine() == "x86_64"
+
+
+def ptrace_available() -> tuple[bool, str]:
+    """Whether the mechanism can work here, without building one (no signal mask change)."""
+    if not _is_x86_64_linux():
+        return False, f"ptrace arming needs Linux on x86_64, this is {platform.machine()}"
+    works, why = perf_sigtrap_works()
+    if not works:
+        return True, f"{why}; debug registers (--arming debugreg) will be used"
+    return True, ""
 
 
 class PtraceMechanism:
@@ -95,6 +112,7 @@ class PtraceMechanism:
         self._sink: MechanismSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tracer: Tracer | None = None
+        self._relay = -1
         self._lock = threading.Lock()
         self._pending: list[Out] = []
         self._scheduled = False
@@ -141,6 +159,8 @@ class PtraceMechanism:
         self._loop = asyncio.get_running_loop()
         arming: Arming = PerfArming() if self._arming_name == "perf" else DebugregArming()
         self._tracer = Tracer(arming, self._post)
+        self._relay = self._tracer.relay
+        self._loop.add_reader(self._relay, self._on_relay)
         self._tracer.start()
 
     async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
@@ -192,19 +212,26 @@ class PtraceMechanism:
         self._closed = True
         if PtraceMechanism._running_instance is self:
             PtraceMechanism._running_instance = None
-        if tracer is None or not tracer.alive():
+        if tracer is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.wrap_future(tracer.close()), CLOSE_TIMEOUT)
-        except (TimeoutError, RuntimeError):
-            _log.warning("ptrace: not every thread detached in time; stopping the tracer")
-            if tracer.alive():
-                tracer.stop_now()
-        await asyncio.to_thread(tracer.join, CLOSE_TIMEOUT)
-        if not tracer.alive():
-            for fd in tracer.shared_fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if tracer.alive():
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(tracer.close()), CLOSE_TIMEOUT)
+            except (TimeoutError, RuntimeError):
+                _log.warning("ptrace: not every thread detached in time; stopping the tracer")
+                if tracer.alive():
+                    tracer.stop_now()
+            await asyncio.to_thread(tracer.join, CLOSE_TIMEOUT)
+        self._on_relay()  # what the thread said last
+        if tracer.alive():
+            _log.error("ptrace: the tracer thread did not stop")
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(tracer.relay)
+        self._relay = -1
+        for fd in tracer.shared_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     # --- plumbing ------------------------------------------------------------------------
     def _running(self) -> Tracer:
@@ -213,18 +240,25 @@ class PtraceMechanism:
         return self._tracer
 
     def _post(self, out: list[Out]) -> None:
-        """Tracer thread: queue events; one loop callback carries all queued meanwhile."""
+        """Tracer thread: queue events; one wake-up carries all queued meanwhile.
+
+        The wake-up is the tracer's relay eventfd, read by the loop (add_reader):
+        the tracer never touches the loop's own descriptors (see tracer.py).
+        """
         with self._lock:
             self._pending.extend(out)
             if self._scheduled:
                 return
             self._scheduled = True
-        loop = self._loop
-        if loop is None:
-            return
-        # A closed loop raises RuntimeError: nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._deliver)
+        if self._relay >= 0:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(self._relay, 1)
+
+    def _on_relay(self) -> None:
+        if self._relay >= 0:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(self._relay)
+        self._deliver()
 
     def _deliver(self) -> None:
         with self._lock:
@@ -248,6 +282,14 @@ class PtraceMechanism:
                 continue
             if name == "log":
                 _log.log(*args)
+                continue
+            if name == "resolve" or name == "fail":
+                future = args[0]
+                if not future.done():
+                    if name == "resolve":
+                        future.set_result(args[1])
+                    else:
+                        future.set_exception(args[1])
                 continue
             if hits:
                 self._call(sink.on_hits, hits)

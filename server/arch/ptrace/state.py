@@ -6,7 +6,7 @@ Only the tracer thread touches these objects.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from hwbkptd.arch.ptrace.binding import SigInfo
@@ -63,10 +63,16 @@ class ArmedSlot:
 class ApplyBarrier:
     """Completes an ``apply`` future once every thread of it has its table."""
 
-    __slots__ = ("future", "refusals", "waiting")
+    __slots__ = ("finish", "future", "refusals", "waiting")
 
-    def __init__(self, future: concurrent.futures.Future[Sequence[Refusal]]) -> None:
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Any],
+        finish: Callable[[concurrent.futures.Future[Any], Any], None],
+    ) -> None:
         self.future = future
+        #: How the tracer completes a future (never directly: see tracer.py).
+        self.finish = finish
         self.refusals: list[Refusal] = []
         self.waiting = 0
 
@@ -76,8 +82,9 @@ class ApplyBarrier:
         self.maybe_finish()
 
     def maybe_finish(self) -> None:
-        if self.waiting <= 0 and not self.future.done():
-            self.future.set_result(self.refusals)
+        if self.waiting == 0:
+            self.waiting = -1
+            self.finish(self.future, self.refusals)
 
 
 class Tracee:

@@ -6,9 +6,16 @@ wake-up runs the queued commands, collects the stops of the traced threads,
 answers them (a trap of ours: read the values, resume at once unless HALT;
 anything else: deliver the signal unchanged, or PTRACE_LISTEN in a
 group-stop) and hands everything it gathered to ``emit`` in one batch.
-Commands come in with a ``concurrent.futures.Future``; futures are completed
-after the batch of that wake-up is emitted, so the event loop sees the events
-(threads started, ...) before the answer.
+Commands come in with a ``concurrent.futures.Future``; their completions travel
+in the same batch, after the events they follow, so the event loop sees the
+events (threads started, ...) before the answer.
+
+The thread works on a private copy of the descriptor table (see
+``waiter.private_fd_table``) and closes every copied descriptor but its own:
+it must therefore never touch a descriptor of the rest of the broker. It does
+not log, and it does not complete futures itself (a completion callback would
+write to the event loop's wake-up socket): both go through ``emit``, whose
+only wake-up is the ``relay`` eventfd, created before the copy and kept.
 
 The command implementations (attach, apply, detach, launch, ...) are in
 ``commands.py``; this module handles stops.
@@ -30,7 +37,7 @@ from typing import Any
 
 from hwbkptd.arch.ptrace import binding as pt
 from hwbkptd.arch.ptrace import procfs
-from hwbkptd.arch.ptrace.state import HOLD_HALT, HOLD_NEW, Arming, Proc, Tracee
+from hwbkptd.arch.ptrace.state import HOLD_HALT, HOLD_NEW, ArmedSlot, Arming, Proc, Tracee
 from hwbkptd.arch.ptrace.waiter import Waiter, block_sigchld, private_fd_table
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access
@@ -56,8 +63,10 @@ class TracerCore:
         self.arming = arming
         self._emit = emit
         self.waiter = Waiter()
-        #: The waiter's descriptors in the shared table (the thread works on private copies).
-        self.shared_fds = self.waiter.fds()
+        #: Written by ``emit``'s caller to wake the event loop (exists in both tables).
+        self.relay = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        #: Descriptors in the shared table (the thread works on private copies).
+        self.shared_fds = (*self.waiter.fds(), self.relay)
         self._commands: queue.SimpleQueue[tuple[Command, concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue()
         )
@@ -66,9 +75,9 @@ class TracerCore:
         #: Launched children we let go of: still ours to reap.
         self.orphans: set[int] = set()
         self.out: list[Out] = []
-        #: Run after this wake-up's events are emitted (future completions).
-        self.later: list[Callable[[], None]] = []
         self.stopping = False
+        #: close() callers, answered once every process is let go of.
+        self.close_futures: list[concurrent.futures.Future[Any]] = []
         self.native_id = 0
         self._thread = threading.Thread(target=self._run, name="hwbkpt-tracer", daemon=True)
 
@@ -92,7 +101,7 @@ class TracerCore:
         block_sigchld()
         self.native_id = threading.get_native_id()
         try:
-            private_fd_table()
+            private_fd_table(keep=set(self.shared_fds))
             while not self.stopping:
                 hints, woken = self.waiter.wait()
                 if woken:
@@ -107,15 +116,12 @@ class TracerCore:
         finally:
             self._abandon()
             self._flush()
+            os.close(self.relay)
 
     def _flush(self) -> None:
         if self.out:
             out, self.out = self.out, []
             self._emit(out)
-        if self.later:
-            later, self.later = self.later, []
-            for fn in later:
-                fn()
 
     def _run_commands(self) -> None:
         while True:
@@ -127,9 +133,8 @@ class TracerCore:
                 continue
             try:
                 command(future)
-            except BaseException as err:
-                if not future.done():
-                    future.set_exception(err)
+            except Exception as err:
+                self.fail(future, err)
 
     def _abandon(self) -> None:
         """The thread is ending: disarm what is left so nothing traps an untraced thread."""
@@ -143,8 +148,7 @@ class TracerCore:
                 _, future = self._commands.get_nowait()
             except queue.Empty:
                 break
-            if not future.done():
-                future.set_exception(err)
+            self.fail(future, err)
         self.waiter.close()
 
     def note(self, message: str, level: int = logging.DEBUG) -> None:
@@ -152,13 +156,11 @@ class TracerCore:
         self.out.append(("log", (level, message)))
 
     def resolve(self, future: concurrent.futures.Future[Any], value: Any) -> None:
-        """Complete a command's future after this wake-up's events went out."""
+        """Complete a command's future (on the event loop, after the events before it)."""
+        self.out.append(("resolve", (future, value)))
 
-        def finish() -> None:
-            if not future.done():
-                future.set_result(value)
-
-        self.later.append(finish)
+    def fail(self, future: concurrent.futures.Future[Any], err: BaseException) -> None:
+        self.out.append(("fail", (future, err)))
 
     # --- collecting stops ------------------------------------------------------------
     def _sweep(self, hints: list[int]) -> None:
@@ -202,10 +204,11 @@ class TracerCore:
         event = status >> 16
         t.listen = False
         t.resume_sig = 0
+        raw: list[tuple[ArmedSlot, int, tuple[bytes, ...]]] | None = None
         try:
             if event == 0:
                 if sig == _SIGTRAP:
-                    self._on_sigtrap(t)
+                    raw = self._on_sigtrap(t)
                 else:
                     t.resume_sig = sig
             elif event == _EV_STOP:
@@ -218,49 +221,49 @@ class TracerCore:
         except OSError as err:
             # ESRCH: killed while stopped (SIGKILL); its death is reported next.
             self.note(f"ptrace request on {t.tid} failed: {err}")
+        now = time.time_ns()
         self.settle(t)
+        if raw:
+            # Built after the thread runs again: it need not wait for our bookkeeping.
+            out = self.out
+            pid, tid = t.pid, t.tid
+            for slot, at, values in raw:
+                report = HitReport(
+                    pid,
+                    tid,
+                    slot.pool,
+                    slot.index,
+                    slot.generation,
+                    at,
+                    slot.entry.chunk.address,
+                    now,
+                    -1,
+                    slot.access,
+                    values,
+                    slot.entry.halt,
+                )
+                out.append(("hit", (report,)))
 
-    def _on_sigtrap(self, t: Tracee) -> None:
+    def _on_sigtrap(self, t: Tracee) -> list[tuple[ArmedSlot, int, tuple[bytes, ...]]] | None:
+        """What a SIGTRAP stop needs while the thread is stopped: (slot, ip, values)."""
         si = pt.getsiginfo(t.tid)
         slots = self.arming.attribute(t, si)
         if slots is None:
             t.resume_sig = _SIGTRAP  # the target's own (int3, its own perf events...)
-            return
-        now = time.time_ns()
+            return None
+        raw: list[tuple[ArmedSlot, int, tuple[bytes, ...]]] = []
         ip = -1
         for slot in slots:
-            chunk = slot.entry.chunk
             if slot.access is _EXEC:
-                at = chunk.address
+                at = slot.entry.chunk.address
             else:
                 if ip < 0:
                     ip = pt.peekuser(t.tid, pt.RIP_OFFSET)
                 at = ip
-            halted = slot.entry.halt
-            if halted:
+            if slot.entry.halt:
                 t.holds |= HOLD_HALT
-            values = slot.reader.read(t.pid) if slot.reader is not None else ()
-            self.out.append(
-                (
-                    "hit",
-                    (
-                        HitReport(
-                            t.pid,
-                            t.tid,
-                            slot.pool,
-                            slot.index,
-                            slot.generation,
-                            at,
-                            chunk.address,
-                            now,
-                            -1,
-                            slot.access,
-                            values,
-                            halted,
-                        ),
-                    ),
-                )
-            )
+            raw.append((slot, at, slot.reader.read(t.pid) if slot.reader is not None else ()))
+        return raw
 
     def settle(self, t: Tracee) -> None:
         """A stopped thread: apply what waits for a stop, then resume it unless held."""

@@ -45,10 +45,11 @@ def block_sigchld() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 
 
-def private_fd_table() -> None:
+def private_fd_table(keep: set[int]) -> None:
     """Give the calling thread its own copy of the descriptor table (unshare CLONE_FILES).
 
-    The tracer opens its perf events there. When the broker is killed, each thread
+    The tracer opens its perf events there (and keeps only ``keep`` and stdio of
+    the copied descriptors). When the broker is killed, each thread
     exits on its own; with a shared table the events would live until the last thread
     is gone, while the tracer's exit has already detached the targets, and an
     untraced target that hits a live sigtrap event dies of SIGTRAP. With a private
@@ -58,6 +59,13 @@ def private_fd_table() -> None:
     if _libc.unshare(_CLONE_FILES) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(CLONE_FILES): {os.strerror(err)}")
+    # Our copies of everyone else's descriptors would keep their files open (a pipe's
+    # reader would never see EOF, a closed socket would stay connected): close them.
+    for name in os.listdir("/proc/thread-self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def threads_not_blocking_sigchld() -> list[int]:

@@ -15,7 +15,14 @@ from perf_support import BTF, C_DIR, CPU1_ONLINE, need_kernel_perf, set_cpu_onli
 
 @pytest.fixture
 def kernel_perf() -> None:
+    """Kernel perf breakpoints work here and a slot is free on every CPU."""
     need_kernel_perf()
+
+
+@pytest.fixture
+def kernel_root() -> None:
+    """Root with kernel perf allowed (for what needs no slot: symbols, uevents)."""
+    need_kernel_perf(free_slot=False)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +53,7 @@ def btf() -> Path:
 @pytest.fixture
 def cpu1_hotplug() -> Iterator[None]:
     """CPU 1 may be taken offline by the test; it is back online afterwards, whatever happens."""
-    need_kernel_perf()
+    need_kernel_perf(free_slot=False)
     if not CPU1_ONLINE.exists() or not os.access(CPU1_ONLINE, os.W_OK):
         require_native("CPU 1 cannot be taken offline here (no writable cpu1/online)")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import platform
 import subprocess
@@ -11,7 +12,10 @@ from pathlib import Path
 
 from native_support import require_native
 
+from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_RW, breakpoint_attr, perf_event_open
 from hwbkptd.arch.perf.caps import detect_caps
+from hwbkptd.arch.perf.cpus import read_online
+from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.core.mechanism import HitReport, Refusal
 
 __all__ = [
@@ -32,7 +36,8 @@ BTF = Path("/sys/kernel/btf/vmlinux")
 CPU1_ONLINE = Path("/sys/devices/system/cpu/cpu1/online")
 
 
-def need_kernel_perf() -> None:
+def need_kernel_perf(*, free_slot: bool = True) -> None:
+    """Root, x86_64, kernel perf breakpoints; and (``free_slot``) room for one on every CPU."""
     if platform.machine() != "x86_64":
         require_native(f"the perf helper is built for x86_64, not {platform.machine()}")
     if os.geteuid() != 0:
@@ -40,6 +45,40 @@ def need_kernel_perf() -> None:
     caps = detect_caps()
     if not caps.kernel_allowed:
         require_native(f"kernel perf breakpoints unavailable: {caps.kernel_reason}")
+    busy = slots_held_elsewhere() if free_slot else ""
+    if busy:
+        # Not a skip reason one can fix in the code under test: say who, and stop.
+        require_native(f"every debug register is taken outside this test: {busy}")
+
+
+def slots_held_elsewhere() -> str:
+    """ "" when a kernel watch fits on every CPU now, else the processes holding perf events."""
+    address = Kallsyms.load().resolve("init_stack")
+    attr = breakpoint_attr(address, 8, HW_BREAKPOINT_RW, exclude_user=True, disabled=True)
+    for cpu in sorted(read_online()):
+        try:
+            os.close(perf_event_open(attr, -1, cpu))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            return f"CPU {cpu} has no free slot; perf events held by {_perf_holders()}"
+    return ""
+
+
+def _perf_holders() -> str:
+    holders: list[str] = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            n = sum(
+                1 for fd in fds if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+            )
+            if n and int(pid) != os.getpid():
+                with open(f"/proc/{pid}/comm") as comm:
+                    holders.append(f"{pid} ({comm.read().strip()}, {n})")
+        except OSError:
+            continue
+    return ", ".join(holders) or "no process with perf events (ptrace debug registers?)"
 
 
 def touch_kernel(programs: dict[str, Path], cpu: int, count: int) -> None:

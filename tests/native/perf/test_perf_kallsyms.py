@@ -7,7 +7,7 @@ import pytest
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.core.errors import NotFound
 
-pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_perf")]
+pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_root")]
 
 
 @pytest.fixture(scope="module")

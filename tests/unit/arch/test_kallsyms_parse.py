@@ -66,6 +66,17 @@ def test_malformed_locations_are_invalid(ks: Kallsyms, bad: str) -> None:
     assert err.value.field == "spec.symbol"
 
 
+def test_candidates_list_every_symbol_of_a_name(ks: Kallsyms) -> None:
+    found = ks.candidates("vfs_read")
+    assert [(s.address, s.kind, s.module) for s in found] == [
+        (0xFFFFFFFF81000200, "T", ""),
+        (0xFFFFFFFFC0300100, "T", "othermod"),
+    ]
+    assert ks.candidates("vfs_rea") == ()  # whole names only
+    assert ks.candidates("ftrace_trampoline")[0].module == "__builtin__ftrace"
+    assert len(ks) == 15  # the garbage line is not a symbol
+
+
 def test_parse_location() -> None:
     assert parse_location("foo") == ("foo", 0)
     assert parse_location("foo.cold+0x1f") == ("foo.cold", 0x1F)

@@ -109,3 +109,30 @@ def test_sim_commands() -> None:
     args = p.parse_args(["sim", "touch", "--pid", "5", "0x1000", "--value", "0x2a", "--size", "4"])
     assert (args.pid, args.tid, args.address, args.value, args.size) == (5, 0, 0x1000, 42, 4)
     assert args.access == "write"
+
+
+def test_watch_nonstop() -> None:
+    args = build_parser().parse_args(["watch", "--pid", "100", "0x10", "--nonstop"])
+    assert args.nonstop is True
+    assert build_parser().parse_args(["watch", "--pid", "1", "0x10"]).nonstop is False
+
+
+def test_attach() -> None:
+    args = build_parser().parse_args(["attach", "--pid", "42", "--timeout", "2.5"])
+    assert (args.command, args.pid, args.timeout, args.name, args.follow_fork) == (
+        "attach",
+        42,
+        2.5,
+        None,
+        False,
+    )
+
+
+def test_launch_takes_the_program_after_double_dash() -> None:
+    options = ["--watch", "0x404040", "--watch", "counter", "--priority", "high", "--count", "3"]
+    args = build_parser().parse_args(["launch", *options, "--", "./prog", "--flag", "-x"])
+    assert args.watch == [0x404040, "counter"]
+    assert (args.priority, args.count, args.access, args.length) == (75, 3, "write", None)
+    assert args.program == ["--", "./prog", "--flag", "-x"]  # cmd_launch drops the "--"
+    bare = build_parser().parse_args(["launch", "/bin/true"])
+    assert (bare.watch, bare.program) == (None, ["/bin/true"])

@@ -13,8 +13,8 @@ from hwbkptd.core.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
-from hwbkptd.core.model import Access, Action, Filter, Scope
-from hwbkptd.core.specs import NO_SYMBOLS, check_name, prepare_spec
+from hwbkptd.core.model import Access, Action, Filter, Request, Scope
+from hwbkptd.core.specs import NO_SYMBOLS, check_name, modified_request, prepare_spec
 
 LAYOUT = parse_layout("sim")
 THREADS = {100: 100, 101: 100, 200: 200}
@@ -144,3 +144,83 @@ def test_bad_names(name: object) -> None:
 def test_good_names() -> None:
     assert check_name("IDE — ünïcode", 128) == "IDE — ünïcode"
     assert check_name("x" * 128, 128) == "x" * 128
+
+
+class _Resolving:
+    """Hooks that know one kernel symbol and refuse kernel exec, as the native machine does."""
+
+    attaches = False
+
+    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+        if symbol != "init_stack":
+            raise NotFound("spec.symbol", symbol)
+        return 0xFFFF_FFFF_8200_0000
+
+    def check(self, spec: BreakpointSpec) -> None:
+        if spec.access is Access.EXEC and spec.scope is Scope.KERNEL:
+            raise FailedPrecondition("kprobes")
+
+    def process_of(self, tid: int) -> int:
+        raise NotFound("spec.tid", "none")
+
+    def mechanisms(self) -> tuple[()]:
+        return ()
+
+    def notes(self) -> tuple[()]:
+        return ()
+
+
+def test_symbols_resolve_through_the_hooks() -> None:
+    hooks = _Resolving()
+    spec = BreakpointSpec(Scope.KERNEL, 0, 8, Access.WRITE, symbol="init_stack")
+    p = prepare_spec(
+        spec,
+        identity=Identity(),
+        arch=LAYOUT.arch,
+        pools=LAYOUT.pools,
+        threads=THREADS,
+        processes=PROCS,
+        owned=0,
+        hooks=hooks,
+    )
+    assert (p.spec.address, p.spec.symbol) == (0xFFFF_FFFF_8200_0000, "init_stack")
+    assert [c.address for c in p.chunks] == [0xFFFF_FFFF_8200_0000]
+    exec_spec = BreakpointSpec(Scope.KERNEL, 0xFFFF_FFFF_8100_0000, 0, Access.EXEC)
+    with pytest.raises(FailedPrecondition, match="kprobes"):
+        prepare_spec(
+            exec_spec,
+            identity=Identity(),
+            arch=LAYOUT.arch,
+            pools=LAYOUT.pools,
+            threads=THREADS,
+            processes=PROCS,
+            owned=0,
+            hooks=hooks,
+        )
+
+
+def test_modified_request() -> None:
+    p = prepare(BreakpointSpec(Scope.PROCESS, 0x1000, 8, Access.WRITE, pid=100))
+    old = Request(
+        id=1,
+        seq=1,
+        session_id="s",
+        session_name="a",
+        scope=Scope.PROCESS,
+        pid=100,
+        tid=0,
+        address=0x1000,
+        length=8,
+        access=Access.WRITE,
+        priority=25,
+        chunks=p.chunks,
+    )
+    new = modified_request(old, Identity(), priority=75, action=Action.HALT, filter=None)
+    assert (new.priority, new.action, new.filter) == (75, Action.HALT, old.filter)
+    assert modified_request(old, Identity(), priority=None, action=None, filter=None) == old
+    with pytest.raises(InvalidArgument) as err:
+        modified_request(old, Identity(), priority=101, action=None, filter=None)
+    assert err.value.field == "priority"
+    with pytest.raises(InvalidArgument) as err:
+        modified_request(old, Identity(), priority=None, action=None, filter=Filter(equals=b"x"))
+    assert err.value.field.startswith("filter")

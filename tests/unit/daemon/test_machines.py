@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import platform
 
+import pytest
+from native_support import require_native
+
+from hwbkptd import machines
 from hwbkptd.arch.sim import SimMechanism
-from hwbkptd.machines import NATIVE_UNAVAILABLE, MachineError, build_machine
+from hwbkptd.core.machine_hooks import SimHooks
+from hwbkptd.machines import MachineError, build_machine
+
+
+def _need_native() -> None:
+    if platform.system() != "Linux" or platform.machine() != "x86_64" or os.geteuid() != 0:
+        require_native("the native machine needs root on Linux x86_64")
 
 
 @pytest.mark.parametrize(
@@ -25,16 +36,46 @@ def test_sim_layouts(spec: str, machine: str, arch: str, pools: dict[str, int]) 
     assert dict(built.pools) == pools
     assert isinstance(built.mechanism, SimMechanism)
     assert built.sim is built.mechanism
+    assert isinstance(built.hooks, SimHooks)
     assert built.reason == f"--machine {spec.strip()}"
+    assert {m.name for m in built.unavailable} == {"ptrace", "perf-kernel"}
 
 
-def test_auto_falls_back_to_sim_and_says_why() -> None:
+def test_auto_falls_back_to_sim_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines, "_privilege_blocker", lambda: "not root (uid 1000)")
     built = build_machine("auto", "perf")
     assert built.machine == "sim"
-    assert built.reason == f"auto: native mechanisms not available: {NATIVE_UNAVAILABLE}"
+    assert built.reason == "auto: native machine not available (not root (uid 1000)); simulated"
     assert built.arming == "perf"
-    assert {m.name for m in built.unavailable} == {"ptrace", "perf"}
-    assert all(not m.available and m.reason for m in built.unavailable)
+    assert {m.name for m in built.unavailable} == {"ptrace", "perf-kernel"}
+    assert all(not m.available and "uid 1000" in m.reason for m in built.unavailable)
+
+
+def test_native_refused_on_other_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machines.platform, "machine", lambda: "riscv64")
+    with pytest.raises(MachineError, match="x86_64 only, not riscv64"):
+        build_machine("native")
+    built = build_machine("auto")
+    assert built.machine == "sim"
+    assert "x86_64 only" in built.reason
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("arming", ["perf", "debugreg"])
+def test_native_machine(arming: str) -> None:
+    _need_native()
+    for spec in ("native", "auto"):
+        built = build_machine(spec, arming)
+        assert built.machine == "native"
+        assert built.arch.name == "x86_64"
+        assert dict(built.pools) == {"dr": 4}
+        assert built.arming == arming
+        assert built.sim is None
+        assert built.hooks is not None
+        assert built.hooks.attaches
+        assert f"ptrace with {arming} arming" in built.reason
+        names = [m.name for m in built.hooks.mechanisms()]
+        assert names == ["ptrace", "perf-kernel", "perf-nonstop"]
 
 
 def test_each_build_has_its_own_sim() -> None:
@@ -44,7 +85,6 @@ def test_each_build_has_its_own_sim() -> None:
 @pytest.mark.parametrize(
     ("spec", "arming", "message"),
     [
-        ("native", "auto", "native mechanisms not built yet"),
         ("sim:dr=0", "auto", "out of range"),
         ("sim:quantum", "auto", "accepted forms"),
         ("vax", "auto", "accepted forms"),

@@ -15,7 +15,7 @@ from hwbkpt.cli._watch import POLL, initial_state, print_event, state_key, stop_
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
-__all__ = ["cmd_attach", "cmd_launch"]
+__all__ = ["cmd_attach", "cmd_launch", "program_argv"]
 
 
 def _deadline(timeout: float) -> float | None:
@@ -62,7 +62,7 @@ def cmd_attach(client: Client, args: argparse.Namespace, out: Printer) -> int:
     return 0
 
 
-def _program(args: argparse.Namespace) -> list[str]:
+def program_argv(args: argparse.Namespace) -> list[str]:
     argv = list(args.program)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -87,7 +87,7 @@ def _set_watches(session: Session, pid: int, args: argparse.Namespace) -> list[m
 
 
 def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
-    argv = _program(args)
+    argv = program_argv(args)
     name = args.name if args.name is not None else f"hwbkpt-launch-{os.getpid()}"
     stop = threading.Event()
     with stop_on_signals(stop):

@@ -24,7 +24,7 @@ from ptrace_support import (
     until,
 )
 
-from hwbkptd.arch.ptrace import PtraceMechanism
+from hwbkptd.arch.ptrace import PtraceMechanism, ptrace_available
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.model import Access
 
@@ -411,6 +411,12 @@ async def test_read_memory(
         await mech.read_memory(2**22 + 12345, 0x1000, 8)
 
 
+def test_available_without_building_one(native_bins: dict[str, str]) -> None:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert ptrace_available() == (True, "")
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask
+
+
 def test_info_names_the_arming(native_bins: dict[str, str]) -> None:
     perf = PtraceMechanism("perf").info()
     assert (perf.name, perf.available, perf.arming) == ("ptrace", True, "perf")
@@ -420,3 +426,50 @@ def test_info_names_the_arming(native_bins: dict[str, str]) -> None:
     assert any("dies of SIGTRAP" in note for note in debugreg.notes)
     with pytest.raises(InvalidArgument):
         PtraceMechanism("nope")
+
+
+async def test_follow_fork_arms_the_child_before_it_runs(
+    perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
+) -> None:
+    mech, sink = perf_rig
+    target = Target([native_bins["forker"]])
+    try:
+        await mech.attach(target.pid, follow_fork=True)
+        watch = entry(target.address)  # fork keeps the address space layout
+        sink.auto = lambda pid, tid: table(pid, tid, 1, watch)
+        await mech.apply([table(target.pid, target.pid, 1, watch)])
+        target.go()
+        await until(lambda: len(sink.process_exits) == 2, 10, "both exits")
+        rc, out = target.finish()
+    finally:
+        target.kill()
+    assert (rc, out.strip()) == (0, "child 0")
+    child = next(pid for pid, _ in sink.started if pid != target.pid)
+    assert sink.started == [(target.pid, target.pid), (child, child)]
+    assert sorted((h.pid, h.values) for h in sink.hits) == sorted(
+        [(child, (le(42),)), (target.pid, (le(1),))]
+    )
+    assert sorted(sink.process_exits) == sorted([(child, 0), (target.pid, 0)])
+
+
+async def test_attach_while_threads_are_being_created(
+    perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
+) -> None:
+    mech, sink = perf_rig
+    n = 200
+    target = Target([native_bins["threads"], str(n)])
+    try:
+        watch = entry(target.address)
+        sink.auto = lambda pid, tid: table(pid, tid, 1, watch)
+        target.go()
+        tids = await mech.attach(target.pid)
+        await mech.apply([table(target.pid, tid, 1, watch) for tid in tids])
+        await until(lambda: sink.process_exits != [], 20, "the target's exit")
+        rc, out = target.finish()
+    finally:
+        target.kill()
+    assert (rc, out.strip()) == (0, f"done {n}")
+    started = [tid for _, tid in sink.started]
+    assert len(started) == len(set(started))
+    assert {h.tid for h in sink.hits} <= set(started)
+    assert sink.process_exits == [(target.pid, 0)]

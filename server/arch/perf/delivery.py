@@ -1,0 +1,138 @@
+"""From ring bytes to the sink: samples become HitReports, attributed to slot generations.
+
+A hit is attributed to the table generation in force when it happened: a slot
+kept across rewrites remembers since when each generation holds it, and the
+sample's CLOCK_MONOTONIC time picks one. Batches drained inside ``apply`` are
+delivered by a ``call_soon`` right after it, never into the caller's rewrite,
+and always before anything read later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hwbkptd.arch.perf.kallsyms import Kallsyms
+from hwbkptd.arch.perf.ring import SampleFormat
+from hwbkptd.core.mechanism import HitReport, MechanismSink, SlotEntry
+from hwbkptd.core.model import CPU_CONTEXT
+
+__all__ = ["HitDelivery", "KernelSlot", "KernelStats"]
+
+_GENERATIONS_KEPT = 8
+
+
+@dataclass(slots=True)
+class KernelSlot:
+    """One installed slot of the CPU context table and its per-CPU events."""
+
+    pool: str
+    index: int
+    entry: SlotEntry
+    #: Since when (CLOCK_MONOTONIC ns) each generation in ``gens`` holds the slot, oldest first.
+    since: list[int] = field(default_factory=list)
+    gens: list[int] = field(default_factory=list)
+    #: cpu -> (event fd, event id)
+    events: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def hold(self, since_ns: int, generation: int) -> None:
+        self.since.append(since_ns)
+        self.gens.append(generation)
+        if len(self.gens) > _GENERATIONS_KEPT:
+            del self.since[0], self.gens[0]
+
+    def generation_at(self, t_ns: int) -> int:
+        i = bisect.bisect_right(self.since, t_ns) - 1
+        return self.gens[max(i, 0)]
+
+
+@dataclass(slots=True)
+class KernelStats:
+    samples: int = 0
+    lost: int = 0
+    throttled: int = 0
+    #: Samples from events no longer known (cannot happen unless ids are mixed up).
+    unattributed: int = 0
+    malformed: int = 0
+    wakeups: int = 0
+
+
+class HitDelivery:
+    """Parses what a ring held and hands the hits to the sink, now or after apply()."""
+
+    def __init__(self, fmt: SampleFormat, stats: KernelStats) -> None:
+        self._format = fmt
+        self._stats = stats
+        self._sink: MechanismSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._symbolize: Kallsyms | None = None
+        self._deferred: list[HitReport] = []
+        self._deferred_lost = 0
+        self._flush_scheduled = False
+
+    def start(
+        self, sink: MechanismSink, loop: asyncio.AbstractEventLoop, kallsyms: Kallsyms | None
+    ) -> None:
+        self._sink = sink
+        self._loop = loop
+        self._symbolize = kallsyms
+
+    def take(self, data: bytes, ids: Mapping[int, KernelSlot], *, defer: bool) -> None:
+        """Deliver the records in ``data``; ``defer`` holds them until the loop's next turn."""
+        if not data:
+            return
+        batch = self._format.parse(data)
+        stats = self._stats
+        stats.lost += batch.lost
+        stats.throttled += batch.throttled
+        stats.malformed += int(batch.malformed)
+        hits: list[HitReport] = []
+        ksyms = self._symbolize
+        for s in batch.samples:
+            slot = ids.get(s.id)
+            if slot is None:
+                stats.unattributed += 1
+                continue
+            hits.append(
+                HitReport(
+                    pid=s.pid,
+                    tid=CPU_CONTEXT,
+                    pool=slot.pool,
+                    index=slot.index,
+                    generation=slot.generation_at(s.time),
+                    ip=s.ip,
+                    address=s.addr,
+                    time_ns=s.time,
+                    cpu=s.cpu,
+                    ip_symbol=ksyms.symbolize(s.ip) if ksyms is not None else "",
+                )
+            )
+        stats.samples += len(hits)
+        if not defer:
+            self._deliver(hits, batch.lost)
+            return
+        self._deferred.extend(hits)
+        self._deferred_lost += batch.lost
+        if not self._flush_scheduled and (self._deferred or self._deferred_lost):
+            assert self._loop is not None
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._deliver([], 0)
+
+    def _deliver(self, hits: list[HitReport], lost: int) -> None:
+        if self._deferred or self._deferred_lost:
+            # Older hits drained by apply() still wait for their flush: they go first.
+            hits = self._deferred + hits
+            lost += self._deferred_lost
+            self._deferred, self._deferred_lost = [], 0
+        if self._sink is None:
+            return
+        if hits:
+            self._sink.on_hits(hits)
+        if lost:
+            self._sink.on_hits_lost(CPU_CONTEXT, lost)

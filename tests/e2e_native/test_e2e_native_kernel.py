@@ -1,0 +1,85 @@
+"""Kernel scope on the native machine, through gRPC: symbols from /proc/kallsyms, and what
+this kernel cannot arm refused up front (issue 4, "Locations by name" and "Capabilities")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from native_e2e_support import Daemon, expect_event, native_daemon
+
+import hwbkpt
+
+pytestmark = [pytest.mark.native, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"))
+    yield d
+    assert d.stop() == 0, d.log()
+
+
+def kallsyms(name: str) -> int | None:
+    with open("/proc/kallsyms", encoding="ascii") as table:
+        for line in table:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == name:
+                return int(parts[0], 16)
+    return None
+
+
+def test_info_shows_the_native_machine(daemon: Daemon) -> None:
+    (info,) = daemon.cli_json("info")
+    assert (info["machine"], info["arch"]) == ("native", "x86_64")
+    assert [(p["name"], p["slots"]) for p in info["pools"]] == [("dr", 4)]
+    assert info["arming"] in ("perf", "debugreg")
+    parts = {m["name"]: m for m in info["mechanisms"]}
+    assert set(parts) == {"ptrace", "perf-kernel", "perf-nonstop"}
+    assert parts["ptrace"]["available"]
+    assert parts["perf-kernel"]["available"]
+    assert not parts["perf-nonstop"]["available"]
+    assert parts["perf-nonstop"]["reason"]
+    assert any("kernel exec breakpoints" in n for n in info["notes"])
+    text = daemon.cli("info").stdout
+    assert "machine     native (x86_64)" in text
+    assert "dr       4 slots" in text
+
+
+def test_a_kernel_exec_request_is_refused_naming_kprobes(daemon: Daemon) -> None:
+    (info,) = daemon.cli_json("info")
+    if any("kernel exec breakpoints: allowed" in n for n in info["notes"]):
+        pytest.skip("this kernel has kprobes: kernel exec breakpoints are allowed")
+    with daemon.client() as c, c.open_session("kexec") as s:
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.set_breakpoint(scope="kernel", symbol="schedule", access="exec")
+        assert err.value.code == "FAILED_PRECONDITION"
+        assert "kprobes" in err.value.message
+        assert s.list() == []
+
+
+def test_a_kernel_symbol_resolves_and_is_watched(daemon: Daemon) -> None:
+    expected = kallsyms("init_stack") or kallsyms("__start_init_stack")
+    assert expected is not None
+    with daemon.client() as c, c.open_session("kdata") as s:
+        bp = s.watch("init_stack", kernel=True, access="rw")
+        assert (bp.spec.address, bp.spec.symbol) == (expected, "init_stack")
+        assert bp.state is hwbkpt.BreakpointState.INSTALLED
+        hit = expect_event(s, "hit", timeout=5)
+        assert isinstance(hit.payload, hwbkpt.Hit)
+        assert hit.payload.address == expected
+        assert "+0x" in hit.payload.ip_symbol
+        s.remove(bp.id)
+        expect_event(s, "removed")
+
+
+def test_an_unknown_kernel_symbol_is_not_found(daemon: Daemon) -> None:
+    with daemon.client() as c, c.open_session("nosym") as s:
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.watch("no_such_symbol_hwbkpt", kernel=True)
+        assert err.value.code == "NOT_FOUND"
+        assert err.value.fields == ("spec.symbol",)
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.watch("main", pid=1)
+        assert err.value.code == "FAILED_PRECONDITION"
+        assert "user-space symbols" in err.value.message

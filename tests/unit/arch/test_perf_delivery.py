@@ -1,0 +1,120 @@
+"""Samples to HitReports: generation by time, symbols, deferral order (no perf events)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Sequence
+
+from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
+from hwbkptd.arch.perf.kallsyms import Kallsyms
+from hwbkptd.arch.perf.percpu import KERNEL_SAMPLE_TYPE
+from hwbkptd.arch.perf.ring import RECORD_LOST, RECORD_SAMPLE, SampleFormat
+from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry
+from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk
+
+KSYMS = Kallsyms.from_text("ffffffff81000000 T memcpy\nffffffff81000100 T vfs_read\n")
+ADDR = 0xFFFFFFFF828C5000
+
+
+def sample(eid: int, ip: int, t: int, cpu: int = 1, pid: int = 42) -> bytes:
+    body = struct.pack("<QQIIQQII", eid, ip, pid, pid, t, ADDR, cpu, 0)
+    return struct.pack("<IHH", RECORD_SAMPLE, 1, 8 + len(body)) + body
+
+
+def lost(count: int) -> bytes:
+    return struct.pack("<IHHQQ", RECORD_LOST, 0, 24, 0, count)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.hits: list[list[HitReport]] = []
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None:
+        self.calls.append(("hits", list(hits)))
+        self.hits.append(list(hits))
+
+    def on_hits_lost(self, tid: int, count: int) -> None:
+        self.calls.append(("lost", (tid, count)))
+
+    def on_thread_started(self, pid: int, tid: int) -> None: ...
+
+    def on_thread_exited(self, pid: int, tid: int, exit_code: int) -> None: ...
+
+    def on_process_exited(self, pid: int, exit_code: int) -> None: ...
+
+    def on_process_exec(self, pid: int) -> None: ...
+
+    def on_refusals(self, refusals: Sequence[Refusal]) -> None: ...
+
+
+def slot() -> KernelSlot:
+    s = KernelSlot("dr", 2, SlotEntry(Chunk("dr", ADDR, 8, Access.READ_WRITE)))
+    s.hold(1000, 5)
+    s.hold(2000, 6)
+    return s
+
+
+def test_generation_follows_the_sample_time() -> None:
+    s = slot()
+    assert [s.generation_at(t) for t in (0, 1000, 1999, 2000, 10**12)] == [5, 5, 5, 6, 6]
+    for g in range(7, 20):
+        s.hold(g * 1000, g)
+    assert len(s.gens) == 8
+    assert s.generation_at(0) == s.gens[0]  # older than anything kept: the oldest kept
+
+
+async def test_samples_become_attributed_symbolized_hits() -> None:
+    stats = KernelStats()
+    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), stats)
+    sink = Sink()
+    delivery.start(sink, asyncio.get_running_loop(), KSYMS)
+    ids = {77: slot()}
+    delivery.take(
+        sample(77, 0xFFFFFFFF81000008, 1500)
+        + sample(77, 0xFFFFFFFF81000123, 2500)
+        + lost(3)
+        + sample(99, 0xFFFFFFFF81000008, 2600),  # an id nobody owns
+        ids,
+        defer=False,
+    )
+    (kind, hits), (kind2, lost_args) = sink.calls
+    assert (kind, kind2, lost_args) == ("hits", "lost", (CPU_CONTEXT, 3))
+    assert hits == [
+        HitReport(
+            42, CPU_CONTEXT, "dr", 2, 5, 0xFFFFFFFF81000008, ADDR, 1500, 1, ip_symbol="memcpy+0x8"
+        ),
+        HitReport(
+            42,
+            CPU_CONTEXT,
+            "dr",
+            2,
+            6,
+            0xFFFFFFFF81000123,
+            ADDR,
+            2500,
+            1,
+            ip_symbol="vfs_read+0x23",
+        ),
+    ]
+    assert (stats.samples, stats.lost, stats.unattributed) == (2, 3, 1)
+
+
+async def test_deferred_hits_come_after_apply_and_before_later_ones() -> None:
+    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    sink = Sink()
+    delivery.start(sink, asyncio.get_running_loop(), None)
+    ids = {77: slot()}
+    delivery.take(sample(77, 1, 1500) + lost(2), ids, defer=True)
+    delivery.take(sample(77, 2, 1600), ids, defer=True)
+    assert sink.calls == []  # nothing inside the caller's apply()
+    delivery.take(sample(77, 3, 2500), ids, defer=False)
+    (_, hits), (_, lost_args) = sink.calls
+    assert [h.ip for h in hits] == [1, 2, 3]
+    assert lost_args == (CPU_CONTEXT, 2)
+    await asyncio.sleep(0)  # the scheduled flush finds nothing left
+    assert len(sink.calls) == 2
+    delivery.take(sample(77, 4, 2600), ids, defer=True)
+    await asyncio.sleep(0)
+    assert [h.ip for h in sink.hits[-1]] == [4]

@@ -1,0 +1,95 @@
+"""hwbkptd.native_hooks: kernel symbols, up-front refusals and thread owners, from fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwbkptd.arch.native import NativeMechanism
+from hwbkptd.arch.perf.caps import KERNEL_EXEC_REFUSED, PerfCaps
+from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
+from hwbkptd.core.broker_types import BreakpointSpec
+from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
+from hwbkptd.core.model import Access, Scope
+from hwbkptd.native_hooks import USER_SYMBOLS, NativeHooks, thread_group
+
+KALLSYMS = """\
+ffffffff81000000 T _stext
+ffffffff81001000 T schedule
+ffffffff82000000 D __start_init_stack
+ffffffff82004000 t local_fn
+"""
+KADDR = 0xFFFF_FFFF_8200_0000
+
+
+def caps(kprobes: bool = False, allowed: bool = True) -> PerfCaps:
+    return PerfCaps(
+        perf_events=True,
+        breakpoint_pmu=True,
+        paranoid=2,
+        cap_perfmon=allowed,
+        cap_sys_admin=allowed,
+        kprobes=kprobes,
+        kprobes_evidence="fixture",
+    )
+
+
+def hooks(tmp_path: Path, **kw: bool) -> NativeHooks:
+    table = tmp_path / "kallsyms"
+    table.write_text(KALLSYMS)
+    c = caps(**kw)
+    mech = NativeMechanism(caps=c, kernel=KernelPerfMechanism(caps=c), load_ptrace=False)
+    return NativeHooks(mech, kallsyms_path=table)
+
+
+def test_kernel_symbols_resolve(tmp_path: Path) -> None:
+    h = hooks(tmp_path)
+    assert h.attaches
+    assert h.resolve(Scope.KERNEL, 0, "schedule") == 0xFFFF_FFFF_8100_1000
+    assert h.resolve(Scope.KERNEL, 0, "schedule+0x10") == 0xFFFF_FFFF_8100_1010
+    assert h.resolve(Scope.KERNEL, 0, "init_stack") == KADDR  # through __start_init_stack
+    with pytest.raises(NotFound) as err:
+        h.resolve(Scope.KERNEL, 0, "no_such_symbol")
+    assert err.value.field == "spec.symbol"
+    with pytest.raises(FailedPrecondition, match=USER_SYMBOLS):
+        h.resolve(Scope.PROCESS, 1, "main")
+
+
+def test_an_unreadable_table_says_so(tmp_path: Path) -> None:
+    c = caps()
+    mech = NativeMechanism(caps=c, kernel=KernelPerfMechanism(caps=c), load_ptrace=False)
+    h = NativeHooks(mech, kallsyms_path=tmp_path / "missing")
+    with pytest.raises(FailedPrecondition, match="cannot be read"):
+        h.resolve(Scope.KERNEL, 0, "schedule")
+
+
+def test_kernel_exec_is_refused_up_front_without_kprobes(tmp_path: Path) -> None:
+    spec = BreakpointSpec(Scope.KERNEL, 0xFFFF_FFFF_8100_1000, 1, Access.EXEC)
+    with pytest.raises(FailedPrecondition, match=KERNEL_EXEC_REFUSED):
+        hooks(tmp_path).check(spec)
+    hooks(tmp_path, kprobes=True).check(spec)
+    hooks(tmp_path).check(BreakpointSpec(Scope.KERNEL, KADDR, 8, Access.WRITE))
+    with pytest.raises(PermissionDenied):
+        hooks(tmp_path, allowed=False).check(BreakpointSpec(Scope.KERNEL, KADDR, 8, Access.WRITE))
+
+
+def test_nonstop_is_refused_until_it_exists(tmp_path: Path) -> None:
+    spec = BreakpointSpec(Scope.PROCESS, 0x601000, 8, Access.WRITE, pid=1, nonstop=True)
+    with pytest.raises(FailedPrecondition, match="non-stop"):
+        hooks(tmp_path).check(spec)
+
+
+def test_describe_parts_and_notes(tmp_path: Path) -> None:
+    h = hooks(tmp_path)
+    assert [m.name for m in h.mechanisms()] == ["ptrace", "perf-kernel", "perf-nonstop"]
+    assert any(n.startswith("perf-kernel: kernel exec breakpoints: refused") for n in h.notes())
+
+
+def test_thread_group(tmp_path: Path) -> None:
+    (tmp_path / "1235").mkdir()
+    (tmp_path / "1235" / "status").write_text("Name:\tx\nTgid:\t1234\nPid:\t1235\n")
+    assert thread_group(1235, tmp_path) == 1234
+    with pytest.raises(NotFound) as err:
+        thread_group(999, tmp_path)
+    assert err.value.field == "spec.tid"
