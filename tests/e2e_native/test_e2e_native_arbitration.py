@@ -97,6 +97,10 @@ class Side:
             for s in thread.slots
         ]
 
+    def external(self) -> list[int]:
+        (thread,) = self.clients["ide2"].slot_map(self.pid).threads
+        return [s.index for s in thread.slots if s.external]
+
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
@@ -170,7 +174,10 @@ def test_five_clients_match_the_simulated_broker(
         for step, op in enumerate(OPS, 1):
             model.apply(op, base)
             real.apply(op, base)
-            assert real.slots() == model.slots(), f"after step {step} {op}"
+            assert real.slots() == model.slots(), (
+                f"after step {step} {op}; slots held outside the broker: {real.external()} "
+                "(perf breakpoints of other processes, e.g. tests running beside this one)"
+            )
             installed = _installed(real, base)
             # One write of every variable; each live request hears it iff it holds a slot.
             previous = list(memory)

@@ -18,7 +18,7 @@ import contextlib
 import errno
 
 from hwbkptd.arch.ptrace import binding as pt
-from hwbkptd.arch.ptrace.binding import TRAP_HWBKPT, SigInfo
+from hwbkptd.arch.ptrace.binding import TRAP_HWBKPT
 from hwbkptd.arch.ptrace.state import ArmedSlot, Tracee
 from hwbkptd.arch.x86_64 import POOL, debugreg_offset, decode_dr6, encode_dr7
 from hwbkptd.core.mechanism import Refusal, SlotEntry, SlotWrite
@@ -126,8 +126,8 @@ class DebugregArming:
         t.dr7 = 0
         t.slots.clear()
 
-    def attribute(self, t: Tracee, si: SigInfo) -> list[ArmedSlot] | None:
-        if si.code != TRAP_HWBKPT:
+    def attribute(self, t: Tracee, code: int, perf_data: int) -> list[ArmedSlot] | None:
+        if code != TRAP_HWBKPT:
             return None
         dr6 = pt.peekuser(t.tid, _DR6)
         fired = [t.slots.get((POOL, i)) for i in decode_dr6(dr6)]

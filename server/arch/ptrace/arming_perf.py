@@ -28,7 +28,7 @@ import itertools
 import os
 
 from hwbkptd.arch.linux import perf_event as pe
-from hwbkptd.arch.ptrace.binding import TRAP_PERF, SigInfo
+from hwbkptd.arch.ptrace.binding import TRAP_PERF
 from hwbkptd.arch.ptrace.state import ArmedSlot, Tracee
 from hwbkptd.core.mechanism import Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import Access, Chunk
@@ -181,10 +181,10 @@ class PerfArming:
         self.clear(t)
         t.cookies.clear()
 
-    def attribute(self, t: Tracee, si: SigInfo) -> list[ArmedSlot] | None:
-        if si.code != TRAP_PERF or si.perf_data >> _MAGIC_SHIFT != COOKIE_MAGIC:
+    def attribute(self, t: Tracee, code: int, perf_data: int) -> list[ArmedSlot] | None:
+        if code != TRAP_PERF or perf_data >> _MAGIC_SHIFT != COOKIE_MAGIC:
             return None
-        slot = t.cookies.get(si.perf_data)
+        slot = t.cookies.get(perf_data)
         # One of ours from a slot long replaced: swallow it, there is no one to tell.
         return [slot] if slot is not None else []
 

@@ -10,6 +10,12 @@ each release lets the event-loop thread take the GIL, and taking it back can
 cost up to the interpreter's switch interval. The per-trap calls therefore go
 through a ``PyDLL`` handle on the same C library, which keeps the GIL for the
 microsecond a non-blocking syscall takes. Only the tracer's epoll wait blocks.
+
+The trap path (tracer.py) calls ``raw_ptrace`` and ``raw_waitpid`` directly, with
+the siginfo and the wait status landing in preallocated buffers read through
+ctypes views (``SI_CODE``, ``SI_PERF_DATA``, ``STATUS``): measured here, each
+wrapper layer, ``NamedTuple`` or ``struct`` decode costs a fair part of a
+microsecond, and a trap takes about twenty of them in all.
 """
 
 from __future__ import annotations
@@ -43,16 +49,23 @@ __all__ = [
     "PTRACE_O_TRACEEXIT",
     "PTRACE_O_TRACEFORK",
     "PTRACE_O_TRACEVFORK",
+    "PTRACE_PEEKDATA",
     "PTRACE_PEEKUSER",
     "PTRACE_POKEUSER",
     "PTRACE_SEIZE",
     "RIP_OFFSET",
+    "SIGINFO_ADDR",
+    "SI_CODE",
     "SI_KERNEL",
+    "SI_PERF_DATA",
+    "STATUS",
+    "STATUS_REF",
     "TRAP_BRKPT",
     "TRAP_HWBKPT",
     "TRAP_PERF",
     "TRAP_TRACE",
     "WALL",
+    "WNOHANG_WALL",
     "SigInfo",
     "call",
     "cont",
@@ -63,11 +76,14 @@ __all__ = [
     "listen",
     "peekuser",
     "pokeuser",
+    "raw_ptrace",
+    "raw_waitpid",
     "seize",
     "waitpid_nohang",
 ]
 
 # Requests python-ptrace already names.
+PTRACE_PEEKDATA: int = _pt.PTRACE_PEEKDATA
 PTRACE_PEEKUSER: int = _pt.PTRACE_PEEKUSER
 PTRACE_POKEUSER: int = _pt.PTRACE_POKEUSER
 PTRACE_CONT: int = _pt.PTRACE_CONT
@@ -112,6 +128,16 @@ _ptrace.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_
 _waitpid = _fast.waitpid
 _waitpid.restype = ctypes.c_int
 _waitpid.argtypes = (ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int)
+# The trap path's handles: no argtypes (ctypes then passes small ints as C ints, which
+# libffi sign-extends into the 64-bit argument registers, and c_void_p objects as
+# pointers), which saves about 0.3 us a call over converting through argtypes.
+#: ptrace(request, tid, addr, data) -> long, keeping the GIL; -1 and ctypes.get_errno() on
+#: error. Pass addresses as prebuilt ``ctypes.c_void_p``, small numbers as ints.
+raw_ptrace = _fast["ptrace"]
+raw_ptrace.restype = ctypes.c_long
+#: waitpid(tid, STATUS_REF, options) -> pid, 0 or -1, keeping the GIL (call it WNOHANG only).
+raw_waitpid = _fast["waitpid"]
+raw_waitpid.restype = ctypes.c_int
 _get_errno = ctypes.get_errno
 _set_errno = ctypes.set_errno
 
@@ -184,6 +210,11 @@ def geteventmsg(tid: int) -> int:
 _tuple_new = tuple.__new__
 _siginfo_buf = ctypes.create_string_buffer(128)
 _siginfo_addr = ctypes.addressof(_siginfo_buf)
+#: Where PTRACE_GETSIGINFO writes (one buffer: only the tracer thread uses it).
+SIGINFO_ADDR = ctypes.c_void_p(_siginfo_addr)
+#: Views on that buffer: si_code, and si_perf_data (offset 24, see _SIGINFO).
+SI_CODE = ctypes.c_int.from_buffer(_siginfo_buf, 8)
+SI_PERF_DATA = ctypes.c_uint64.from_buffer(_siginfo_buf, 24)
 
 
 def getsiginfo(tid: int) -> SigInfo:
@@ -197,6 +228,10 @@ def getsiginfo(tid: int) -> SigInfo:
 _status = ctypes.c_int()
 _status_ref = ctypes.byref(_status)
 _WNOHANG_WALL = os.WNOHANG | WALL
+#: Where ``raw_waitpid`` writes the status (the tracer thread's only), and its address.
+STATUS = _status
+STATUS_REF = ctypes.c_void_p(ctypes.addressof(_status))
+WNOHANG_WALL = _WNOHANG_WALL
 
 
 def waitpid_nohang(tid: int) -> int | None:

@@ -275,10 +275,15 @@ class PtraceMechanism:
         sink = self._sink
         if sink is None:
             return
-        hits: list[HitReport] = []
+        # The tracer gathers consecutive hits in one list (a "hits" entry), handed over
+        # as is: the loop does nothing per hit here.
+        hits: list[HitReport] | None = None
         for name, args in out:
-            if name == "hit":
-                hits.append(args[0])
+            if name == "hits":
+                if hits is None:
+                    hits = args[0]
+                else:
+                    hits.extend(args[0])  # the tracer let go of both lists when it posted
                 continue
             if name == "log":
                 _log.log(*args)
@@ -291,11 +296,11 @@ class PtraceMechanism:
                     else:
                         future.set_exception(args[1])
                 continue
-            if hits:
+            if hits is not None:
                 self._call(sink.on_hits, hits)
-                hits = []
+                hits = None
             self._call(getattr(sink, name), *args)
-        if hits:
+        if hits is not None:
             self._call(sink.on_hits, hits)
 
     @staticmethod

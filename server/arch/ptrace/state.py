@@ -9,7 +9,6 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from hwbkptd.arch.ptrace.binding import SigInfo
 from hwbkptd.arch.ptrace.memory import RegionReader
 from hwbkptd.core.mechanism import Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import Access
@@ -37,7 +36,18 @@ HOLD_LAUNCH = 4
 class ArmedSlot:
     """One occupied slot as armed in one thread: what a trap on it is attributed to."""
 
-    __slots__ = ("access", "cookie", "entry", "fd", "generation", "index", "pool", "reader")
+    __slots__ = (
+        "access",
+        "address",
+        "cookie",
+        "entry",
+        "fd",
+        "generation",
+        "halt",
+        "index",
+        "pool",
+        "reader",
+    )
 
     def __init__(
         self,
@@ -58,6 +68,9 @@ class ArmedSlot:
         access = entry.chunk.access
         # x86 does not say whether a read/write watch was read or written.
         self.access: Access | None = None if access is Access.READ_WRITE else access
+        # Copied out of the entry for the trap path.
+        self.address = entry.chunk.address
+        self.halt = entry.halt
 
 
 class ApplyBarrier:
@@ -178,5 +191,6 @@ class Arming(Protocol):
     def drop(self, t: Tracee) -> None:
         """The thread is gone or exec'd: release what we hold without touching it."""
 
-    def attribute(self, t: Tracee, si: SigInfo) -> list[ArmedSlot] | None:
-        """The slots a SIGTRAP came from; None when the trap is not ours (deliver it)."""
+    def attribute(self, t: Tracee, code: int, perf_data: int) -> list[ArmedSlot] | None:
+        """The slots a SIGTRAP (si_code, si_perf_data) came from; None when the trap is
+        not ours (deliver it). Called with the thread in the trap's signal-delivery-stop."""

@@ -5,7 +5,9 @@ process. With SIGCHLD blocked in every thread, the kernel keeps it pending and
 the signalfd becomes readable; nothing polls on a timer. SIGCHLD is a classic
 signal, so several stops between two reads leave one pending signal: the
 signalfd's ``ssi_pid`` is only a hint of which tid to wait for first, and the
-tracer then sweeps its other tids with ``waitpid(tid, WNOHANG|__WALL)``.
+tracer then sweeps its other tids with ``waitpid(tid, WNOHANG|__WALL)`` (at
+once or a little later: see tracer.py). Nothing tells how many signals were
+merged into the one read, so that sweep cannot be skipped, only deferred.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import ctypes
 import os
 import select
 import signal
-import struct
 
 from ptrace.ctypes_libc import LIBC_FILENAME
 
@@ -25,7 +26,7 @@ _SFD_NONBLOCK = os.O_NONBLOCK
 _SFD_CLOEXEC = os.O_CLOEXEC
 #: struct signalfd_siginfo is 128 bytes; ssi_pid is at offset 12.
 _SSI_SIZE = 128
-_SSI_PID = struct.Struct("<12xI")
+_SSI_PID_OFFSET = 12
 _SIGSET_BYTES = 128
 
 _libc = ctypes.CDLL(LIBC_FILENAME, use_errno=True)
@@ -34,10 +35,9 @@ _libc.signalfd.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 _libc.unshare.restype = ctypes.c_int
 _libc.unshare.argtypes = (ctypes.c_int,)
 _CLONE_FILES = 0x400
-# Reading the (non-blocking) signalfd keeps the GIL: see binding.py.
-_read = ctypes.PyDLL(LIBC_FILENAME, use_errno=True).read
+# Reading the (non-blocking) signalfd keeps the GIL, and takes no argtypes: see binding.py.
+_read = ctypes.PyDLL(LIBC_FILENAME, use_errno=True)["read"]
 _read.restype = ctypes.c_ssize_t
-_read.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
 
 
 def block_sigchld() -> None:
@@ -111,41 +111,31 @@ class Waiter:
         self._ep.register(self.evfd, select.EPOLLIN)
         # SIGCHLD is the only signal in the mask and a classic one: at most one is pending.
         self._ssi = ctypes.create_string_buffer(_SSI_SIZE)
-        self._ssi_addr = ctypes.addressof(self._ssi)
+        self._ssi_addr = ctypes.c_void_p(ctypes.addressof(self._ssi))
+        self._ssi_pid = ctypes.c_uint32.from_buffer(self._ssi, _SSI_PID_OFFSET)
 
     def wake(self) -> None:
         """Called from any thread: the tracer returns from ``wait`` soon."""
         os.eventfd_write(self.evfd, 1)
 
-    def wait(self) -> tuple[list[int] | None, bool]:
-        """Block until a SIGCHLD or a wake-up.
+    def wait(self, timeout: float = -1) -> tuple[int, bool]:
+        """Block until a SIGCHLD or a wake-up, or ``timeout`` seconds (-1: no limit).
 
-        Returns the ``ssi_pid`` hints (None when no SIGCHLD came) and whether a
-        command wake-up came. Both are drained before returning, so a SIGCHLD
-        sent after this returns makes the next ``wait`` return at once.
+        Returns the ``ssi_pid`` hint (-1 when no SIGCHLD came, 0 when it could not
+        be read) and whether a command wake-up came. Both are drained before
+        returning, so a SIGCHLD sent after this returns makes the next ``wait``
+        return at once.
         """
-        while True:
-            try:
-                ready = self._ep.poll()
-            except InterruptedError:
-                continue
-            if ready:
-                break
-        hints: list[int] | None = None
+        hint = -1
         woken = False
-        for fd, _ in ready:
+        for fd, _ in self._ep.poll(timeout):
             if fd == self.sigfd:
-                hints = self._drain_signals()
-            elif fd == self.evfd:
+                hint = self._ssi_pid.value if _read(fd, self._ssi_addr, _SSI_SIZE) > 0 else 0
+            else:
                 with contextlib.suppress(BlockingIOError):
-                    os.eventfd_read(self.evfd)
+                    os.eventfd_read(fd)
                 woken = True
-        return hints, woken
-
-    def _drain_signals(self) -> list[int]:
-        if _read(self.sigfd, self._ssi_addr, _SSI_SIZE) != _SSI_SIZE:
-            return []
-        return [_SSI_PID.unpack_from(self._ssi)[0]]
+        return hint, woken
 
     def fds(self) -> tuple[int, int, int]:
         return (self._ep.fileno(), self.sigfd, self.evfd)

@@ -15,6 +15,7 @@ from hwbkptd.core.model import Access, Chunk
 __all__ = [
     "FakeSink",
     "Target",
+    "build_own",
     "entry",
     "proc_state",
     "symbol_address",
@@ -27,6 +28,22 @@ __all__ = [
 # The target's stdin goes to it through fd 3 (a background job's stdin is /dev/null);
 # its pid and exit status come back on stderr, its own output on stdout.
 _WRAPPER = 'exec 3<&0; "$@" 0<&3 3<&- & echo $! >&2; wait $!; echo "rc=$?" >&2'
+
+
+_OWN_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
+
+
+def build_own(bins: dict[str, str], name: str) -> str:
+    """tests/native/ptrace/c/NAME.c, compiled beside the shared targets (``Target`` finds
+    ``unblock`` there)."""
+    exe = os.path.join(os.path.dirname(bins["unblock"]), name)
+    if not os.path.exists(exe):
+        subprocess.run(
+            ["gcc", "-O1", "-g", "-Wall", "-pthread", "-o", exe, os.path.join(_OWN_C, name + ".c")],
+            check=True,
+            capture_output=True,
+        )
+    return exe
 
 
 def unblocked(bins: dict[str, str], argv: Sequence[str]) -> list[str]:

@@ -11,7 +11,7 @@ from ptrace_support import KILL_ITERATIONS, entry, kill_broker_mid_run, table
 
 from hwbkptd.arch.linux import perf_event as pe
 from hwbkptd.arch.ptrace.arming_perf import COOKIE_MAGIC, PerfArming, perf_sigtrap_works
-from hwbkptd.arch.ptrace.binding import TRAP_PERF, SigInfo
+from hwbkptd.arch.ptrace.binding import TRAP_HWBKPT, TRAP_PERF
 from hwbkptd.arch.ptrace.state import Tracee
 
 pytestmark = pytest.mark.native
@@ -67,10 +67,9 @@ def test_rewrites_keep_reuse_and_replace_events(sleeper: Tracee) -> None:
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fds[("dr", 1)])
 
-    si = SigInfo(5, TRAP_PERF, BASE + 16, t.slots[("dr", 0)].cookie, pe.PERF_TYPE_BREAKPOINT)
-    assert arming.attribute(t, si) == [t.slots[("dr", 0)]]
-    foreign = SigInfo(5, TRAP_PERF, BASE, 12345, pe.PERF_TYPE_BREAKPOINT)
-    assert arming.attribute(t, foreign) is None  # the target's own sigtrap event
+    assert arming.attribute(t, TRAP_PERF, t.slots[("dr", 0)].cookie) == [t.slots[("dr", 0)]]
+    assert arming.attribute(t, TRAP_PERF, 12345) is None  # the target's own sigtrap event
+    assert arming.attribute(t, TRAP_HWBKPT, t.slots[("dr", 0)].cookie) is None
     arming.drop(t)
     assert t.slots == {}
     assert t.cookies == {}

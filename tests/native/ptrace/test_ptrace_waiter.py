@@ -26,17 +26,24 @@ def test_a_child_exit_wakes_it_with_the_pid(waiter: Waiter) -> None:
     proc = subprocess.Popen(["true"])
     # SIGCHLD is per process: earlier children may have left one pending.
     for _ in range(3):
-        hints, woken = waiter.wait()
-        if hints == [proc.pid]:
+        hint, woken = waiter.wait()
+        if hint == proc.pid:
             break
-    assert (hints, woken) == ([proc.pid], False)
+    assert (hint, woken) == (proc.pid, False)
     proc.wait()
+
+
+def test_a_timeout_returns_nothing(waiter: Waiter) -> None:
+    # Drain what earlier children may have left pending, then nothing comes.
+    while waiter.wait(0) != (-1, False):
+        pass
+    assert waiter.wait(0.01) == (-1, False)
 
 
 def test_wake_from_another_thread(waiter: Waiter) -> None:
     threading.Timer(0.05, waiter.wake).start()
     for _ in range(3):
-        _hints, woken = waiter.wait()
+        _hint, woken = waiter.wait()
         if woken:
             break
     assert woken

@@ -110,9 +110,9 @@ async def test_deferred_hits_come_after_apply_and_before_later_ones() -> None:
     delivery.take(sample(77, 2, 1600), ids, defer=True)
     assert sink.calls == []  # nothing inside the caller's apply()
     delivery.take(sample(77, 3, 2500), ids, defer=False)
-    (_, hits), (_, lost_args) = sink.calls
-    assert [h.ip for h in hits] == [1, 2, 3]
-    assert lost_args == (CPU_CONTEXT, 2)
+    assert [kind for kind, _ in sink.calls] == ["hits", "lost"]
+    assert [h.ip for h in sink.hits[0]] == [1, 2, 3]
+    assert sink.calls[1][1] == (CPU_CONTEXT, 2)
     await asyncio.sleep(0)  # the scheduled flush finds nothing left
     assert len(sink.calls) == 2
     delivery.take(sample(77, 4, 2600), ids, defer=True)
