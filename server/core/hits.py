@@ -67,7 +67,8 @@ def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
     tally.reported_count += 1
     return Hit(
         pid=report.pid,
-        tid=report.tid,
+        # A kernel hit is attributed to the CPU context but happened in some thread.
+        tid=report.task_tid or report.tid,
         cpu=report.cpu,
         ip=report.ip,
         address=report.address,

@@ -84,6 +84,8 @@ class HitReport:
     #: True when values were read after the thread ran on (non-stop mode).
     values_late: bool = False
     ip_symbol: str = ""
+    #: For hits attributed to the CPU context (tid 0): the thread that was running, if known.
+    task_tid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,4 +147,3 @@ class Mechanism(Protocol):
         """Let a launched process run its first instruction."""
 
     async def close(self) -> None: ...
-

@@ -99,6 +99,7 @@ class HitDelivery:
                 HitReport(
                     pid=s.pid,
                     tid=CPU_CONTEXT,
+                    task_tid=s.tid,
                     pool=slot.pool,
                     index=slot.index,
                     generation=slot.generation_at(s.time),

@@ -83,7 +83,17 @@ async def test_samples_become_attributed_symbolized_hits() -> None:
     assert (kind, kind2, lost_args) == ("hits", "lost", (CPU_CONTEXT, 3))
     assert hits == [
         HitReport(
-            42, CPU_CONTEXT, "dr", 2, 5, 0xFFFFFFFF81000008, ADDR, 1500, 1, ip_symbol="memcpy+0x8"
+            42,
+            CPU_CONTEXT,
+            "dr",
+            2,
+            5,
+            0xFFFFFFFF81000008,
+            ADDR,
+            1500,
+            1,
+            ip_symbol="memcpy+0x8",
+            task_tid=42,
         ),
         HitReport(
             42,
@@ -96,6 +106,7 @@ async def test_samples_become_attributed_symbolized_hits() -> None:
             2500,
             1,
             ip_symbol="vfs_read+0x23",
+            task_tid=42,
         ),
     ]
     assert (stats.samples, stats.lost, stats.unattributed) == (2, 3, 1)
