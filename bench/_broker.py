@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from bench._support import workdir
+from bench._support import pinned, workdir
 
 __all__ = ["Broker", "BrokerUnavailable", "cpu_seconds", "rss_kib"]
 
@@ -53,7 +53,9 @@ class Broker:
 
     _count = 0
 
-    def __init__(self, machine: str, arming: str = "auto", *extra: str) -> None:
+    def __init__(
+        self, machine: str, arming: str = "auto", *extra: str, cpu: int | None = None
+    ) -> None:
         Broker._count += 1
         self.dir = workdir() / f"broker-{Broker._count}"
         self.dir.mkdir()
@@ -62,6 +64,8 @@ class Broker:
         self.address = f"unix:{self.dir / 'hwbkpt.sock'}"
         self.log_path = self.dir / "hwbkptd.log"
         self._extra = extra
+        #: Run every broker thread on this CPU only (None: wherever the kernel likes).
+        self.cpu = cpu
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +92,9 @@ class Broker:
             *self._extra,
         ]
         with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pinned(self.cpu)
+            )
         deadline = time.monotonic() + timeout
         while not ready.exists():
             if self._proc.poll() is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import functools
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,9 +33,11 @@ __all__ = [
     "missing_row",
     "no_aslr",
     "percentile",
+    "pinned",
     "ratio",
     "ratios",
     "row",
+    "shared_cpu",
     "spread",
     "workdir",
 ]
@@ -91,6 +94,23 @@ def build() -> Programs:
         if proc.returncode != 0:
             raise RuntimeError(f"gcc failed on {src.name}:\n{proc.stderr}")
     return Programs(*(out / name for name in PROGRAMS))
+
+
+def shared_cpu() -> int | None:
+    """A CPU for runs that put tracer and target on one CPU; None with only one CPU."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[0] if len(allowed) > 1 else None
+
+
+def pinned(cpu: int | None) -> Callable[[], None] | None:
+    """preexec_fn: run the child (and whatever it starts) on ``cpu`` only."""
+    if cpu is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
 
 
 def no_aslr() -> None:

@@ -13,16 +13,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from bench._support import pinned
+
 __all__ = ["Target"]
 
 
 class Target:
     """A held target process; ``address`` is its watched variable."""
 
-    def __init__(self, program: Path, *args: object) -> None:
+    def __init__(self, program: Path, *args: object, cpu: int | None = None) -> None:
         self.argv: Sequence[str] = [str(program), *(str(a) for a in args)]
         self._proc = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=pinned(cpu),
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

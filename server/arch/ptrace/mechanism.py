@@ -39,7 +39,14 @@ from hwbkptd.arch.ptrace.waiter import block_sigchld, threads_not_blocking_sigch
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from hwbkptd.core.mechanism import HitReport, MechanismInfo, MechanismSink, Refusal, SlotWrite
 
-__all__ = ["ARMINGS", "BATCH_WINDOW", "PtraceMechanism", "ptrace_available"]
+__all__ = [
+    "ARMINGS",
+    "BATCH_WINDOW",
+    "BIG_BATCH",
+    "MAX_BATCH_WINDOW",
+    "PtraceMechanism",
+    "ptrace_available",
+]
 
 _log = logging.getLogger("hwbkptd.ptrace")
 
@@ -48,6 +55,13 @@ ARMINGS = ("auto", "perf", "debugreg")
 #: An event after a quiet moment is delivered at once; this only bounds the loop's
 #: wake-ups under load (at most 1 / BATCH_WINDOW per second).
 BATCH_WINDOW = 0.0005
+#: Batches of at least BIG_BATCH hits and events double the window, up to this; a batch
+#: of less than a quarter of that sets it back to BATCH_WINDOW. Measured with a trivial
+#: sink at 25,000 hits/s, waking the loop every 4 ms instead of every 1 ms (the
+#: selector's resolution) gives the tracer 5-10 % more traps a second: each wake-up
+#: makes the loop take the GIL between two traps, and the tracer wait for it.
+MAX_BATCH_WINDOW = 0.004
+BIG_BATCH = 16
 #: How long close() waits for every thread to be detached before letting the kernel do it.
 CLOSE_TIMEOUT = 5.0
 
@@ -116,6 +130,7 @@ class PtraceMechanism:
         self._lock = threading.Lock()
         self._pending: list[Out] = []
         self._scheduled = False
+        self._window = BATCH_WINDOW
         self._closed = False
 
     @property
@@ -266,20 +281,31 @@ class PtraceMechanism:
             if not out:
                 # Nothing came during the window: idle again, the next event wakes us.
                 self._scheduled = False
+                self._window = BATCH_WINDOW
                 return
-        loop = self._loop
-        if loop is not None:
-            # Under load, let the next events gather for a moment instead of waking the
-            # loop (and taking the GIL from the tracer) once per trap.
-            loop.call_later(BATCH_WINDOW, self._deliver)
+        size = 0
         sink = self._sink
-        if sink is None:
-            return
+        if sink is not None:
+            size = self._dispatch(sink, out)
+        # Under load, let the next events gather for a while instead of waking the loop
+        # (and taking the GIL from the tracer) once per trap; the longer the batches, the
+        # longer the wait, up to MAX_BATCH_WINDOW.
+        if size >= BIG_BATCH:
+            self._window = min(self._window * 2, MAX_BATCH_WINDOW)
+        elif size < BIG_BATCH // 4:
+            self._window = BATCH_WINDOW
+        if self._loop is not None:
+            self._loop.call_later(self._window, self._deliver)
+
+    def _dispatch(self, sink: MechanismSink, out: list[Out]) -> int:
+        """Hand a batch to the sink, in order; returns how many hits and events it held."""
+        size = len(out)
         # The tracer gathers consecutive hits in one list (a "hits" entry), handed over
         # as is: the loop does nothing per hit here.
         hits: list[HitReport] | None = None
         for name, args in out:
             if name == "hits":
+                size += len(args[0]) - 1
                 if hits is None:
                     hits = args[0]
                 else:
@@ -302,6 +328,7 @@ class PtraceMechanism:
             self._call(getattr(sink, name), *args)
         if hits is not None:
             self._call(sink.on_hits, hits)
+        return size
 
     @staticmethod
     def _call(fn: object, *args: object) -> None:

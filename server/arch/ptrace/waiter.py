@@ -24,9 +24,14 @@ __all__ = ["Waiter", "block_sigchld", "private_fd_table", "threads_not_blocking_
 
 _SFD_NONBLOCK = os.O_NONBLOCK
 _SFD_CLOEXEC = os.O_CLOEXEC
-#: struct signalfd_siginfo is 128 bytes; ssi_pid is at offset 12.
+#: struct signalfd_siginfo is 128 bytes: ssi_code at offset 8, ssi_pid 12, ssi_status 40.
 _SSI_SIZE = 128
+_SSI_CODE_OFFSET = 8
 _SSI_PID_OFFSET = 12
+_SSI_STATUS_OFFSET = 40
+#: SIGCHLD's si_code for a ptrace-stop (its si_status is the stop signal, without event).
+_CLD_TRAPPED = 4
+_SIGTRAP = int(signal.SIGTRAP)
 _SIGSET_BYTES = 128
 
 _libc = ctypes.CDLL(LIBC_FILENAME, use_errno=True)
@@ -113,6 +118,11 @@ class Waiter:
         self._ssi = ctypes.create_string_buffer(_SSI_SIZE)
         self._ssi_addr = ctypes.c_void_p(ctypes.addressof(self._ssi))
         self._ssi_pid = ctypes.c_uint32.from_buffer(self._ssi, _SSI_PID_OFFSET)
+        self._ssi_code = ctypes.c_int32.from_buffer(self._ssi, _SSI_CODE_OFFSET)
+        self._ssi_status = ctypes.c_int32.from_buffer(self._ssi, _SSI_STATUS_OFFSET)
+        #: The last SIGCHLD read said its sender entered a ptrace-stop with SIGTRAP (a
+        #: trap, or a PTRACE_EVENT stop: PTRACE_GETSIGINFO tells which).
+        self.sigtrap = False
 
     def wake(self) -> None:
         """Called from any thread: the tracer returns from ``wait`` soon."""
@@ -122,15 +132,22 @@ class Waiter:
         """Block until a SIGCHLD or a wake-up, or ``timeout`` seconds (-1: no limit).
 
         Returns the ``ssi_pid`` hint (-1 when no SIGCHLD came, 0 when it could not
-        be read) and whether a command wake-up came. Both are drained before
-        returning, so a SIGCHLD sent after this returns makes the next ``wait``
-        return at once.
+        be read; ``sigtrap`` says more about it) and whether a command wake-up
+        came. Both are drained before returning, so a SIGCHLD sent after this
+        returns makes the next ``wait`` return at once.
         """
         hint = -1
         woken = False
         for fd, _ in self._ep.poll(timeout):
             if fd == self.sigfd:
-                hint = self._ssi_pid.value if _read(fd, self._ssi_addr, _SSI_SIZE) > 0 else 0
+                if _read(fd, self._ssi_addr, _SSI_SIZE) > 0:
+                    hint = self._ssi_pid.value
+                    self.sigtrap = (
+                        self._ssi_code.value == _CLD_TRAPPED and self._ssi_status.value == _SIGTRAP
+                    )
+                else:
+                    hint = 0
+                    self.sigtrap = False
             else:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(fd)

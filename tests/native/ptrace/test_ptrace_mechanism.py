@@ -26,6 +26,7 @@ from ptrace_support import (
 )
 
 from hwbkptd.arch.ptrace import PtraceMechanism, ptrace_available
+from hwbkptd.arch.ptrace.mechanism import BATCH_WINDOW, BIG_BATCH, MAX_BATCH_WINDOW
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access
@@ -274,6 +275,36 @@ async def test_one_running_instance_per_process(
     other = PtraceMechanism("perf")
     with pytest.raises(FailedPrecondition):
         other.start(FakeSink())
+
+
+async def test_deliveries_keep_order_and_gather_more_under_load() -> None:
+    # The loop side alone (no tracer thread): what the tracer posts reaches the sink in
+    # order, hits in runs; a long batch widens the window before the next delivery, a
+    # short one narrows it again, and a quiet one ends the cycle.
+    mech = PtraceMechanism("perf")
+    sink = FakeSink()
+    mech._sink = sink
+    mech._loop = asyncio.get_running_loop()
+    reports = [
+        HitReport(1, 2, "dr", 0, 1, 0x1000 + i, 0x2000, i, values=(le(i),)) for i in range(40)
+    ]
+    mech._post([("hits", (reports[:20],)), ("on_thread_exited", (1, 2, 0))])
+    mech._post([("hits", (reports[20:30],)), ("hits", (reports[30:],))])
+    mech._deliver()
+    assert sink.hits == reports
+    assert sink.thread_exits == [(1, 2, 0)]
+    assert sink.batches == 2  # one run of hits before the exit, one after
+    assert mech._window == 2 * BATCH_WINDOW
+    for _ in range(10):
+        mech._post([("hits", (reports[:BIG_BATCH],))])
+        mech._deliver()
+    assert mech._window == MAX_BATCH_WINDOW
+    mech._post([("hits", (reports[:1],))])
+    mech._deliver()
+    assert mech._window == BATCH_WINDOW
+    assert mech._scheduled
+    mech._deliver()  # nothing came: idle until the tracer posts again
+    assert not mech._scheduled
 
 
 async def test_forked_children_are_not_followed_and_survive(
