@@ -207,7 +207,7 @@ class BreakpointSpec(_message.Message):
     address: _builtins.int
     """Start of the watched region, or the instruction for ACCESS_EXEC."""
     length: _builtins.int
-    """Length in bytes; 0 means 1 for exec and 8 for data."""
+    """Length in bytes (data: 1..32, within what the pool can split); exec: 0 means the arch instruction length."""
     access: Global___Access.ValueType
     priority: _builtins.int
     """0..100; unset means normal (25). Presets: low=10, normal=25, debugger=50, high=75."""
