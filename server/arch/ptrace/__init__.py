@@ -1,9 +1,11 @@
 """The ptrace mechanism: real breakpoints in user threads on Linux x86_64.
 
 ``PtraceMechanism`` (mechanism.py) implements ``hwbkptd.core.mechanism.Mechanism``;
-one tracer thread (tracer.py, commands.py) makes every ptrace call; slots are
+one tracer thread (tracer.py, commands.py) makes every ptrace call and answers
+the stops (stops.py: the trap path, with hits.py and memory.py); slots are
 armed with perf sigtrap events (arming_perf.py) or debug registers
-(arming_debugreg.py).
+(arming_debugreg.py). tests/native/ptrace/trap_rate.py measures the trap path
+against the C reference loop (bench/ptrace_ref.c).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 The event loop talks to the tracer thread (commands.py) through futures and
 gets the tracer's events back in batches: the tracer appends to a pending list
-and schedules one ``call_soon_threadsafe`` only when none is outstanding, so
-under load one loop callback carries every hit gathered meanwhile, and
-consecutive hits reach the sink as one ``on_hits`` call.
+and wakes the loop (the relay eventfd) only when no delivery is outstanding;
+at a low rate each event is delivered as it comes; under load the loop delivers
+every BATCH_WINDOW to MAX_BATCH_WINDOW seconds what gathered meanwhile, in one
+callback. Consecutive hits reach the sink as one ``on_hits`` call with the list
+the tracer built (the loop does nothing per hit).
 
 SIGCHLD must be blocked in every thread of the broker (the tracer reads it from
 a signalfd): the constructor blocks it in the calling thread, so build the
@@ -41,6 +43,7 @@ from hwbkptd.core.mechanism import HitReport, MechanismInfo, MechanismSink, Refu
 
 __all__ = [
     "ARMINGS",
+    "BATCH_RATE",
     "BATCH_WINDOW",
     "BIG_BATCH",
     "MAX_BATCH_WINDOW",
@@ -51,15 +54,19 @@ __all__ = [
 _log = logging.getLogger("hwbkptd.ptrace")
 
 ARMINGS = ("auto", "perf", "debugreg")
-#: After a delivery, further events wait this long (seconds) to be delivered together.
-#: An event after a quiet moment is delivered at once; this only bounds the loop's
-#: wake-ups under load (at most 1 / BATCH_WINDOW per second).
+#: Events are delivered as they come while they come at less than BATCH_RATE a second
+#: (each one wakes the loop: at 1,000 hits/s, a hit reaches the sink in tens of
+#: microseconds); faster, the loop wakes at most once per window and delivers what
+#: gathered meanwhile.
+BATCH_RATE = 4000
+#: The first window (seconds; the selector rounds it up to a millisecond).
 BATCH_WINDOW = 0.0005
 #: Batches of at least BIG_BATCH hits and events double the window, up to this; a batch
 #: of less than a quarter of that sets it back to BATCH_WINDOW. Measured with a trivial
-#: sink at 25,000 hits/s, waking the loop every 4 ms instead of every 1 ms (the
-#: selector's resolution) gives the tracer 5-10 % more traps a second: each wake-up
-#: makes the loop take the GIL between two traps, and the tracer wait for it.
+#: sink at 30,000 hits/s (tests/native/ptrace/trap_rate.py --cpu 0), waking the loop
+#: every 4 ms instead of every 1 ms (the selector's resolution) gives the tracer about
+#: 6 % more traps a second, as many as with no loop wake-up at all: each wake-up makes
+#: the loop take the GIL between two traps, and the tracer wait for it.
 MAX_BATCH_WINDOW = 0.004
 BIG_BATCH = 16
 #: How long close() waits for every thread to be detached before letting the kernel do it.
@@ -131,6 +138,7 @@ class PtraceMechanism:
         self._pending: list[Out] = []
         self._scheduled = False
         self._window = BATCH_WINDOW
+        self._delivered_at = 0.0
         self._closed = False
 
     @property
@@ -283,19 +291,29 @@ class PtraceMechanism:
                 self._scheduled = False
                 self._window = BATCH_WINDOW
                 return
-        size = 0
         sink = self._sink
-        if sink is not None:
-            size = self._dispatch(sink, out)
-        # Under load, let the next events gather for a while instead of waking the loop
-        # (and taking the GIL from the tracer) once per trap; the longer the batches, the
-        # longer the wait, up to MAX_BATCH_WINDOW.
+        size = self._dispatch(sink, out) if sink is not None else len(out)
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        elapsed, self._delivered_at = now - self._delivered_at, now
+        # The longer the batches, the longer the next one may gather, up to MAX_BATCH_WINDOW.
         if size >= BIG_BATCH:
             self._window = min(self._window * 2, MAX_BATCH_WINDOW)
         elif size < BIG_BATCH // 4:
             self._window = BATCH_WINDOW
-        if self._loop is not None:
-            self._loop.call_later(self._window, self._deliver)
+        if size < BATCH_RATE * elapsed:
+            # Light traffic: gather nothing, the next event wakes the loop at once.
+            with self._lock:
+                if not self._pending:
+                    self._scheduled = False
+                    return
+            loop.call_soon(self._deliver)  # posted during the dispatch, without a wake-up
+            return
+        # Under load, let the next events gather for a while instead of waking the loop
+        # (and taking the GIL from the tracer) once per trap.
+        loop.call_later(self._window, self._deliver)
 
     def _dispatch(self, sink: MechanismSink, out: list[Out]) -> int:
         """Hand a batch to the sink, in order; returns how many hits and events it held."""

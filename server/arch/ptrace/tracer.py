@@ -238,13 +238,7 @@ class TracerCore(StopHandler):
             self.out.append(("on_process_exited", (proc.pid, code)))
         self.process_ended(proc)
 
-    # --- hooks commands.py provides -------------------------------------------------
-    def on_new_task(self, t: Tracee, event: int, new: int) -> None:
-        raise NotImplementedError
-
-    def on_exec(self, t: Tracee, former: int) -> None:
-        raise NotImplementedError
-
+    # --- hooks commands.py provides (with on_new_task and on_exec, see stops.py) --------
     def detach_now(self, t: Tracee) -> None:
         raise NotImplementedError
 

@@ -277,10 +277,11 @@ async def test_one_running_instance_per_process(
         other.start(FakeSink())
 
 
-async def test_deliveries_keep_order_and_gather_more_under_load() -> None:
+async def test_deliveries_keep_order_and_gather_only_under_load() -> None:
     # The loop side alone (no tracer thread): what the tracer posts reaches the sink in
-    # order, hits in runs; a long batch widens the window before the next delivery, a
-    # short one narrows it again, and a quiet one ends the cycle.
+    # order, hits in runs. After a quiet time nothing is held back (the next event wakes
+    # the loop); deliveries in quick succession gather for a window, the longer the
+    # batches the longer the window, and a quiet window ends the cycle.
     mech = PtraceMechanism("perf")
     sink = FakeSink()
     mech._sink = sink
@@ -294,17 +295,46 @@ async def test_deliveries_keep_order_and_gather_more_under_load() -> None:
     assert sink.hits == reports
     assert sink.thread_exits == [(1, 2, 0)]
     assert sink.batches == 2  # one run of hits before the exit, one after
-    assert mech._window == 2 * BATCH_WINDOW
+    assert not mech._scheduled  # the first delivery in a long while: nothing gathers
+    mech._delivered_at = mech._loop.time() - 0.001  # one hit a millisecond: still nothing
+    mech._post([("hits", (reports[:1],))])
+    mech._deliver()
+    assert not mech._scheduled
     for _ in range(10):
         mech._post([("hits", (reports[:BIG_BATCH],))])
-        mech._deliver()
+        mech._deliver()  # many events at once, right after the last delivery
+    assert mech._scheduled
     assert mech._window == MAX_BATCH_WINDOW
     mech._post([("hits", (reports[:1],))])
     mech._deliver()
     assert mech._window == BATCH_WINDOW
-    assert mech._scheduled
     mech._deliver()  # nothing came: idle until the tracer posts again
     assert not mech._scheduled
+    assert len(sink.hits) == 40 + 1 + 10 * BIG_BATCH + 1
+
+
+async def test_a_hit_at_a_low_rate_is_delivered_at_once(
+    perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
+) -> None:
+    # About 1,000 hits/s: hits do not wait for a batch window (the loop's wake-up takes
+    # tens of microseconds; waiting for a window would take up to a millisecond).
+    mech, sink = perf_rig
+    n = 40
+    target = Target([native_bins["writer"], str(n), "1000"])
+    try:
+        await mech.attach(target.pid)
+        await mech.apply([table(target.pid, target.pid, 1, entry(target.address))])
+        seen: list[float] = []
+        sink.on_hits = lambda hits: seen.extend(  # type: ignore[method-assign]
+            time.time_ns() - h.time_ns for h in hits
+        )
+        target.go()
+        await until(lambda: len(seen) == n, 30, "the hits")
+        target.finish()
+    finally:
+        target.kill()
+    delays = sorted(seen)
+    assert delays[n // 2] < BATCH_WINDOW * 1e9, delays
 
 
 async def test_forked_children_are_not_followed_and_survive(

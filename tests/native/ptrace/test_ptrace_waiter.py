@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import threading
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hwbkptd.arch.ptrace import binding as pt
 from hwbkptd.arch.ptrace.waiter import Waiter, block_sigchld, threads_not_blocking_sigchld
 
 
@@ -52,3 +55,37 @@ def test_wake_from_another_thread(waiter: Waiter) -> None:
 def test_blocked_in_this_thread(waiter: Waiter) -> None:
     assert threading.get_native_id() not in threads_not_blocking_sigchld()
     assert signal.SIGCHLD in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def _wait_for(waiter: Waiter, pid: int) -> tuple[int, bool]:
+    """The hint of the SIGCHLD from ``pid`` (earlier children may have left one pending),
+    and whether it announced a SIGTRAP ptrace-stop."""
+    for _ in range(3):
+        hint, _woken = waiter.wait(5)
+        if hint == pid:
+            break
+    return hint, waiter.sigtrap
+
+
+@pytest.mark.native
+def test_it_tells_a_sigtrap_signal_stop_from_other_stops(
+    waiter: Waiter, native_bins: dict[str, str]
+) -> None:
+    # Popen's poll() would take our ptrace-stops for exits: signals and waits go by pid.
+    proc = subprocess.Popen(["sleep", "30"])
+    pid = proc.pid
+    try:
+        pt.seize(pid, 0)
+        os.kill(pid, signal.SIGTRAP)  # a signal-delivery-stop: CLD_TRAPPED, SIGTRAP
+        assert _wait_for(waiter, pid) == (pid, True)
+        pt.cont(pid)  # SIGTRAP suppressed
+        pt.interrupt(pid)  # PTRACE_EVENT_STOP: CLD_STOPPED
+        assert _wait_for(waiter, pid) == (pid, False)
+        os.kill(pid, signal.SIGKILL)  # CLD_KILLED
+        assert _wait_for(waiter, pid) == (pid, False)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while os.waitpid(pid, pt.WALL)[1] & 0x7F == 0x7F:
+            pass  # a stop still unreported: the death follows
+        proc.returncode = -signal.SIGKILL

@@ -11,7 +11,15 @@ No pass/fail: this prints medians (min to max) and the ratio, round by round and
 best run to best run (on a machine shared with other work, the best runs are the
 least disturbed ones). Run it as root:
 
-    .venv/bin/python tests/native/ptrace/trap_rate.py [--writes N] [--rounds R]
+    .venv/bin/python tests/native/ptrace/trap_rate.py [--writes N] [--rounds R] [--cpu N]
+
+Placement decides much of the figure. A tracer and its stopped target take turns;
+when the scheduler puts them on one CPU each turn is a plain context switch, when
+it puts them on two every PTRACE_CONT and every stop wakes the other CPU (in this
+VM, an idle vCPU: C reference 13,000-17,000 hits/s instead of 40,000-47,000),
+and which it picks changes with whatever else runs. ``--cpu N`` pins each tracer
+(the C program, the mechanism's tracer thread) and its target to CPU N, the
+placement both are fastest in, and so compares the tracers' own costs.
 """
 
 from __future__ import annotations
@@ -77,9 +85,14 @@ def build(out: str) -> Programs:
     return Programs(**paths)
 
 
-def reference_run(progs: Programs, n: int) -> RoundResult:
+def _on_cpu(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def reference_run(progs: Programs, n: int, cpu: int | None = None) -> RoundResult:
+    """The C reference on N writes (it and its target on ``cpu`` when given)."""
     proc = subprocess.run(
-        [progs.ptrace_ref, progs.target_loop, str(n)],
+        [*_on_cpu(cpu), progs.ptrace_ref, progs.target_loop, str(n)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -156,21 +169,22 @@ def _tracer_native_id() -> int:
     raise RuntimeError("no hwbkpt-tracer thread")
 
 
-def _start_target(progs: Programs, n: int) -> tuple[subprocess.Popen[bytes], int]:
+def _start_target(progs: Programs, n: int, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
     """The target, held before its first write, and its watched variable's address."""
     target = subprocess.Popen(
-        [progs.target_loop, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [*_on_cpu(cpu), progs.target_loop, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert target.stdout is not None
     return target, int(target.stdout.readline(), 16)
 
 
 async def mechanism_run(
-    mech: PtraceMechanism, sink: _CountingSink, progs: Programs, n: int
+    mech: PtraceMechanism, sink: _CountingSink, progs: Programs, n: int, cpu: int | None = None
 ) -> RoundResult:
-    """One target, one watch, N writes, through a mechanism started with ``sink``."""
+    """One target, one watch, N writes, through a mechanism started with ``sink``
+    (the target and the tracer thread on ``cpu`` when given)."""
     sink.reset()
-    target, address = _start_target(progs, n)
+    target, address = _start_target(progs, n, cpu)
     try:
         assert target.stdin is not None
         await mech.attach(target.pid)
@@ -180,6 +194,8 @@ async def mechanism_run(
         refusals = await mech.apply([write])
         assert not refusals, refusals
         tracer = _tracer_native_id()
+        if cpu is not None:
+            os.sched_setaffinity(tracer, {cpu})
         cpu0 = _thread_cpu(tracer)
         user0 = _thread_utime(tracer)
         switches0 = _thread_switches(tracer)
@@ -187,10 +203,10 @@ async def mechanism_run(
         target.stdin.write(b"g")
         target.stdin.flush()
         await asyncio.wait_for(sink.exited.wait(), 600)
-        cpu = _thread_cpu(tracer) - cpu0
+        busy = _thread_cpu(tracer) - cpu0
         user = _thread_utime(tracer) - user0
         switches = _thread_switches(tracer) - switches0
-        return RoundResult(sink.hits, sink.exited_at - t0, sink.wrong, cpu, user, switches)
+        return RoundResult(sink.hits, sink.exited_at - t0, sink.wrong, busy, user, switches)
     finally:
         if target.poll() is None:
             target.kill()
@@ -202,17 +218,17 @@ def _spread(values: Sequence[float], fmt: str = ",.0f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
 
-async def _measure(progs: Programs, n: int, rounds: int) -> dict[str, object]:
+async def _measure(progs: Programs, n: int, rounds: int, cpu: int | None) -> dict[str, object]:
     mech = PtraceMechanism("perf")
     sink = _CountingSink()
     mech.start(sink)
     refs: list[RoundResult] = []
     mine: list[RoundResult] = []
     try:
-        await mechanism_run(mech, sink, progs, min(n, 1000))  # warm-up
+        await mechanism_run(mech, sink, progs, min(n, 1000), cpu)  # warm-up
         for i in range(rounds):
-            ref = await asyncio.to_thread(reference_run, progs, n)
-            got = await mechanism_run(mech, sink, progs, n)
+            ref = await asyncio.to_thread(reference_run, progs, n, cpu)
+            got = await mechanism_run(mech, sink, progs, n, cpu)
             refs.append(ref)
             mine.append(got)
             print(
@@ -230,6 +246,7 @@ async def _measure(progs: Programs, n: int, rounds: int) -> dict[str, object]:
     summary: dict[str, object] = {
         "writes": n,
         "rounds": rounds,
+        "cpu": cpu,
         "c_ref_hits_per_s": statistics.median(r.rate for r in refs),
         "mechanism_hits_per_s": statistics.median(m.rate for m in mine),
         "ratio": statistics.median(ratios),
@@ -255,11 +272,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writes", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="pin each tracer and its target to this CPU (the event loop stays free)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trap-rate-") as out:
         progs = build(out)
-        summary = asyncio.run(_measure(progs, args.writes, args.rounds))
+        summary = asyncio.run(_measure(progs, args.writes, args.rounds, args.cpu))
     if args.json:
         print(json.dumps(summary))
     return summary
