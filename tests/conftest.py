@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# The ptrace mechanism learns of tracee stops through a signalfd for SIGCHLD, which only works
+# when SIGCHLD is blocked in every thread of the process (hwbkptd builds its machine before any
+# thread starts). Threads that earlier tests leave behind (gRPC's, client streams') would
+# otherwise take the signal and the tracer would miss the stop. Block it here, before any
+# thread exists, as the daemon does.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+# The ptrace mechanism's launch forks from its tracer thread; gRPC's fork handlers would abort
+# a process that has gRPC loaded (hwbkptd sets the same before importing gRPC).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
