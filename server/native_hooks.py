@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwbkptd.arch.native import NativeMechanism, check_kernel_request, nonstop_info
+from hwbkptd.arch.native import NativeMechanism, check_kernel_request
 from hwbkptd.arch.perf.kallsyms import KALLSYMS, Kallsyms
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound
@@ -62,7 +62,7 @@ class NativeHooks:
         if spec.scope is Scope.KERNEL:
             check_kernel_request(spec.address, spec.access, self._mechanism.caps)
         elif spec.nonstop:
-            info = nonstop_info()
+            info = self._mechanism.nonstop.info()
             if not info.available:
                 raise FailedPrecondition(f"non-stop mode: {info.reason}")
 

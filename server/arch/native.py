@@ -6,6 +6,13 @@ The CPU context table (tid ``CPU_CONTEXT``) goes to the perf helper
 it the composite still serves kernel scope and ``info`` says why threads
 cannot be traced.
 
+Non-stop entries of a thread's table (``SlotEntry.nonstop``) go to the perf
+non-stop mechanism (``NonstopMechanism``) instead; the rest of the same table
+still goes to ptrace, so both share the thread's arbitration. A process
+attached for non-stop watches only is never ptraced: its threads are followed
+by the non-stop mechanism, and nothing of its tables reaches ptrace until a
+plain attach (a request that stops threads) takes it over.
+
 Kernel requests are judged up front by ``check_kernel_request`` (re-exported
 here from ``hwbkptd.arch.perf.caps``) against ``NativeMechanism.caps``, the
 capabilities detected once at start.
@@ -27,8 +34,16 @@ from typing import Any, cast
 
 from hwbkptd.arch.perf.caps import PerfCaps, check_kernel_request, detect_caps
 from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
+from hwbkptd.arch.perf.nonstop import NonstopMechanism
 from hwbkptd.core.errors import BrokerError, FailedPrecondition
-from hwbkptd.core.mechanism import Mechanism, MechanismInfo, MechanismSink, Refusal, SlotWrite
+from hwbkptd.core.mechanism import (
+    Mechanism,
+    MechanismInfo,
+    MechanismSink,
+    Refusal,
+    SlotEntry,
+    SlotWrite,
+)
 from hwbkptd.core.model import CPU_CONTEXT
 
 __all__ = [
@@ -36,12 +51,12 @@ __all__ = [
     "NativeMechanism",
     "check_kernel_request",
     "native_available",
-    "nonstop_info",
     "ptrace_status",
+    "split_write",
 ]
 
 PTRACE_MODULE = "hwbkptd.arch.ptrace.mechanism"
-_NONSTOP_REASON = "non-stop user watchpoints (perf, no ptrace) are not implemented yet"
+_PTRACE_NEEDED = "the process is followed for non-stop watches only (not ptraced)"
 
 
 def _import_ptrace() -> tuple[Any, str]:
@@ -66,8 +81,21 @@ def ptrace_status() -> tuple[bool, str]:
     return True, ""
 
 
-def nonstop_info() -> MechanismInfo:
-    return MechanismInfo(name="perf-nonstop", available=False, reason=_NONSTOP_REASON)
+def split_write(write: SlotWrite) -> tuple[SlotWrite, SlotWrite]:
+    """The (ptrace, non-stop) halves of a table: each keeps its own entries, None elsewhere."""
+
+    def keep(nonstop: bool) -> SlotWrite:
+        pools: dict[str, tuple[SlotEntry | None, ...]] = {
+            pool: tuple(e if e is not None and e.nonstop is nonstop else None for e in entries)
+            for pool, entries in write.pools.items()
+        }
+        return SlotWrite(pid=write.pid, tid=write.tid, generation=write.generation, pools=pools)
+
+    return keep(False), keep(True)
+
+
+def _has_entries(write: SlotWrite) -> bool:
+    return any(e is not None for entries in write.pools.values() for e in entries)
 
 
 def native_available(caps: PerfCaps | None = None) -> tuple[bool, str]:
@@ -103,10 +131,16 @@ class NativeMechanism:
         caps: PerfCaps | None = None,
         kernel: KernelPerfMechanism | None = None,
         ptrace: Mechanism | None = None,
+        nonstop: NonstopMechanism | None = None,
         load_ptrace: bool = True,
     ) -> None:
         self.caps = caps if caps is not None else detect_caps()
         self.kernel = kernel if kernel is not None else KernelPerfMechanism(caps=self.caps)
+        self.nonstop = nonstop if nonstop is not None else NonstopMechanism(caps=self.caps)
+        #: Processes followed by the non-stop mechanism alone (attached with nonstop=True).
+        self._nonstop_only: set[int] = set()
+        #: Threads whose last table sent to the non-stop mechanism had entries.
+        self._nonstop_tids: set[int] = set()
         self._ptrace: Mechanism | None = ptrace
         self._ptrace_reason = "ptrace mechanism not loaded"
         if ptrace is None and load_ptrace:
@@ -144,7 +178,7 @@ class NativeMechanism:
             ptrace = MechanismInfo("ptrace", p.available, p.reason, p.notes, p.arming)
         else:
             ptrace = MechanismInfo("ptrace", False, self._ptrace_reason)
-        return (ptrace, self.kernel.info(), nonstop_info())
+        return (ptrace, self.kernel.info(), self.nonstop.info())
 
     def info(self) -> MechanismInfo:
         parts = self.mechanisms()
@@ -156,10 +190,10 @@ class NativeMechanism:
                 state = f"unavailable: {part.reason}"
             notes.append(f"{part.name}: {state}")
             notes.extend(f"{part.name}: {note}" for note in part.notes)
-        unavailable = [f"{p.name}: {p.reason}" for p in parts[:2] if not p.available]
+        unavailable = [f"{p.name}: {p.reason}" for p in parts if not p.available]
         return MechanismInfo(
             name=self.name,
-            available=parts[0].available or parts[1].available,
+            available=any(p.available for p in parts),
             reason="; ".join(unavailable),
             notes=tuple(notes),
             arming=parts[0].arming,
@@ -168,25 +202,60 @@ class NativeMechanism:
     # --- Mechanism --------------------------------------------------------------
     def start(self, sink: MechanismSink) -> None:
         self.kernel.start(sink)
+        self.nonstop.start(sink)
         if self._ptrace_usable and self._ptrace is not None:
             self._ptrace.start(sink)
 
     async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
         cpu = [w for w in writes if w.tid == CPU_CONTEXT]
-        threads = [w for w in writes if w.tid != CPU_CONTEXT]
-        refusals: list[Refusal] = []
+        traced, nonstop, refusals = self._route([w for w in writes if w.tid != CPU_CONTEXT])
         thread_refusals: Sequence[Refusal] = ()
-        if threads:
-            thread_refusals = await self._need_ptrace().apply(threads)
+        if traced:
+            thread_refusals = await self._need_ptrace().apply(traced)
+        if nonstop:
+            refusals.extend(await self.nonstop.apply(nonstop))
         if cpu:
             refusals.extend(await self.kernel.apply(cpu))
         if cpu and thread_refusals:
             refused = {r.tid for r in thread_refusals}
             thread_refusals = await self._need_ptrace().apply(
-                [w for w in threads if w.tid in refused]
+                [w for w in traced if w.tid in refused]
             )
         refusals.extend(thread_refusals)
         return refusals
+
+    def _route(
+        self, writes: Sequence[SlotWrite]
+    ) -> tuple[list[SlotWrite], list[SlotWrite], list[Refusal]]:
+        """Thread tables split into what ptrace arms and what the non-stop mechanism arms."""
+        traced: list[SlotWrite] = []
+        nonstop: list[SlotWrite] = []
+        refusals: list[Refusal] = []
+        for write in writes:
+            stopping, watching = split_write(write)
+            if _has_entries(watching) or write.tid in self._nonstop_tids:
+                nonstop.append(watching)
+                if _has_entries(watching):
+                    self._nonstop_tids.add(write.tid)
+                else:
+                    self._nonstop_tids.discard(write.tid)
+            if not self._is_nonstop_only(write.pid):
+                traced.append(stopping)
+                continue
+            # Not ptraced: a stopping entry cannot be armed here. The broker attaches for
+            # real before placing one, so this is a race with a detach; say so.
+            for pool, entries in stopping.pools.items():
+                for index, entry in enumerate(entries):
+                    if entry is not None:
+                        refusals.append(
+                            Refusal(write.tid, pool, index, write.generation, _PTRACE_NEEDED)
+                        )
+        return traced, nonstop, refusals
+
+    def _is_nonstop_only(self, pid: int) -> bool:
+        if pid in self._nonstop_only and not self.nonstop.watching(pid):
+            self._nonstop_only.discard(pid)  # it exited: the pid may come back as another
+        return pid in self._nonstop_only
 
     async def resume(self, tid: int) -> None:
         await self._need_ptrace().resume(tid)
@@ -194,13 +263,34 @@ class NativeMechanism:
     async def read_memory(self, pid: int, address: int, length: int) -> bytes:
         if pid == 0:
             return await self.kernel.read_memory(pid, address, length)
+        if self._is_nonstop_only(pid):
+            return await self.nonstop.read_memory(pid, address, length)
         return await self._need_ptrace().read_memory(pid, address, length)
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
-        return await self._need_ptrace().attach(pid, follow_fork)
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
+        if nonstop and (pid in self._nonstop_only or not self.nonstop.watching(pid)):
+            watched = await self.nonstop.watch(pid, report_threads=True)
+            self._nonstop_only.add(pid)
+            return watched
+        tids = await self._need_ptrace().attach(pid, follow_fork)
+        if pid in self._nonstop_only:
+            # ptrace reports the threads from now on; the non-stop mechanism keeps its
+            # events and follows births only for its own bookkeeping.
+            self._nonstop_only.discard(pid)
+            await self.nonstop.watch(pid, report_threads=False)
+        return tids
 
     async def detach(self, pid: int) -> None:
-        await self._need_ptrace().detach(pid)
+        try:
+            if pid in self._nonstop_only:
+                self._nonstop_only.discard(pid)
+            else:
+                await self._need_ptrace().detach(pid)
+        finally:
+            if self.nonstop.watching(pid):
+                await self.nonstop.unwatch(pid)
 
     async def launch(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
@@ -215,7 +305,10 @@ class NativeMechanism:
             if self._ptrace_usable and self._ptrace is not None:
                 await self._ptrace.close()
         finally:
-            await self.kernel.close()
+            try:
+                await self.nonstop.close()
+            finally:
+                await self.kernel.close()
 
     async def wait_cpu_stable(self) -> bool:
         """See ``KernelPerfMechanism.wait_cpu_stable``."""

@@ -155,7 +155,9 @@ class SimMechanism:
     async def read_memory(self, pid: int, address: int, length: int) -> bytes:
         return self._read(pid, address, length)
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
         raise FailedPrecondition(
             "attach needs a native machine; use the sim service to create processes"
         )

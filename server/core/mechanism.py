@@ -133,8 +133,14 @@ class Mechanism(Protocol):
 
     async def read_memory(self, pid: int, address: int, length: int) -> bytes: ...
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
-        """Put a process under the mechanism; returns its tids. Tables follow via apply."""
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
+        """Put a process under the mechanism; returns its tids. Tables follow via apply.
+
+        ``nonstop``: follow the process for non-stop watches only, never stopping or
+        tracing it (so it works beside another debugger); a later plain attach upgrades.
+        """
 
     async def detach(self, pid: int) -> None: ...
 

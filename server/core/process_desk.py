@@ -54,11 +54,21 @@ class ProcessDesk:
         if not isinstance(pid, int) or not isinstance(tid, int) or pid < 0 or tid < 0:
             return 0  # the spec's own validation names what is wrong
         if spec.scope is Scope.PROCESS:
-            return pid if pid > 0 and tid == 0 and pid not in self._procs else 0
-        if tid == 0 or tid in self._threads:
+            return pid if pid > 0 and tid == 0 and self._needs_attach(pid, spec.nonstop) else 0
+        if tid == 0:
             return 0
+        if tid in self._threads:
+            owner = self._threads[tid]
+            return owner if self._needs_attach(owner, spec.nonstop) else 0
         owner = pid or self._hooks.process_of(tid)
-        return 0 if owner in self._procs else owner
+        return owner if self._needs_attach(owner, spec.nonstop) else 0
+
+    def _needs_attach(self, pid: int, nonstop: bool) -> bool:
+        # A process followed for non-stop watches only is not traced: a request that
+        # needs ptrace attaches it for real (and fails, precisely, if a debugger holds it).
+        if pid not in self._procs:
+            return True
+        return not nonstop and self._tracing.nonstop_only(pid)
 
     async def set_attaching(
         self,
@@ -76,7 +86,7 @@ class ProcessDesk:
                 # attaches nothing.
                 check(session, spec, (pid, spec.tid if spec.scope is Scope.THREAD else 0))
                 try:
-                    await self._tracing.attach(pid)
+                    await self._tracing.attach(pid, nonstop=spec.nonstop)
                 except BrokerError as err:
                     raise spec_error(err) from None
                 return await create()

@@ -41,6 +41,9 @@ class Traced:
     launched_by_name: str = ""
     #: Launched and not released yet: held at its first instruction.
     held: bool = False
+    #: Followed for non-stop watches only (never stopped, not ptraced): a request that
+    #: stops threads attaches it for real first.
+    nonstop_only: bool = False
 
 
 class Tracing:
@@ -77,6 +80,11 @@ class Tracing:
     def processes(self) -> Mapping[int, Traced]:
         return self._procs
 
+    def nonstop_only(self, pid: int) -> bool:
+        """True for a process followed for non-stop watches only (not ptraced)."""
+        entry = self._procs.get(pid)
+        return entry is not None and entry.nonstop_only
+
     def stale(self, pid: int) -> bool:
         """True for news about a process this book let go (and did not take back)."""
         return pid in self._gone and pid not in self._procs
@@ -94,20 +102,28 @@ class Tracing:
 
     # --- attach, launch, release ----------------------------------------------------
     async def attach(
-        self, pid: int, *, session_id: str = "", follow_fork: bool = False
+        self, pid: int, *, session_id: str = "", follow_fork: bool = False, nonstop: bool = False
     ) -> tuple[int, ...]:
         """Trace ``pid`` (or join the tracing); ``session_id`` makes the need explicit.
 
+        ``nonstop`` follows the process without tracing it, for non-stop watches; a
+        process followed that way is traced for real by a later plain attach.
         Call it inside ``pinned(pid)`` when the need is a request still to be created.
         """
         with self.pinned(pid):
             await self._wait_detached(pid)
-            tids = tuple(await self._mechanism.attach(pid, follow_fork))
             entry = self._procs.get(pid)
+            nonstop = nonstop and (entry is None or entry.nonstop_only)
+            tids = tuple(await self._mechanism.attach(pid, follow_fork, nonstop))
             if entry is None:
-                entry = self._procs[pid] = Traced(pid, follow_fork=follow_fork)
+                entry = self._procs[pid] = Traced(
+                    pid, follow_fork=follow_fork, nonstop_only=nonstop
+                )
                 self._gone.discard(pid)
-                _log.info("process_traced", pid=pid, tids=list(tids))
+                _log.info("process_traced", pid=pid, tids=list(tids), nonstop=nonstop)
+            elif entry.nonstop_only and not nonstop:
+                entry.nonstop_only = False
+                _log.info("process_traced", pid=pid, tids=list(tids), nonstop=False)
             for tid in tids:
                 self._add_thread(pid, tid)
             if session_id:

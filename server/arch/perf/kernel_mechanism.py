@@ -168,7 +168,9 @@ class KernelPerfMechanism:
             raise FailedPrecondition("kernel memory is not readable")
         raise FailedPrecondition(_KERNEL_ONLY)
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
         raise FailedPrecondition(_KERNEL_ONLY)
 
     async def detach(self, pid: int) -> None:

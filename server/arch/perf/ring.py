@@ -36,7 +36,11 @@ from hwbkptd.arch.linux.perf_event import (
 )
 
 __all__ = [
+    "MISC_COMM_EXEC",
     "PAGE_SIZE",
+    "RECORD_COMM",
+    "RECORD_EXIT",
+    "RECORD_FORK",
     "RECORD_LOST",
     "RECORD_LOST_SAMPLES",
     "RECORD_SAMPLE",
@@ -48,6 +52,7 @@ __all__ = [
     "RingBuffer",
     "Sample",
     "SampleFormat",
+    "TaskRecord",
     "map_ring",
 ]
 
@@ -56,11 +61,17 @@ PAGE_SIZE = mmap.PAGESIZE
 SAMPLE_STREAM_ID = 1 << 9
 SAMPLE_IDENTIFIER = 1 << 16
 
+RECORD_COMM = 3
+RECORD_EXIT = 4
 RECORD_LOST = 2
+RECORD_FORK = 7
 RECORD_THROTTLE = 5
 RECORD_UNTHROTTLE = 6
 RECORD_SAMPLE = 9
 RECORD_LOST_SAMPLES = 13
+
+#: header.misc bit of a COMM record written by exec (attr.comm_exec).
+MISC_COMM_EXEC = 1 << 13
 
 _DATA_HEAD = 1024
 _DATA_TAIL = 1032
@@ -68,6 +79,8 @@ _DATA_OFFSET = 1040
 _HEADER = struct.Struct("<IHH")
 _LOST = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
+_TASK = struct.Struct("<IIIIQ")  # FORK/EXIT body: pid, ppid, tid, ptid, time
+_COMM_IDS = struct.Struct("<II")
 # Call chains interleave context markers (PERF_CONTEXT_KERNEL, ...) with addresses;
 # every marker is at or above PERF_CONTEXT_MAX (-4095 as u64).
 _CONTEXT_MAX = (1 << 64) - 4095
@@ -86,11 +99,33 @@ class Sample(NamedTuple):
     callchain: tuple[int, ...] = ()
 
 
+class TaskRecord(NamedTuple):
+    """A PERF_RECORD_FORK, EXIT or COMM (events opened with ``task``/``comm``).
+
+    FORK: ``tid`` was created by ``ptid``; a new thread has ``pid == ppid``.
+    COMM: ``ppid``/``ptid`` are 0 and ``exec`` says whether exec wrote it.
+    ``time`` is the record's own time (FORK/EXIT) or the sample_id trailer's
+    (COMM; 0 without ``sample_id_all``); ``cpu`` is -1 when the trailer lacks it.
+    """
+
+    kind: int
+    pid: int
+    ppid: int
+    tid: int
+    ptid: int
+    time: int
+    comm: str = ""
+    exec: bool = False
+    cpu: int = -1
+
+
 @dataclass(slots=True)
 class Batch:
     """What one read of a ring held."""
 
     samples: list[Sample] = field(default_factory=list)
+    #: FORK/EXIT/COMM records, in ring order (only when the format parses them).
+    tasks: list[TaskRecord] = field(default_factory=list)
     #: Records the kernel could not write (PERF_RECORD_LOST and LOST_SAMPLES).
     lost: int = 0
     throttled: int = 0
@@ -125,7 +160,11 @@ class SampleFormat:
     ``SAMPLE_IDENTIFIER`` (or ``SAMPLE_ID``) each sample names its event.
     """
 
-    def __init__(self, sample_type: int) -> None:
+    def __init__(
+        self, sample_type: int, *, tasks: bool = False, sample_id_all: bool = False
+    ) -> None:
+        """``tasks``: parse FORK/EXIT/COMM records into ``Batch.tasks`` (else they count as
+        ``other``); ``sample_id_all``: the events append a sample_id trailer to them."""
         unsupported = sample_type & ~_SUPPORTED
         if unsupported:
             raise ValueError(f"sample_type bits {unsupported:#x} are not supported")
@@ -145,6 +184,8 @@ class SampleFormat:
         # The usual layout (identifier, ip, pid, tid, time, addr, cpu, reserved) maps 1:1.
         self._standard = self._pick == tuple(range(7)) and len(names) == 8
         self._callchain = bool(sample_type & SAMPLE_CALLCHAIN)
+        self._tasks = tasks
+        self._trailer = _trailer_layout(sample_type) if sample_id_all else None
 
     def parse_sample(self, data: bytes, pos: int, end: int) -> Sample:
         """The body of one sample record at ``data[pos:end]``."""
@@ -169,7 +210,7 @@ class SampleFormat:
         n = len(data)
         fixed = self._fixed.size
         while pos + _HEADER.size <= n:
-            rtype, _misc, size = _HEADER.unpack_from(data, pos)
+            rtype, misc, size = _HEADER.unpack_from(data, pos)
             if size < _HEADER.size or pos + size > n:
                 batch.malformed = True
                 break
@@ -189,10 +230,67 @@ class SampleFormat:
                 batch.lost += _U64.unpack_from(data, body)[0]
             elif rtype == RECORD_THROTTLE:
                 batch.throttled += 1
+            elif self._tasks and rtype in _TASK_KINDS:
+                task = self._parse_task(rtype, misc, data, body, pos + size)
+                if task is None:
+                    batch.malformed = True
+                    break
+                batch.tasks.append(task)
             else:
                 batch.other += 1
             pos += size
         return batch
+
+    def _parse_task(
+        self, rtype: int, misc: int, data: bytes, body: int, end: int
+    ) -> TaskRecord | None:
+        time, cpu = 0, -1
+        trailer = self._trailer
+        if trailer is not None:
+            layout, time_at, cpu_at = trailer
+            if end - body < layout.size:
+                return None
+            fields = layout.unpack_from(data, end - layout.size)
+            time = fields[time_at] if time_at >= 0 else 0
+            cpu = fields[cpu_at] if cpu_at >= 0 else -1
+            end -= layout.size
+        if rtype == RECORD_COMM:
+            if end - body < _COMM_IDS.size:
+                return None
+            pid, tid = _COMM_IDS.unpack_from(data, body)
+            raw = data[body + _COMM_IDS.size : end].split(b"\0", 1)[0]
+            comm = raw.decode("utf-8", "replace")
+            return TaskRecord(rtype, pid, 0, tid, 0, time, comm, bool(misc & MISC_COMM_EXEC), cpu)
+        if end - body < _TASK.size:
+            return None
+        pid, ppid, tid, ptid, own_time = _TASK.unpack_from(data, body)
+        return TaskRecord(rtype, pid, ppid, tid, ptid, own_time, cpu=cpu)
+
+
+_TASK_KINDS = frozenset((RECORD_FORK, RECORD_EXIT, RECORD_COMM))
+
+
+def _trailer_layout(sample_type: int) -> tuple[struct.Struct, int, int]:
+    """The sample_id trailer (``sample_id_all``) and where its time and cpu are."""
+    codes = "<"
+    n = 0
+    time_at = cpu_at = -1
+    for bit, code in (
+        (SAMPLE_TID, "II"),
+        (SAMPLE_TIME, "Q"),
+        (SAMPLE_ID, "Q"),
+        (SAMPLE_STREAM_ID, "Q"),
+        (SAMPLE_CPU, "II"),
+        (SAMPLE_IDENTIFIER, "Q"),
+    ):
+        if sample_type & bit:
+            if bit == SAMPLE_TIME:
+                time_at = n
+            elif bit == SAMPLE_CPU:
+                cpu_at = n
+            codes += code
+            n += len(code)
+    return struct.Struct(codes), time_at, cpu_at
 
 
 class RingBuffer:

@@ -209,7 +209,9 @@ class PtraceMechanism:
                 "address", f"{address:#x}+{length} is not readable in process {pid}"
             ) from None
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
         if pid <= 0:
             raise InvalidArgument("pid", f"must be a positive process id, got {pid}")
         tids: list[int] = await asyncio.wrap_future(self._running().attach(pid, follow_fork))

@@ -19,6 +19,10 @@ from hwbkptd.arch.linux.perf_event import (
     SAMPLE_TIME,
 )
 from hwbkptd.arch.perf.ring import (
+    MISC_COMM_EXEC,
+    RECORD_COMM,
+    RECORD_EXIT,
+    RECORD_FORK,
     RECORD_LOST,
     RECORD_LOST_SAMPLES,
     RECORD_SAMPLE,
@@ -27,6 +31,7 @@ from hwbkptd.arch.perf.ring import (
     RingBuffer,
     Sample,
     SampleFormat,
+    TaskRecord,
 )
 
 STANDARD = SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU
@@ -193,3 +198,85 @@ def test_old_kernels_without_data_offset() -> None:
     ring.close()
     assert ring.read() == b""
     assert ring.pending() == 0
+
+
+# --- task records (FORK/EXIT/COMM) with a sample_id trailer ----------------------------
+
+
+def trailer(pid: int, tid: int, time: int, cpu: int, ident: int) -> bytes:
+    """The sample_id_all trailer for STANDARD: tid, time, cpu, identifier."""
+    return struct.pack("<IIQIIQ", pid, tid, time, cpu, 0, ident)
+
+
+def task_record(kind: int, pid: int, ppid: int, tid: int, ptid: int, time: int) -> bytes:
+    return record(
+        kind, struct.pack("<IIIIQ", pid, ppid, tid, ptid, time) + trailer(pid, tid, time, 1, 77)
+    )
+
+
+def comm_record(pid: int, tid: int, comm: bytes, *, exec_: bool, time: int) -> bytes:
+    name = comm + b"\0" * (8 - len(comm) % 8)
+    body = struct.pack("<II", pid, tid) + name + trailer(pid, tid, time, 0, 78)
+    return struct.pack("<IHH", RECORD_COMM, MISC_COMM_EXEC if exec_ else 0, 8 + len(body)) + body
+
+
+def test_task_records_parse_with_their_trailer() -> None:
+    s = Sample(5, 0x401000, 10, 12, 900, 0x601000, 1)
+    data = (
+        task_record(RECORD_FORK, 10, 10, 12, 10, 800)
+        + sample_record(s)
+        + comm_record(10, 10, b"sleep", exec_=True, time=950)
+        + comm_record(10, 12, b"worker-1", exec_=False, time=960)
+        + task_record(RECORD_EXIT, 10, 10, 12, 12, 1000)
+    )
+    batch = SampleFormat(STANDARD, tasks=True, sample_id_all=True).parse(data)
+    assert batch.samples == [s]
+    assert batch.tasks == [
+        TaskRecord(RECORD_FORK, 10, 10, 12, 10, 800, cpu=1),
+        TaskRecord(RECORD_COMM, 10, 0, 10, 0, 950, "sleep", True, 0),
+        TaskRecord(RECORD_COMM, 10, 0, 12, 0, 960, "worker-1", False, 0),
+        TaskRecord(RECORD_EXIT, 10, 10, 12, 12, 1000, cpu=1),
+    ]
+    assert (batch.other, batch.malformed) == (0, False)
+
+
+def test_task_records_without_a_trailer() -> None:
+    data = record(RECORD_FORK, struct.pack("<IIIIQ", 1, 1, 2, 1, 5)) + record(
+        RECORD_COMM, struct.pack("<II", 1, 2) + b"ab\0\0\0\0\0\0"
+    )
+    batch = SampleFormat(STANDARD, tasks=True).parse(data)
+    assert batch.tasks == [
+        TaskRecord(RECORD_FORK, 1, 1, 2, 1, 5),
+        TaskRecord(RECORD_COMM, 1, 0, 2, 0, 0, "ab"),
+    ]
+
+
+def test_task_records_are_other_unless_asked_for() -> None:
+    data = task_record(RECORD_FORK, 10, 10, 12, 10, 800)
+    batch = SampleFormat(STANDARD).parse(data)
+    assert (batch.tasks, batch.other) == ([], 1)
+
+
+def test_a_task_record_shorter_than_its_layout_is_malformed() -> None:
+    good = task_record(RECORD_EXIT, 1, 1, 2, 2, 3)
+    bad = record(RECORD_FORK, struct.pack("<IIII", 1, 1, 2, 1))  # no time, no trailer
+    batch = SampleFormat(STANDARD, tasks=True, sample_id_all=True).parse(good + bad)
+    assert batch.malformed
+    assert len(batch.tasks) == 1
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([RECORD_FORK, RECORD_EXIT]),
+            st.integers(1, 2**31),
+            st.integers(1, 2**31),
+            st.integers(0, 2**62),
+        ),
+        max_size=30,
+    )
+)
+def test_task_records_round_trip(items: list[tuple[int, int, int, int]]) -> None:
+    data = b"".join(task_record(k, pid, pid, tid, pid, t) for k, pid, tid, t in items)
+    batch = SampleFormat(STANDARD, tasks=True, sample_id_all=True).parse(data)
+    assert [(t.kind, t.pid, t.tid, t.time) for t in batch.tasks] == items

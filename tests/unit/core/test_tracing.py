@@ -42,11 +42,15 @@ class OutsideSim(SimMechanism):
         self.held: set[int] = set()
         self.next_launch = 900
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
-        self.calls.append(("attach", pid))
+    async def attach(
+        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+    ) -> Sequence[int]:
+        self.calls.append(("attach-nonstop" if nonstop else "attach", pid))
         if pid in self.processes():
+            if not nonstop and pid in self.traced_by:
+                raise FailedPrecondition(f"process {pid} is already traced by pid {GDB} (gdb)")
             return tuple(self.processes()[pid])
-        if pid in self.traced_by:
+        if pid in self.traced_by and not nonstop:
             raise FailedPrecondition(f"process {pid} is already traced by pid {GDB} (gdb)")
         tids = self.outside.get(pid)
         if tids is None:
@@ -336,3 +340,36 @@ async def test_describe_lists_the_parts(world: World) -> None:
     desc = world.broker.describe()
     assert [m.name for m in desc.mechanisms] == ["ptrace", "perf-kernel"]
     assert desc.notes[0] == "ptrace: a note"
+
+
+async def test_nonstop_follows_a_process_gdb_holds_and_a_stopping_request_is_refused(
+    world: World,
+) -> None:
+    b, sim = world.broker, world.sim
+    a = session(world, "a")
+    quiet = await b.set_breakpoint(a, watch(700, nonstop=True))
+    assert quiet.state is RequestState.INSTALLED
+    assert sim.calls == [("attach-nonstop", 700)]
+    # A request that stops threads needs the process traced for real: gdb has it.
+    with pytest.raises(FailedPrecondition, match=f"pid {GDB}"):
+        await b.set_breakpoint(a, watch(700, VAR + 8))
+    assert sim.calls == [("attach-nonstop", 700), ("attach", 700)]
+    assert [v.id for v in b.list_breakpoints(a)] == [quiet.id]
+    assert traced(world, 700)  # the refusal let nothing go
+    # More non-stop requests find it followed already.
+    await b.set_breakpoint(a, watch(700, VAR + 16, nonstop=True))
+    assert sim.calls[-1] == ("attach", 700)
+
+
+async def test_a_stopping_request_upgrades_a_nonstop_process_once(world: World) -> None:
+    b, sim = world.broker, world.sim
+    a = session(world, "a")
+    await b.set_breakpoint(a, watch(600, nonstop=True))
+    loud = await b.set_breakpoint(a, watch(600, VAR + 8))
+    assert loud.state is RequestState.INSTALLED
+    await b.set_breakpoint(a, watch(600, VAR + 16))
+    await b.set_breakpoint(a, watch(600, VAR + 24, nonstop=True))
+    assert sim.calls == [("attach-nonstop", 600), ("attach", 600)]
+    for view in b.list_breakpoints(a):
+        await b.remove_breakpoint(a, view.id)
+    assert sim.calls[-1] == ("detach", 600)

@@ -1,0 +1,138 @@
+"""The perf events of the non-stop mechanism: per-CPU rings, thread trackers, user breakpoints.
+
+Everything a watched thread has is bound to one CPU and redirected into that
+CPU's ring (``IOC_SET_OUTPUT`` needs the same CPU and clock); an event opened
+with ``inherit`` can only be memory-mapped (here: redirected) when bound to a
+CPU, hence one event per CPU rather than one per thread with ``cpu=-1``.
+
+``inherit_thread`` limits the copies to threads (``CLONE_THREAD``): a process
+forked by the target gets none, so it neither loses debug registers to us nor
+floods the rings with samples nobody asked for.
+
+The ring owner sets a wakeup *watermark* instead of counting samples: the
+kernel wakes a reader per sample only for ``wakeup_events``, never for
+FORK/EXIT/COMM records, and those must be noticed promptly (thread births and
+exits are reported from them). ``wakeup_bytes=1`` wakes on every record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import time
+
+from hwbkptd.arch.linux.perf_event import (
+    SAMPLE_ADDR,
+    SAMPLE_CPU,
+    SAMPLE_IP,
+    SAMPLE_TID,
+    SAMPLE_TIME,
+    Flag,
+    PerfEventAttr,
+    breakpoint_attr,
+    perf_event_open,
+)
+from hwbkptd.arch.perf.percpu import IOC_SET_OUTPUT, bp_type_for
+from hwbkptd.arch.perf.ring import SAMPLE_IDENTIFIER, RingBuffer, map_ring
+from hwbkptd.core.model import Access, Chunk
+
+__all__ = [
+    "FLAG_COMM",
+    "FLAG_COMM_EXEC",
+    "FLAG_TASK",
+    "NONSTOP_SAMPLE_TYPE",
+    "NonstopRing",
+    "open_tracker",
+    "open_user_breakpoint",
+]
+
+NONSTOP_SAMPLE_TYPE = (
+    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU
+)
+
+# perf_event_attr flag bits perf_event.Flag lacks.
+FLAG_COMM = 9
+FLAG_TASK = 13
+FLAG_COMM_EXEC = 24
+
+_PERF_TYPE_SOFTWARE = 1
+_PERF_COUNT_SW_DUMMY = 9
+_EXEC_LEN = ctypes.sizeof(ctypes.c_long)
+
+
+def _clock_and_ids(attr: PerfEventAttr) -> None:
+    attr.set_flag(Flag.USE_CLOCKID)
+    attr.clockid = time.CLOCK_MONOTONIC
+    attr.set_flag(Flag.SAMPLE_ID_ALL)
+
+
+def _dummy_attr() -> PerfEventAttr:
+    attr = PerfEventAttr()
+    attr.type = _PERF_TYPE_SOFTWARE
+    attr.size = ctypes.sizeof(PerfEventAttr)
+    attr.config = _PERF_COUNT_SW_DUMMY
+    attr.sample_type = NONSTOP_SAMPLE_TYPE
+    _clock_and_ids(attr)
+    return attr
+
+
+class NonstopRing:
+    """One CPU's ring, owned by a CPU-wide dummy event that records nothing itself."""
+
+    def __init__(self, cpu: int, data_pages: int, wakeup_bytes: int = 1) -> None:
+        attr = _dummy_attr()
+        attr.set_flag(Flag.WATERMARK)
+        attr.wakeup_events = wakeup_bytes  # wakeup_watermark shares this word
+        self.cpu = cpu
+        self.fd = perf_event_open(attr, -1, cpu)
+        try:
+            self.ring: RingBuffer = map_ring(self.fd, data_pages)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def attach(self, event_fd: int) -> None:
+        """Send ``event_fd``'s records into this ring (same CPU, same clock)."""
+        fcntl.ioctl(event_fd, IOC_SET_OUTPUT, self.fd)
+
+    def close(self) -> None:
+        self.ring.close()
+        os.close(self.fd)
+
+
+def open_tracker(tid: int, cpu: int) -> int:
+    """A dummy event on ``tid`` writing FORK/EXIT/COMM records, inherited by its new threads."""
+    attr = _dummy_attr()
+    attr.set_flag(Flag.INHERIT)
+    attr.set_flag(Flag.INHERIT_THREAD)
+    attr.set_flag(FLAG_TASK)
+    attr.set_flag(FLAG_COMM)
+    attr.set_flag(FLAG_COMM_EXEC)
+    attr.set_flag(Flag.EXCLUDE_KERNEL)
+    return perf_event_open(attr, tid, cpu)
+
+
+def open_user_breakpoint(chunk: Chunk, tid: int, cpu: int) -> int:
+    """A disabled sampling breakpoint on ``tid`` for ``cpu``, copied into its later threads.
+
+    ``remove_on_exec``: after exec the address means something else, and the
+    kernel drops the event (and its copies) before the new image runs.
+    Raises OSError (ENOSPC: the thread has no free debug register).
+    """
+    length = _EXEC_LEN if chunk.access is Access.EXEC else chunk.length
+    attr = breakpoint_attr(
+        chunk.address,
+        length,
+        bp_type_for(chunk.access),
+        sample_type=NONSTOP_SAMPLE_TYPE,
+        sample_period=1,
+        disabled=True,
+        exclude_kernel=True,
+        inherit=True,
+        remove_on_exec=True,
+        wakeup_events=0,
+    )
+    attr.set_flag(Flag.INHERIT_THREAD)
+    _clock_and_ids(attr)
+    return perf_event_open(attr, tid, cpu)

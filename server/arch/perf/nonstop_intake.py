@@ -1,0 +1,196 @@
+"""What the non-stop rings held, turned into sink calls in the right order.
+
+All rings are read together on every wake-up: a thread's FORK record lands in
+the ring of the CPU its creator ran on, its first samples maybe in another.
+Within one read, births are handled first (a newborn's samples come after its
+birth), then samples, then exits and execs (a thread's samples come before
+its exit). Sink calls go through an outbox: delivered at once from a ring's
+reader, but after ``apply`` returns when ``apply`` drained the rings, so the
+broker is never re-entered in the middle of its own rewrite.
+
+Values are read from ``/proc/PID/mem`` once per region per read, after the
+accesses (``values_late``): every hit of one read reports the same late value.
+
+Lost records name no thread (the ring is per CPU): they are reported against
+the thread of the most recent sample seen on that CPU, else against any
+thread holding a non-stop slot; with none, they are only counted in stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from hwbkptd.arch.perf.nonstop_book import Book, ThreadSlot
+from hwbkptd.arch.perf.procmem import ProcMem
+from hwbkptd.arch.perf.ring import (
+    RECORD_COMM,
+    RECORD_EXIT,
+    RECORD_FORK,
+    Batch,
+    Sample,
+    TaskRecord,
+)
+from hwbkptd.core.mechanism import HitReport, MechanismSink
+
+__all__ = ["Intake", "NonstopStats", "TaskHandler"]
+
+
+@dataclass(slots=True)
+class NonstopStats:
+    #: Samples delivered as hits.
+    samples: int = 0
+    #: Records the kernel could not write (ring full).
+    lost: int = 0
+    #: Samples of copies no thread routes (or of threads no longer known): dropped.
+    strays: int = 0
+    #: Samples of newborn threads dropped because their buffer was full.
+    overflow: int = 0
+    malformed: int = 0
+    wakeups: int = 0
+    births: int = 0
+    exits: int = 0
+    #: Lingering events replaced by own events of their adopters (to free a register).
+    rehomed: int = 0
+
+
+class TaskHandler(Protocol):
+    """What the mechanism does with FORK/EXIT/COMM records (NonstopMechanism)."""
+
+    def on_fork(self, task: TaskRecord) -> None: ...
+
+    def on_exit(self, task: TaskRecord) -> None: ...
+
+    def on_exec(self, task: TaskRecord) -> None: ...
+
+
+class Intake:
+    """Parsed batches in, hits and life-cycle news out (through the outbox)."""
+
+    def __init__(self, book: Book, stats: NonstopStats, handler: TaskHandler) -> None:
+        self._book = book
+        self._stats = stats
+        self._handler = handler
+        self._sink: MechanismSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: list[Callable[[MechanismSink], None]] = []
+        self._flush_scheduled = False
+        self._last_tid: dict[int, int] = {}
+        self.mem: dict[int, ProcMem] = {}
+
+    def start(self, sink: MechanismSink, loop: asyncio.AbstractEventLoop) -> None:
+        self._sink = sink
+        self._loop = loop
+
+    # --- outbox ----------------------------------------------------------------
+    def emit(self, call: Callable[[MechanismSink], None]) -> None:
+        self._outbox.append(call)
+
+    def flush(self, *, defer: bool) -> None:
+        """Deliver the outbox now, or (``defer``) on the loop's next turn."""
+        if not self._outbox:
+            return
+        if defer:
+            if not self._flush_scheduled and self._loop is not None:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._deliver)
+            return
+        self._deliver()
+
+    def _deliver(self) -> None:
+        self._flush_scheduled = False
+        box, self._outbox = self._outbox, []
+        sink = self._sink
+        if sink is None:
+            return
+        for call in box:
+            call(sink)
+
+    # --- batches ---------------------------------------------------------------
+    def take(self, batches: list[tuple[int, Batch]]) -> None:
+        """Handle every record of one read of all rings (cpu, batch); see the module doc."""
+        tasks = [t for _, batch in batches for t in batch.tasks]
+        if len(batches) > 1:
+            tasks.sort(key=lambda t: t.time)
+        for task in tasks:
+            if task.kind == RECORD_FORK:
+                self._handler.on_fork(task)
+        hits: list[HitReport] = []
+        values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
+        book = self._book
+        for cpu, batch in batches:
+            self._stats.malformed += int(batch.malformed)
+            last = self._last_tid.get(cpu, 0)
+            for s in batch.samples:
+                last = s.tid
+                slot = book.attribute(s)
+                if slot is not None:
+                    hits.append(self.hit(s, slot, values))
+            self._last_tid[cpu] = last
+            if batch.lost:
+                self._lost(last, batch.lost)
+        self._publish(hits)
+        for task in tasks:
+            if task.kind == RECORD_EXIT:
+                self._handler.on_exit(task)
+            elif task.kind == RECORD_COMM and task.exec:
+                self._handler.on_exec(task)
+        self._stats.strays = book.strays
+        self._stats.overflow = book.overflow
+
+    def settled(self, pairs: list[tuple[Sample, ThreadSlot]]) -> None:
+        """Buffered samples of a newborn, attributed now that its first table is applied."""
+        values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
+        self._publish([self.hit(s, slot, values) for s, slot in pairs])
+        self._stats.strays = self._book.strays
+
+    def forget_cpu(self, cpu: int) -> None:
+        self._last_tid.pop(cpu, None)
+
+    def _publish(self, hits: list[HitReport]) -> None:
+        if hits:
+            self._stats.samples += len(hits)
+            self.emit(lambda sink: sink.on_hits(hits))
+
+    def _lost(self, tid: int, count: int) -> None:
+        self._stats.lost += count
+        if not tid or tid not in self._book.threads:
+            tid = next((t.tid for t in self._book.threads.values() if t.slots), 0)
+        if tid:
+            self.emit(lambda sink: sink.on_hits_lost(tid, count))
+
+    def hit(
+        self,
+        s: Sample,
+        slot: ThreadSlot,
+        cache: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]],
+    ) -> HitReport:
+        regions = slot.entry.regions
+        key = (s.pid, regions)
+        values = cache.get(key)
+        if values is None:
+            values = cache[key] = self._read(s.pid, regions)
+        return HitReport(
+            pid=s.pid,
+            tid=s.tid,
+            pool=slot.pool,
+            index=slot.index,
+            generation=slot.generation_at(s.time),
+            ip=s.ip,
+            address=s.addr,
+            time_ns=s.time,
+            cpu=s.cpu,
+            values=values,
+            values_late=True,
+        )
+
+    def _read(self, pid: int, regions: tuple[tuple[int, int], ...]) -> tuple[bytes, ...]:
+        mem = self.mem.get(pid)
+        if mem is None or not regions:
+            return ()
+        try:
+            return tuple(mem.read(address, length) for address, length in regions)
+        except OSError:
+            return ()

@@ -1,0 +1,211 @@
+"""Non-stop watches through the whole stack (issue 4 item 6 and the non-stop rules): a real
+``hwbkptd --machine native``, real C targets, perf events instead of ptrace stops."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from native_e2e_support import (
+    Daemon,
+    Target,
+    expect_event,
+    hits_of,
+    native_daemon,
+    native_reason,
+    quiet_events,
+    tracer_pid,
+    until,
+)
+
+import hwbkpt
+from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
+
+pytestmark = [pytest.mark.native, pytest.mark.e2e]
+
+#: Item 6: N writes at 1,000 a second while gdb holds the process.
+N_WRITES = 2_000
+DELAY_US = 1_000
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
+    assert not native_reason()
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd-nonstop"), "perf")
+    yield d
+    assert d.stop() == 0, d.log()
+
+
+@pytest.fixture
+def vars_target(bins: dict[str, str]) -> Iterator[Target]:
+    target = Target([bins["vars"]])
+    assert target.readline() == "ready"
+    yield target
+    target.kill()
+
+
+def _unblock_sigchld() -> None:
+    # The test process blocks SIGCHLD (tests/conftest.py, as hwbkptd does); a gdb that
+    # inherits the mask never hears of its inferior's stops.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
+def _gdb_running(pid: int, output: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """gdb attached to ``pid`` and letting it run (``continue``) until it exits."""
+    gdb = subprocess.Popen(
+        ["gdb", "-q", "-nx", "-batch", "-p", str(pid), "-ex", "continue"],
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_unblock_sigchld,
+    )
+    until(lambda: tracer_pid(pid) == gdb.pid, 30, "gdb to attach")
+    until(lambda: _state(pid) != "t", 30, "gdb to let the process continue")
+    return gdb
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_every_write_is_a_hit_while_gdb_holds_the_process(
+    daemon: Daemon, bins: dict[str, str]
+) -> None:
+    target = Target([bins["writer"], str(N_WRITES), str(DELAY_US)])
+    gdb = _gdb_running(target.pid)
+    try:
+        with daemon.client() as client:
+            session = client.open_session("nonstop", hit_buffer=N_WRITES + 100)
+            bp = session.watch(target.address, pid=target.pid, nonstop=True)
+            assert bp.state is hwbkpt.BreakpointState.INSTALLED
+            assert bp.installed_tids == (target.pid,)
+            assert tracer_pid(target.pid) == gdb.pid  # the broker did not take it
+            target.send("g")
+            seen: list[hwbkpt.Event] = []
+            # The target runs under gdb the whole time: never in a ptrace stop ('t').
+            states = {_state(target.pid)}
+            deadline = time.monotonic() + 60
+            while len(hits_of(seen, bp.id)) < N_WRITES and time.monotonic() < deadline:
+                ev = session.next_event(0.2)
+                if ev is not None:
+                    seen.append(ev)
+                if target.proc.poll() is None:
+                    states.add(_state(target.pid))
+            rc, out = target.finish()
+            seen += quiet_events(session, 0.5)
+    finally:
+        target.kill()
+        gdb_out = gdb.communicate(timeout=30)[0]
+    assert (rc, out.strip()) == (0, f"done {N_WRITES}")
+    hits = hits_of(seen, bp.id)
+    assert not [e for e in seen if e.kind == "hits_dropped"]
+    assert len(hits) == N_WRITES
+    assert [h.hit_count for h in hits] == list(range(1, N_WRITES + 1))
+    assert {(h.pid, h.tid, h.address) for h in hits} == {(target.pid, target.pid, target.address)}
+    assert all(h.value_late for h in hits)
+    # Read after the sample, while the target runs on: never older than the write that
+    # trapped, and (1 ms between writes) rarely more than a few writes newer.
+    lags = sorted(h.value_int - i for i, h in enumerate(hits, 1))
+    assert lags[0] >= 0, lags[:10]
+    assert lags[len(lags) // 2] <= 2, f"median lag {lags[len(lags) // 2]} writes"
+    assert "t" not in states, states
+    # gdb kept working: it saw the program run to its end.
+    assert "exited normally" in gdb_out, gdb_out
+
+
+def test_nonstop_and_ptrace_requests_share_a_threads_slots(
+    daemon: Daemon, vars_target: Target
+) -> None:
+    t = vars_target
+    with daemon.client() as client:
+        fill = client.open_session("fill")
+        watcher = client.open_session("watcher")
+        held = [fill.watch(t.address + 8 * i, pid=t.pid, priority="high") for i in range(4)]
+        assert all(b.state is hwbkpt.BreakpointState.INSTALLED for b in held)
+        assert tracer_pid(t.pid) == daemon.proc.pid
+        bp = watcher.watch(t.address + 8 * 5, pid=t.pid, nonstop=True)
+        assert bp.state is hwbkpt.BreakpointState.PENDING  # four slots, all held
+        fill.remove(held[0].id)
+        ev = expect_event(watcher, "restored", where=lambda e: e.breakpoint_id == bp.id)
+        assert ev.breakpoint_id == bp.id
+        t.write(5, 77)
+        hit = expect_event(watcher, "hit").payload
+        assert isinstance(hit, hwbkpt.Hit)
+        assert (hit.value_int, hit.value_late, hit.halted) == (77, True, False)
+        # The ptrace watches on the same thread keep working beside it.
+        t.write(1, 5)
+        got = expect_event(fill, "hit").payload
+        assert isinstance(got, hwbkpt.Hit)
+        assert (got.value_int, got.value_late) == (5, False)
+
+
+def test_a_stopping_request_takes_a_nonstop_process_over(
+    daemon: Daemon, vars_target: Target
+) -> None:
+    t = vars_target
+    with daemon.client() as client:
+        s = client.open_session("upgrade")
+        quiet = s.watch(t.address, pid=t.pid, nonstop=True)
+        assert quiet.state is hwbkpt.BreakpointState.INSTALLED
+        assert tracer_pid(t.pid) == 0  # followed, not traced
+        t.write(0, 3)
+        assert expect_event(s, "hit").payload.value_int == 3  # type: ignore[union-attr]
+        loud = s.watch(t.address + 8, pid=t.pid)
+        assert loud.state is hwbkpt.BreakpointState.INSTALLED
+        assert tracer_pid(t.pid) == daemon.proc.pid
+        t.write(1, 4)
+        t.write(0, 5)
+        values = sorted(h.value_int for h in hits_of(quiet_events(s, 1.0)))
+        assert values == [4, 5]
+        s.remove(loud.id)
+        s.remove(quiet.id)
+    until(lambda: tracer_pid(t.pid) == 0, 10, "the broker to let the process go")
+    t.write(0, 6)
+    assert t.finish()[0] == 0
+
+
+def test_a_stopping_request_on_a_process_under_gdb_changes_nothing(
+    daemon: Daemon, vars_target: Target
+) -> None:
+    t = vars_target
+    gdb = _gdb_running(t.pid, subprocess.DEVNULL)
+    try:
+        with daemon.client() as client:
+            s = client.open_session("beside-gdb")
+            quiet = s.watch(t.address, pid=t.pid, nonstop=True)
+            with pytest.raises(hwbkpt.HwbkptError) as err:
+                s.watch(t.address + 8, pid=t.pid)
+            assert err.value.code == "FAILED_PRECONDITION"
+            assert f"pid {gdb.pid}" in err.value.message
+            assert [b.id for b in s.list()] == [quiet.id]
+            t.write(0, 9)
+            assert expect_event(s, "hit").payload.value_int == 9  # type: ignore[union-attr]
+        assert tracer_pid(t.pid) == gdb.pid
+    finally:
+        gdb.kill()
+        gdb.wait(10)
+
+
+def test_nonstop_refuses_halt_and_kernel_scope(daemon: Daemon, vars_target: Target) -> None:
+    with grpc.insecure_channel(daemon.address) as channel:
+        stub = broker_pb2_grpc.BrokerServiceStub(channel)
+        token = stub.OpenSession(broker_pb2.OpenSessionRequest(name="bad")).token
+        spec = broker_pb2.BreakpointSpec(
+            scope=broker_pb2.SCOPE_PROCESS,
+            pid=vars_target.pid,
+            address=vars_target.address,
+            length=8,
+            access=broker_pb2.ACCESS_WRITE,
+            action=broker_pb2.ACTION_HALT,
+            nonstop=True,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=spec))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert tracer_pid(vars_target.pid) == 0  # refused before attaching anything

@@ -1,0 +1,183 @@
+"""The non-stop intake (no perf): record order, hits, values, lost records, deferred delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
+from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats
+from hwbkptd.arch.perf.procmem import ProcMem
+from hwbkptd.arch.perf.ring import RECORD_EXIT, RECORD_FORK, Batch, Sample, TaskRecord
+from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry
+from hwbkptd.core.model import Access, Chunk
+
+PID = 100
+CHUNK = Chunk("dr", 0x1000, 8, Access.WRITE)
+
+
+class Log:
+    """A MechanismSink and TaskHandler writing everything into one ordered log."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+        self.log: list[tuple[object, ...]] = []
+
+    def on_fork(self, task: TaskRecord) -> None:
+        self.log.append(("fork", task.tid))
+        self.book.born(task.pid, task.tid, task.ptid, task.time)
+
+    def on_exit(self, task: TaskRecord) -> None:
+        self.log.append(("exit", task.tid))
+        self.book.remove_thread(task.tid)
+
+    def on_exec(self, task: TaskRecord) -> None:
+        self.log.append(("exec", task.pid))
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None:
+        self.log.append(("hits", tuple(h.tid for h in hits)))
+
+    def on_hits_lost(self, tid: int, count: int) -> None:
+        self.log.append(("lost", tid, count))
+
+    def on_thread_started(self, pid: int, tid: int) -> None: ...
+
+    def on_thread_exited(self, pid: int, tid: int, exit_code: int) -> None: ...
+
+    def on_process_exited(self, pid: int, exit_code: int) -> None: ...
+
+    def on_process_exec(self, pid: int) -> None: ...
+
+    def on_refusals(self, refusals: Sequence[Refusal]) -> None: ...
+
+
+class FakeMem(ProcMem):
+    def __init__(self, value: int) -> None:
+        super().__init__(PID)
+        self.value = value
+        self.reads = 0
+
+    def read(self, address: int, length: int) -> bytes:
+        self.reads += 1
+        if self.value < 0:
+            raise OSError(5, "gone")
+        return self.value.to_bytes(length, "little")
+
+
+def setup() -> tuple[Book, Log, Intake, NonstopStats, Event]:
+    book = Book()
+    log = Log(book)
+    stats = NonstopStats()
+    intake = Intake(book, stats, log)
+    book.add_thread(PID, PID)
+    ev = Event(7, 70, 0, PID, PID, CHUNK, opened_ns=10)
+    book.add_event(ev)
+    slot = ThreadSlot(PID, "dr", 2, SlotEntry(CHUNK, regions=((0x1000, 8),)))
+    slot.hold(0, 5)
+    book.link(slot, 0, ev)
+    book.threads[PID].slots[("dr", 2)] = slot
+    return book, log, intake, stats, ev
+
+
+def s(tid: int, t: int, eid: int = 7) -> Sample:
+    return Sample(eid, 0x400000, PID, tid, t, 0x1000, 0)
+
+
+async def test_births_before_samples_before_exits_across_rings() -> None:
+    _, log, intake, stats, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    fork = TaskRecord(RECORD_FORK, PID, PID, 101, PID, 20)
+    exit_ = TaskRecord(RECORD_EXIT, PID, PID, 101, 101, 40)
+    # CPU 1's ring holds the child's sample and exit; CPU 0's its birth.
+    batches = [
+        (1, Batch(samples=[s(101, 30)], tasks=[exit_])),
+        (0, Batch(samples=[s(PID, 25)], tasks=[fork])),
+    ]
+    intake.take(batches)
+    intake.flush(defer=False)
+    # Handlers run at once, sink calls at the flush. The child's sample was taken after its
+    # birth (buffered, not a stray: it has no table yet) and before its exit.
+    assert log.log == [("fork", 101), ("exit", 101), ("hits", (PID,))]
+    assert stats.samples == 1
+    assert stats.strays == 0
+
+
+async def test_hits_carry_late_values_read_once_per_read() -> None:
+    _, log, intake, _, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    mem = FakeMem(42)
+    intake.mem[PID] = mem
+    hits: list[HitReport] = []
+    log.on_hits = hits.extend  # type: ignore[method-assign]
+    intake.take([(0, Batch(samples=[s(PID, 1), s(PID, 2), s(PID, 3)]))])
+    intake.flush(defer=False)
+    assert [h.values for h in hits] == [((42).to_bytes(8, "little"),)] * 3
+    assert mem.reads == 1
+    h = hits[0]
+    assert (h.pid, h.tid, h.pool, h.index, h.generation, h.values_late) == (
+        PID,
+        PID,
+        "dr",
+        2,
+        5,
+        True,
+    )
+    mem.value = -1  # the process is gone: no values, still a hit
+    intake.take([(0, Batch(samples=[s(PID, 4)]))])
+    intake.flush(defer=False)
+    assert hits[-1].values == ()
+
+
+async def test_lost_records_name_the_last_thread_seen_on_that_cpu() -> None:
+    book, log, intake, stats, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    intake.take([(0, Batch(samples=[s(PID, 1)], lost=3))])
+    intake.take([(0, Batch(lost=2))])  # no sample in this read: the CPU's last one
+    intake.take([(1, Batch(lost=4))])  # nothing seen on CPU 1: a thread holding a slot
+    intake.flush(defer=False)
+    assert [e for e in log.log if e[0] == "lost"] == [
+        ("lost", PID, 3),
+        ("lost", PID, 2),
+        ("lost", PID, 4),
+    ]
+    assert stats.lost == 9
+    book.remove_thread(PID)
+    intake.take([(1, Batch(lost=1))])  # no thread at all: counted only
+    intake.flush(defer=False)
+    assert stats.lost == 10
+    assert log.log[-1] == ("lost", PID, 4)
+
+
+async def test_deferred_delivery_waits_for_the_next_loop_turn_and_keeps_order() -> None:
+    _, log, intake, _, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    intake.take([(0, Batch(samples=[s(PID, 1)]))])
+    intake.flush(defer=True)
+    intake.take([(0, Batch(samples=[s(PID, 2)]))])
+    intake.flush(defer=True)
+    assert log.log == []
+    await asyncio.sleep(0)
+    assert log.log == [("hits", (PID,)), ("hits", (PID,))]
+    intake.take([(0, Batch(samples=[s(PID, 3)]))])
+    intake.flush(defer=True)
+    intake.take([(0, Batch(samples=[s(PID, 4)]))])
+    intake.flush(defer=False)  # a reader's read delivers what apply deferred first
+    assert len(log.log) == 4
+    await asyncio.sleep(0)
+    assert len(log.log) == 4
+
+
+async def test_settled_samples_become_hits() -> None:
+    book, log, intake, stats, ev = setup()
+    intake.start(log, asyncio.get_running_loop())
+    intake.take([(0, Batch(tasks=[TaskRecord(RECORD_FORK, PID, PID, 101, PID, 20)]))])
+    intake.take([(0, Batch(samples=[s(101, 30), s(101, 31)]))])
+    child = book.threads[101]
+    assert len(child.buffer) == 2
+    slot = ThreadSlot(101, "dr", 0, SlotEntry(CHUNK))
+    slot.hold(100, 9)
+    book.link(slot, 0, ev)
+    intake.settled(book.settle(child))
+    intake.flush(defer=False)
+    assert log.log[-1] == ("hits", (101, 101))
+    assert stats.samples == 2
