@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
-from hwbkptd.api.status import Context, guard, guard_stream
+from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
+from hwbkptd.core.errors import BrokerError
 
 __all__ = ["BrokerService", "identity_for"]
 
@@ -70,9 +71,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         batches = self._broker.events(token, request.after_seq)
         try:
             async for batch in batches:
-                yield broker_pb2.StreamEventsResponse(
-                    events=[convert.event_to_proto(e) for e in batch]
-                )
+                yield convert.events_to_proto(batch)
         finally:
             # On cancellation (the client went away) the broker's iterator must
             # learn it now, not when the garbage collector finds it: that is what
@@ -130,6 +129,24 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         token = convert.token_from_proto(request.token)
         resumed = await self._broker.resume_threads(token, tuple(request.tids))
         return broker_pb2.ResumeThreadsResponse(resumed_tids=resumed)
+
+    @guard_stream
+    async def ResumeThreadsStream(
+        self,
+        requests: AsyncIterator[broker_pb2.ResumeThreadsStreamRequest],
+        context: Context,
+    ) -> AsyncIterator[broker_pb2.ResumeThreadsStreamResponse]:
+        # One answer per request, in order. A refusal is an answer, not the end of the
+        # stream: the client keeps its stream for the next hit.
+        async for request in requests:
+            try:
+                token = convert.token_from_proto(request.token)
+                resumed = await self._broker.resume_threads(token, tuple(request.tids))
+            except BrokerError as err:
+                status = to_rpc_status(err).SerializeToString()
+                yield broker_pb2.ResumeThreadsStreamResponse(error_status=status)
+                continue
+            yield broker_pb2.ResumeThreadsStreamResponse(resumed_tids=resumed)
 
     # --- views ------------------------------------------------------------------
     @guard

@@ -213,6 +213,7 @@ class Applier:
             regions=regions,
             halt=any(r.action is Action.HALT for r in requests),
             nonstop=all(r.nonstop for r in requests),
+            call_chain=any(r.call_chain for r in requests),
         )
 
     def _clear_externals(self) -> None:

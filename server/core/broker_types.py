@@ -57,6 +57,7 @@ class BreakpointSpec:
     filter: Filter = Filter()  # noqa: RUF009 - Filter is a frozen dataclass
     symbol: str = ""
     nonstop: bool = False
+    call_chain: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,8 @@ class Hit:
     halted: bool = False
     ip_symbol: str = ""
     value_late: bool = False
+    #: Kernel call chain as (ip, symbol) pairs, innermost first; empty unless asked for.
+    call_chain: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

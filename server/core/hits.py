@@ -33,11 +33,20 @@ class Tally:
     reported_count: int = 0
     #: stop_after was reached; the request is on its way out and reports nothing more.
     stopped: bool = False
+    #: The request asked for kernel call chains (another holder of its slot may have).
+    call_chain: bool = False
 
 
 def value_at(report: HitReport, index: int) -> bytes:
     """The value of the ``index``-th region of the slot entry (b"" where none was read)."""
     return report.values[index] if 0 <= index < len(report.values) else b""
+
+
+def _chain(report: HitReport) -> tuple[tuple[int, str], ...]:
+    symbols = report.call_chain_symbols
+    return tuple(
+        (ip, symbols[i] if i < len(symbols) else "") for i, ip in enumerate(report.call_chain)
+    )
 
 
 def _reported_access(tally: Tally, report: HitReport) -> Access | None:
@@ -80,4 +89,5 @@ def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
         halted=report.halted and tally.action is Action.HALT,
         ip_symbol=report.ip_symbol,
         value_late=report.values_late,
+        call_chain=_chain(report) if tally.call_chain else (),
     )

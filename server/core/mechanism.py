@@ -40,6 +40,8 @@ class SlotEntry:
     halt: bool = False
     #: Every holder asked for non-stop mode: sample with perf, never stop the thread.
     nonstop: bool = False
+    #: A holder wants the kernel call chain of each hit (CPU context only).
+    call_chain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class HitReport:
     ip_symbol: str = ""
     #: For hits attributed to the CPU context (tid 0): the thread that was running, if known.
     task_tid: int = 0
+    #: Kernel call chain (innermost first) and its symbols, when the slot asked for it.
+    call_chain: tuple[int, ...] = ()
+    call_chain_symbols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,8 @@ class Request:
     action: Action = Action.NOTIFY
     filter: Filter = Filter()
     nonstop: bool = False
+    #: Kernel requests: sample the kernel call chain with each hit.
+    call_chain: bool = False
 
     @property
     def is_kernel(self) -> bool:

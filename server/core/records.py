@@ -105,12 +105,14 @@ def new_record(
         action=spec.action,
         filter=spec.filter,
         nonstop=spec.nonstop,
+        call_chain=spec.call_chain,
     )
     tally = Tally(
         access=spec.access,
         action=spec.action,
         filter=spec.filter,
         emulated_read=read_emulated and spec.access is Access.READ,
+        call_chain=spec.call_chain,
         last_value=value,
     )
     return Record(id=rid, session=session, spec=spec, request=request, tally=tally)

@@ -149,6 +149,8 @@ def prepare_spec(
     priority = check_priority(spec.priority, identity, "spec.priority")
     if kernel and spec.nonstop:
         raise InvalidArgument("spec.nonstop", "non-stop mode is for process and thread scope")
+    if spec.call_chain and not kernel:
+        raise InvalidArgument("spec.call_chain", "call chains are sampled for kernel scope only")
     check_action(spec.action, identity, kernel=kernel, nonstop=spec.nonstop, field="spec.action")
     if kernel and not identity.may_kernel:
         raise PermissionDenied(

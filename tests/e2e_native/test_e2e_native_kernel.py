@@ -73,6 +73,34 @@ def test_a_kernel_symbol_resolves_and_is_watched(daemon: Daemon) -> None:
         expect_event(s, "removed")
 
 
+def test_kernel_call_chains_come_with_each_hit_when_asked(daemon: Daemon) -> None:
+    with daemon.client() as c, c.open_session("chains") as s:
+        plain = s.watch("init_stack", kernel=True, access="rw")
+        chained = s.set_breakpoint(
+            scope="kernel", symbol="init_stack", access="rw", call_chain=True
+        )
+        assert chained.spec.call_chain
+        assert not plain.spec.call_chain
+        assert chained.chunks == plain.chunks  # one slot, the chain for whoever asked
+        seen: list[hwbkpt.Event] = []
+        expect_event(s, "hit", 5, where=lambda e: e.breakpoint_id == chained.id, seen=seen)
+        expect_event(s, "hit", 5, where=lambda e: e.breakpoint_id == plain.id, seen=seen)
+        for ev in seen:
+            hit = ev.payload
+            if not isinstance(hit, hwbkpt.Hit):
+                continue
+            if ev.breakpoint_id == plain.id:
+                assert hit.call_chain == ()
+            else:
+                assert len(hit.call_chain) >= 2
+                assert hit.call_chain[0].ip == hit.ip
+                assert all("+0x" in f.symbol for f in hit.call_chain[:2])
+        # A user request cannot ask for a kernel call chain.
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.set_breakpoint(pid=1, address=0x1000, call_chain=True)
+        assert (err.value.code, err.value.fields) == ("INVALID_ARGUMENT", ("spec.call_chain",))
+
+
 def test_an_unknown_kernel_symbol_is_not_found(daemon: Daemon) -> None:
     with daemon.client() as c, c.open_session("nosym") as s:
         with pytest.raises(hwbkpt.HwbkptError) as err:

@@ -209,3 +209,18 @@ def test_nonstop_refuses_halt_and_kernel_scope(daemon: Daemon, vars_target: Targ
             stub.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=spec))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert tracer_pid(vars_target.pid) == 0  # refused before attaching anything
+
+
+def test_hwbkpt_watch_nonstop_from_the_command_line(daemon: Daemon, vars_target: Target) -> None:
+    t = vars_target
+    w = daemon.watch("--pid", str(t.pid), hex(t.address), "--nonstop")
+    assert tracer_pid(t.pid) == 0  # followed without ptrace
+    t.write(0, 41)
+    hit = w.expect(event="hit")
+    assert (hit["value"], hit["old_value"], hit["tid"]) == (41, 0, t.pid)
+    assert w.interrupt() == 0
+    with daemon.client() as c, pytest.raises(hwbkpt.HwbkptError) as err:
+        c.slot_map(t.pid)
+    assert err.value.code == "NOT_FOUND"  # let go when the watch ended
+    t.write(0, 42)
+    assert t.finish()[0] == 0

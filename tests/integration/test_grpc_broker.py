@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 import structlog
+from google.rpc import error_details_pb2, status_pb2
 from grpc_checks import Daemon, EventReader, expect_error, running_daemon, spec, violations
 
 from hwbkpt.v1 import broker_pb2, sim_pb2
@@ -130,6 +131,49 @@ async def test_halt_and_resume(daemon: Daemon) -> None:
     assert touched.halted
     resumed = await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(token=token))
     assert list(resumed.resumed_tids) == [pid]
+
+
+async def test_resume_threads_stream_answers_each_request_in_order(daemon: Daemon) -> None:
+    # One long-lived stream: each request gets its answer, a refusal is an answer with
+    # the status ResumeThreads would fail with, and the stream goes on after it.
+    b, sim = daemon.broker, daemon.sim
+    token = await _open(daemon, "fast-halter")
+    pid = (await sim.SpawnProcess(sim_pb2.SpawnProcessRequest())).pid
+    watch = spec(pid=pid, action=broker_pb2.ACTION_HALT)
+    await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=watch))
+    touch = sim_pb2.TouchRequest(
+        pid=pid, address=0x1000, access=broker_pb2.ACCESS_WRITE, value=b"1234"
+    )
+    call = b.ResumeThreadsStream()
+
+    async def ask(request: broker_pb2.ResumeThreadsStreamRequest) -> Any:
+        await call.write(request)
+        return await call.read()
+
+    assert (await sim.Touch(touch)).halted
+    answer = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token, tids=[pid]))
+    assert (list(answer.resumed_tids), answer.error_status) == ([pid], b"")
+    # The thread runs again: resuming it a second time is refused, precisely.
+    refused = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token, tids=[pid]))
+    assert list(refused.resumed_tids) == []
+    status = status_pb2.Status.FromString(refused.error_status)
+    assert status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert f"thread {pid} is not halted" in status.message
+    unknown = await ask(broker_pb2.ResumeThreadsStreamRequest(token="nope"))
+    status = status_pb2.Status.FromString(unknown.error_status)
+    assert status.code == NOT_FOUND.value[0]
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert [v.field for v in bad.field_violations] == ["token"]
+    # Still the same stream; no tids: every thread the session holds.
+    assert (await sim.Touch(touch)).halted
+    answer = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token))
+    assert list(answer.resumed_tids) == [pid]
+    slots = await b.GetSlotMap(broker_pb2.GetSlotMapRequest(pid=pid))
+    assert not any(t.halted for t in slots.threads)
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    assert await call.code() is grpc.StatusCode.OK
 
 
 async def test_event_stream_replays_after_reconnect(daemon: Daemon) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from hwbkpt import models as m
 from hwbkpt.v1 import broker_pb2 as pb
@@ -154,6 +156,7 @@ def make_spec(
     stop_after: int = 0,
     symbol: str = "",
     nonstop: bool = False,
+    call_chain: bool = False,
 ) -> m.BreakpointSpec:
     """Normalise keyword arguments into a spec.
 
@@ -189,6 +192,7 @@ def make_spec(
         ),
         symbol=symbol,
         nonstop=nonstop,
+        call_chain=call_chain,
     )
 
 
@@ -224,6 +228,7 @@ def spec_to_pb(spec: m.BreakpointSpec) -> pb.BreakpointSpec:
         filter=filter_to_pb(spec.filter),
         symbol=spec.symbol,
         nonstop=spec.nonstop,
+        call_chain=spec.call_chain,
     )
     if spec.priority is not None:
         msg.priority = spec.priority
@@ -257,6 +262,7 @@ def _spec_from_pb(msg: pb.BreakpointSpec) -> m.BreakpointSpec:
         filter=_filter_from_pb(msg.filter),
         symbol=msg.symbol,
         nonstop=msg.nonstop,
+        call_chain=msg.call_chain,
     )
 
 
@@ -312,6 +318,7 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
             halted=h.halted,
             ip_symbol=h.ip_symbol,
             value_late=h.value_late,
+            call_chain=tuple(m.Frame(f.ip, f.symbol) for f in h.call_chain),
         )
     if kind == "displaced":
         d = msg.displaced
@@ -337,6 +344,15 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
     return None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time_from_pb(ts: Timestamp) -> datetime:
+    # What Timestamp.ToDatetime(tzinfo=UTC) gives (microseconds, truncated), in a
+    # third less time: it runs once per event.
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
 def event_from_pb(msg: pb.Event) -> m.Event | None:
     """The event, or ``None`` for a kind this client does not know (a newer broker)."""
     payload = _payload_from_pb(msg)
@@ -344,7 +360,7 @@ def event_from_pb(msg: pb.Event) -> m.Event | None:
         return None
     return m.Event(
         seq=msg.seq,
-        time=msg.time.ToDatetime(tzinfo=UTC),
+        time=_time_from_pb(msg.time),
         breakpoint_id=msg.breakpoint_id,
         payload=payload,
     )

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
-from google.rpc import error_details_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-__all__ = ["FieldViolation", "HwbkptError", "SessionLostError", "from_rpc_error"]
+__all__ = [
+    "FieldViolation",
+    "HwbkptError",
+    "SessionLostError",
+    "from_rpc_error",
+    "from_status_bytes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,21 @@ def _violations(err: grpc.RpcError) -> tuple[FieldViolation, ...]:
         return ()
     if status is None:
         return ()
+    return _status_violations(status)
+
+
+def from_status_bytes(data: bytes) -> HwbkptError:
+    """The error a serialized ``google.rpc.Status`` carries (a refusal sent in a message)."""
+    status = status_pb2.Status()
+    try:
+        status.ParseFromString(data)
+    except DecodeError:
+        return HwbkptError("UNKNOWN", "the broker sent an unreadable status")
+    code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+    return HwbkptError(code.name, status.message, _status_violations(status))
+
+
+def _status_violations(status: status_pb2.Status) -> tuple[FieldViolation, ...]:
     found: list[FieldViolation] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

@@ -20,6 +20,7 @@ __all__ = [
     "EventKind",
     "EventPayload",
     "Filter",
+    "Frame",
     "HaltTimeout",
     "Hit",
     "HitsDropped",
@@ -110,6 +111,8 @@ class BreakpointSpec:
     filter: Filter = field(default_factory=Filter)
     symbol: str = ""
     nonstop: bool = False
+    #: Kernel scope: sample the kernel call chain with each hit.
+    call_chain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,15 @@ class StateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Frame:
+    """One return address of a kernel call chain."""
+
+    ip: int
+    #: "function+0x1c" where known.
+    symbol: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     KIND: ClassVar[EventKind] = "hit"
     pid: int
@@ -177,6 +189,8 @@ class Hit:
     halted: bool = False
     ip_symbol: str = ""
     value_late: bool = False
+    #: The kernel call chain, innermost first, when the request asked for it.
+    call_chain: tuple[Frame, ...] = ()
 
     @property
     def value_int(self) -> int | None:

@@ -114,6 +114,7 @@ class Session:
         stop_after: int = 0,
         symbol: str = "",
         nonstop: bool = False,
+        call_chain: bool = False,
     ) -> m.Breakpoint:
         """Register a request. Scope defaults to thread if ``tid`` else process; length to 8
         (exec: 0, the arch's instruction length); priority to the broker's normal (25)."""
@@ -132,6 +133,7 @@ class Session:
             stop_after=stop_after,
             symbol=symbol,
             nonstop=nonstop,
+            call_chain=call_chain,
         )
         return self.set_spec(spec)
 
@@ -152,6 +154,7 @@ class Session:
         halt: bool = False,
         changed_only: bool = False,
         nonstop: bool = False,
+        call_chain: bool = False,
     ) -> m.Breakpoint:
         """Watch ``address`` (an int, or a symbol name) in a process, a thread or the kernel."""
         return self.set_breakpoint(
@@ -166,6 +169,7 @@ class Session:
             action=m.Action.HALT if halt else m.Action.NOTIFY,
             changed_only=changed_only,
             nonstop=nonstop,
+            call_chain=call_chain,
         )
 
     def modify(

@@ -59,6 +59,14 @@ class KernelStats:
     wakeups: int = 0
 
 
+def _symbols(ksyms: Kallsyms | None, chain: tuple[int, ...]) -> tuple[str, ...]:
+    if not chain:
+        return ()
+    if ksyms is None:
+        return tuple("" for _ in chain)
+    return tuple(ksyms.symbolize(ip) for ip in chain)
+
+
 class HitDelivery:
     """Parses what a ring held and hands the hits to the sink, now or after apply()."""
 
@@ -79,11 +87,19 @@ class HitDelivery:
         self._loop = loop
         self._symbolize = kallsyms
 
-    def take(self, data: bytes, ids: Mapping[int, KernelSlot], *, defer: bool) -> None:
-        """Deliver the records in ``data``; ``defer`` holds them until the loop's next turn."""
+    def take(
+        self,
+        data: bytes,
+        ids: Mapping[int, KernelSlot],
+        *,
+        defer: bool,
+        fmt: SampleFormat | None = None,
+    ) -> None:
+        """Deliver the records in ``data`` (written as ``fmt`` says, default the delivery's
+        own); ``defer`` holds them until the loop's next turn."""
         if not data:
             return
-        batch = self._format.parse(data)
+        batch = (fmt or self._format).parse(data)
         stats = self._stats
         stats.lost += batch.lost
         stats.throttled += batch.throttled
@@ -108,6 +124,8 @@ class HitDelivery:
                     time_ns=s.time,
                     cpu=s.cpu,
                     ip_symbol=ksyms.symbolize(s.ip) if ksyms is not None else "",
+                    call_chain=s.callchain,
+                    call_chain_symbols=_symbols(ksyms, s.callchain),
                 )
             )
         stats.samples += len(hits)

@@ -15,6 +15,10 @@ sample's CLOCK_MONOTONIC time picks one.
 Kernel hits are reported with ``tid = CPU_CONTEXT`` (the table they belong to)
 and ``pid`` = the process that was running when the kernel touched the address
 (0 for the idle task). Kernel memory is not read (``values`` is empty).
+
+A slot whose holders asked for call chains samples them (``SAMPLE_CALLCHAIN``,
+kernel part only) into a second ring per CPU: the kernel walks the stack on every
+hit, so only those slots pay for it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from hwbkptd.arch.perf.cpus import CPU_ONLINE, CpuMonitor, read_online
 from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.arch.perf.percpu import (
+    CHAIN_SAMPLE_TYPE,
     KERNEL_SAMPLE_TYPE,
     CpuRing,
     enable,
@@ -74,18 +79,18 @@ class KernelPerfMechanism:
         self.caps = caps if caps is not None else detect_caps()
         self._kallsyms = kallsyms
         self._ring_pages = ring_pages
-        # Call chains (SAMPLE_CALLCHAIN) parse fine but HitReport has no field for them yet.
-        self._sample_type = KERNEL_SAMPLE_TYPE
         self._online_path = online_path
         self._monitor = CpuMonitor(self._cpu_online, self._cpu_offline, online_path=online_path)
         self._sink: MechanismSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: dict[tuple[str, int], KernelSlot] = {}
-        self._rings: dict[int, CpuRing] = {}
+        #: (cpu, with call chains) -> ring: events sharing a ring share a sample type.
+        self._rings: dict[tuple[int, bool], CpuRing] = {}
         self._ids: dict[int, KernelSlot] = {}
         self._retired: list[int] = []
         self.stats = KernelStats()
-        self._delivery = HitDelivery(SampleFormat(self._sample_type), self.stats)
+        self._formats = {t: SampleFormat(t) for t in (KERNEL_SAMPLE_TYPE, CHAIN_SAMPLE_TYPE)}
+        self._delivery = HitDelivery(self._formats[KERNEL_SAMPLE_TYPE], self.stats)
 
     # --- Mechanism --------------------------------------------------------------
     def info(self) -> MechanismInfo:
@@ -136,7 +141,10 @@ class KernelPerfMechanism:
         # Free what changed first: a new chunk may need the slot an old one held.
         for key, slot in list(self._slots.items()):
             new = wanted.get(key)
-            if new is None or new.chunk != slot.entry.chunk:
+            if new is None or (new.chunk, new.call_chain) != (
+                slot.entry.chunk,
+                slot.entry.call_chain,
+            ):
                 self._disarm(slot)
                 del self._slots[key]
         refusals: list[Refusal] = []
@@ -238,11 +246,12 @@ class KernelPerfMechanism:
             return KERNEL_EXEC_REFUSED
         return ""
 
-    def _ring(self, cpu: int) -> CpuRing:
-        ring = self._rings.get(cpu)
+    def _ring(self, cpu: int, chain: bool) -> CpuRing:
+        ring = self._rings.get((cpu, chain))
         if ring is None:
-            ring = CpuRing(cpu, self._ring_pages, self._sample_type)
-            self._rings[cpu] = ring
+            sample_type = CHAIN_SAMPLE_TYPE if chain else KERNEL_SAMPLE_TYPE
+            ring = CpuRing(cpu, self._ring_pages, sample_type)
+            self._rings[(cpu, chain)] = ring
             assert self._loop is not None
             self._loop.add_reader(ring.fd, self._readable, ring)
         return ring
@@ -253,8 +262,8 @@ class KernelPerfMechanism:
         try:
             for cpu in sorted(cpus):
                 try:
-                    ring = self._ring(cpu)
-                    fd = open_kernel_breakpoint(slot.entry.chunk, cpu, self._sample_type)
+                    ring = self._ring(cpu, slot.entry.call_chain)
+                    fd = open_kernel_breakpoint(slot.entry.chunk, cpu, ring.sample_type)
                 except OSError as exc:
                     if exc.errno == errno.ENODEV and cpu not in read_online(self._online_path):
                         continue  # went offline; its uevent is on the way
@@ -295,17 +304,20 @@ class KernelPerfMechanism:
         self._retired.clear()
 
     def _close_rings(self, cpus: frozenset[int] | None = None) -> None:
-        for cpu in list(self._rings) if cpus is None else sorted(cpus & self._rings.keys()):
-            ring = self._rings.pop(cpu)
+        for key in sorted(self._rings):
+            if cpus is not None and key[0] not in cpus:
+                continue
+            ring = self._rings.pop(key)
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(ring.fd)
             ring.close()
 
     # --- CPU hotplug -------------------------------------------------------------
     def _cpu_offline(self, cpu: int) -> None:
-        ring = self._rings.get(cpu)
-        if ring is not None:
-            self._delivery.take(ring.ring.read(), self._ids, defer=False)
+        for chain in (False, True):
+            ring = self._rings.get((cpu, chain))
+            if ring is not None:
+                self._take(ring, defer=False)
         for slot in self._slots.values():
             self._disarm(slot, frozenset((cpu,)))
         self._forget_retired()
@@ -333,8 +345,12 @@ class KernelPerfMechanism:
     # --- reading -----------------------------------------------------------------
     def _readable(self, ring: CpuRing) -> None:
         self.stats.wakeups += 1
-        self._delivery.take(ring.ring.read(), self._ids, defer=False)
+        self._take(ring, defer=False)
+
+    def _take(self, ring: CpuRing, *, defer: bool) -> None:
+        fmt = self._formats[ring.sample_type]
+        self._delivery.take(ring.ring.read(), self._ids, defer=defer, fmt=fmt)
 
     def _drain_all(self, *, defer: bool) -> None:
         for ring in list(self._rings.values()):
-            self._delivery.take(ring.ring.read(), self._ids, defer=defer)
+            self._take(ring, defer=defer)

@@ -43,6 +43,7 @@ from hwbkptd.arch.perf.ring import SAMPLE_IDENTIFIER, RingBuffer, map_ring
 from hwbkptd.core.model import Access, Chunk
 
 __all__ = [
+    "CHAIN_SAMPLE_TYPE",
     "IOC_ID",
     "IOC_SET_OUTPUT",
     "KERNEL_SAMPLE_TYPE",
@@ -63,6 +64,9 @@ PERF_COUNT_SW_DUMMY = 9
 KERNEL_SAMPLE_TYPE = (
     SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU
 )
+#: For slots whose holders asked for call chains: the kernel walks the stack per hit,
+#: so only those pay for it (their events write to a ring of their own).
+CHAIN_SAMPLE_TYPE = KERNEL_SAMPLE_TYPE | SAMPLE_CALLCHAIN
 
 # x86 debug registers have no read-only condition: a read watch is armed read/write
 # (the core filters writes out, see Arch.read_emulated).
@@ -128,6 +132,8 @@ class CpuRing:
         attr.sample_type = sample_type
         _use_monotonic(attr)
         self.cpu = cpu
+        #: What every event writing here samples (they must agree).
+        self.sample_type = sample_type
         self.fd = perf_event_open(attr, -1, cpu)
         try:
             self.ring: RingBuffer = map_ring(self.fd, data_pages)

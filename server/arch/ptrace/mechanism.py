@@ -47,6 +47,7 @@ __all__ = [
     "BATCH_WINDOW",
     "BIG_BATCH",
     "MAX_BATCH_WINDOW",
+    "RATE_PERIOD",
     "PtraceMechanism",
     "ptrace_available",
 ]
@@ -54,11 +55,14 @@ __all__ = [
 _log = logging.getLogger("hwbkptd.ptrace")
 
 ARMINGS = ("auto", "perf", "debugreg")
-#: Events are delivered as they come while they come at less than BATCH_RATE a second
-#: (each one wakes the loop: at 1,000 hits/s, a hit reaches the sink in tens of
-#: microseconds); faster, the loop wakes at most once per window and delivers what
-#: gathered meanwhile.
+#: Events are delivered as they come while the loop wakes for them fewer than BATCH_RATE
+#: times a second (at 1,000 hits/s, a hit reaches the sink in tens of microseconds);
+#: more often, the loop wakes at most once per window and delivers what gathered
+#: meanwhile (so does a batch of BIG_BATCH or more). The rate is counted in RATE_PERIOD
+#: steps: two deliveries in quick succession (a HALT hit right after the answer to the
+#: resume before it) are not load, and must not hold the hit back for a window.
 BATCH_RATE = 4000
+RATE_PERIOD = 0.004
 #: The first window (seconds; the selector rounds it up to a millisecond).
 BATCH_WINDOW = 0.0005
 #: Batches of at least BIG_BATCH hits and events double the window, up to this; a batch
@@ -138,7 +142,9 @@ class PtraceMechanism:
         self._pending: list[Out] = []
         self._scheduled = False
         self._window = BATCH_WINDOW
-        self._delivered_at = 0.0
+        #: Deliveries since the start of the current RATE_PERIOD.
+        self._period_start = 0.0
+        self._deliveries = 0
         self._closed = False
 
     @property
@@ -299,13 +305,16 @@ class PtraceMechanism:
         if loop is None:
             return
         now = loop.time()
-        elapsed, self._delivered_at = now - self._delivered_at, now
+        if now - self._period_start >= RATE_PERIOD:
+            self._period_start = now
+            self._deliveries = 0
+        self._deliveries += 1
         # The longer the batches, the longer the next one may gather, up to MAX_BATCH_WINDOW.
         if size >= BIG_BATCH:
             self._window = min(self._window * 2, MAX_BATCH_WINDOW)
         elif size < BIG_BATCH // 4:
             self._window = BATCH_WINDOW
-        if size < BATCH_RATE * elapsed:
+        if size < BIG_BATCH and self._deliveries <= BATCH_RATE * RATE_PERIOD:
             # Light traffic: gather nothing, the next event wakes the loop at once.
             with self._lock:
                 if not self._pending:

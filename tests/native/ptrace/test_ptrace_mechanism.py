@@ -26,7 +26,13 @@ from ptrace_support import (
 )
 
 from hwbkptd.arch.ptrace import PtraceMechanism, ptrace_available
-from hwbkptd.arch.ptrace.mechanism import BATCH_WINDOW, BIG_BATCH, MAX_BATCH_WINDOW
+from hwbkptd.arch.ptrace.mechanism import (
+    BATCH_RATE,
+    BATCH_WINDOW,
+    BIG_BATCH,
+    MAX_BATCH_WINDOW,
+    RATE_PERIOD,
+)
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access
@@ -279,9 +285,10 @@ async def test_one_running_instance_per_process(
 
 async def test_deliveries_keep_order_and_gather_only_under_load() -> None:
     # The loop side alone (no tracer thread): what the tracer posts reaches the sink in
-    # order, hits in runs. After a quiet time nothing is held back (the next event wakes
-    # the loop); deliveries in quick succession gather for a window, the longer the
-    # batches the longer the window, and a quiet window ends the cycle.
+    # order, hits in runs. At a low rate nothing is held back (the next event wakes the
+    # loop), even two deliveries in quick succession; big batches, or more than
+    # BATCH_RATE deliveries a second, gather for a window, the longer the batches the
+    # longer the window, and a quiet window ends the cycle.
     mech = PtraceMechanism("perf")
     sink = FakeSink()
     mech._sink = sink
@@ -295,10 +302,11 @@ async def test_deliveries_keep_order_and_gather_only_under_load() -> None:
     assert sink.hits == reports
     assert sink.thread_exits == [(1, 2, 0)]
     assert sink.batches == 2  # one run of hits before the exit, one after
-    assert not mech._scheduled  # the first delivery in a long while: nothing gathers
-    mech._delivered_at = mech._loop.time() - 0.001  # one hit a millisecond: still nothing
-    mech._post([("hits", (reports[:1],))])
+    assert mech._scheduled  # a big batch: the next ones gather
     mech._deliver()
+    assert not mech._scheduled  # nothing came: idle
+    mech._post([("hits", (reports[:1],))])
+    mech._deliver()  # right after the last one: one hit, still nothing gathers
     assert not mech._scheduled
     for _ in range(10):
         mech._post([("hits", (reports[:BIG_BATCH],))])
@@ -310,7 +318,18 @@ async def test_deliveries_keep_order_and_gather_only_under_load() -> None:
     assert mech._window == BATCH_WINDOW
     mech._deliver()  # nothing came: idle until the tracer posts again
     assert not mech._scheduled
-    assert len(sink.hits) == 40 + 1 + 10 * BIG_BATCH + 1
+    # Single hits, one delivery each, faster than BATCH_RATE a second: they gather too.
+    mech._period_start = mech._loop.time()
+    mech._deliveries = 0
+    for _ in range(int(BATCH_RATE * RATE_PERIOD)):
+        mech._post([("hits", (reports[:1],))])
+        mech._deliver()
+        assert not mech._scheduled
+    mech._post([("hits", (reports[:1],))])
+    mech._deliver()
+    assert mech._scheduled
+    extra = int(BATCH_RATE * RATE_PERIOD) + 1
+    assert len(sink.hits) == 40 + 1 + 10 * BIG_BATCH + 1 + extra
 
 
 async def test_a_hit_at_a_low_rate_is_delivered_at_once(

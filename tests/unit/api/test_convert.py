@@ -67,6 +67,7 @@ specs = st.builds(
     filter=filters,
     symbol=st.text(max_size=20),
     nonstop=st.booleans(),
+    call_chain=st.booleans(),
 )
 
 
@@ -196,6 +197,7 @@ HIT = Hit(
     halted=True,
     ip_symbol="main+0x10",
     value_late=True,
+    call_chain=((0x401000, "main+0x10"), (0x400800, "")),
 )
 
 
@@ -233,6 +235,7 @@ def test_event_payloads() -> None:
     assert (hit.value, hit.old_value) == (b"\x02\x00\x00\x00", b"\x01\x00\x00\x00")
     assert (hit.hit_count, hit.generation, hit.halted) == (2, 9, True)
     assert (hit.ip_symbol, hit.value_late) == ("main+0x10", True)
+    assert [(f.ip, f.symbol) for f in hit.call_chain] == [(0x401000, "main+0x10"), (0x400800, "")]
     displaced = one(Displaced((7, 8), 4, "tracer", 75)).displaced
     assert list(displaced.tids) == [7, 8]
     assert (displaced.by_breakpoint_id, displaced.by_session, displaced.by_priority) == (
@@ -248,6 +251,55 @@ def test_event_payloads() -> None:
     assert one(HaltTimeout(8, 30.0)).halt_timeout.seconds == 30.0
     assert one(HitsDropped(12)).hits_dropped.count == 12
     assert one(Removed("lease")).removed.reason == "lease"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=2**63 - 1),
+            st.sampled_from([None, *Access]),
+            st.binary(max_size=8),
+            st.booleans(),
+        ),
+        max_size=8,
+    )
+)
+def test_a_batch_is_its_events_in_order(
+    specs: list[tuple[int, Access | None, bytes, bool]],
+) -> None:
+    events = [
+        Event(
+            seq=i + 1,
+            time_ns=time_ns,
+            breakpoint_id=i,
+            kind=Hit(
+                pid=1,
+                tid=2,
+                cpu=i - 1,
+                ip=0x401000,
+                address=0x1000,
+                access=access,
+                value=value,
+                old_value=value[::-1],
+                hit_count=i,
+                generation=3,
+                halted=flag,
+                ip_symbol="main" if flag else "",
+                value_late=not flag,
+            ),
+        )
+        for i, (time_ns, access, value, flag) in enumerate(specs)
+    ]
+    events.append(Event(seq=len(events) + 1, time_ns=5, breakpoint_id=0, kind=HitsDropped(3)))
+    batch = convert.events_to_proto(events)
+    assert list(batch.events) == [convert.event_to_proto(e) for e in events]
+    for msg, event in zip(batch.events, events, strict=True):
+        assert msg.time.ToNanoseconds() == event.time_ns
+        if isinstance(event.kind, Hit):
+            assert msg.hit.access == convert.access_to_proto(event.kind.access)
+            assert (msg.hit.value, msg.hit.old_value) == (event.kind.value, event.kind.old_value)
+            assert (msg.hit.cpu, msg.hit.halted) == (event.kind.cpu, event.kind.halted)
+            assert msg.hit.value_late == event.kind.value_late
 
 
 def test_machine_description() -> None:

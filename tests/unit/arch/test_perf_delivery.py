@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
-from hwbkptd.arch.perf.percpu import KERNEL_SAMPLE_TYPE
+from hwbkptd.arch.perf.percpu import CHAIN_SAMPLE_TYPE, KERNEL_SAMPLE_TYPE
 from hwbkptd.arch.perf.ring import RECORD_LOST, RECORD_SAMPLE, SampleFormat
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry
 from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk
@@ -129,3 +129,18 @@ async def test_deferred_hits_come_after_apply_and_before_later_ones() -> None:
     delivery.take(sample(77, 4, 2600), ids, defer=True)
     await asyncio.sleep(0)
     assert [h.ip for h in sink.hits[-1]] == [4]
+
+
+async def test_call_chains_parse_and_symbolize_per_ring_format() -> None:
+    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    sink = Sink()
+    delivery.start(sink, asyncio.get_running_loop(), KSYMS)
+    # PERF_CONTEXT_KERNEL (-128 as u64) marks the kernel part; markers are not frames.
+    chain = (2**64 - 128, 0xFFFFFFFF81000008, 0xFFFFFFFF81000104)
+    body = struct.pack("<QQIIQQII", 77, 0xFFFFFFFF81000008, 42, 42, 1500, ADDR, 1, 0)
+    body += struct.pack(f"<Q{len(chain)}Q", len(chain), *chain)
+    record = struct.pack("<IHH", RECORD_SAMPLE, 1, 8 + len(body)) + body
+    delivery.take(record, {77: slot()}, defer=False, fmt=SampleFormat(CHAIN_SAMPLE_TYPE))
+    (hit,) = sink.hits[0]
+    assert hit.call_chain == (0xFFFFFFFF81000008, 0xFFFFFFFF81000104)
+    assert hit.call_chain_symbols == ("memcpy+0x8", "vfs_read+0x4")

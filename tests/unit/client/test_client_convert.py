@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -94,6 +95,7 @@ specs = st.builds(
     ),
     symbol=st.text(max_size=10),
     nonstop=st.booleans(),
+    call_chain=st.booleans(),
 )
 
 
@@ -165,6 +167,7 @@ def _event(**kind: object) -> pb.Event:
                     halted=True,
                     ip_symbol="main+0x4",
                     value_late=True,
+                    call_chain=[pb.Frame(ip=0x401000, symbol="main+0x4"), pb.Frame(ip=0x400800)],
                 )
             ),
             m.Hit(
@@ -181,6 +184,7 @@ def _event(**kind: object) -> pb.Event:
                 True,
                 "main+0x4",
                 True,
+                (m.Frame(0x401000, "main+0x4"), m.Frame(0x400800, "")),
             ),
         ),
         (
@@ -266,3 +270,12 @@ def test_sim_replies() -> None:
     assert cv.touch_from_pb(simpb.TouchResponse(breakpoint_ids=[1, 2])) == m.TouchResult(
         (1, 2), False
     )
+
+
+@given(
+    seconds=st.integers(min_value=-62_135_596_800, max_value=253_402_300_799),
+    nanos=st.integers(min_value=0, max_value=999_999_999),
+)
+def test_event_times_read_as_the_timestamp_says(seconds: int, nanos: int) -> None:
+    ts = Timestamp(seconds=seconds, nanos=nanos)
+    assert cv._time_from_pb(ts) == ts.ToDatetime(tzinfo=UTC)

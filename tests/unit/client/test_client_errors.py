@@ -17,7 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from hwbkpt import AsyncClient, Client, HwbkptError
-from hwbkpt.errors import FieldViolation
+from hwbkpt.errors import FieldViolation, from_status_bytes
 from hwbkpt.v1 import broker_pb2 as pb
 
 
@@ -120,3 +120,21 @@ def test_unreachable_broker_is_unavailable(tmp_path: Path) -> None:
 
 def test_unknown_code_name_has_no_status_code() -> None:
     assert HwbkptError("LOCAL", "x").status_code is None
+
+
+def test_a_status_sent_in_a_message_reads_like_a_failed_call() -> None:
+    bad = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="tids", description="not halted")
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad)
+    status = status_pb2.Status(
+        code=code_pb2.FAILED_PRECONDITION, message="thread 7 is not halted", details=[detail]
+    )
+    err = from_status_bytes(status.SerializeToString())
+    assert (err.code, err.message) == ("FAILED_PRECONDITION", "thread 7 is not halted")
+    assert err.field_violations == (FieldViolation("tids", "not halted"),)
+    assert from_status_bytes(status_pb2.Status(code=999).SerializeToString()).code == "UNKNOWN"
+    assert from_status_bytes(b"\xff\xff").code == "UNKNOWN"

@@ -31,6 +31,7 @@ INTENDED = {
     "EventKind",
     "EventPayload",
     "Filter",
+    "Frame",
     "HaltTimeout",
     "Hit",
     "HitsDropped",

@@ -94,3 +94,25 @@ def test_halted_only_for_halt_requests_and_stopped_reports_nothing() -> None:
     halt.stopped = True
     assert judge(halt, report(halted=True), b"\x09") is None
     assert halt.last_value == b"\x09"
+
+
+def test_call_chains_only_for_requests_that_asked() -> None:
+    r = HitReport(
+        pid=0,
+        tid=0,
+        pool="dr",
+        index=0,
+        generation=1,
+        ip=0xFFFF_0008,
+        address=0xFFFF_9000,
+        time_ns=5,
+        call_chain=(0xFFFF_0008, 0xFFFF_1010, 0xFFFF_2020),
+        call_chain_symbols=("a+0x8", "b+0x10"),
+    )
+    asked = judge(Tally(Access.WRITE, Action.NOTIFY, Filter(), call_chain=True), r, b"")
+    plain = judge(Tally(Access.WRITE, Action.NOTIFY, Filter()), r, b"")
+    assert asked is not None
+    assert plain is not None
+    # A frame without a symbol keeps its address.
+    assert asked.call_chain == ((0xFFFF_0008, "a+0x8"), (0xFFFF_1010, "b+0x10"), (0xFFFF_2020, ""))
+    assert plain.call_chain == ()

@@ -86,6 +86,11 @@ def test_defaults_are_filled_in() -> None:
             "spec.nonstop",
         ),
         (
+            BreakpointSpec(Scope.PROCESS, 0x1000, 8, Access.WRITE, pid=100, call_chain=True),
+            InvalidArgument,
+            "spec.call_chain",
+        ),
+        (
             BreakpointSpec(
                 Scope.PROCESS, 0x1000, 8, Access.WRITE, pid=100, nonstop=True, action=Action.HALT
             ),

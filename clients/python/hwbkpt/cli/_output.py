@@ -96,6 +96,8 @@ def event_record(ev: m.Event) -> dict[str, Any]:
             rec["ip_symbol"] = p.ip_symbol
         if p.value_late:
             rec["value_late"] = True
+        if p.call_chain:
+            rec["call_chain"] = [{"ip": f.ip, "symbol": f.symbol} for f in p.call_chain]
     elif isinstance(p, m.StateChanged):
         rec.update(
             state=p.state.value,
@@ -139,6 +141,8 @@ def event_line(ev: m.Event) -> str:
             text += "  [halted]"
         if p.value_late:
             text += "  [value read late]"
+        for f in p.call_chain:
+            text += f"\n        {f.ip:#x} <{f.symbol or '?'}>"
         return text
     if isinstance(p, m.StateChanged):
         return f"{head}  {_state_text(p.state, p.pending_reason, p.installed_tids)}"

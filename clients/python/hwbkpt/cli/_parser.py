@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="non-stop mode: perf samples, the target is never stopped (no ptrace)",
     )
+    w.add_argument(
+        "--call-chain",
+        action="store_true",
+        help="with --kernel: report the kernel call chain of each hit",
+    )
 
     a = sub.add_parser(
         "attach",

@@ -73,6 +73,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 halt=args.halt,
                 changed_only=args.changed_only,
                 nonstop=args.nonstop,
+                call_chain=args.call_chain,
             )
         except BaseException:
             with contextlib.suppress(HwbkptError):

@@ -199,6 +199,7 @@ class BreakpointSpec(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     NONSTOP_FIELD_NUMBER: _builtins.int
+    CALL_CHAIN_FIELD_NUMBER: _builtins.int
     scope: Global___Scope.ValueType
     pid: _builtins.int
     """The target process (process scope; thread scope may leave it 0)."""
@@ -216,6 +217,8 @@ class BreakpointSpec(_message.Message):
     """A symbol to resolve instead of address ("name" or "name+0x10"); kernel scope reads /proc/kallsyms."""
     nonstop: _builtins.bool
     """Use the perf helper without stopping the target (no ptrace)."""
+    call_chain: _builtins.bool
+    """Kernel scope: sample the kernel call chain with every hit (Hit.call_chain)."""
     @_builtins.property
     def filter(self) -> Global___Filter: ...
     def __init__(
@@ -232,10 +235,11 @@ class BreakpointSpec(_message.Message):
         filter: Global___Filter | None = ...,
         symbol: _builtins.str = ...,
         nonstop: _builtins.bool = ...,
+        call_chain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "filter", b"filter", "priority", b"priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "access", b"access", "action", b"action", "address", b"address", "filter", b"filter", "length", b"length", "nonstop", b"nonstop", "pid", b"pid", "priority", b"priority", "scope", b"scope", "symbol", b"symbol", "tid", b"tid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "access", b"access", "action", b"action", "address", b"address", "call_chain", b"call_chain", "filter", b"filter", "length", b"length", "nonstop", b"nonstop", "pid", b"pid", "priority", b"priority", "scope", b"scope", "symbol", b"symbol", "tid", b"tid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -630,6 +634,7 @@ class Hit(_message.Message):
     HALTED_FIELD_NUMBER: _builtins.int
     IP_SYMBOL_FIELD_NUMBER: _builtins.int
     VALUE_LATE_FIELD_NUMBER: _builtins.int
+    CALL_CHAIN_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     tid: _builtins.int
     cpu: _builtins.int
@@ -651,6 +656,10 @@ class Hit(_message.Message):
     """Symbolized ip ("function+0x1c") where known."""
     value_late: _builtins.bool
     """True when the value was read after the thread ran on (non-stop mode)."""
+    @_builtins.property
+    def call_chain(self) -> _containers.RepeatedCompositeFieldContainer[Global___Frame]:
+        """The kernel call chain, innermost first, when the request asked for it."""
+
     def __init__(
         self,
         *,
@@ -667,14 +676,40 @@ class Hit(_message.Message):
         halted: _builtins.bool = ...,
         ip_symbol: _builtins.str = ...,
         value_late: _builtins.bool = ...,
+        call_chain: _abc.Iterable[Global___Frame] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "address", b"address", "cpu", b"cpu", "generation", b"generation", "halted", b"halted", "hit_count", b"hit_count", "ip", b"ip", "ip_symbol", b"ip_symbol", "old_value", b"old_value", "pid", b"pid", "tid", b"tid", "value", b"value", "value_late", b"value_late"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "address", b"address", "call_chain", b"call_chain", "cpu", b"cpu", "generation", b"generation", "halted", b"halted", "hit_count", b"hit_count", "ip", b"ip", "ip_symbol", b"ip_symbol", "old_value", b"old_value", "pid", b"pid", "tid", b"tid", "value", b"value", "value_late", b"value_late"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hit: _TypeAlias = Hit  # noqa: Y015
+
+@_typing.final
+class Frame(_message.Message):
+    """Frame is one return address of a call chain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IP_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    ip: _builtins.int
+    symbol: _builtins.str
+    """"function+0x1c" where known."""
+    def __init__(
+        self,
+        *,
+        ip: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ip", b"ip", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Frame: _TypeAlias = Frame  # noqa: Y015
 
 @_typing.final
 class Displaced(_message.Message):
@@ -1052,6 +1087,57 @@ class ResumeThreadsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeThreadsResponse: _TypeAlias = ResumeThreadsResponse  # noqa: Y015
+
+@_typing.final
+class ResumeThreadsStreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    TIDS_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    @_builtins.property
+    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads to resume; empty means every thread the session holds halted."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        tids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeThreadsStreamRequest: _TypeAlias = ResumeThreadsStreamRequest  # noqa: Y015
+
+@_typing.final
+class ResumeThreadsStreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESUMED_TIDS_FIELD_NUMBER: _builtins.int
+    ERROR_STATUS_FIELD_NUMBER: _builtins.int
+    error_status: _builtins.bytes
+    """Empty when the request succeeded. Otherwise a serialized google.rpc.Status: the code,
+    message and details (BadRequest) that ResumeThreads would have failed with.
+    """
+    @_builtins.property
+    def resumed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        resumed_tids: _abc.Iterable[_builtins.int] | None = ...,
+        error_status: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_status", b"error_status", "resumed_tids", b"resumed_tids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeThreadsStreamResponse: _TypeAlias = ResumeThreadsStreamResponse  # noqa: Y015
 
 @_typing.final
 class DescribeMachineRequest(_message.Message):
