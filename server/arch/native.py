@@ -82,11 +82,16 @@ def ptrace_status() -> tuple[bool, str]:
 
 
 def split_write(write: SlotWrite) -> tuple[SlotWrite, SlotWrite]:
-    """The (ptrace, non-stop) halves of a table: each keeps its own entries, None elsewhere."""
+    """The (ptrace, non-stop) halves of a thread's table: each keeps its own entries, None
+    elsewhere. Kernel entries go to neither: the CPU context's per-CPU events arm them, and
+    the kernel already counts those against every thread's debug registers."""
 
     def keep(nonstop: bool) -> SlotWrite:
         pools: dict[str, tuple[SlotEntry | None, ...]] = {
-            pool: tuple(e if e is not None and e.nonstop is nonstop else None for e in entries)
+            pool: tuple(
+                e if e is not None and e.nonstop is nonstop and not e.kernel else None
+                for e in entries
+            )
             for pool, entries in write.pools.items()
         }
         return SlotWrite(pid=write.pid, tid=write.tid, generation=write.generation, pools=pools)

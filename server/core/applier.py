@@ -214,6 +214,7 @@ class Applier:
             halt=any(r.action is Action.HALT for r in requests),
             nonstop=all(r.nonstop for r in requests),
             call_chain=any(r.call_chain for r in requests),
+            kernel=any(r.is_kernel for r in requests),
         )
 
     def _clear_externals(self) -> None:

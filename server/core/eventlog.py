@@ -99,7 +99,7 @@ class EventLog:
         return batch
 
     def _push(self, breakpoint_id: int, kind: EventKind, time_ns: int) -> Event:
-        event = Event(seq=self._next, time_ns=time_ns, breakpoint_id=breakpoint_id, kind=kind)
+        event = Event(self._next, time_ns, breakpoint_id, kind)  # positional: once per hit
         self._next += 1
         self._events.append(event)
         return event

@@ -42,6 +42,9 @@ class SlotEntry:
     nonstop: bool = False
     #: A holder wants the kernel call chain of each hit (CPU context only).
     call_chain: bool = False
+    #: The holders are kernel requests. In a thread's table such an entry only reserves
+    #: the slot: the CPU context's events arm it, so thread mechanisms leave it alone.
+    kernel: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,13 @@ class Refusal:
     reason: str = "external"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HitReport:
-    """One trap, attributed to a slot of a table generation."""
+    """One trap, attributed to a slot of a table generation.
+
+    Not frozen, for speed (one per trap; a frozen dataclass's __init__ costs about 8
+    times as much); nobody changes one after it is built.
+    """
 
     pid: int
     tid: int

@@ -52,24 +52,30 @@ class HitRouter:
 
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         halted: set[int] = set()
+        holders_at = self._arbiter.holders_at
+        records = self._records
+        # A batch is mostly hits of a few slots: look each (slot, generation) up once.
+        seen: dict[tuple[int, str, int, int], tuple[int, ...]] = {}
         for report in hits:
             if report.halted:
                 halted.add(report.tid)
-            holders = self._arbiter.holders_at(
-                report.tid, report.pool, report.index, report.generation
-            )
+            key = (report.tid, report.pool, report.index, report.generation)
+            holders = seen.get(key)
+            if holders is None:
+                holders = seen[key] = holders_at(*key)
             for index, rid in enumerate(holders):
-                record = self._records.get(rid)
+                record = records.get(rid)
                 if record is None:
                     continue
-                hit = judge(record.tally, report, value_at(report, index))
+                tally = record.tally
+                hit = judge(tally, report, value_at(report, index))
                 if hit is None:
                     continue
                 record.session.emit(rid, hit, report.time_ns)
                 if hit.halted:
                     self._hold(report.pid, report.tid, record.session, rid)
-                if reached_stop(record.tally.filter, record.tally.reported_count):
-                    record.tally.stopped = True
+                if tally.filter.stop_after and reached_stop(tally.filter, tally.reported_count):
+                    tally.stopped = True
                     self._stop_request(rid)
         for tid in halted:
             if tid not in self.halts:

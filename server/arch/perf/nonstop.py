@@ -90,9 +90,15 @@ class NonstopMechanism:
         self._procs: dict[int, _Proc] = {}
         self.stats = NonstopStats()
         self._intake = Intake(self._book, self.stats, self)
-        self._ringset = RingSet(ring_pages, self._intake, self.stats)
+        self._ringset = RingSet(ring_pages, self._intake, self.stats, self._open_events)
         self._rings = self._ringset.rings
-        self._armer = Armer(self._book, self._rings, self.stats)
+        self._armer = Armer(
+            self._book,
+            self._rings,
+            self.stats,
+            self._ringset.attach_breakpoint,
+            self._intake.poll_lost,
+        )
 
     # --- interface ---------------------------------------------------------------
     def info(self) -> MechanismInfo:
@@ -156,18 +162,22 @@ class NonstopMechanism:
         return pid in self._procs
 
     async def unwatch(self, pid: int) -> None:
+        await self._ringset.settle()
         proc = self._procs.get(pid)
         if proc is None:
             return
         self._ringset.drain(defer=True)
         self._forget(proc)
         self._book.forget_retired()
+        self._intake.flush(defer=True)
 
     async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
         self._started()
         for write in writes:
             if write.tid <= 0:
                 raise FailedPrecondition("the non-stop mechanism has no CPU context table")
+        # From here on nothing awaits: the table is applied in one go.
+        await self._ringset.settle()
         now = time.monotonic_ns()
         self._ringset.drain(defer=True)
         refusals: list[Refusal] = []
@@ -201,12 +211,14 @@ class NonstopMechanism:
                 mem.close()
 
     async def close(self) -> None:
+        await self._ringset.settle()
         if self._loop is not None:
             self._ringset.drain(defer=False)
         for proc in list(self._procs.values()):
             self._forget(proc)
         self._book.forget_retired()
         self._ringset.close()
+        self._ringset.shutdown()
         self._monitor.close()
 
     # --- introspection -------------------------------------------------------------
@@ -228,6 +240,19 @@ class NonstopMechanism:
     def drain(self) -> None:
         """Read every ring now and deliver what it held."""
         self._ringset.drain(defer=False)
+
+    @property
+    def batched(self) -> bool:
+        """Breakpoint events write into the batched rings (hits are coming fast)."""
+        return self._ringset.batched
+
+    @property
+    def ticking(self) -> bool:
+        """The rings are read on a timer (none runs while hits are rare)."""
+        return self._ringset.ticking
+
+    def _open_events(self) -> list[tuple[int, int]]:
+        return [(e.cpu, e.fd) for e in self._book.ids.values() if not e.closed]
 
     async def wait_cpu_stable(self) -> bool:
         return await self._monitor.wait_synced()
@@ -327,6 +352,8 @@ class NonstopMechanism:
             self._intake.flush(defer=False)
 
     def _finish_exit(self, proc: _Proc, thread: Thread) -> None:
+        # Losses first, while the broker still knows the thread (and the events are open).
+        self._intake.poll_lost()
         self._close_events(self._book.remove_thread(thread.tid))
         self.stats.exits += 1
         pid = proc.pid
@@ -347,6 +374,7 @@ class NonstopMechanism:
             return
         pid = task.pid
         # The kernel dropped our breakpoints (remove_on_exec); the old address space is gone.
+        self._intake.poll_lost()
         for thread in self._book.pid_threads(pid):
             self._close_events(self._book.remove_thread(thread.tid))
             if thread.tid != pid and proc.report:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -34,10 +34,22 @@ _log = structlog.get_logger("hwbkptd.perf")
 class Armer:
     """Turns a thread's table into open, linked events (see the module doc)."""
 
-    def __init__(self, book: Book, rings: Mapping[int, NonstopRing], stats: NonstopStats) -> None:
+    def __init__(
+        self,
+        book: Book,
+        rings: Mapping[int, NonstopRing],
+        stats: NonstopStats,
+        attach: Callable[[int, int], None],
+        before_close: Callable[[Sequence[Event]], None],
+    ) -> None:
         self.book = book
+        #: cpu -> ring: the CPUs a slot is armed on.
         self.rings = rings
         self.stats = stats
+        #: (cpu, fd): send a new event's records into that CPU's ring of the moment.
+        self.attach = attach
+        #: Told of events about to close (their lost samples are counted first).
+        self.before_close = before_close
 
     def apply_table(self, thread: Thread, write: SlotWrite, now: int) -> list[Refusal]:
         wanted = {
@@ -106,14 +118,14 @@ class Armer:
         return ""
 
     def open_event(self, tid: int, pid: int, chunk: Chunk, cpu: int) -> Event:
-        fd = open_user_breakpoint(chunk, tid, cpu)
+        fd, counts_lost = open_user_breakpoint(chunk, tid, cpu)
         try:
-            self.rings[cpu].attach(fd)
+            self.attach(cpu, fd)
             eid = event_id(fd)
         except BaseException:
             os.close(fd)
             raise
-        return Event(eid, fd, cpu, tid, pid, chunk, time.monotonic_ns())
+        return Event(eid, fd, cpu, tid, pid, chunk, time.monotonic_ns(), counts_lost=counts_lost)
 
     def rehome(self, thread: Thread) -> bool:
         """Free the thread's registers held by events it does not route.
@@ -147,6 +159,7 @@ class Armer:
         return moved
 
     def close_events(self, events: Sequence[Event]) -> None:
+        self.before_close(events)
         for event in events:
             if not event.closed:
                 self.book.close(event)

@@ -54,6 +54,9 @@ class Event:
     #: Threads whose slots are attributed through this event (its reference count).
     routes: set[int] = field(default_factory=set)
     closed: bool = False
+    #: The kernel counts its lost samples (PERF_FORMAT_LOST); how many were reported.
+    counts_lost: bool = False
+    lost: int = 0
 
 
 @dataclass(slots=True)

@@ -18,8 +18,10 @@ exits are reported from them). ``wakeup_bytes=1`` wakes on every record.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
+import struct
 import time
 
 from hwbkptd.arch.linux.perf_event import (
@@ -42,9 +44,11 @@ __all__ = [
     "FLAG_COMM_EXEC",
     "FLAG_TASK",
     "NONSTOP_SAMPLE_TYPE",
+    "PERF_FORMAT_LOST",
     "NonstopRing",
     "open_tracker",
     "open_user_breakpoint",
+    "read_lost",
 ]
 
 NONSTOP_SAMPLE_TYPE = (
@@ -55,6 +59,10 @@ NONSTOP_SAMPLE_TYPE = (
 FLAG_COMM = 9
 FLAG_TASK = 13
 FLAG_COMM_EXEC = 24
+
+#: read_format bit: read() also returns the samples the event could not write (Linux 6.0).
+PERF_FORMAT_LOST = 1 << 4
+_COUNT_AND_LOST = struct.Struct("=QQ")
 
 _PERF_TYPE_SOFTWARE = 1
 _PERF_COUNT_SW_DUMMY = 9
@@ -113,8 +121,18 @@ def open_tracker(tid: int, cpu: int) -> int:
     return perf_event_open(attr, tid, cpu)
 
 
-def open_user_breakpoint(chunk: Chunk, tid: int, cpu: int) -> int:
+class _LostFormat:
+    #: Cleared once the kernel refused PERF_FORMAT_LOST (before 6.0): not asked again.
+    supported = True
+
+
+def open_user_breakpoint(chunk: Chunk, tid: int, cpu: int) -> tuple[int, bool]:
     """A disabled sampling breakpoint on ``tid`` for ``cpu``, copied into its later threads.
+
+    Returns the fd and whether ``read_lost`` works on it. The lost-sample count
+    is why: a PERF_RECORD_LOST is only written into a ring by the next record
+    that fits, and after a burst none may come. Copies write through the
+    original event, so its count covers them too.
 
     ``remove_on_exec``: after exec the address means something else, and the
     kernel drops the event (and its copies) before the new image runs.
@@ -135,4 +153,23 @@ def open_user_breakpoint(chunk: Chunk, tid: int, cpu: int) -> int:
     )
     attr.set_flag(Flag.INHERIT_THREAD)
     _clock_and_ids(attr)
-    return perf_event_open(attr, tid, cpu)
+    if _LostFormat.supported:
+        attr.read_format = PERF_FORMAT_LOST
+        try:
+            return perf_event_open(attr, tid, cpu), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        attr.read_format = 0
+        fd = perf_event_open(attr, tid, cpu)
+        _LostFormat.supported = False
+        return fd, False
+    return perf_event_open(attr, tid, cpu), False
+
+
+def read_lost(fd: int) -> int:
+    """Samples an event opened with PERF_FORMAT_LOST could not write, so far (OSError)."""
+    data = os.read(fd, _COUNT_AND_LOST.size)
+    if len(data) < _COUNT_AND_LOST.size:
+        raise OSError(errno.EIO, "short read of a perf event count")
+    return int(_COUNT_AND_LOST.unpack(data)[1])

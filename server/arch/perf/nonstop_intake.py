@@ -3,27 +3,38 @@
 All rings are read together on every wake-up: a thread's FORK record lands in
 the ring of the CPU its creator ran on, its first samples maybe in another.
 Within one read, births are handled first (a newborn's samples come after its
-birth), then samples, then exits and execs (a thread's samples come before
-its exit). Sink calls go through an outbox: delivered at once from a ring's
-reader, but after ``apply`` returns when ``apply`` drained the rings, so the
-broker is never re-entered in the middle of its own rewrite.
+birth), then samples, merged across rings by time, then exits and execs (a
+thread's samples come before its exit). Sink calls go through an outbox:
+delivered at once from a ring's reader, but after ``apply`` returns when
+``apply`` drained the rings, so the broker is never re-entered in the middle
+of its own rewrite.
 
 Values are read from ``/proc/PID/mem`` once per region per read, after the
 accesses (``values_late``): every hit of one read reports the same late value.
 
-Lost records name no thread (the ring is per CPU): they are reported against
-the thread of the most recent sample seen on that CPU, else against any
-thread holding a non-stop slot; with none, they are only counted in stats.
+Lost samples are counted by the kernel per breakpoint event
+(PERF_FORMAT_LOST) and read when a ring reports a loss (PERF_RECORD_LOST),
+when the rings go quiet, every batched window (``nonstop_rings``), and before
+an event is closed or its thread's exit is reported. Counters, not LOST
+records, because a LOST record is only written by the next record that fits
+into that ring: after a burst that overflowed a ring none may come, and the
+loss would never be told. A loss is reported against a thread routed through
+the event (its owner first), else its owner, else any thread holding a
+non-stop slot; with none it is only counted in stats. Where the kernel lacks
+the counters (before 6.0), LOST records are reported instead, against the
+thread of the most recent sample seen on that CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hwbkptd.arch.perf.nonstop_book import Book, ThreadSlot
+from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
+from hwbkptd.arch.perf.nonstop_events import read_lost
 from hwbkptd.arch.perf.procmem import ProcMem
 from hwbkptd.arch.perf.ring import (
     RECORD_COMM,
@@ -42,8 +53,13 @@ __all__ = ["Intake", "NonstopStats", "TaskHandler"]
 class NonstopStats:
     #: Samples delivered as hits.
     samples: int = 0
-    #: Records the kernel could not write (ring full).
+    #: Samples the kernel could not write (ring full), reported as lost hits.
     lost: int = 0
+    #: Records of any kind the rings reported lost (PERF_RECORD_LOST).
+    lost_records: int = 0
+    #: PERF_RECORD_THROTTLE: an event sampled over kernel.perf_event_max_sample_rate and
+    #: was stopped until the next tick; the writes meanwhile are not counted anywhere.
+    throttled: int = 0
     #: Samples of copies no thread routes (or of threads no longer known): dropped.
     strays: int = 0
     #: Samples of newborn threads dropped because their buffer was full.
@@ -54,6 +70,15 @@ class NonstopStats:
     exits: int = 0
     #: Lingering events replaced by own events of their adopters (to free a register).
     rehomed: int = 0
+    #: Moves of the breakpoint events between the eager and the batched rings.
+    moves: int = 0
+    move_failures: int = 0
+    #: Samples read from the batched rings.
+    batched_samples: int = 0
+
+
+def _time(s: Sample) -> int:
+    return s.time
 
 
 class TaskHandler(Protocol):
@@ -117,20 +142,28 @@ class Intake:
         for task in tasks:
             if task.kind == RECORD_FORK:
                 self._handler.on_fork(task)
-        hits: list[HitReport] = []
         values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
         book = self._book
+        runs: list[list[Sample]] = []
         for cpu, batch in batches:
             self._stats.malformed += int(batch.malformed)
-            last = self._last_tid.get(cpu, 0)
-            for s in batch.samples:
-                last = s.tid
-                slot = book.attribute(s)
-                if slot is not None:
-                    hits.append(self.hit(s, slot, values))
-            self._last_tid[cpu] = last
+            self._stats.throttled += batch.throttled
+            if batch.samples:
+                runs.append(batch.samples)
+                self._last_tid[cpu] = batch.samples[-1].tid
             if batch.lost:
-                self._lost(last, batch.lost)
+                self._stats.lost_records += batch.lost
+                if self._lost_uncounted():
+                    self._lost(self._last_tid.get(cpu, 0), batch.lost)
+                else:
+                    self.poll_lost()
+        # Each ring is in time order; a thread that moved between CPUs has samples in several.
+        samples: Iterable[Sample] = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_time)
+        hits: list[HitReport] = []
+        for s in samples:
+            slot = book.attribute(s)
+            if slot is not None:
+                hits.append(self.hit(s, slot, values))
         self._publish(hits)
         for task in tasks:
             if task.kind == RECORD_EXIT:
@@ -154,6 +187,29 @@ class Intake:
             self._stats.samples += len(hits)
             self.emit(lambda sink: sink.on_hits(hits))
 
+    def poll_lost(self, events: Sequence[Event] | None = None) -> None:
+        """Report the samples the kernel lost since the last poll (all open events by default)."""
+        for event in self._book.ids.values() if events is None else events:
+            if event.closed or not event.counts_lost:
+                continue
+            try:
+                total = read_lost(event.fd)
+            except OSError:
+                continue
+            if total > event.lost:
+                count, event.lost = total - event.lost, total
+                self._lost(self._lost_tid(event), count)
+
+    def _lost_tid(self, event: Event) -> int:
+        if event.owner in event.routes:
+            return event.owner
+        if event.routes:
+            return min(event.routes)
+        return event.owner
+
+    def _lost_uncounted(self) -> bool:
+        return any(not e.counts_lost for e in self._book.ids.values() if not e.closed)
+
     def _lost(self, tid: int, count: int) -> None:
         self._stats.lost += count
         if not tid or tid not in self._book.threads:
@@ -172,19 +228,15 @@ class Intake:
         values = cache.get(key)
         if values is None:
             values = cache[key] = self._read(s.pid, regions)
+        t = s.time
+        since = slot.since
+        generation = slot.gens[-1] if since and t >= since[-1] else slot.generation_at(t)
+        # Positional: a frozen dataclass's __init__ is the costliest step per hit, and
+        # keywords add a quarter to it (this runs up to ~100,000 times a second).
         return HitReport(
-            pid=s.pid,
-            tid=s.tid,
-            pool=slot.pool,
-            index=slot.index,
-            generation=slot.generation_at(s.time),
-            ip=s.ip,
-            address=s.addr,
-            time_ns=s.time,
-            cpu=s.cpu,
-            values=values,
-            values_late=True,
-        )
+            s.pid, s.tid, slot.pool, slot.index, generation, s.ip, s.addr, t, s.cpu,
+            None, values, False, True,
+        )  # fmt: skip
 
     def _read(self, pid: int, regions: tuple[tuple[int, int], ...]) -> tuple[bytes, ...]:
         mem = self.mem.get(pid)

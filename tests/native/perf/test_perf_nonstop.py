@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import shutil
 import signal
+import statistics
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -53,6 +56,8 @@ class Sink:
     def __init__(self, mech: NonstopMechanism) -> None:
         self.mech = mech
         self.hits: list[HitReport] = []
+        #: CLOCK_MONOTONIC ns when each hit reached the sink.
+        self.received: list[int] = []
         self.lost = 0
         self.started: list[int] = []
         self.exited: list[int] = []
@@ -69,6 +74,7 @@ class Sink:
 
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         self.hits.extend(hits)
+        self.received.extend([time.monotonic_ns()] * len(hits))
         self._poke()
 
     def on_hits_lost(self, tid: int, count: int) -> None:
@@ -152,9 +158,15 @@ class Target:
 
 @pytest.fixture
 async def mech() -> AsyncIterator[tuple[NonstopMechanism, Sink]]:
+    async with started() as pair:
+        yield pair
+
+
+@contextlib.asynccontextmanager
+async def started(ring_pages: int = 64) -> AsyncIterator[tuple[NonstopMechanism, Sink]]:
     need_kernel_perf(free_slot=False)
     baseline = perf_fds()
-    mech = NonstopMechanism()
+    mech = NonstopMechanism(ring_pages=ring_pages)
     if not mech.info().available:
         require_native(f"perf-nonstop unavailable: {mech.info().reason}")
     sink = Sink(mech)
@@ -481,3 +493,92 @@ async def test_a_cpu_coming_back_is_armed_again(
     assert await target.cmd("go 5 0") == "went"
     await sink.wait_for(lambda: len(sink.hits) == 25)
     assert sink.lost == 0
+
+
+async def test_a_burst_is_batched_whole_and_a_lone_write_after_it_is_prompt(
+    threads_target: tuple[Target, int],
+) -> None:
+    target, address = threads_target
+    pid = target.pid
+    # Rings big enough that a busy test machine stalling this loop loses nothing.
+    async with started(ring_pages=256) as (m, sink):
+        await m.watch(pid, report_threads=False)
+        assert await m.apply([SlotWrite(pid, pid, 1, table(entry(address)))]) == ()
+        n = 30_000
+        assert await target.cmd(f"write {n}") == f"wrote {n}"
+        await sink.wait_for(lambda: len(sink.hits) + sink.lost >= n, 20)
+        # The events moved to the batched rings on the way; every write came once, in order.
+        assert m.stats.moves >= 1
+        assert m.stats.batched_samples > 0
+        assert (sink.lost, m.stats.lost) == (0, 0)
+        assert len(sink.hits) == n
+        times = [h.time_ns for h in sink.hits]
+        assert times == sorted(set(times))
+        assert_late_values(sink.hits, n)
+        # The burst over, the events go back to the eager rings and no timer runs.
+        async with asyncio.timeout(5):
+            while m.batched or m.ticking:  # noqa: ASYNC110 (nothing to wait on)
+                await asyncio.sleep(0.01)
+        moves = m.stats.moves
+        delays: list[float] = []
+        for _ in range(5):
+            await asyncio.sleep(0.05)
+            before = len(sink.hits)
+            assert await target.cmd("write 1") == "wrote 1"
+            await sink.wait_for(lambda: len(sink.hits) == before + 1)  # noqa: B023
+            delays.append((sink.received[-1] - sink.hits[-1].time_ns) / 1e6)
+        # Woken by the write itself: about a millisecond here; generous for a loaded machine.
+        assert statistics.median(delays) < 10, delays
+        assert max(delays) < 50, delays
+        assert m.stats.moves == moves  # lone writes move nothing
+        async with asyncio.timeout(5):
+            while m.ticking:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert not m.batched
+
+
+async def test_inherited_copies_move_with_their_event(threads_target: tuple[Target, int]) -> None:
+    """Only the workers write, through copies of the main thread's events: their samples
+    reaching the batched rings shows a copy writes wherever its original event does."""
+    target, address = threads_target
+    pid = target.pid
+    async with started(ring_pages=256) as (m, sink):
+        watched = table(entry(address))
+        await m.watch(pid, report_threads=True)
+        assert await m.apply([SlotWrite(pid, pid, 1, watched)]) == ()
+        fds = m.breakpoint_fds()
+        sink.newborn_table = watched
+        assert await target.cmd("spawn 2") == "spawned 2"
+        await sink.wait_for(lambda: len(sink.newborn_fds) == 2)
+        assert m.breakpoint_fds() == fds  # adopted, not opened
+        n = 15_000
+        assert await target.cmd(f"go {n} 0") == "went"
+        await sink.wait_for(lambda: len(sink.hits) + sink.lost >= 2 * n, 20)
+        assert sink.lost == 0
+        assert sorted(sink.tids().items()) == sorted((t, n) for t in sink.started)
+        assert m.stats.moves >= 1
+        assert m.stats.batched_samples > n // 2
+
+
+async def test_every_sample_a_full_ring_drops_is_reported(
+    threads_target: tuple[Target, int],
+) -> None:
+    """The loop stalls through a whole burst: one-page rings overflow, and no record comes
+    after the burst to carry the loss. It is still reported, to the sample."""
+    target, address = threads_target
+    pid = target.pid
+    async with started(ring_pages=1) as (m, sink):
+        await m.watch(pid, report_threads=False)
+        assert await m.apply([SlotWrite(pid, pid, 1, table(entry(address)))]) == ()
+        n = 10_000
+        assert target.proc.stdin is not None
+        target.proc.stdin.write(f"write {n}\n".encode())
+        await target.proc.stdin.drain()
+        time.sleep(1.0)  # noqa: ASYNC251 (the point: nobody reads the rings)
+        assert await target.line() == f"wrote {n}"
+        await sink.wait_for(lambda: len(sink.hits) + sink.lost >= n)
+        await asyncio.sleep(0.05)
+        m.drain()
+        assert sink.lost > 0
+        assert len(sink.hits) + sink.lost == n
+        assert m.stats.lost == sink.lost

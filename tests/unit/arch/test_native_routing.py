@@ -110,6 +110,16 @@ def test_split_keeps_each_half_in_place() -> None:
     assert (watching.pid, watching.tid, watching.generation) == (PID, 7, 1)
 
 
+async def test_kernel_entries_of_a_thread_table_reach_no_thread_mechanism(parts: Any) -> None:
+    mech, ptrace, nonstop = parts
+    kernel = SlotEntry(Chunk("dr", 0xFFFF_FFFF_8200_0000, 8, Access.WRITE), kernel=True)
+    a = entry(0x1000, False)
+    assert await mech.apply([table(7, kernel, a)]) == []
+    # The CPU context's events arm it; the thread's table only reserves the slot.
+    assert [w.pools["dr"] for w in ptrace.applied] == [(None, a, None, None)]
+    assert nonstop.applied == []
+
+
 async def test_a_traced_thread_gets_both_halves(parts: Any) -> None:
     mech, ptrace, nonstop = parts
     a, b = entry(0x1000, False), entry(0x2000, True)

@@ -1,8 +1,10 @@
-"""The non-stop intake (no perf): record order, hits, values, lost records, deferred delivery."""
+"""The non-stop intake (no perf): record order, hits, values, losses, deferred delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 from collections.abc import Sequence
 
 from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
@@ -181,3 +183,86 @@ async def test_settled_samples_become_hits() -> None:
     intake.flush(defer=False)
     assert log.log[-1] == ("hits", (101, 101))
     assert stats.samples == 2
+
+
+class Counter:
+    """A real fd that reads like an event opened with PERF_FORMAT_LOST (a pipe)."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+
+    def lost(self, total: int) -> None:
+        os.write(self.w, struct.pack("=QQ", 0, total))
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+async def test_kernel_loss_counters_are_reported_not_lost_records() -> None:
+    book, log, intake, stats, ev = setup()
+    intake.start(log, asyncio.get_running_loop())
+    counter = Counter()
+    ev.fd, ev.counts_lost = counter.r, True
+    try:
+        # A LOST record says "look": the counter has the samples (records of any kind
+        # are only counted, they may be FORK/EXIT records).
+        counter.lost(5)
+        intake.take([(0, Batch(samples=[s(PID, 1)], lost=9))])
+        # No record at all after a burst: a poll still finds the loss.
+        counter.lost(12)
+        intake.poll_lost()
+        counter.lost(12)
+        intake.poll_lost()  # nothing new
+        intake.flush(defer=False)
+        assert [e for e in log.log if e[0] == "lost"] == [("lost", PID, 5), ("lost", PID, 7)]
+        assert (stats.lost, stats.lost_records) == (12, 9)
+        # An adopter routed through the event, its owner gone: the adopter is told.
+        book.threads[PID].slots.clear()
+        book.add_thread(PID, 101)
+        slot = ThreadSlot(101, "dr", 0, SlotEntry(CHUNK))
+        book.unlink(next(iter(book.route.values())))
+        book.link(slot, 0, ev)
+        book.threads[101].slots[("dr", 0)] = slot
+        counter.lost(13)
+        intake.poll_lost([ev])
+        intake.flush(defer=False)
+        assert log.log[-1] == ("lost", 101, 1)
+    finally:
+        counter.close()
+
+
+async def test_samples_of_several_rings_are_handled_in_time_order() -> None:
+    _, log, intake, _, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    hits: list[HitReport] = []
+    log.on_hits = hits.extend  # type: ignore[method-assign]
+    intake.take([(0, Batch(samples=[s(PID, 1), s(PID, 4)])), (1, Batch(samples=[s(PID, 2)]))])
+    intake.flush(defer=False)
+    assert [h.time_ns for h in hits] == [1, 2, 4]
+
+
+async def test_a_hit_report_carries_every_field_of_its_sample() -> None:
+    _, log, intake, _, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    hits: list[HitReport] = []
+    log.on_hits = hits.extend  # type: ignore[method-assign]
+    intake.take([(0, Batch(samples=[Sample(7, 0x401234, PID, PID, 77, 0x1000, 1)]))])
+    intake.flush(defer=False)
+    assert hits == [
+        HitReport(
+            pid=PID,
+            tid=PID,
+            pool="dr",
+            index=2,
+            generation=5,
+            ip=0x401234,
+            address=0x1000,
+            time_ns=77,
+            cpu=1,
+            access=None,
+            values=(),
+            halted=False,
+            values_late=True,
+        )
+    ]
