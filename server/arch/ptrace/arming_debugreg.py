@@ -1,7 +1,8 @@
 """Arming by writing DR0-DR3 and DR7 with PTRACE_POKEUSER (the fallback before Linux 5.13).
 
 The thread must be in a ptrace-stop for every write. A trap is a SIGTRAP with
-si_code TRAP_HWBKPT; DR6 says which slot fired, and the trap is attributed to
+si_code TRAP_HWBKPT and the instruction pointer in si_addr; DR6 says which slot
+fired (the kernel rewrites it at every trap: nothing to clear), and the trap is attributed to
 the thread's current generation (the tracer never rewrites a thread that has a
 SIGTRAP pending, so that generation is the one the trap happened under).
 
@@ -41,6 +42,8 @@ def _reason(err: OSError) -> str:
 class DebugregArming:
     name = "debugreg"
     needs_stop = True
+    #: A TRAP_HWBKPT's si_addr is the instruction pointer at the trap (send_sigtrap).
+    ip_in_siginfo = True
 
     def write(self, t: Tracee, w: SlotWrite) -> list[Refusal]:
         gen = w.generation
@@ -129,9 +132,11 @@ class DebugregArming:
     def attribute(self, t: Tracee, code: int, perf_data: int) -> list[ArmedSlot] | None:
         if code != TRAP_HWBKPT:
             return None
+        # DR6 as ptrace shows it is the kernel's per-thread copy, which every #DB from
+        # user space rewrites (cleared, then the slots that fired): never cleared here,
+        # which also makes this call idempotent (stops.py may attribute a trap twice).
         dr6 = pt.peekuser(t.tid, _DR6)
         fired = [t.slots.get((POOL, i)) for i in decode_dr6(dr6)]
-        pt.pokeuser(t.tid, _DR6, 0)
         # Only a tracer can arm debug registers, and we are the tracer: every
         # TRAP_HWBKPT is ours, even one from a slot cleared since (swallowed).
         return [slot for slot in fired if slot is not None]

@@ -94,6 +94,8 @@ def perf_sigtrap_works(tid: int | None = None) -> tuple[bool, str]:
 class PerfArming:
     name = "perf"
     needs_stop = False
+    #: A TRAP_PERF's si_addr is the data address, not the instruction pointer.
+    ip_in_siginfo = False
 
     def __init__(self) -> None:
         self._serial = itertools.count(1)

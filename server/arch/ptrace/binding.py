@@ -55,6 +55,7 @@ __all__ = [
     "PTRACE_SEIZE",
     "RIP_OFFSET",
     "SIGINFO_ADDR",
+    "SI_ADDR",
     "SI_CODE",
     "SI_KERNEL",
     "SI_PERF_DATA",
@@ -212,8 +213,9 @@ _siginfo_buf = ctypes.create_string_buffer(128)
 _siginfo_addr = ctypes.addressof(_siginfo_buf)
 #: Where PTRACE_GETSIGINFO writes (one buffer: only the tracer thread uses it).
 SIGINFO_ADDR = ctypes.c_void_p(_siginfo_addr)
-#: Views on that buffer: si_code, and si_perf_data (offset 24, see _SIGINFO).
+#: Views on that buffer: si_code, si_addr and si_perf_data (offsets: see _SIGINFO).
 SI_CODE = ctypes.c_int.from_buffer(_siginfo_buf, 8)
+SI_ADDR = ctypes.c_uint64.from_buffer(_siginfo_buf, 16)
 SI_PERF_DATA = ctypes.c_uint64.from_buffer(_siginfo_buf, 24)
 
 

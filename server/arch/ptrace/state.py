@@ -181,6 +181,8 @@ class Arming(Protocol):
     name: str
     #: True when rewriting a thread's slots needs the thread in a ptrace-stop.
     needs_stop: bool
+    #: True when a trap's si_addr is the instruction pointer (no PTRACE_PEEKUSER of it).
+    ip_in_siginfo: bool
 
     def write(self, t: Tracee, w: SlotWrite) -> list[Refusal]:
         """Make ``w`` the thread's table; return the slots the kernel refused."""
@@ -193,4 +195,5 @@ class Arming(Protocol):
 
     def attribute(self, t: Tracee, code: int, perf_data: int) -> list[ArmedSlot] | None:
         """The slots a SIGTRAP (si_code, si_perf_data) came from; None when the trap is
-        not ours (deliver it). Called with the thread in the trap's signal-delivery-stop."""
+        not ours (deliver it). Called with the thread in the trap's signal-delivery-stop,
+        possibly twice for one trap (stops.py): it must not change what it reads."""

@@ -3,20 +3,23 @@
 ``StopHandler`` is the part of the tracer thread (tracer.py) that runs after a
 SIGCHLD was read. Per hit it makes the fewest system calls that report one,
 through libc directly (binding.raw_ptrace, buffers preallocated):
-PTRACE_GETSIGINFO, PTRACE_PEEKUSER of the instruction pointer, the values
-through the slot's ``RegionReader`` (PTRACE_PEEKDATA for one word), and
-PTRACE_CONT; the ``HitReport`` is built after the thread runs again, and
-consecutive hits join one list that the event loop hands to the sink as is.
+PTRACE_GETSIGINFO, PTRACE_PEEKUSER of the instruction pointer (perf arming;
+a debug-register trap has it in si_addr) or of DR6 (debugreg arming: which
+slot fired), the values through the slot's ``RegionReader`` (PTRACE_PEEKDATA
+for one word), and PTRACE_CONT; the ``HitReport`` is built after the thread
+runs again, and consecutive hits join one list that the event loop hands to
+the sink as is.
 
-No waitpid for a trap the SIGCHLD announced. With perf arming, when the
-signalfd says the sender is a thread of ours in a SIGTRAP ptrace-stop
-(CLD_TRAPPED) that we have not collected yet, PTRACE_GETSIGINFO both proves the
-thread is in a ptrace-stop (ptrace refuses otherwise) and tells which stop (a
-perf trap's si_code is TRAP_PERF; a PTRACE_EVENT stop's is SIGTRAP | event <<
-8). Such a trap is answered with PTRACE_CONT, which clears the stop's wait
-status: no later waitpid reports it. Anything else (not ours, a HALT slot, a
-thread held, detaching or waiting for a table, a failed request) takes the
-waitpid path (``reap``), which sees that stop again and handles it in full.
+No waitpid for a trap the SIGCHLD announced. When the signalfd says the
+sender is a thread of ours in a SIGTRAP ptrace-stop (CLD_TRAPPED) that we have
+not collected yet, PTRACE_GETSIGINFO both proves the thread is in a
+ptrace-stop (ptrace refuses otherwise) and tells which stop (a perf trap's
+si_code is TRAP_PERF, a debug-register trap's TRAP_HWBKPT; a PTRACE_EVENT
+stop's is SIGTRAP | event << 8). Such a trap is answered with PTRACE_CONT,
+which clears the stop's wait status: no later waitpid reports it. Anything
+else (not ours, a HALT slot, a thread held, detaching or waiting for a table,
+a failed request) takes the waitpid path (``reap``), which sees that stop
+again and handles it in full.
 
 A SIGCHLD read may stand for several stops (waiter.py), so the other tids are
 swept too: at once while they are few (``SWEEP_NOW``), otherwise by the
@@ -74,6 +77,7 @@ _GETSIGINFO = pt.PTRACE_GETSIGINFO
 _SIGINFO_ADDR = pt.SIGINFO_ADDR
 _SI_CODE = pt.SI_CODE
 _SI_PERF_DATA = pt.SI_PERF_DATA
+_SI_ADDR = pt.SI_ADDR
 _PEEKUSER = pt.PTRACE_PEEKUSER
 _RIP = pt.RIP_OFFSET
 _CONT = pt.PTRACE_CONT
@@ -163,8 +167,8 @@ class StopHandler:
     def _unwaited_trap(self, t: Tracee) -> bool:
         """The SIGTRAP stop the SIGCHLD announced, answered without waitpid if it is a hit
         that resumes at once (see the module's docstring); False: not handled, reap it."""
-        if self.arming.needs_stop or t.holds or t.detaching or t.pending is not None:
-            return False  # debugreg's attribution resets DR6: do it once, after waitpid
+        if t.holds or t.detaching or t.pending is not None:
+            return False
         tid = t.tid
         if _ptrace(_GETSIGINFO, tid, None, _SIGINFO_ADDR) == -1:
             return False  # not in a ptrace-stop (any more): waitpid says what happened
@@ -224,7 +228,8 @@ class StopHandler:
         tid = t.tid
         pid = t.pid
         found: Found = []
-        ip = -1
+        # The siginfo of this very stop is still in its buffer (attribute reads no other).
+        ip = _SI_ADDR.value if self.arming.ip_in_siginfo else -1
         for slot in slots:
             if slot.access is _EXEC:
                 at = slot.address

@@ -585,3 +585,71 @@ async def test_attach_while_threads_are_being_created(
     assert len(started) == len(set(started))
     assert {h.tid for h in sink.hits} <= set(started)
     assert sink.process_exits == [(target.pid, 0)]
+
+
+async def _two_slot_hits(arming: str, writer: str, n: int) -> tuple[list[HitReport], int]:
+    mech = PtraceMechanism(arming)
+    sink = FakeSink()
+    sink.mech = mech
+    mech.start(sink)
+    target = Target([writer, str(n), "0", "2"])
+    try:
+        await mech.attach(target.pid)
+        a, b = entry(target.address), entry(target.address + 8)
+        assert await mech.apply([table(target.pid, target.pid, 1, a, b)]) == []
+        target.go()
+        await until(lambda: sink.process_exits != [], 60, "the target's exit")
+        target.finish()
+    finally:
+        target.kill()
+        await mech.close()
+    return sink.hits, target.address
+
+
+async def test_two_slots_each_hit_names_its_slot_and_instruction(
+    native_bins: dict[str, str],
+) -> None:
+    """Attribution and the instruction pointer: debugreg reads DR6 (never cleared: the
+    kernel rewrites it at every trap) and takes the ip from si_addr; perf reads the ip
+    with PEEKUSER. Both must name the same slot and the same instruction for each write
+    (a slot whose DR6 bit stayed set would be reported again at the other's traps)."""
+    n = 500
+    offsets = {}
+    for arming in ("perf", "debugreg"):
+        hits, address = await _two_slot_hits(arming, native_bins["writer"], n)
+        assert [h.index for h in hits] == [0, 1] * n, arming
+        assert [h.values for h in hits] == [(le(i),) for i in range(1, n + 1) for _ in (0, 1)]
+        assert [h.address for h in hits] == [address, address + 8] * n
+        by_slot = {i: {h.ip for h in hits if h.index == i} for i in (0, 1)}
+        # One store instruction in the writer's loop writes both variables.
+        assert all(len(v) == 1 for v in by_slot.values()), (arming, by_slot)
+        # The program is position independent: code and data move together.
+        offsets[arming] = {i: next(iter(v)) - address for i, v in by_slot.items()}
+    assert offsets["perf"] == offsets["debugreg"]
+
+
+async def test_a_trap_loop_spins_and_rare_traps_do_not(
+    rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
+) -> None:
+    mech, sink = rig
+    tracer = mech._tracer
+    assert tracer is not None
+    # 100 writes a millisecond apart: no spin per trap (one after the stop that arms
+    # debug registers may be: it came right after PTRACE_INTERRUPT). Then 3,000 writes
+    # back to back: most waits spin.
+    for argv, fewest, most in (
+        ([native_bins["writer"], "100", "1000"], 0, 3),
+        ([native_bins["writer"], "3000"], 300, 3000),
+    ):
+        sink.process_exits.clear()
+        before = tracer.spins
+        target = Target(argv)
+        try:
+            await mech.attach(target.pid)
+            await mech.apply([table(target.pid, target.pid, 1, entry(target.address))])
+            target.go()
+            await until(lambda: sink.process_exits != [], 60, "the target's exit")
+            target.finish()
+        finally:
+            target.kill()
+        assert fewest <= tracer.spins - before <= most, argv

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +90,21 @@ def test_it_tells_a_sigtrap_signal_stop_from_other_stops(
         while os.waitpid(pid, pt.WALL)[1] & 0x7F == 0x7F:
             pass  # a stop still unreported: the death follows
         proc.returncode = -signal.SIGKILL
+
+
+def test_a_spin_catches_what_comes_within_it(waiter: Waiter) -> None:
+    while waiter.wait(0) != (-1, False):
+        pass
+    threading.Timer(0.01, waiter.wake).start()
+    start = time.monotonic()
+    # The budget (2 s) outlasts the wake-up (10 ms): the spin sees it, nothing blocks.
+    assert waiter.wait(0, spin_ns=2_000_000_000) == (-1, True)
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_spin_gives_up_after_its_budget(waiter: Waiter) -> None:
+    while waiter.wait(0) != (-1, False):
+        pass
+    start = time.monotonic()
+    assert waiter.wait(0, spin_ns=20_000_000) == (-1, False)
+    assert time.monotonic() - start >= 0.020

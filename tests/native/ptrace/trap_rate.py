@@ -12,6 +12,9 @@ best run to best run (on a machine shared with other work, the best runs are the
 least disturbed ones). Run it as root:
 
     .venv/bin/python tests/native/ptrace/trap_rate.py [--writes N] [--rounds R] [--cpu N]
+        [--arming perf|debugreg]
+
+``--arming debugreg`` arms DR0/DR7 instead, against bench/ref_tracer.c in debugreg mode.
 
 Placement decides much of the figure. A tracer and its stopped target take turns;
 when the scheduler puts them on one CPU each turn is a plain context switch, when
@@ -52,6 +55,7 @@ _CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 class Programs:
     target_loop: str
     ptrace_ref: str
+    ref_tracer: str
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class RoundResult:
 def build(out: str) -> Programs:
     """Compile the reference and the target into ``out`` (as bench/ builds them)."""
     paths = {}
-    for name in ("target_loop", "ptrace_ref"):
+    for name in ("target_loop", "ptrace_ref", "ref_tracer"):
         exe = os.path.join(out, name)
         subprocess.run(
             ["gcc", "-O2", "-Wall", "-o", exe, str(_BENCH / f"{name}.c")],
@@ -89,10 +93,17 @@ def _on_cpu(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
-def reference_run(progs: Programs, n: int, cpu: int | None = None) -> RoundResult:
-    """The C reference on N writes (it and its target on ``cpu`` when given)."""
+def reference_run(
+    progs: Programs, n: int, cpu: int | None = None, arming: str = "perf"
+) -> RoundResult:
+    """The C reference on N writes (it and its target on ``cpu`` when given): ptrace_ref.c
+    for perf arming, ref_tracer.c for debugreg arming."""
+    if arming == "perf":
+        argv = [progs.ptrace_ref, progs.target_loop, str(n)]
+    else:
+        argv = [progs.ref_tracer, arming, "count", progs.target_loop, str(n)]
     proc = subprocess.run(
-        [*_on_cpu(cpu), progs.ptrace_ref, progs.target_loop, str(n)],
+        [*_on_cpu(cpu), *argv],
         capture_output=True,
         text=True,
         timeout=600,
@@ -218,8 +229,10 @@ def _spread(values: Sequence[float], fmt: str = ",.0f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
 
-async def _measure(progs: Programs, n: int, rounds: int, cpu: int | None) -> dict[str, object]:
-    mech = PtraceMechanism("perf")
+async def _measure(
+    progs: Programs, n: int, rounds: int, cpu: int | None, arming: str = "perf"
+) -> dict[str, object]:
+    mech = PtraceMechanism(arming)
     sink = _CountingSink()
     mech.start(sink)
     refs: list[RoundResult] = []
@@ -227,7 +240,7 @@ async def _measure(progs: Programs, n: int, rounds: int, cpu: int | None) -> dic
     try:
         await mechanism_run(mech, sink, progs, min(n, 1000), cpu)  # warm-up
         for i in range(rounds):
-            ref = await asyncio.to_thread(reference_run, progs, n, cpu)
+            ref = await asyncio.to_thread(reference_run, progs, n, cpu, arming)
             got = await mechanism_run(mech, sink, progs, n, cpu)
             refs.append(ref)
             mine.append(got)
@@ -244,6 +257,7 @@ async def _measure(progs: Programs, n: int, rounds: int, cpu: int | None) -> dic
         await mech.close()
     ratios = [m.rate / r.rate for m, r in zip(mine, refs, strict=True)]
     summary: dict[str, object] = {
+        "arming": arming,
         "writes": n,
         "rounds": rounds,
         "cpu": cpu,
@@ -278,11 +292,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
         default=None,
         help="pin each tracer and its target to this CPU (the event loop stays free)",
     )
+    parser.add_argument("--arming", choices=("perf", "debugreg"), default="perf")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trap-rate-") as out:
         progs = build(out)
-        summary = asyncio.run(_measure(progs, args.writes, args.rounds, args.cpu))
+        summary = asyncio.run(_measure(progs, args.writes, args.rounds, args.cpu, args.arming))
     if args.json:
         print(json.dumps(summary))
     return summary
