@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -224,3 +226,54 @@ def test_hwbkpt_watch_nonstop_from_the_command_line(daemon: Daemon, vars_target:
     assert err.value.code == "NOT_FOUND"  # let go when the watch ended
     t.write(0, 42)
     assert t.finish()[0] == 0
+
+
+def _perf_fds(pid: int) -> int:
+    """perf event descriptors a process holds."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if "perf_event" in os.readlink(fd))
+
+
+def test_a_broker_killed_mid_burst_leaves_a_nonstop_target_running(
+    tmp_path: Path, bins: dict[str, str]
+) -> None:
+    """No ptrace, no sigtrap: when the broker dies its perf events die with it and the
+    target never notices, even writing as fast as it can (a ptrace watch could not
+    promise that: a thread caught in its trap stop would get the SIGTRAP)."""
+    d = native_daemon(tmp_path, "perf")
+    target = Target([bins["writer"], "2000000"])
+    try:
+        with d.client() as client:
+            s = client.open_session("doomed")
+            s.watch(target.address, pid=target.pid, nonstop=True)
+            assert _perf_fds(d.proc.pid) > 0
+            target.send("g")
+            assert expect_event(s, "hit", 10) is not None
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait(10)
+        rc, out = target.finish()
+        assert (rc, out.strip()) == (0, "done 2000000")
+    finally:
+        target.kill()
+        d.stop()
+
+
+def test_a_nonstop_target_killed_is_told_and_the_broker_carries_on(
+    daemon: Daemon, bins: dict[str, str]
+) -> None:
+    target = Target([bins["writer"], "100000000"])
+    with daemon.client() as client:
+        s = client.open_session("victim")
+        bp = s.watch(target.address, pid=target.pid, nonstop=True)
+        target.send("g")
+        assert expect_event(s, "hit", 10) is not None
+        target.proc.send_signal(signal.SIGKILL)
+        gone = expect_event(s, "target_exited", 10)
+        assert isinstance(gone.payload, hwbkpt.TargetExited)
+        assert gone.payload.pid == target.pid
+        assert gone.payload.exit_code in (-1, -signal.SIGKILL, 128 + signal.SIGKILL)
+        expect_event(s, "removed", 5, where=lambda e: e.breakpoint_id == bp.id)
+        assert s.list() == []
+        # The broker serves on, and holds no event for the dead process.
+        assert client.describe().machine == "native"
+    target.kill()
