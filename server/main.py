@@ -130,6 +130,7 @@ def tune_gc() -> None:
     hits a second the default threshold ran a collection every few milliseconds, about a
     third of the hit path's time on a simulated broker. What exists at start-up (modules,
     the machine) is frozen out of the collector's walks."""
+    gc.collect()  # start-up garbage goes now, not with the first hits
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD0, older, oldest)

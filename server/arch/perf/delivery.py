@@ -10,10 +10,10 @@ and always before anything read later.
 from __future__ import annotations
 
 import asyncio
-import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hwbkptd.arch.perf.generations import GenerationHistory
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.arch.perf.ring import SampleFormat
 from hwbkptd.core.mechanism import HitReport, MechanismSink, SlotEntry
@@ -21,31 +21,16 @@ from hwbkptd.core.model import CPU_CONTEXT
 
 __all__ = ["HitDelivery", "KernelSlot", "KernelStats"]
 
-_GENERATIONS_KEPT = 8
-
 
 @dataclass(slots=True)
-class KernelSlot:
+class KernelSlot(GenerationHistory):
     """One installed slot of the CPU context table and its per-CPU events."""
 
     pool: str
     index: int
     entry: SlotEntry
-    #: Since when (CLOCK_MONOTONIC ns) each generation in ``gens`` holds the slot, oldest first.
-    since: list[int] = field(default_factory=list)
-    gens: list[int] = field(default_factory=list)
     #: cpu -> (event fd, event id)
     events: dict[int, tuple[int, int]] = field(default_factory=dict)
-
-    def hold(self, since_ns: int, generation: int) -> None:
-        self.since.append(since_ns)
-        self.gens.append(generation)
-        if len(self.gens) > _GENERATIONS_KEPT:
-            del self.since[0], self.gens[0]
-
-    def generation_at(self, t_ns: int) -> int:
-        i = bisect.bisect_right(self.since, t_ns) - 1
-        return self.gens[max(i, 0)]
 
 
 @dataclass(slots=True)

@@ -24,10 +24,10 @@ duplicates, never a missed hit).
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from hwbkptd.arch.perf.generations import GenerationHistory
 from hwbkptd.arch.perf.ring import Sample
 from hwbkptd.core.mechanism import SlotEntry
 from hwbkptd.core.model import Chunk
@@ -36,7 +36,6 @@ __all__ = ["BUFFER_LIMIT", "Book", "Event", "Thread", "ThreadSlot"]
 
 #: Samples kept per newborn thread while its first table is not applied.
 BUFFER_LIMIT = 65536
-_GENERATIONS_KEPT = 8
 
 
 @dataclass(eq=False, slots=True)
@@ -60,26 +59,14 @@ class Event:
 
 
 @dataclass(slots=True)
-class ThreadSlot:
+class ThreadSlot(GenerationHistory):
     """One installed non-stop slot of a thread: the event serving it on each CPU."""
 
     tid: int
     pool: str
     index: int
     entry: SlotEntry
-    since: list[int] = field(default_factory=list)
-    gens: list[int] = field(default_factory=list)
     events: dict[int, Event] = field(default_factory=dict)
-
-    def hold(self, since_ns: int, generation: int) -> None:
-        self.since.append(since_ns)
-        self.gens.append(generation)
-        if len(self.gens) > _GENERATIONS_KEPT:
-            del self.since[0], self.gens[0]
-
-    def generation_at(self, t_ns: int) -> int:
-        i = bisect.bisect_right(self.since, t_ns) - 1
-        return self.gens[max(i, 0)]
 
 
 @dataclass(eq=False, slots=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import struct
 import time
@@ -35,8 +34,8 @@ from hwbkptd.arch.linux.perf_event import (
     breakpoint_attr,
     perf_event_open,
 )
-from hwbkptd.arch.perf.percpu import IOC_SET_OUTPUT, bp_type_for
-from hwbkptd.arch.perf.ring import SAMPLE_IDENTIFIER, RingBuffer, map_ring
+from hwbkptd.arch.perf.percpu import CpuRing, bp_type_for
+from hwbkptd.arch.perf.ring import SAMPLE_IDENTIFIER
 from hwbkptd.core.model import Access, Chunk
 
 __all__ = [
@@ -85,28 +84,12 @@ def _dummy_attr() -> PerfEventAttr:
     return attr
 
 
-class NonstopRing:
-    """One CPU's ring, owned by a CPU-wide dummy event that records nothing itself."""
+class NonstopRing(CpuRing):
+    """One CPU's ring, owned by a CPU-wide dummy event that records nothing itself; it
+    wakes its reader once ``wakeup_bytes`` wait (1: every record)."""
 
     def __init__(self, cpu: int, data_pages: int, wakeup_bytes: int = 1) -> None:
-        attr = _dummy_attr()
-        attr.set_flag(Flag.WATERMARK)
-        attr.wakeup_events = wakeup_bytes  # wakeup_watermark shares this word
-        self.cpu = cpu
-        self.fd = perf_event_open(attr, -1, cpu)
-        try:
-            self.ring: RingBuffer = map_ring(self.fd, data_pages)
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def attach(self, event_fd: int) -> None:
-        """Send ``event_fd``'s records into this ring (same CPU, same clock)."""
-        fcntl.ioctl(event_fd, IOC_SET_OUTPUT, self.fd)
-
-    def close(self) -> None:
-        self.ring.close()
-        os.close(self.fd)
+        super().__init__(cpu, data_pages, NONSTOP_SAMPLE_TYPE, wakeup_bytes=wakeup_bytes)
 
 
 def open_tracker(tid: int, cpu: int) -> int:

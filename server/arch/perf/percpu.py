@@ -124,13 +124,20 @@ def open_kernel_breakpoint(chunk: Chunk, cpu: int, sample_type: int) -> int:
 class CpuRing:
     """The sample ring of one CPU, owned by a dummy event on that CPU."""
 
-    def __init__(self, cpu: int, data_pages: int, sample_type: int) -> None:
+    def __init__(
+        self, cpu: int, data_pages: int, sample_type: int, *, wakeup_bytes: int = 0
+    ) -> None:
+        """``wakeup_bytes``: wake readers once that many bytes wait (a watermark), instead
+        of when an event's own ``wakeup_events`` says so."""
         attr = PerfEventAttr()
         attr.type = PERF_TYPE_SOFTWARE
         attr.size = ctypes.sizeof(PerfEventAttr)
         attr.config = PERF_COUNT_SW_DUMMY
         attr.sample_type = sample_type
         _use_monotonic(attr)
+        if wakeup_bytes:
+            attr.set_flag(Flag.WATERMARK)
+            attr.wakeup_events = wakeup_bytes  # wakeup_watermark shares this word
         self.cpu = cpu
         #: What every event writing here samples (they must agree).
         self.sample_type = sample_type
