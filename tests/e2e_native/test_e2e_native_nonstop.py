@@ -244,6 +244,18 @@ def test_a_broker_killed_mid_burst_leaves_a_nonstop_target_running(
     """No ptrace, no sigtrap: when the broker dies its perf events die with it and the
     target never notices, even writing as fast as it can (a ptrace watch could not
     promise that: a thread caught in its trap stop would get the SIGTRAP)."""
+    _kill_broker_mid_burst(tmp_path, bins)
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(os.environ.get("HWBKPT_SOAK") != "1", reason="soak: set HWBKPT_SOAK=1")
+def test_a_broker_killed_mid_burst_twenty_times(tmp_path: Path, bins: dict[str, str]) -> None:
+    for round_ in range(20):
+        _kill_broker_mid_burst(tmp_path / str(round_), bins)
+
+
+def _kill_broker_mid_burst(tmp_path: Path, bins: dict[str, str]) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     d = native_daemon(tmp_path, "perf")
     target = Target([bins["writer"], "2000000"])
     try:
