@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hwbkpt import models as m
+from hwbkpt._build import positional_builder
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import sim_pb2 as simpb
 
@@ -307,7 +308,7 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
         # Positional, in field order (runs once per hit; keywords cost a third more):
         # pid, tid, cpu, ip, address, access, value, old_value, hit_count, generation,
         # halted, ip_symbol, value_late, call_chain.
-        return m.Hit(
+        return _new_hit(
             h.pid,
             h.tid,
             h.cpu,
@@ -348,6 +349,9 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One Hit and one Event per received hit: built without __init__'s per-field lookups.
+_new_hit = positional_builder(m.Hit)
+_new_event = positional_builder(m.Event)
 
 
 def _time_from_pb(ts: Timestamp) -> datetime:
@@ -361,7 +365,7 @@ def event_from_pb(msg: pb.Event) -> m.Event | None:
     payload = _payload_from_pb(msg)
     if payload is None:
         return None
-    return m.Event(msg.seq, _time_from_pb(msg.time), msg.breakpoint_id, payload)
+    return _new_event(msg.seq, _time_from_pb(msg.time), msg.breakpoint_id, payload)
 
 
 def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:
