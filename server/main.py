@@ -121,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 #: Allocations between young-generation collections (CPython's default is 700).
-GC_THRESHOLD0 = 50_000
+GC_THRESHOLD0 = 10_000
 
 
 def tune_gc() -> None:
