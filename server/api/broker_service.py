@@ -193,3 +193,11 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         token = convert.token_from_proto(request.token)
         await self._broker.release_process(token, request.pid)
         return broker_pb2.ReleaseProcessResponse()
+
+    @guard
+    async def DetachProcess(
+        self, request: broker_pb2.DetachProcessRequest, context: Context
+    ) -> broker_pb2.DetachProcessResponse:
+        token = convert.token_from_proto(request.token)
+        released, removed = await self._broker.detach_process(token, request.pid)
+        return broker_pb2.DetachProcessResponse(released=released, removed_breakpoint_ids=removed)

@@ -458,6 +458,29 @@ class Broker:
         """Let a process this session launched run its first instruction."""
         await self._desk.release(token, pid)
 
+    async def detach_process(self, token: str, pid: int) -> tuple[bool, tuple[int, ...]]:
+        """End this session's hold on ``pid`` (gdb's ``detach``): (let go, removed ids)."""
+        session = self._sessions.get(token)
+        if pid <= 0:
+            raise InvalidArgument("pid", f"not a process id: {pid}")
+        if pid not in self._tracing:
+            if pid in self._procs:
+                raise FailedPrecondition(
+                    f"process {pid} belongs to the simulated machine: end it with the sim service"
+                )
+            raise NotFound("pid", f"process {pid} is not under the broker")
+        mine = tuple(
+            rid
+            for rid in self._records.of_process(pid)
+            if (record := self._records.get(rid)) is not None and record.session is session
+        )
+        for rid in mine:
+            self._remove(rid, "detached")
+        await self._tracing.drop_need(session.id, pid)
+        _audit("process_detached", session, pid=pid, removed=list(mine))
+        await self._flush_and_sweep()
+        return pid not in self._tracing, mine
+
     def _forget_process(self, pid: int) -> None:
         for tid in sorted(self._procs.get(pid, ())):
             self._drop_thread(tid)

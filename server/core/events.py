@@ -70,7 +70,8 @@ class Restored:
 
 @dataclass(frozen=True, slots=True)
 class Removed:
-    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed", "shutdown"
+    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
+    #: "shutdown", "detached"
     reason: str
 
 

@@ -188,6 +188,17 @@ class Tracing:
             except (BrokerError, OSError) as err:
                 _log.warning("release_failed", pid=pid, error=str(err))
 
+    async def drop_need(self, session_id: str, pid: int) -> None:
+        """The session no longer needs ``pid``: its explicit need goes, a launch it still
+        holds runs."""
+        entry = self._procs.get(pid)
+        if entry is None:
+            return
+        entry.explicit.discard(session_id)
+        if entry.launched_by == session_id and entry.held:
+            entry.held = False
+            await self._mechanism.release(pid)
+
     def exited(self, pid: int) -> set[str]:
         """The process ended; returns the sessions that needed it explicitly."""
         entry = self._procs.pop(pid, None)

@@ -295,3 +295,26 @@ def test_attach_errors_keep_their_status(daemon: Daemon) -> None:
             s.attach_process(daemon.proc.pid)
         assert err.value.code == "FAILED_PRECONDITION"
         assert "cannot trace itself" in err.value.message
+
+
+def test_detach_process_removes_the_session_s_watches_and_lets_go(
+    daemon: Daemon, vars_target: Target
+) -> None:
+    t = vars_target
+    with daemon.client() as client:
+        s = client.open_session("detacher")
+        assert s.attach_process(t.pid) == (t.pid,)
+        bp = s.watch(t.address, pid=t.pid)
+        t.write(0, 3)
+        assert _hit(s, 3).tid == t.pid
+        assert s.detach_process(t.pid) is True
+        removed = expect_event(s, "removed", where=lambda e: e.breakpoint_id == bp.id)
+        assert isinstance(removed.payload, hwbkpt.Removed)
+        assert removed.payload.reason == "detached"
+        assert s.list() == []
+        until(lambda: tracer_pid(t.pid) == 0, 10, "the broker to let the process go")
+        t.write(0, 4)  # runs untraced, no trap left behind
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.detach_process(t.pid)
+        assert err.value.code == "NOT_FOUND"
+    assert t.finish()[0] == 0

@@ -100,8 +100,14 @@ async def test_every_rpc(daemon: Daemon) -> None:
         b.AttachProcess(broker_pb2.AttachProcessRequest(token=token, pid=pid)),
         b.LaunchProcess(broker_pb2.LaunchProcessRequest(token=token, argv=["/bin/true"])),
         b.ReleaseProcess(broker_pb2.ReleaseProcessRequest(token=token, pid=pid)),
+        b.DetachProcess(broker_pb2.DetachProcessRequest(token=token, pid=pid)),
     ):
         await expect_error(call, grpc.StatusCode.FAILED_PRECONDITION)
+    await expect_error(
+        b.DetachProcess(broker_pb2.DetachProcessRequest(token=token, pid=999_999)),
+        NOT_FOUND,
+        "pid",
+    )
 
     await b.RemoveBreakpoint(broker_pb2.RemoveBreakpointRequest(token=token, breakpoint_id=bp.id))
     removed = await events.next("removed")

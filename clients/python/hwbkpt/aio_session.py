@@ -297,6 +297,12 @@ class AsyncSession:
         req = pb.ReleaseProcessRequest(token=self.token, pid=pid)
         await self._client._call(self._broker.ReleaseProcess, req)
 
+    async def detach_process(self, pid: int) -> bool:
+        """End this session's hold on ``pid`` (gdb's ``detach``): its requests there are
+        removed, a launch it holds runs. True when the broker let the process go."""
+        req = pb.DetachProcessRequest(token=self.token, pid=pid)
+        return (await self._client._call(self._broker.DetachProcess, req)).released
+
     # --- events ------------------------------------------------------------------------
     # ``timeout`` mirrors the blocking Session's signature, hence the noqa.
     async def next_event(self, timeout: float | None = None) -> m.Event | None:  # noqa: ASYNC109

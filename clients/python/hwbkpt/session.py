@@ -241,6 +241,12 @@ class Session:
         req = pb.ReleaseProcessRequest(token=self.token, pid=pid)
         self._client._call(self._broker.ReleaseProcess, req)
 
+    def detach_process(self, pid: int) -> bool:
+        """End this session's hold on ``pid`` (gdb's ``detach``): its requests there are
+        removed, a launch it holds runs. True when the broker let the process go."""
+        req = pb.DetachProcessRequest(token=self.token, pid=pid)
+        return self._client._call(self._broker.DetachProcess, req).released
+
     # --- events ------------------------------------------------------------------------
     def next_event(self, timeout: float | None = None) -> m.Event | None:
         """The next event; ``None`` after ``timeout`` seconds or once the session is over."""

@@ -20,7 +20,7 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event, TargetExited
+from hwbkptd.core.events import Event, Removed, TargetExited
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, RequestState, Scope
 
@@ -373,3 +373,32 @@ async def test_a_stopping_request_upgrades_a_nonstop_process_once(world: World) 
     for view in b.list_breakpoints(a):
         await b.remove_breakpoint(a, view.id)
     assert sim.calls[-1] == ("detach", 600)
+
+
+async def test_detach_drops_the_session_s_hold_and_lets_go_after_the_last(world: World) -> None:
+    b, sim = world.broker, world.sim
+    a, c = session(world, "a"), session(world, "c")
+    await b.attach_process(a, 500)
+    mine = await b.set_breakpoint(a, watch(500))
+    theirs = await b.set_breakpoint(c, watch(500, VAR + 8))
+    assert await b.detach_process(a, 500) == (False, (mine.id,))  # c still watches it
+    assert [v.id for v in b.list_breakpoints(a)] == []
+    assert [v.id for v in b.list_breakpoints(c)] == [theirs.id]
+    assert ("detach", 500) not in sim.calls
+    removed = [e.kind for e in await events(b, a) if isinstance(e.kind, Removed)]
+    assert removed == [Removed("detached")]
+    assert await b.detach_process(c, 500) == (True, (theirs.id,))
+    assert sim.calls[-1] == ("detach", 500)
+    with pytest.raises(NotFound) as err:
+        await b.detach_process(c, 500)
+    assert err.value.field == "pid"
+    with pytest.raises(InvalidArgument):
+        await b.detach_process(c, 0)
+
+
+async def test_detaching_a_held_launch_lets_it_run(world: World) -> None:
+    b, sim = world.broker, world.sim
+    a = session(world, "a")
+    pid = await b.launch_process(a, ["/bin/true"], {}, "/")
+    assert await b.detach_process(a, pid) == (True, ())
+    assert sim.calls[-2:] == [("release", pid), ("detach", pid)]

@@ -766,7 +766,9 @@ class Removed(_message.Message):
 
     REASON_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed" """
+    """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
+    "detached" (DetachProcess)
+    """
     def __init__(
         self,
         *,
@@ -1551,3 +1553,51 @@ class ReleaseProcessResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseProcessResponse: _TypeAlias = ReleaseProcessResponse  # noqa: Y015
+
+@_typing.final
+class DetachProcessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    pid: _builtins.int
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        pid: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetachProcessRequest: _TypeAlias = DetachProcessRequest  # noqa: Y015
+
+@_typing.final
+class DetachProcessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    REMOVED_BREAKPOINT_IDS_FIELD_NUMBER: _builtins.int
+    released: _builtins.bool
+    """True when the broker let the process go (no other session needs it)."""
+    @_builtins.property
+    def removed_breakpoint_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """This session's requests on the process, now removed."""
+
+    def __init__(
+        self,
+        *,
+        released: _builtins.bool = ...,
+        removed_breakpoint_ids: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released", "removed_breakpoint_ids", b"removed_breakpoint_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DetachProcessResponse: _TypeAlias = DetachProcessResponse  # noqa: Y015

@@ -110,6 +110,11 @@ class BrokerServiceStub:
                 request_serializer=hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessRequest.SerializeToString,
                 response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessResponse.FromString,
                 _registered_method=True)
+        self.DetachProcess = channel.unary_unary(
+                '/hwbkpt.v1.BrokerService/DetachProcess',
+                request_serializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.SerializeToString,
+                response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServiceServicer:
@@ -224,6 +229,15 @@ class BrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DetachProcess(self, request, context):
+        """DetachProcess ends this session's hold on a process, as gdb's detach does: its
+        requests there are removed, a launch it still holds is released, and the broker lets
+        the process go when no other session needs it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -301,6 +315,11 @@ def add_BrokerServiceServicer_to_server(servicer, server):
                     servicer.ReleaseProcess,
                     request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessRequest.FromString,
                     response_serializer=hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessResponse.SerializeToString,
+            ),
+            'DetachProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachProcess,
+                    request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.FromString,
+                    response_serializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -709,6 +728,33 @@ class BrokerService:
             '/hwbkpt.v1.BrokerService/ReleaseProcess',
             hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessRequest.SerializeToString,
             hwbkpt_dot_v1_dot_broker__pb2.ReleaseProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwbkpt.v1.BrokerService/DetachProcess',
+            hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.SerializeToString,
+            hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,11 @@ class BrokerServiceStub:
     """LaunchProcess starts a program held at its first instruction until released."""
     ReleaseProcess: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ReleaseProcessRequest, _broker_pb2.ReleaseProcessResponse]
     """ReleaseProcess lets a launched process run its first instruction."""
+    DetachProcess: _grpc.UnaryUnaryMultiCallable[_broker_pb2.DetachProcessRequest, _broker_pb2.DetachProcessResponse]
+    """DetachProcess ends this session's hold on a process, as gdb's detach does: its
+    requests there are removed, a launch it still holds is released, and the broker lets
+    the process go when no other session needs it.
+    """
 
 @_typing.type_check_only
 class BrokerServiceAsyncStub(BrokerServiceStub):
@@ -107,6 +112,11 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
     """LaunchProcess starts a program held at its first instruction until released."""
     ReleaseProcess: _aio.UnaryUnaryMultiCallable[_broker_pb2.ReleaseProcessRequest, _broker_pb2.ReleaseProcessResponse]  # type: ignore[assignment]
     """ReleaseProcess lets a launched process run its first instruction."""
+    DetachProcess: _aio.UnaryUnaryMultiCallable[_broker_pb2.DetachProcessRequest, _broker_pb2.DetachProcessResponse]  # type: ignore[assignment]
+    """DetachProcess ends this session's hold on a process, as gdb's detach does: its
+    requests there are removed, a launch it still holds is released, and the broker lets
+    the process go when no other session needs it.
+    """
 
 class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
     """BrokerService arbitrates the machine's hardware breakpoint slots between sessions."""
@@ -234,5 +244,16 @@ class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.ReleaseProcessResponse, _abc.Awaitable[_broker_pb2.ReleaseProcessResponse]]:
         """ReleaseProcess lets a launched process run its first instruction."""
+
+    @_abc_1.abstractmethod
+    def DetachProcess(
+        self,
+        request: _broker_pb2.DetachProcessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.DetachProcessResponse, _abc.Awaitable[_broker_pb2.DetachProcessResponse]]:
+        """DetachProcess ends this session's hold on a process, as gdb's detach does: its
+        requests there are removed, a launch it still holds is released, and the broker lets
+        the process go when no other session needs it.
+        """
 
 def add_BrokerServiceServicer_to_server(servicer: BrokerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
