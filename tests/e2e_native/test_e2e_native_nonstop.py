@@ -42,14 +42,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> It
     assert d.stop() == 0, d.log()
 
 
-@pytest.fixture
-def vars_target(bins: dict[str, str]) -> Iterator[Target]:
-    target = Target([bins["vars"]])
-    assert target.readline() == "ready"
-    yield target
-    target.kill()
-
-
 def _unblock_sigchld() -> None:
     # The test process blocks SIGCHLD (tests/conftest.py, as hwbkptd does); a gdb that
     # inherits the mask never hears of its inferior's stops.

@@ -46,14 +46,6 @@ def daemon(
     assert d.stop() == 0, d.log()
 
 
-@pytest.fixture
-def vars_target(bins: dict[str, str]) -> Iterator[Target]:
-    target = Target([bins["vars"]])
-    assert target.readline() == "ready"
-    yield target
-    target.kill()
-
-
 def _hit(session: hwbkpt.Session, value: int) -> hwbkpt.Hit:
     ev = expect_event(session, "hit", where=lambda e: e.payload.value_int == value)  # type: ignore[union-attr]
     assert isinstance(ev.payload, hwbkpt.Hit)

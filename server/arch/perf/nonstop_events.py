@@ -17,26 +17,21 @@ exits are reported from them). ``wakeup_bytes=1`` wakes on every record.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import struct
-import time
 
 from hwbkptd.arch.linux.perf_event import (
-    SAMPLE_ADDR,
-    SAMPLE_CPU,
-    SAMPLE_IP,
-    SAMPLE_TID,
-    SAMPLE_TIME,
     Flag,
-    PerfEventAttr,
-    breakpoint_attr,
     perf_event_open,
 )
-from hwbkptd.arch.perf.percpu import CpuRing, bp_type_for
-from hwbkptd.arch.perf.ring import SAMPLE_IDENTIFIER
-from hwbkptd.core.model import Access, Chunk
+from hwbkptd.arch.perf.percpu import (
+    KERNEL_SAMPLE_TYPE,
+    CpuRing,
+    dummy_attr,
+    sampling_breakpoint_attr,
+)
+from hwbkptd.core.model import Chunk
 
 __all__ = [
     "FLAG_COMM",
@@ -50,9 +45,8 @@ __all__ = [
     "read_lost",
 ]
 
-NONSTOP_SAMPLE_TYPE = (
-    SAMPLE_IDENTIFIER | SAMPLE_IP | SAMPLE_TID | SAMPLE_TIME | SAMPLE_ADDR | SAMPLE_CPU
-)
+#: What the kernel helper samples too (ip, tid, time, address, cpu, the event's id).
+NONSTOP_SAMPLE_TYPE = KERNEL_SAMPLE_TYPE
 
 # perf_event_attr flag bits perf_event.Flag lacks.
 FLAG_COMM = 9
@@ -62,26 +56,6 @@ FLAG_COMM_EXEC = 24
 #: read_format bit: read() also returns the samples the event could not write (Linux 6.0).
 PERF_FORMAT_LOST = 1 << 4
 _COUNT_AND_LOST = struct.Struct("=QQ")
-
-_PERF_TYPE_SOFTWARE = 1
-_PERF_COUNT_SW_DUMMY = 9
-_EXEC_LEN = ctypes.sizeof(ctypes.c_long)
-
-
-def _clock_and_ids(attr: PerfEventAttr) -> None:
-    attr.set_flag(Flag.USE_CLOCKID)
-    attr.clockid = time.CLOCK_MONOTONIC
-    attr.set_flag(Flag.SAMPLE_ID_ALL)
-
-
-def _dummy_attr() -> PerfEventAttr:
-    attr = PerfEventAttr()
-    attr.type = _PERF_TYPE_SOFTWARE
-    attr.size = ctypes.sizeof(PerfEventAttr)
-    attr.config = _PERF_COUNT_SW_DUMMY
-    attr.sample_type = NONSTOP_SAMPLE_TYPE
-    _clock_and_ids(attr)
-    return attr
 
 
 class NonstopRing(CpuRing):
@@ -94,7 +68,7 @@ class NonstopRing(CpuRing):
 
 def open_tracker(tid: int, cpu: int) -> int:
     """A dummy event on ``tid`` writing FORK/EXIT/COMM records, inherited by its new threads."""
-    attr = _dummy_attr()
+    attr = dummy_attr(NONSTOP_SAMPLE_TYPE)
     attr.set_flag(Flag.INHERIT)
     attr.set_flag(Flag.INHERIT_THREAD)
     attr.set_flag(FLAG_TASK)
@@ -121,21 +95,15 @@ def open_user_breakpoint(chunk: Chunk, tid: int, cpu: int) -> tuple[int, bool]:
     kernel drops the event (and its copies) before the new image runs.
     Raises OSError (ENOSPC: the thread has no free debug register).
     """
-    length = _EXEC_LEN if chunk.access is Access.EXEC else chunk.length
-    attr = breakpoint_attr(
-        chunk.address,
-        length,
-        bp_type_for(chunk.access),
-        sample_type=NONSTOP_SAMPLE_TYPE,
-        sample_period=1,
-        disabled=True,
+    attr = sampling_breakpoint_attr(
+        chunk,
+        NONSTOP_SAMPLE_TYPE,
         exclude_kernel=True,
         inherit=True,
         remove_on_exec=True,
         wakeup_events=0,
     )
     attr.set_flag(Flag.INHERIT_THREAD)
-    _clock_and_ids(attr)
     if _LostFormat.supported:
         attr.read_format = PERF_FORMAT_LOST
         try:

@@ -49,10 +49,12 @@ __all__ = [
     "KERNEL_SAMPLE_TYPE",
     "CpuRing",
     "bp_type_for",
+    "dummy_attr",
     "enable",
     "errno_text",
     "event_id",
     "open_kernel_breakpoint",
+    "sampling_breakpoint_attr",
 ]
 
 IOC_SET_OUTPUT = 0x2405  # _IO('$', 5)
@@ -91,6 +93,46 @@ def _use_monotonic(attr: PerfEventAttr) -> None:
     attr.set_flag(Flag.SAMPLE_ID_ALL)
 
 
+def dummy_attr(sample_type: int) -> PerfEventAttr:
+    """A software dummy event (it counts nothing): a ring's owner, or a task tracker."""
+    attr = PerfEventAttr()
+    attr.type = PERF_TYPE_SOFTWARE
+    attr.size = ctypes.sizeof(PerfEventAttr)
+    attr.config = PERF_COUNT_SW_DUMMY
+    attr.sample_type = sample_type
+    _use_monotonic(attr)
+    return attr
+
+
+def sampling_breakpoint_attr(
+    chunk: Chunk,
+    sample_type: int,
+    *,
+    exclude_user: bool = False,
+    exclude_kernel: bool = False,
+    inherit: bool = False,
+    remove_on_exec: bool = False,
+    wakeup_events: int = 1,
+) -> PerfEventAttr:
+    """A disabled breakpoint sampling every hit, on the monotonic clock its ring shares."""
+    length = _EXEC_LEN if chunk.access is Access.EXEC else chunk.length
+    attr = breakpoint_attr(
+        chunk.address,
+        length,
+        bp_type_for(chunk.access),
+        sample_type=sample_type,
+        sample_period=1,
+        disabled=True,
+        exclude_user=exclude_user,
+        exclude_kernel=exclude_kernel,
+        inherit=inherit,
+        remove_on_exec=remove_on_exec,
+        wakeup_events=wakeup_events,
+    )
+    _use_monotonic(attr)
+    return attr
+
+
 def event_id(fd: int) -> int:
     """The kernel's id of an event (what SAMPLE_IDENTIFIER reports)."""
     buf = array.array("Q", [0])
@@ -104,18 +146,7 @@ def open_kernel_breakpoint(chunk: Chunk, cpu: int, sample_type: int) -> int:
     Disabled so that a slot is enabled on every CPU only once it opened on all
     of them (all or nothing); raises OSError (ENOSPC: a slot is held elsewhere).
     """
-    length = _EXEC_LEN if chunk.access is Access.EXEC else chunk.length
-    attr = breakpoint_attr(
-        chunk.address,
-        length,
-        bp_type_for(chunk.access),
-        sample_type=sample_type,
-        sample_period=1,
-        disabled=True,
-        exclude_user=True,
-        wakeup_events=1,
-    )
-    _use_monotonic(attr)
+    attr = sampling_breakpoint_attr(chunk, sample_type, exclude_user=True, wakeup_events=1)
     if sample_type & SAMPLE_CALLCHAIN:
         attr.set_flag(Flag.EXCLUDE_CALLCHAIN_USER)
     return perf_event_open(attr, -1, cpu)
@@ -129,12 +160,7 @@ class CpuRing:
     ) -> None:
         """``wakeup_bytes``: wake readers once that many bytes wait (a watermark), instead
         of when an event's own ``wakeup_events`` says so."""
-        attr = PerfEventAttr()
-        attr.type = PERF_TYPE_SOFTWARE
-        attr.size = ctypes.sizeof(PerfEventAttr)
-        attr.config = PERF_COUNT_SW_DUMMY
-        attr.sample_type = sample_type
-        _use_monotonic(attr)
+        attr = dummy_attr(sample_type)
         if wakeup_bytes:
             attr.set_flag(Flag.WATERMARK)
             attr.wakeup_events = wakeup_bytes  # wakeup_watermark shares this word
