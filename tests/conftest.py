@@ -7,6 +7,7 @@ import signal
 
 import pytest
 from hypothesis import HealthCheck, settings
+from native_support import MACHINE_REFUSES
 
 # The ptrace mechanism learns of tracee stops through a signalfd for SIGCHLD, which only works
 # when SIGCHLD is blocked in every thread of the process (hwbkptd builds its machine before any
@@ -25,18 +26,39 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci")
 
 
-# With HWBKPT_REQUIRE_NATIVE=1 (CI) a skipped test is a failure, whatever skipped it.
+# With HWBKPT_REQUIRE_NATIVE=1 (CI) a skipped test is a failure, whatever skipped it, except
+# a refusal by the kernel itself (native_support.machine_refuses), which is listed instead.
 _skipped: list[str] = []
+_refused: list[str] = []
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and os.environ.get("HWBKPT_REQUIRE_NATIVE") == "1":
+    if not report.skipped:
+        return
+    reason = _skip_reason(report)
+    if MACHINE_REFUSES in reason:
+        _refused.append(f"{report.nodeid}: {reason.split(MACHINE_REFUSES, 1)[1]}")
+    elif os.environ.get("HWBKPT_REQUIRE_NATIVE") == "1":
         _skipped.append(report.nodeid)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if _refused and reporter is not None:
+        reporter.write_line(
+            f"{len(_refused)} test(s) could not run because this machine's kernel refuses:",
+            yellow=True,
+        )
+        for line in _refused:
+            reporter.write_line(f"  {line}", yellow=True)
     if _skipped:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(
                 f"HWBKPT_REQUIRE_NATIVE=1: {len(_skipped)} skipped test(s) count as failures:",

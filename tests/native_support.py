@@ -7,7 +7,17 @@ from typing import NoReturn
 
 import pytest
 
-__all__ = ["native_required", "require_native"]
+__all__ = [
+    "MACHINE_REFUSES",
+    "kernel_addresses_refused",
+    "machine_refuses",
+    "native_required",
+    "need_kernel_addresses",
+    "require_native",
+]
+
+#: Prefix of the skip reason for a capability the kernel itself refuses (see ``machine_refuses``).
+MACHINE_REFUSES = "the machine refuses: "
 
 
 def native_required() -> bool:
@@ -19,3 +29,28 @@ def require_native(reason: str) -> NoReturn:
     if native_required():
         pytest.fail(f"native test cannot run (HWBKPT_REQUIRE_NATIVE=1): {reason}")
     pytest.skip(reason)
+
+
+def machine_refuses(reason: str) -> NoReturn:
+    """Skip, even in CI, because the kernel refuses what the test needs, whoever asks.
+
+    Only for refusals the broker's own probe saw (``PerfCaps.kernel_addresses_refused``),
+    never for a missing tool or privilege, which ``require_native`` turns into a
+    failure. The session summary lists each such skip with its reason, and a test
+    of the refusal itself (the broker answers FAILED_PRECONDITION naming it) always runs.
+    """
+    pytest.skip(MACHINE_REFUSES + reason)
+
+
+def kernel_addresses_refused() -> str:
+    """The broker's own probe: why the kernel refuses kernel addresses ("" when it does not)."""
+    from hwbkptd.arch.perf.caps import detect_caps
+
+    return detect_caps().kernel_addresses_refused
+
+
+def need_kernel_addresses() -> None:
+    """Skip (as a machine refusal) when the kernel takes no breakpoint on a kernel address."""
+    refused = kernel_addresses_refused()
+    if refused:
+        machine_refuses(refused)

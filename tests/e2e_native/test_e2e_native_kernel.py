@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from native_e2e_support import Daemon, expect_event, native_daemon
+from native_support import kernel_addresses_refused, need_kernel_addresses
 
 import hwbkpt
 
@@ -37,7 +38,11 @@ def test_info_shows_the_native_machine(daemon: Daemon) -> None:
     parts = {m["name"]: m for m in info["mechanisms"]}
     assert set(parts) == {"ptrace", "perf-kernel", "perf-nonstop"}
     assert parts["ptrace"]["available"]
-    assert parts["perf-kernel"]["available"]
+    refused = kernel_addresses_refused()
+    assert parts["perf-kernel"]["available"] == (not refused)
+    if refused:
+        assert parts["perf-kernel"]["reason"] == refused
+        assert any(n.endswith(f"kernel addresses: refused ({refused})") for n in info["notes"])
     assert parts["perf-nonstop"]["available"]
     assert any(n.startswith("perf-nonstop: new processes") for n in info["notes"])
     assert any("kernel exec breakpoints" in n for n in info["notes"])
@@ -58,7 +63,26 @@ def test_a_kernel_exec_request_is_refused_naming_kprobes(daemon: Daemon) -> None
         assert s.list() == []
 
 
+def test_kernel_requests_are_refused_with_the_kernels_reason_when_it_refuses_them(
+    daemon: Daemon,
+) -> None:
+    """A kernel that refuses kernel addresses: the broker says so up front, changes nothing."""
+    refused = kernel_addresses_refused()
+    with daemon.client() as c, c.open_session("krefused") as s:
+        if not refused:
+            bp = s.watch("init_stack", kernel=True, access="rw")
+            assert bp.state is hwbkpt.BreakpointState.INSTALLED
+            return
+        with pytest.raises(hwbkpt.HwbkptError) as err:
+            s.watch("init_stack", kernel=True, access="rw")
+        assert err.value.code == "FAILED_PRECONDITION"
+        assert err.value.message.endswith(refused)
+        assert s.list() == []
+        assert c.slot_map().waiting == ()
+
+
 def test_a_kernel_symbol_resolves_and_is_watched(daemon: Daemon) -> None:
+    need_kernel_addresses()
     expected = kallsyms("init_stack") or kallsyms("__start_init_stack")
     assert expected is not None
     with daemon.client() as c, c.open_session("kdata") as s:
@@ -74,6 +98,7 @@ def test_a_kernel_symbol_resolves_and_is_watched(daemon: Daemon) -> None:
 
 
 def test_kernel_call_chains_come_with_each_hit_when_asked(daemon: Daemon) -> None:
+    need_kernel_addresses()
     with daemon.client() as c, c.open_session("chains") as s:
         plain = s.watch("init_stack", kernel=True, access="rw")
         chained = s.set_breakpoint(

@@ -22,7 +22,7 @@ from native_e2e_support import (
     native_reason,
     quiet_events,
 )
-from native_support import require_native
+from native_support import need_kernel_addresses, require_native
 
 import hwbkpt
 
@@ -52,6 +52,7 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
     assert not native_reason()
+    need_kernel_addresses()
     d = native_daemon(tmp_path_factory.mktemp("hwbkptd-kslots"), "perf")
     yield d
     assert d.stop() == 0, d.log()

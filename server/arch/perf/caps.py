@@ -10,12 +10,21 @@ Sources: ``/sys/bus/event_source/devices/breakpoint`` (the breakpoint PMU),
 (``/proc/config.gz`` or ``/boot/config-RELEASE``) or else the files kprobes
 creates. x86 refuses kernel exec breakpoints without CONFIG_KPROBES
 (``hw_breakpoint_arch_parse`` returns EINVAL), so kprobes decide them.
+
+One fact cannot be read from a file: whether the kernel accepts a breakpoint on
+a kernel address at all. Some kernels refuse every one with EPERM even to root
+with CAP_SYS_ADMIN (seen on this project's own VM from kernel 6.18.44-fc-v1252
+on), while CPU-wide events on user addresses still open. ``probe_kernel_addresses``
+asks the kernel once, with a disabled event that can never fire.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import gzip
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +40,7 @@ __all__ = [
     "detect_caps",
     "kprobes_from_config",
     "parse_cap_eff",
+    "probe_kernel_addresses",
 ]
 
 CAP_SYS_ADMIN = 21
@@ -58,31 +68,43 @@ class PerfCaps:
     kprobes: bool
     #: How ``kprobes`` was decided, for ``describe``.
     kprobes_evidence: str
+    #: Why the kernel refused a breakpoint on a kernel address ("" when it did not).
+    kernel_addresses_refused: str = ""
 
     @property
     def perfmon_capable(self) -> bool:
         return self.cap_perfmon or self.cap_sys_admin
 
     @property
-    def kernel_allowed(self) -> bool:
-        """CPU-wide kernel events: perf asks for CAP_PERFMON or paranoid <= 0."""
+    def cpu_wide_allowed(self) -> bool:
+        """CPU-wide breakpoint events (any address): CAP_PERFMON or paranoid <= 0."""
         if not (self.perf_events and self.breakpoint_pmu):
             return False
         return self.perfmon_capable or (self.paranoid is not None and self.paranoid <= 0)
 
     @property
-    def kernel_reason(self) -> str:
-        """Why kernel requests cannot be armed ("" when they can)."""
+    def cpu_wide_reason(self) -> str:
+        """Why CPU-wide events cannot be opened ("" when they can)."""
         if not self.perf_events:
             return "the kernel has no perf events (CONFIG_PERF_EVENTS)"
         if not self.breakpoint_pmu:
             return "the kernel has no perf breakpoint events (CONFIG_HAVE_HW_BREAKPOINT)"
-        if not self.kernel_allowed:
+        if not self.cpu_wide_allowed:
             return (
                 "kernel breakpoints need CAP_PERFMON or CAP_SYS_ADMIN, or"
                 f" kernel.perf_event_paranoid <= 0 (it is {self.paranoid})"
             )
         return ""
+
+    @property
+    def kernel_allowed(self) -> bool:
+        """Kernel-address requests can be armed: CPU-wide events, and the kernel accepts them."""
+        return self.cpu_wide_allowed and not self.kernel_addresses_refused
+
+    @property
+    def kernel_reason(self) -> str:
+        """Why kernel requests cannot be armed ("" when they can)."""
+        return self.cpu_wide_reason or self.kernel_addresses_refused
 
     def notes(self) -> tuple[str, ...]:
         caps = [
@@ -102,6 +124,9 @@ class PerfCaps:
             f"perf breakpoint events: {'available' if self.breakpoint_pmu else 'not available'}",
             f"perf_event_paranoid: {self.paranoid if self.paranoid is not None else 'absent'}",
             f"capabilities: {', '.join(caps) if caps else 'neither CAP_PERFMON nor CAP_SYS_ADMIN'}",
+            f"kernel addresses: refused ({self.kernel_addresses_refused})"
+            if self.kernel_addresses_refused
+            else "kernel addresses: accepted",
             exec_note,
         )
 
@@ -151,8 +176,62 @@ def _detect_kprobes(root: Path, release: str) -> tuple[bool, str]:
     return False, "no kernel config says CONFIG_KPROBES and no kprobes files exist"
 
 
-def detect_caps(root: Path = Path("/"), release: str | None = None) -> PerfCaps:
-    """Read the facts once. ``root`` lets tests point at a fixture tree."""
+def _first_kernel_text(kallsyms: Path) -> int | None:
+    """The first nonzero kernel text address in kallsyms (None when hidden or absent)."""
+    try:
+        with kallsyms.open() as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1] in "Tt":
+                    address = int(fields[0], 16)
+                    if address:
+                        return address
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str:
+    """ "" when the kernel accepts a breakpoint on a kernel address, else why it does not.
+
+    The probe event is disabled, on one CPU, and closed at once. ENOSPC (every
+    slot taken by someone else) says nothing about permission, so it counts as
+    accepted; the slots are then judged like any other.
+    """
+    # Imported here: the file facts above must stay readable without ctypes.
+    from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_RW, breakpoint_attr, perf_event_open
+    from hwbkptd.arch.perf.cpus import read_online
+
+    address = _first_kernel_text(kallsyms)
+    if address is None:
+        return ""
+    attr = breakpoint_attr(address, 8, HW_BREAKPOINT_RW, exclude_user=True, disabled=True)
+    cpu = min(read_online(), default=0)
+    try:
+        os.close(perf_event_open(attr, -1, cpu))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            return (
+                f"this kernel refuses breakpoints on kernel addresses (perf_event_open: {name}"
+                " for a kernel address, although user addresses are accepted): kernel scope"
+                " is unavailable on this machine"
+            )
+    return ""
+
+
+def detect_caps(
+    root: Path = Path("/"),
+    release: str | None = None,
+    probe: Callable[[], str] | None = None,
+) -> PerfCaps:
+    """Read the facts once. ``root`` lets tests point at a fixture tree.
+
+    ``probe`` asks the kernel whether it accepts kernel addresses; by default it
+    runs only against the real root (a fixture tree has no kernel to ask).
+    """
+    if probe is None and root == Path("/"):
+        probe = probe_kernel_addresses
     release = os.uname().release if release is None else release
     paranoid: int | None
     try:
@@ -164,7 +243,7 @@ def detect_caps(root: Path = Path("/"), release: str | None = None) -> PerfCaps:
     except OSError:
         cap_eff = 0
     kprobes, evidence = _detect_kprobes(root, release)
-    return PerfCaps(
+    caps = PerfCaps(
         perf_events=paranoid is not None,
         breakpoint_pmu=(root / "sys/bus/event_source/devices/breakpoint").exists(),
         paranoid=paranoid,
@@ -173,6 +252,9 @@ def detect_caps(root: Path = Path("/"), release: str | None = None) -> PerfCaps:
         kprobes=kprobes,
         kprobes_evidence=evidence,
     )
+    if probe is not None and caps.cpu_wide_allowed:
+        caps = dataclasses.replace(caps, kernel_addresses_refused=probe())
+    return caps
 
 
 def check_kernel_request(address: int, access: Access, caps: PerfCaps) -> None:
@@ -186,5 +268,7 @@ def check_kernel_request(address: int, access: Access, caps: PerfCaps) -> None:
         raise FailedPrecondition(caps.kernel_reason)
     if access is Access.EXEC and not caps.kprobes:
         raise FailedPrecondition(KERNEL_EXEC_REFUSED)
+    if caps.kernel_addresses_refused:
+        raise FailedPrecondition(caps.kernel_addresses_refused)
     if not caps.kernel_allowed:
         raise PermissionDenied(f"cannot watch kernel address {address:#x}: {caps.kernel_reason}")

@@ -105,10 +105,10 @@ class NonstopMechanism:
         caps = self.caps
         reason = ""
         if not (caps.perf_events and caps.breakpoint_pmu):
-            reason = caps.kernel_reason
-        elif not caps.kernel_allowed:
+            reason = caps.cpu_wide_reason
+        elif not caps.cpu_wide_allowed:
             # The per-CPU rings are CPU-wide events: CAP_PERFMON or paranoid <= 0.
-            reason = f"non-stop watches need per-CPU perf rings: {caps.kernel_reason}"
+            reason = f"non-stop watches need per-CPU perf rings: {caps.cpu_wide_reason}"
         notes = list(_NOTES)
         if self._loop is not None and not self._monitor.following:
             notes.append(f"CPU hotplug: not followed ({self._monitor.reason})")

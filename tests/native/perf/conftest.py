@@ -21,8 +21,8 @@ def kernel_perf() -> None:
 
 @pytest.fixture
 def kernel_root() -> None:
-    """Root with kernel perf allowed (for what needs no slot: symbols, uevents)."""
-    need_kernel_perf(free_slot=False)
+    """Root with CPU-wide perf allowed (for what needs no slot: symbols, uevents)."""
+    need_kernel_perf(free_slot=False, kernel_addresses=False)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def btf() -> Path:
 @pytest.fixture
 def cpu1_hotplug() -> Iterator[None]:
     """CPU 1 may be taken offline by the test; it is back online afterwards, whatever happens."""
-    need_kernel_perf(free_slot=False)
+    need_kernel_perf(free_slot=False, kernel_addresses=False)
     if not CPU1_ONLINE.exists() or not os.access(CPU1_ONLINE, os.W_OK):
         require_native("CPU 1 cannot be taken offline here (no writable cpu1/online)")
     try:

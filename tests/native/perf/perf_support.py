@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from native_support import require_native
+from native_support import machine_refuses, require_native
 
 from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_RW, breakpoint_attr, perf_event_open
 from hwbkptd.arch.perf.caps import detect_caps
@@ -36,15 +36,18 @@ BTF = Path("/sys/kernel/btf/vmlinux")
 CPU1_ONLINE = Path("/sys/devices/system/cpu/cpu1/online")
 
 
-def need_kernel_perf(*, free_slot: bool = True) -> None:
-    """Root, x86_64, kernel perf breakpoints; and (``free_slot``) room for one on every CPU."""
+def need_kernel_perf(*, free_slot: bool = True, kernel_addresses: bool = True) -> None:
+    """Root, x86_64, CPU-wide perf breakpoints; the kernel accepting kernel addresses
+    (``kernel_addresses``); and (``free_slot``) room for one on every CPU."""
     if platform.machine() != "x86_64":
         require_native(f"the perf helper is built for x86_64, not {platform.machine()}")
     if os.geteuid() != 0:
         require_native("kernel perf breakpoints need root (CAP_PERFMON)")
     caps = detect_caps()
-    if not caps.kernel_allowed:
-        require_native(f"kernel perf breakpoints unavailable: {caps.kernel_reason}")
+    if not caps.cpu_wide_allowed:
+        require_native(f"CPU-wide perf breakpoints unavailable: {caps.cpu_wide_reason}")
+    if kernel_addresses and caps.kernel_addresses_refused:
+        machine_refuses(caps.kernel_addresses_refused)
     busy = slots_held_elsewhere() if free_slot else ""
     if busy:
         # Not a skip reason one can fix in the code under test: say who, and stop.

@@ -16,7 +16,7 @@ from hwbkptd.arch.linux.perf_event import (
 from hwbkptd.arch.perf.caps import detect_caps
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 
-pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_perf")]
+pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_root")]
 
 
 def _try_open(address: int, length: int, bp_type: int) -> int:
@@ -30,14 +30,27 @@ def _try_open(address: int, length: int, bp_type: int) -> int:
     return 0
 
 
-def test_kernel_data_breakpoints_open_when_detected_allowed() -> None:
+def test_kernel_data_breakpoints_open_exactly_when_detected_allowed() -> None:
     caps = detect_caps()
     assert caps.breakpoint_pmu
+    address = Kallsyms.load().resolve("init_stack")
+    result = _try_open(address, 8, HW_BREAKPOINT_RW)
+    if caps.kernel_allowed:
+        assert result in (0, errno.ENOSPC)
+    else:
+        assert result in (errno.EPERM, errno.EACCES)
+        assert "refuses breakpoints on kernel addresses" in caps.kernel_reason
+
+
+@pytest.mark.usefixtures("kernel_perf")
+def test_kernel_data_breakpoints_open_when_detected_allowed() -> None:
+    caps = detect_caps()
     assert caps.kernel_allowed
     address = Kallsyms.load().resolve("init_stack")
     assert _try_open(address, 8, HW_BREAKPOINT_RW) == 0
 
 
+@pytest.mark.usefixtures("kernel_perf")
 def test_kernel_exec_detection_matches_the_kernel() -> None:
     caps = detect_caps()
     address = Kallsyms.load().resolve("vfs_read")

@@ -17,9 +17,10 @@ from hwbkptd.core.errors import FailedPrecondition
 from hwbkptd.core.mechanism import SlotEntry, SlotWrite
 from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk
 
-pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_perf")]
+pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_root")]
 
 
+@pytest.mark.usefixtures("kernel_perf")
 async def test_cpu_table_is_armed_by_the_perf_helper() -> None:
     mech = native.NativeMechanism()
     mech.start(RecordingSink())
@@ -44,7 +45,9 @@ async def test_describe_lists_three_mechanisms() -> None:
         ptrace, perf, nonstop = mech.mechanisms()
         assert ptrace.available == (mech.ptrace is not None)
         assert ptrace.available or ptrace.reason
-        assert perf.available
+        # perf-kernel is available exactly when the kernel takes kernel addresses.
+        assert perf.available == (not mech.caps.kernel_addresses_refused), perf.reason
+        assert perf.available or perf.reason == mech.caps.kernel_addresses_refused
         assert any("kernel exec breakpoints" in n for n in perf.notes)
         assert nonstop.available, nonstop.reason
         info = mech.info()
@@ -77,7 +80,11 @@ def test_kernel_exec_requests_are_checked_up_front() -> None:
     with pytest.raises(FailedPrecondition, match="kprobes"):
         native.check_kernel_request(0xFFFF_FFFF_8100_0000, Access.EXEC, caps)
     assert KERNEL_EXEC_REFUSED.startswith("kernel exec breakpoints need kprobes")
-    native.check_kernel_request(0xFFFF_FFFF_8100_0000, Access.READ_WRITE, caps)
+    if caps.kernel_addresses_refused:
+        with pytest.raises(FailedPrecondition, match="refuses breakpoints on kernel addresses"):
+            native.check_kernel_request(0xFFFF_FFFF_8100_0000, Access.READ_WRITE, caps)
+    else:
+        native.check_kernel_request(0xFFFF_FFFF_8100_0000, Access.READ_WRITE, caps)
 
 
 class _MixedSink(RecordingSink):
@@ -93,6 +100,7 @@ class _MixedSink(RecordingSink):
         pass
 
 
+@pytest.mark.usefixtures("kernel_perf")
 async def test_thread_and_cpu_tables_trade_the_same_slots() -> None:
     """A thread's task-bound slots count on every CPU: what one table frees, the other gets."""
     mech = native.NativeMechanism()

@@ -167,7 +167,7 @@ async def mech() -> AsyncIterator[tuple[NonstopMechanism, Sink]]:
 
 @contextlib.asynccontextmanager
 async def started(ring_pages: int = 64) -> AsyncIterator[tuple[NonstopMechanism, Sink]]:
-    need_kernel_perf(free_slot=False)
+    need_kernel_perf(free_slot=False, kernel_addresses=False)
     baseline = perf_fds()
     mech = NonstopMechanism(ring_pages=ring_pages)
     if not mech.info().available:

@@ -23,9 +23,10 @@ from hwbkptd.arch.perf.percpu import (
 from hwbkptd.arch.perf.ring import SampleFormat
 from hwbkptd.core.model import Access, Chunk
 
-pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_perf")]
+pytestmark = [pytest.mark.native]
 
 
+@pytest.mark.usefixtures("kernel_perf")
 def test_two_slots_share_one_ring_and_are_told_apart_by_id(
     c_programs: dict[str, Path], btf: Path
 ) -> None:

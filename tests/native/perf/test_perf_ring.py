@@ -22,9 +22,10 @@ from hwbkptd.arch.perf.percpu import (
 from hwbkptd.arch.perf.ring import SampleFormat, map_ring
 from hwbkptd.core.model import Access, Chunk
 
-pytestmark = [pytest.mark.native, pytest.mark.usefixtures("kernel_perf")]
+pytestmark = [pytest.mark.native]
 
 
+@pytest.mark.usefixtures("kernel_perf")
 def test_a_real_ring_parses_into_the_samples_the_kernel_wrote(
     c_programs: dict[str, Path], btf: Path
 ) -> None:
@@ -67,6 +68,7 @@ def test_map_ring_wants_a_power_of_two() -> None:
         map_ring(-1, 3)
 
 
+@pytest.mark.usefixtures("kernel_perf")
 def test_kernel_call_chains_come_back_symbolized(c_programs: dict[str, Path], btf: Path) -> None:
     ksyms = Kallsyms.load()
     sample_type = KERNEL_SAMPLE_TYPE | SAMPLE_CALLCHAIN

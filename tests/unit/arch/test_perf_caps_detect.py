@@ -15,6 +15,7 @@ from hwbkptd.arch.perf.caps import (
     detect_caps,
     kprobes_from_config,
     parse_cap_eff,
+    probe_kernel_addresses,
 )
 from hwbkptd.core.errors import FailedPrecondition, PermissionDenied
 from hwbkptd.core.model import Access
@@ -138,3 +139,38 @@ def test_check_kernel_request() -> None:
         check_kernel_request(KERNEL, Access.WRITE, unprivileged)
     with pytest.raises(FailedPrecondition, match="breakpoint"):
         check_kernel_request(KERNEL, Access.WRITE, dataclasses.replace(CAPS, breakpoint_pmu=False))
+
+
+def test_a_kernel_that_refuses_kernel_addresses_refuses_kernel_requests_up_front(
+    tmp_path: Path,
+) -> None:
+    why = "this kernel refuses breakpoints on kernel addresses (perf_event_open: EPERM)"
+    caps = detect_caps(tree(tmp_path), release="x", probe=lambda: why)
+    assert caps.cpu_wide_allowed  # user-address CPU-wide rings (non-stop) still work
+    assert not caps.kernel_allowed
+    assert caps.kernel_reason == why
+    assert f"kernel addresses: refused ({why})" in caps.notes()
+    with pytest.raises(FailedPrecondition, match="refuses breakpoints on kernel addresses"):
+        check_kernel_request(KERNEL, Access.READ_WRITE, caps)
+    accepted = detect_caps(tree(tmp_path / "ok"), release="x", probe=lambda: "")
+    assert accepted.kernel_allowed
+    check_kernel_request(KERNEL, Access.READ_WRITE, accepted)
+
+
+def test_the_probe_is_not_asked_without_cpu_wide_rights(tmp_path: Path) -> None:
+    asked: list[bool] = []
+
+    def probe() -> str:
+        asked.append(True)
+        return "refused"
+
+    user = detect_caps(tree(tmp_path, cap_eff="0"), release="x", probe=probe)
+    assert asked == []
+    assert "CAP_PERFMON" in user.kernel_reason
+
+
+def test_the_probe_reads_the_first_kernel_text_address(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.write_text("0000000000000000 T _text\n")
+    assert probe_kernel_addresses(hidden) == ""  # nothing to ask about: no verdict
+    assert probe_kernel_addresses(tmp_path / "absent") == ""
