@@ -2,6 +2,9 @@
 
 JSON is for journald and log shippers; the console renderer is for a person at a
 terminal. The daemon picks console on a tty and JSON otherwise unless told.
+
+Tracebacks never show local variables, in either format: a servicer's locals hold
+request messages, and requests carry session tokens (issue 9, item 12).
 """
 
 from __future__ import annotations
@@ -51,11 +54,18 @@ def configure(fmt: str | None = None, level: str = "info", *, force: bool = Fals
     if fmt == "json":
         processors += [
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.dict_tracebacks,
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(),
         ]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+        # Named, not left to the default: with ``rich`` installed the default shows locals.
+        processors.append(
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        )
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

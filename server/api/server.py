@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.broker_service import BrokerService
+from hwbkptd.api.decoding import RejectUndecodable
 from hwbkptd.api.listeners import (
     DEFAULT_LISTEN,
     ConfigError,
@@ -179,7 +180,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         hooks=machine.hooks,
     )
     await broker.start()
-    server = grpc.aio.server(options=_OPTIONS)
+    server = grpc.aio.server(options=_OPTIONS, interceptors=(RejectUndecodable(),))
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
     health_servicer: HealthStatus = _AioHealthServicer()

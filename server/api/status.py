@@ -38,6 +38,8 @@ __all__ = [
     "guard_stream",
     "internal_status",
     "is_guarded",
+    "log_refusal",
+    "refuse",
     "to_rpc_status",
     "to_status",
 ]
@@ -123,11 +125,20 @@ async def _abort(context: Context, status: grpc.Status) -> NoReturn:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+def log_refusal(method: str, err: BrokerError) -> None:
+    """The one log line of a refused call."""
+    _log.info("rpc refused", method=method, code=code_for(err).name, error=_clip(err.message))
+
+
+async def refuse(context: Context, method: str, err: BrokerError) -> NoReturn:
+    """End the call with the documented status of ``err``, after one log line."""
+    log_refusal(method, err)
+    await _abort(context, to_status(err))
+
+
 async def _fail(context: Context, method: str, exc: Exception) -> NoReturn:
     if isinstance(exc, BrokerError):
-        code = code_for(exc)
-        _log.info("rpc refused", method=method, code=code.name, error=_clip(exc.message))
-        await _abort(context, to_status(exc))
+        await refuse(context, method, exc)
     _log.exception("rpc failed unexpectedly", method=method)
     await _abort(context, internal_status(method))
 

@@ -79,7 +79,8 @@ class BreakpointView:
 class SessionInfo:
     session_id: str
     name: str
-    token: str
+    #: Out of the repr, so that no log line or traceback can carry the secret.
+    token: str = field(repr=False)
     lease_seconds: float
     last_seq: int
 

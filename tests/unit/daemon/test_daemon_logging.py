@@ -41,6 +41,26 @@ def test_json_exception_has_traceback(capsys: pytest.CaptureFixture[str]) -> Non
     assert "KeyError" in json.dumps(record["exception"])
 
 
+def _fail_holding(secret: str) -> None:
+    request = {"token": secret}
+    raise KeyError(f"no such request (of {len(request)} fields)")
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_item12_tracebacks_show_no_locals(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    """A traceback names the frames, never their variables: those hold request messages,
+    and requests carry session tokens."""
+    hwlog.configure(fmt, "info", force=True)
+    secret = "tok-" + "s3cr3t" * 4
+    try:
+        _fail_holding(secret)
+    except KeyError:
+        structlog.get_logger("t").exception("failed")
+    err = capsys.readouterr().err
+    assert "_fail_holding" in err  # the traceback is there
+    assert secret not in err
+
+
 def test_console_and_level(capsys: pytest.CaptureFixture[str]) -> None:
     hwlog.configure("console", "debug", force=True)
     structlog.get_logger("t").debug("visible", a=1)
