@@ -159,9 +159,11 @@ class Applier:
             if self._externals and self._dirty:
                 # Something changed: a good moment to see whether outside holders left.
                 self._clear_externals()
+            refreshed: set[int] = set()
             for _ in range(_MAX_ROUNDS):
                 if not self._dirty:
                     break
+                await self._refresh_values(refreshed)
                 writes = self._writes()
                 try:
                     refusals = await self._mechanism.apply(writes)
@@ -169,7 +171,6 @@ class Applier:
                     _log.error("apply_failed", error=str(err), tids=[w.tid for w in writes])
                     break
                 self.note_refusals(refusals, writes)
-            await self._refresh_values()
             self._tell()
         self._schedule_retry()
 
@@ -236,15 +237,24 @@ class Applier:
             self._clear_externals()
             self._spawn(self.flush())
 
-    async def _refresh_values(self) -> None:
-        # A request that (re)gained a slot missed what happened while it had none: its
-        # "value before" is what memory holds now, not what it held when displaced.
+    async def _refresh_values(self, refreshed: set[int]) -> None:
+        """Read the value of requests about to be armed again after having no slot at all.
+
+        Such a request missed what happened meanwhile: its "value before" is what memory
+        holds now. Read before arming, never after: an armed thread runs on (a newborn
+        is let go by the very write that arms it) and may already have made the access
+        whose hit is on its way, whose old value would then be its new one. A request
+        armed somewhere all along keeps the last value it saw: it has seen every access
+        of the threads it was armed in, and a thread it gains (a newborn) has made none.
+        """
         for rid, before in self._net.touched().items():
-            record = self._records.get(rid)
-            if record is None or record.spec.access is Access.EXEC:
+            if before or rid in refreshed:
                 continue
-            if self.installed(rid) - before:
-                record.tally.last_value = await self._read_value(record.spec)
+            record = self._records.get(rid)
+            if record is None or record.spec.access is Access.EXEC or not self.installed(rid):
+                continue
+            refreshed.add(rid)
+            record.tally.last_value = await self._read_value(record.spec)
 
     def _tell(self) -> None:
         for rid, kinds in self._net.drain(self._current):

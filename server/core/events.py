@@ -43,6 +43,7 @@ class Hit:
     cpu: int
     ip: int
     address: int
+    #: READ_WRITE on a hit: a read or a write, the broker could not tell (core/hits.py).
     access: Access | None
     value: bytes
     old_value: bytes

@@ -50,13 +50,23 @@ def _chain(report: HitReport) -> tuple[tuple[int, str], ...]:
 
 
 _READ_WRITE = Access.READ_WRITE  # enum member lookups are slow on 3.11; this runs per hit
+_WRITE = Access.WRITE
 
 
-def _unsaid_access(tally: Tally) -> Access | None:
-    # The hardware did not say; a watch that triggers on one kind only tells it.
-    if tally.access is _READ_WRITE:
-        return None
-    return tally.access
+def _unsaid_access(tally: Tally, value: bytes, old: bytes) -> Access:
+    """The access when the hardware did not say (x86: DR6 and perf samples do not tell).
+
+    A watch that triggers on one kind only tells it. Otherwise a changed value means
+    the access wrote; an unchanged one (or an unknown value before) is a read or a
+    store of the same value, which no value comparison tells apart: READ_WRITE stands
+    for "read or write" on a hit.
+    """
+    access = tally.access
+    if access is not _READ_WRITE and not tally.emulated_read:
+        return access
+    if old and value and value != old:
+        return _WRITE
+    return _READ_WRITE
 
 
 def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
@@ -65,9 +75,10 @@ def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
     tally.last_value = value
     if tally.stopped:
         return None
-    if tally.emulated_read and (
-        report.access is Access.WRITE or (report.access is None and value != old)
-    ):
+    access = report.access
+    if access is None:
+        access = _unsaid_access(tally, value, old)
+    if tally.emulated_read and access is _WRITE:
         # Armed read/write for a read watch: a write (seen as a changed value when the
         # hardware does not tell) is not a read. gdb filters the same way.
         return None
@@ -85,7 +96,7 @@ def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
         report.cpu,
         report.ip,
         report.address,
-        report.access if report.access is not None else _unsaid_access(tally),
+        access,
         value,
         old,
         tally.hit_count,

@@ -83,6 +83,7 @@ class HitReport:
     generation: int
     ip: int
     address: int
+    #: When the trap happened, wall-clock ns since the epoch (the event's time).
     time_ns: int
     cpu: int = -1
     #: None where the hardware does not say (x86 DR6 does not tell read from write).

@@ -27,7 +27,12 @@ __all__ = [
 ]
 
 READ_EMULATION_NOTE = (
-    "x86 has no read-only watchpoint: read watches are armed read/write and writes are filtered out"
+    "x86 does not tell a read from a write, and has no read-only watchpoint (read watches are "
+    "armed read/write). The access of a read or read/write hit comes from the watched value: "
+    "changed since the last value the broker saw, it was a write (a read watch drops it); "
+    "unchanged, or unknown before, it is 'read or write' (access rw on the hit): a read, or a "
+    "store of the same value. A write by another thread before the value is read (non-stop "
+    "values are read late) counts as a change too."
 )
 
 

@@ -179,6 +179,7 @@ class Hit:
     cpu: int
     ip: int
     address: int
+    #: READ_WRITE means "read or write": the broker could not tell (see ``access_reason``).
     access: Access | None
     #: The watched region after the access (little-endian bytes; empty for exec).
     value: bytes
@@ -200,6 +201,16 @@ class Hit:
     @property
     def old_value_int(self) -> int | None:
         return le_int(self.old_value)
+
+    @property
+    def access_reason(self) -> str:
+        """Why ``access`` is "read or write" ("" when it is not): the hardware did not say
+        (x86), and the value is what it was, or what it was is unknown."""
+        if self.access is not Access.READ_WRITE:
+            return ""
+        if not self.old_value:
+            return "the value before is unknown"
+        return "the value did not change: a read, or a store of the same value"
 
 
 @dataclass(frozen=True, slots=True)

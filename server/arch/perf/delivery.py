@@ -2,7 +2,8 @@
 
 A hit is attributed to the table generation in force when it happened: a slot
 kept across rewrites remembers since when each generation holds it, and the
-sample's CLOCK_MONOTONIC time picks one. Batches drained inside ``apply`` are
+sample's CLOCK_MONOTONIC time picks one; the hit reports that time as wall-clock time.
+Batches drained inside ``apply`` are
 delivered by a ``call_soon`` right after it, never into the caller's rewrite,
 and always before anything read later.
 """
@@ -13,7 +14,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hwbkptd.arch.perf.generations import GenerationHistory
+from hwbkptd.arch.perf.generations import GenerationHistory, wall_offset_ns
 from hwbkptd.arch.perf.kallsyms import Kallsyms
 from hwbkptd.arch.perf.ring import SampleFormat
 from hwbkptd.core.mechanism import HitReport, MechanismSink, SlotEntry
@@ -91,6 +92,7 @@ class HitDelivery:
         stats.malformed += int(batch.malformed)
         hits: list[HitReport] = []
         ksyms = self._symbolize
+        wall = wall_offset_ns()
         for s in batch.samples:
             slot = ids.get(s.id)
             if slot is None:
@@ -106,7 +108,7 @@ class HitDelivery:
                     generation=slot.generation_at(s.time),
                     ip=s.ip,
                     address=s.addr,
-                    time_ns=s.time,
+                    time_ns=s.time + wall,
                     cpu=s.cpu,
                     ip_symbol=ksyms.symbolize(s.ip) if ksyms is not None else "",
                     call_chain=s.callchain,

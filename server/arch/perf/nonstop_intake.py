@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from hwbkptd.arch.perf.generations import wall_offset_ns
 from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
 from hwbkptd.arch.perf.nonstop_events import read_lost
 from hwbkptd.arch.perf.procmem import ProcMem
@@ -160,10 +161,11 @@ class Intake:
         # Each ring is in time order; a thread that moved between CPUs has samples in several.
         samples: Iterable[Sample] = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_time)
         hits: list[HitReport] = []
+        wall = wall_offset_ns()
         for s in samples:
             slot = book.attribute(s)
             if slot is not None:
-                hits.append(self.hit(s, slot, values))
+                hits.append(self.hit(s, slot, values, wall))
         self._publish(hits)
         for task in tasks:
             if task.kind == RECORD_EXIT:
@@ -176,7 +178,8 @@ class Intake:
     def settled(self, pairs: list[tuple[Sample, ThreadSlot]]) -> None:
         """Buffered samples of a newborn, attributed now that its first table is applied."""
         values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
-        self._publish([self.hit(s, slot, values) for s, slot in pairs])
+        wall = wall_offset_ns()
+        self._publish([self.hit(s, slot, values, wall) for s, slot in pairs])
         self._stats.strays = self._book.strays
 
     def forget_cpu(self, cpu: int) -> None:
@@ -222,7 +225,9 @@ class Intake:
         s: Sample,
         slot: ThreadSlot,
         cache: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]],
+        wall_offset: int,
     ) -> HitReport:
+        """The hit of a sample; ``wall_offset`` (``wall_offset_ns``) makes its time wall time."""
         regions = slot.entry.regions
         key = (s.pid, regions)
         values = cache.get(key)
@@ -234,7 +239,7 @@ class Intake:
         # Positional: keywords add a quarter to the constructor's cost, and this runs
         # up to ~100,000 times a second.
         return HitReport(
-            s.pid, s.tid, slot.pool, slot.index, generation, s.ip, s.addr, t, s.cpu,
+            s.pid, s.tid, slot.pool, slot.index, generation, s.ip, s.addr, t + wall_offset, s.cpu,
             None, values, False, True,
         )  # fmt: skip
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Sequence
+
+import pytest
 
 from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
@@ -15,6 +18,9 @@ from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk
 
 KSYMS = Kallsyms.from_text("ffffffff81000000 T memcpy\nffffffff81000100 T vfs_read\n")
 ADDR = 0xFFFFFFFF828C5000
+#: CLOCK_REALTIME - CLOCK_MONOTONIC, where a test holds it still.
+WALL = 1_700_000_000 * 10**9
+MS = 10**6
 
 
 def sample(eid: int, ip: int, t: int, cpu: int = 1, pid: int = 42) -> bytes:
@@ -65,7 +71,8 @@ def test_generation_follows_the_sample_time() -> None:
     assert s.generation_at(0) == s.gens[0]  # older than anything kept: the oldest kept
 
 
-async def test_samples_become_attributed_symbolized_hits() -> None:
+async def test_samples_become_attributed_symbolized_hits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hwbkptd.arch.perf.delivery.wall_offset_ns", lambda: WALL)
     stats = KernelStats()
     delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), stats)
     sink = Sink()
@@ -90,7 +97,7 @@ async def test_samples_become_attributed_symbolized_hits() -> None:
             5,
             0xFFFFFFFF81000008,
             ADDR,
-            1500,
+            WALL + 1500,
             1,
             ip_symbol="memcpy+0x8",
             task_tid=42,
@@ -103,7 +110,7 @@ async def test_samples_become_attributed_symbolized_hits() -> None:
             6,
             0xFFFFFFFF81000123,
             ADDR,
-            2500,
+            WALL + 2500,
             1,
             ip_symbol="vfs_read+0x23",
             task_tid=42,
@@ -144,3 +151,22 @@ async def test_call_chains_parse_and_symbolize_per_ring_format() -> None:
     (hit,) = sink.hits[0]
     assert hit.call_chain == (0xFFFFFFFF81000008, 0xFFFFFFFF81000104)
     assert hit.call_chain_symbols == ("memcpy+0x8", "vfs_read+0x4")
+
+
+async def test_item3_kernel_hits_are_stamped_with_wall_clock_time() -> None:
+    """perf stamps samples with CLOCK_MONOTONIC (generations are ordered by it); the hit
+    carries the wall-clock time of the same instant, not "seconds since boot" as 1970."""
+    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    sink = Sink()
+    delivery.start(sink, asyncio.get_running_loop(), None)
+    s = slot()
+    s.hold(time.monotonic_ns() - 10**9, 7)
+    wall_before = time.time_ns()
+    mono = time.monotonic_ns()
+    wall_after = time.time_ns()
+    delivery.take(sample(77, 1, mono), {77: s}, defer=False)
+    (hit,) = sink.hits[0]
+    assert hit.generation == 7  # attributed by the monotonic time
+    # The offset is measured anew per read, exact to well under a microsecond; a
+    # millisecond leaves room for a preempted reading (monotonic-as-epoch is 56 years off).
+    assert wall_before - MS <= hit.time_ns <= wall_after + MS

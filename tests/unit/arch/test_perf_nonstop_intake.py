@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from collections.abc import Sequence
+
+import pytest
 
 from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
 from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats
@@ -16,6 +19,8 @@ from hwbkptd.core.model import Access, Chunk
 
 PID = 100
 CHUNK = Chunk("dr", 0x1000, 8, Access.WRITE)
+#: CLOCK_REALTIME - CLOCK_MONOTONIC, where a test holds it still.
+WALL = 1_700_000_000 * 10**9
 
 
 class Log:
@@ -232,17 +237,23 @@ async def test_kernel_loss_counters_are_reported_not_lost_records() -> None:
         counter.close()
 
 
-async def test_samples_of_several_rings_are_handled_in_time_order() -> None:
+async def test_samples_of_several_rings_are_handled_in_time_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_intake.wall_offset_ns", lambda: WALL)
     _, log, intake, _, _ = setup()
     intake.start(log, asyncio.get_running_loop())
     hits: list[HitReport] = []
     log.on_hits = hits.extend  # type: ignore[method-assign]
     intake.take([(0, Batch(samples=[s(PID, 1), s(PID, 4)])), (1, Batch(samples=[s(PID, 2)]))])
     intake.flush(defer=False)
-    assert [h.time_ns for h in hits] == [1, 2, 4]
+    assert [h.time_ns - WALL for h in hits] == [1, 2, 4]
 
 
-async def test_a_hit_report_carries_every_field_of_its_sample() -> None:
+async def test_a_hit_report_carries_every_field_of_its_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_intake.wall_offset_ns", lambda: WALL)
     _, log, intake, _, _ = setup()
     intake.start(log, asyncio.get_running_loop())
     hits: list[HitReport] = []
@@ -258,7 +269,7 @@ async def test_a_hit_report_carries_every_field_of_its_sample() -> None:
             generation=5,
             ip=0x401234,
             address=0x1000,
-            time_ns=77,
+            time_ns=WALL + 77,
             cpu=1,
             access=None,
             values=(),
@@ -266,3 +277,20 @@ async def test_a_hit_report_carries_every_field_of_its_sample() -> None:
             values_late=True,
         )
     ]
+
+
+async def test_item3_nonstop_hits_are_stamped_with_wall_clock_time() -> None:
+    book, log, intake, _, _ = setup()
+    intake.start(log, asyncio.get_running_loop())
+    hits: list[HitReport] = []
+    log.on_hits = hits.extend  # type: ignore[method-assign]
+    wall_before = time.time_ns()
+    mono = time.monotonic_ns()
+    wall_after = time.time_ns()
+    intake.take([(0, Batch(samples=[s(PID, mono)]))])
+    # A newborn's buffered sample, attributed once its first table is applied.
+    intake.settled([(s(PID, mono), book.threads[PID].slots[("dr", 2)])])
+    intake.flush(defer=False)
+    assert len(hits) == 2
+    ms = 10**6  # room for a preempted reading; monotonic-as-epoch is 56 years off
+    assert all(wall_before - ms <= h.time_ns <= wall_after + ms for h in hits)

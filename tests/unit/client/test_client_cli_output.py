@@ -137,3 +137,20 @@ def test_machine_lines_say_why_a_mechanism_is_missing() -> None:
     assert "dr       4 slots (exec, write)" in text
     assert "ptrace       not available: simulated machine selected" in text
     assert "read watches are emulated" in text
+
+
+def test_item7_a_hit_the_broker_could_not_tell_is_read_or_write_with_the_reason() -> None:
+    seven = (7).to_bytes(8, "little")
+    same = m.Hit(100, 101, -1, 0x401000, 0x601018, m.Access.READ_WRITE, seven, seven, 2, 7)
+    unknown = m.Hit(100, 101, -1, 0x401000, 0x601018, m.Access.READ_WRITE, seven, b"", 1, 7)
+    rec = event_record(_ev(same))
+    assert (rec["access"], rec["access_reason"]) == (
+        "read_or_write",
+        "the value did not change: a read, or a store of the same value",
+    )
+    assert event_record(_ev(unknown))["access_reason"] == "the value before is unknown"
+    assert "  read or write (same value) 0x601018  " in event_line(_ev(same))
+    assert "  read or write (value before unknown) 0x601018  " in event_line(_ev(unknown))
+    written = event_record(_ev(_hit(seven, bytes(8))))
+    assert written["access"] == "write"
+    assert "access_reason" not in written

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
+
+import pytest
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
@@ -13,7 +15,7 @@ from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.events import Restored, StateChanged
-from hwbkptd.core.mechanism import Refusal
+from hwbkptd.core.mechanism import Refusal, SlotWrite
 from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState, Scope
 from hwbkptd.core.records import RecordIndex, new_record
 from hwbkptd.core.sessions import Session, SessionTable
@@ -54,10 +56,10 @@ class Rig:
         self.threads[tid] = pid
         self.applier.absorb(self.arbiter.add_thread(pid, tid))
 
-    def add(self, rid: int, pid: int, address: int) -> None:
+    def add(self, rid: int, pid: int, address: int, value: bytes = b"") -> None:
         spec = BreakpointSpec(Scope.PROCESS, address, 8, Access.WRITE, pid=pid, priority=25)
         chunks = (Chunk("dr", address, 8, Access.WRITE),)
-        record = new_record(rid, self.session, spec, chunks, read_emulated=True, value=b"")
+        record = new_record(rid, self.session, spec, chunks, read_emulated=True, value=value)
         delta = self.arbiter.add_request(record.request)
         self.records.add(record)
         self.applier.created(rid, delta)
@@ -123,3 +125,55 @@ async def test_late_refusals_use_the_current_table() -> None:
     assert not rig.applier.note_refusals([Refusal(999, "dr", 0, 1)])
     rig.applier.thread_gone(tid)
     assert rig.applier.externals == {}
+
+
+def _runs_once_armed(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, tid: int, pid: int, address: int, value: int
+) -> None:
+    """``tid`` writes ``value`` as soon as it is armed, before its hit reaches the broker
+    (what a traced newborn does: the write that arms it lets it run)."""
+    apply = rig.sim.apply
+
+    async def arm_then_run(writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
+        refusals = await apply(writes)
+        if any(w.tid == tid for w in writes):
+            rig.sim.write_memory(pid, address, value.to_bytes(8, "little"))
+        return refusals
+
+    monkeypatch.setattr(rig.sim, "apply", arm_then_run)
+
+
+async def test_item2_a_newborn_thread_leaves_the_value_before_its_first_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig()
+    pid, _ = rig.sim.spawn_process(1)
+    before = (7).to_bytes(8, "little")
+    rig.sim.write_memory(pid, 0x1000, before)
+    rig.add(1, pid, 0x1000, before)
+    await rig.applier.flush()
+    newborn = rig.sim.spawn_thread(pid)
+    _runs_once_armed(rig, monkeypatch, newborn, pid, 0x1000, 102)
+    await rig.applier.flush()
+    assert newborn in rig.applier.installed(1)
+    # The old value of the newborn's hit is what the broker saw before it: 7, never 102.
+    assert rig.records[1].tally.last_value == before
+
+
+async def test_item2_a_request_armed_again_reads_its_value_before_arming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig()
+    pid, (tid,) = rig.sim.spawn_process(1)
+    rig.add(1, pid, 0x1000, bytes(8))
+    await rig.applier.flush()
+    rig.applier.absorb(rig.arbiter.set_external(tid, "dr", 4))
+    await rig.applier.flush()
+    assert rig.applier.installed(1) == frozenset()
+    missed = (5).to_bytes(8, "little")
+    rig.sim.write_memory(pid, 0x1000, missed)  # while it had no slot
+    rig.applier.absorb(rig.arbiter.set_external(tid, "dr", 0))
+    _runs_once_armed(rig, monkeypatch, tid, pid, 0x1000, 9)
+    await rig.applier.flush()
+    assert rig.applier.installed(1) == frozenset({tid})
+    assert rig.records[1].tally.last_value == missed

@@ -59,27 +59,38 @@ def test_filtered_hits_count_but_are_not_reported_and_still_move_the_value() -> 
     assert hit.hit_count == 2
 
 
-def test_emulated_read_drops_writes() -> None:
+def test_item7_emulated_read_drops_writes_and_a_same_value_hit_is_read_or_write() -> None:
     tally = Tally(Access.READ, Action.NOTIFY, Filter(), emulated_read=True, last_value=b"\x01")
     assert judge(tally, report(access=Access.WRITE), b"\x05") is None
     # The hardware cannot tell: a changed value means a write.
     assert judge(tally, report(access=None), b"\x06") is None
+    # Unchanged: a read, or a store of the same value; no value comparison tells which.
     hit = judge(tally, report(access=None), b"\x06")
     assert hit is not None
-    assert hit.access is Access.READ
+    assert hit.access is Access.READ_WRITE
     assert hit.old_value == b"\x06"
     assert tally.hit_count == 1
+    said = judge(tally, report(b"\x06", access=Access.READ), b"\x06")
+    assert said is not None
+    assert said.access is Access.READ  # where the hardware says, it is believed
 
 
-def test_unknown_access_is_inferred_only_for_one_kind_watches() -> None:
-    write = Tally(Access.WRITE, Action.NOTIFY, Filter())
-    both = Tally(Access.READ_WRITE, Action.NOTIFY, Filter())
-    w = judge(write, report(access=None), b"")
-    b = judge(both, report(access=None), b"")
-    assert w is not None
-    assert w.access is Access.WRITE
-    assert b is not None
-    assert b.access is None
+def test_item7_unsaid_access_comes_from_the_watch_or_the_value() -> None:
+    def access(watch: Access, old: bytes, value: bytes, emulated: bool = False) -> Access | None:
+        tally = Tally(watch, Action.NOTIFY, Filter(), emulated_read=emulated, last_value=old)
+        hit = judge(tally, report(access=None), value)
+        assert hit is not None
+        return hit.access
+
+    # A watch that triggers on one kind tells it (a read watch where reads are watchable).
+    assert access(Access.WRITE, b"\x01", b"\x01") is Access.WRITE
+    assert access(Access.EXEC, b"", b"") is Access.EXEC
+    assert access(Access.READ, b"\x01", b"\x02") is Access.READ
+    # Read/write: a change is a write; no change, or nothing known before, can be either.
+    assert access(Access.READ_WRITE, b"\x01", b"\x02") is Access.WRITE
+    assert access(Access.READ_WRITE, b"\x01", b"\x01") is Access.READ_WRITE
+    assert access(Access.READ_WRITE, b"", b"\x01") is Access.READ_WRITE
+    assert access(Access.READ, b"", b"\x01", emulated=True) is Access.READ_WRITE
 
 
 def test_halted_only_for_halt_requests_and_stopped_reports_nothing() -> None:

@@ -68,6 +68,16 @@ def _access(a: m.Access | None) -> str:
     return a.value if a is not None else "?"
 
 
+#: On a hit, READ_WRITE is one access the broker could not tell: "read or write".
+_HIT_ACCESS_JSON = {m.Access.READ_WRITE: "read_or_write"}
+
+
+def _hit_access(h: m.Hit) -> str:
+    if h.access is m.Access.READ_WRITE:
+        return "read or write (" + ("same value" if h.old_value else "value before unknown") + ")"
+    return _access(h.access)
+
+
 # --- events ----------------------------------------------------------------------------
 def event_record(ev: m.Event) -> dict[str, Any]:
     """The JSON form of an event, as ``hwbkpt --json watch`` prints it."""
@@ -87,11 +97,13 @@ def event_record(ev: m.Event) -> dict[str, Any]:
             value=json_value(p.value),
             old_value=json_value(p.old_value),
             hit_count=p.hit_count,
-            access=p.access.value if p.access else None,
+            access=_HIT_ACCESS_JSON.get(p.access, p.access.value) if p.access else None,
             cpu=p.cpu,
             generation=p.generation,
             halted=p.halted,
         )
+        if p.access_reason:
+            rec["access_reason"] = p.access_reason
         if p.ip_symbol:
             rec["ip_symbol"] = p.ip_symbol
         if p.value_late:
@@ -133,7 +145,7 @@ def event_line(ev: m.Event) -> str:
     if isinstance(p, m.Hit):
         where = f"{p.ip:#x}" + (f" <{p.ip_symbol}>" if p.ip_symbol else "")
         text = (
-            f"{head}  tid {p.tid}  {_access(p.access)} {p.address:#x}  "
+            f"{head}  tid {p.tid}  {_hit_access(p)} {p.address:#x}  "
             f"value {_value_text(p.value)}  old {_value_text(p.old_value)}  "
             f"ip {where}  count {p.hit_count}"
         )

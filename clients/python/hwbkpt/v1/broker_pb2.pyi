@@ -642,6 +642,11 @@ class Hit(_message.Message):
     ip: _builtins.int
     address: _builtins.int
     access: Global___Access.ValueType
+    """What the access did. ACCESS_READ_WRITE means "read or write": the hardware did not
+    say (x86) and the value did not change, or the value before is unknown, so it was a
+    read or a store of the same value. Where the hardware did not say and the value
+    changed, it is ACCESS_WRITE.
+    """
     value: _builtins.bytes
     """The watched region after the access (little-endian bytes)."""
     old_value: _builtins.bytes
