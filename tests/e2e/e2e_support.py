@@ -52,8 +52,12 @@ class WatchProcess:
         self.seen: list[Record] = []
         self.stderr: list[str] = []
         self._queue: queue.Queue[Record | None] = queue.Queue()
-        threading.Thread(target=self._read_out, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_out, daemon=True),
+            threading.Thread(target=self._read_err, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read_out(self) -> None:
         assert self.proc.stdout is not None
@@ -110,11 +114,17 @@ class WatchProcess:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 10.0) -> int:
+        """The exit status, once everything the process wrote is in ``seen``/``stderr``."""
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError(f"still running after {timeout}s: {self._describe()}") from None
+        # The readers may still be on the last lines when the exit is seen; the pipes end
+        # with the process.
+        for reader in self._readers:
+            reader.join(timeout)
+        return rc
 
     def kill(self) -> None:
         """kill -9: no clean-up of any kind."""

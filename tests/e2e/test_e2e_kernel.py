@@ -44,7 +44,7 @@ def test_kernel_request_waits_for_the_crowded_thread(daemon: Daemon, client: hwb
     assert client.sim_touch(pid, KERNEL_ADDR, tid=free_tid, value=2).breakpoint_ids == (k_id,)
     hit = k.expect(event="hit")
     assert (hit["tid"], hit["value"]) == (free_tid, 2)
-    assert k.interrupt() == 0
+    assert k.interrupt() == 130
     crowd.close()
 
 
@@ -54,4 +54,4 @@ def test_kernel_request_fits_when_threads_leave_room(daemon: Daemon, client: hwb
         light.watch(DATA, pid=pid)
         k = daemon.watch("--kernel", hex(KERNEL_ADDR + 8), "--name", "K2")
         assert k.seen[0]["state"] == "installed"
-        assert k.interrupt() == 0
+        assert k.interrupt() == 130

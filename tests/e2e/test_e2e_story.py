@@ -44,7 +44,7 @@ def test_stronger_client_displaces_one_and_restores_it(
     assert [e for e in quiet_events(a) if e.kind == "hit"] == []
 
     # B leaves: A's request comes back, and its next hit has the value and the one before.
-    assert b.interrupt() == 0
+    assert b.interrupt() == 130
     b.expect(event="removed", reason="client")
     restored = expect_event(a, "restored")
     assert restored.breakpoint_id == weakest.id
@@ -86,7 +86,7 @@ def test_same_chunk_shares_one_slot_and_both_get_each_hit(daemon: Daemon) -> Non
     for w in (a, b):
         hit = w.expect(event="hit")
         assert (hit["value"], hit["old_value"], hit["tid"]) == (5, 0, pid)
-        assert w.interrupt() == 0
+        assert w.interrupt() == 130
 
 
 def test_watch_count_ends_the_watch_and_cleans_up(daemon: Daemon) -> None:
@@ -107,7 +107,7 @@ def test_watch_timeout_and_sigterm(daemon: Daemon) -> None:
     w = daemon.watch("--pid", str(pid), hex(BASE), "--timeout", "0.5")
     assert w.wait() == 0
     w2 = daemon.watch("--pid", str(pid), hex(BASE))
-    assert w2.interrupt(sig=15) == 0
+    assert w2.interrupt(sig=15) == 143
     assert w2.seen[-1]["event"] == "removed"
 
 

@@ -160,8 +160,10 @@ class AsyncSession:
         changed_only: bool = False,
         nonstop: bool = False,
         call_chain: bool = False,
+        stop_after: int = 0,
     ) -> m.Breakpoint:
-        """Watch ``address`` (an int, or a symbol name) in a process, a thread or the kernel."""
+        """Watch ``address`` (an int, or a symbol name) in a process, a thread or the kernel;
+        ``stop_after`` N: the broker reports N hits, then removes the request itself."""
         return await self.set_breakpoint(
             scope=m.Scope.KERNEL if kernel else None,
             pid=pid,
@@ -175,6 +177,7 @@ class AsyncSession:
             changed_only=changed_only,
             nonstop=nonstop,
             call_chain=call_chain,
+            stop_after=stop_after,
         )
 
     async def modify(

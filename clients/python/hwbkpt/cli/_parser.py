@@ -13,12 +13,16 @@ _WATCH_EPILOG = """\
 ADDRESS is hex (0x...), decimal, or a symbol name (sent to the broker to resolve).
 The watch prints its state, then one line per event, until --count hits, --timeout seconds,
 Ctrl-C or SIGTERM; then it removes the request and closes its session.
+--count N is counted by the broker (stop_after): exactly N hits are printed, then "removed".
+Hits still arriving after a timeout or a signal are not printed; stderr says how many.
 With --halt each hit stops the thread; the watch prints the hit and then resumes the thread.
 With --json every line has "event", "breakpoint" and "seq"; the first line is the state the
-broker answered when the request was set (seq 0), later lines carry the broker's numbers.
+broker answered when the request was set (seq 0), later lines are every event received,
+with the broker's numbers (the first repeats that state).
 If the broker removes the request (stop_after, target gone, broker shutdown) the watch ends.
-Exit status: 0 done; 2 bad input (the broker's status and the field at fault on stderr);
-1 broker unreachable or session lost.
+Exit status: 0 done; 130 ended by Ctrl-C (SIGINT), 143 by SIGTERM, after the same clean-up;
+2 bad input (the broker's status and the field at fault on stderr); 1 broker unreachable or
+session lost.
 """
 
 
@@ -26,6 +30,7 @@ _ATTACH_EPILOG = """\
 Prints the process's thread ids, then its events (its exit) until Ctrl-C, SIGTERM or
 --timeout; then closes the session, and the broker lets the process go unless another
 session still watches it: slots cleared, threads running.
+Exit status 0 after --timeout or the process's exit, 130 after Ctrl-C, 143 after SIGTERM.
 """
 
 _LAUNCH_EPILOG = """\
@@ -34,7 +39,8 @@ The program starts under the broker, held before its first instruction; each --w
 then the program runs. Prints the pid first, then the state of each watch and one line per
 event until the program exits, --count hits, --timeout seconds or Ctrl-C. The program
 inherits the broker's standard streams. If it still runs at the end, it is let go, not
-killed. Example: hwbkpt launch --watch 0x404040 --count 10 -- ./prog arg
+killed. Exit status as for watch (130 after Ctrl-C, 143 after SIGTERM).
+Example: hwbkpt launch --watch 0x404040 --count 10 -- ./prog arg
 """
 
 

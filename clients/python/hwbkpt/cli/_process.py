@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import threading
 import time
-from typing import Any
 
 from hwbkpt import models as m
 from hwbkpt.cli._output import Printer
-from hwbkpt.cli._watch import POLL, initial_state, print_event, state_key, stop_on_signals
+from hwbkpt.cli._watch import (
+    POLL,
+    StopFlag,
+    exit_status,
+    initial_state,
+    print_event,
+    stop_on_signals,
+)
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
@@ -35,7 +40,7 @@ def _exited(ev: m.Event, pid: int) -> bool:
 
 def cmd_attach(client: Client, args: argparse.Namespace, out: Printer) -> int:
     name = args.name if args.name is not None else f"hwbkpt-attach-{os.getpid()}"
-    stop = threading.Event()
+    stop = StopFlag(client)
     with stop_on_signals(stop):
         session = client.open_session(name)
         try:
@@ -59,7 +64,7 @@ def cmd_attach(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 session.close()
     # Closing the session is what lets the process go (unless another session needs it).
     out.emit({"event": "detached", "pid": args.pid}, f"detached pid {args.pid}")
-    return 0
+    return exit_status(stop)
 
 
 def program_argv(args: argparse.Namespace) -> list[str]:
@@ -89,7 +94,7 @@ def _set_watches(session: Session, pid: int, args: argparse.Namespace) -> list[m
 def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
     argv = program_argv(args)
     name = args.name if args.name is not None else f"hwbkpt-launch-{os.getpid()}"
-    stop = threading.Event()
+    stop = StopFlag(client)
     with stop_on_signals(stop):
         session = client.open_session(name)
         try:
@@ -102,24 +107,22 @@ def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             for bp in bps:
                 print_event(out, initial_state(bp))
             session.release_process(pid)
-            _follow(session, pid, bps, args, out, stop)
+            _follow(session, pid, args, out, stop)
         finally:
             # Its watches go with the session; a program still running is let go, not killed.
             with contextlib.suppress(HwbkptError):
                 session.close()
-    return 0
+    return exit_status(stop)
 
 
 def _follow(
     session: Session,
     pid: int,
-    bps: list[m.Breakpoint],
     args: argparse.Namespace,
     out: Printer,
-    stop: threading.Event,
+    stop: StopFlag,
 ) -> None:
-    """Print events until the program exits, --count hits, --timeout or Ctrl-C."""
-    last: dict[int, tuple[Any, ...]] = {bp.id: state_key(bp) for bp in bps}
+    """Print every event received until the program exits, --count hits, --timeout or Ctrl-C."""
     deadline = _deadline(args.timeout)
     hits = 0
     while not stop.is_set() and not (args.count and hits >= args.count):
@@ -131,14 +134,8 @@ def _follow(
             if session.ended:
                 return
             continue
-        p = ev.payload
-        if isinstance(p, m.StateChanged) and ev.breakpoint_id in last:
-            # The stream repeats the state the SetBreakpoint reply already showed.
-            if state_key(p) == last[ev.breakpoint_id]:
-                continue
-            last[ev.breakpoint_id] = state_key(p)
         print_event(out, ev)
-        if isinstance(p, m.Hit):
+        if isinstance(ev.payload, m.Hit):
             hits += 1
         if _exited(ev, pid):
             return

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,20 +18,54 @@ from hwbkpt.cli._output import Printer, event_line, event_record
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
-__all__ = ["POLL", "cmd_watch", "initial_state", "print_event", "state_key", "stop_on_signals"]
+__all__ = [
+    "POLL",
+    "StopFlag",
+    "cmd_watch",
+    "exit_status",
+    "initial_state",
+    "print_event",
+    "stop_on_signals",
+]
 
 #: How often the loop looks at the clock and the stop flag while no event arrives.
 POLL = 0.2
 #: How long to wait for the broker's "removed" event after removing the request.
 _REMOVED_WAIT = 1.0
+#: Each broker call's deadline once a signal came: a broker swamped by hits may take its
+#: full call timeout (30 s) per call, and the user asked to stop now. What is not confirmed
+#: by then the broker removes itself when the session's lease ends.
+SIGNAL_CALL_TIMEOUT = 0.5
+
+
+class StopFlag(threading.Event):
+    """Set by SIGINT or SIGTERM; remembers the first of them for the exit status, and
+    shortens the deadline of the client's clean-up calls."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self.signum = 0
+        self._client = client
+
+    def signalled(self, signum: int) -> None:
+        if not self.signum:
+            self.signum = signum
+            self._client.timeout = min(self._client.timeout, SIGNAL_CALL_TIMEOUT)
+        self.set()
+
+
+def exit_status(stop: StopFlag) -> int:
+    """0, or 128 + the signal that ended the command (130 Ctrl-C, 143 SIGTERM), as a shell
+    reports a command killed by it: a script can tell an interrupted run from a finished one."""
+    return 128 + stop.signum if stop.signum else 0
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM end the watch cleanly instead of killing it mid-call."""
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the command cleanly instead of killing it mid-call."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        stop.signalled(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -38,11 +73,6 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def state_key(ev_or_bp: m.StateChanged | m.Breakpoint) -> tuple[object, ...]:
-    reason = ev_or_bp.pending_reason
-    return (ev_or_bp.state, reason, ev_or_bp.installed_tids, ev_or_bp.pending_tids)
 
 
 def initial_state(bp: m.Breakpoint) -> m.Event:
@@ -58,10 +88,12 @@ def initial_state(bp: m.Breakpoint) -> m.Event:
 def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
     name = args.name if args.name is not None else f"hwbkpt-watch-{os.getpid()}"
     access = m.Access(args.access)
-    stop = threading.Event()
+    stop = StopFlag(client)
     with stop_on_signals(stop):
         session = client.open_session(name)
         try:
+            # The broker counts: hits already in flight when the client would have counted
+            # to N are never reported, so exactly N are printed whatever the hit rate.
             bp = session.watch(
                 args.address,
                 pid=args.pid or 0,
@@ -74,6 +106,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 changed_only=args.changed_only,
                 nonstop=args.nonstop,
                 call_chain=args.call_chain,
+                stop_after=args.count,
             )
         except BaseException:
             with contextlib.suppress(HwbkptError):
@@ -83,8 +116,8 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
         try:
             removed = _follow(session, bp, args, out, stop)
         finally:
-            _finish(session, bp, out, removed=removed)
-    return 0
+            _finish(session, bp, out, stop, removed=removed)
+    return exit_status(stop)
 
 
 def print_event(out: Printer, ev: m.Event) -> None:
@@ -96,11 +129,14 @@ def _follow(
     bp: m.Breakpoint,
     args: argparse.Namespace,
     out: Printer,
-    stop: threading.Event,
+    stop: StopFlag,
 ) -> bool:
-    """Print events until done; True when the broker itself removed the request."""
+    """Print events until done; True when the broker itself removed the request.
+
+    Every event received is printed: the stream's first state repeats the reply's (seq 0),
+    and hiding it would leave a hole in the numbers.
+    """
     print_event(out, initial_state(bp))
-    last_state = state_key(bp)
     deadline = time.monotonic() + args.timeout if args.timeout else None
     hits = 0
     while not stop.is_set() and not (args.count and hits >= args.count):
@@ -115,50 +151,76 @@ def _follow(
             if session.ended:
                 return False
             continue
-        p = ev.payload
-        if isinstance(p, m.StateChanged):
-            # The stream repeats the state the SetBreakpoint reply already showed.
-            if ev.breakpoint_id == bp.id and state_key(p) == last_state:
-                continue
-            if ev.breakpoint_id == bp.id:
-                last_state = state_key(p)
         print_event(out, ev)
+        p = ev.payload
         if isinstance(p, m.Hit) and ev.breakpoint_id == bp.id:
             hits += 1
             if p.halted:
-                session.resume_threads([p.tid])
+                _resume(session, p.tid)
         if isinstance(p, m.Removed) and ev.breakpoint_id == bp.id:
             return True  # stop_after, target exit or broker shutdown: nothing left to watch
     return False
 
 
-def _finish(session: Session, bp: m.Breakpoint, out: Printer, *, removed: bool) -> None:
+def _resume(session: Session, tid: int) -> None:
+    try:
+        session.resume_threads([tid])
+    except HwbkptError as err:
+        # The broker let the thread go first: the request ended (stop_after lets go of a
+        # process no one else watches) or its halt timed out. It runs either way.
+        if err.code != "FAILED_PRECONDITION":
+            raise
+
+
+def _finish(
+    session: Session, bp: m.Breakpoint, out: Printer, stop: StopFlag, *, removed: bool
+) -> None:
     """Remove the request, show the broker's confirmation, close the session."""
     try:
         if not removed and not session.ended:
             try:
                 session.remove(bp.id)
             except HwbkptError as err:
-                if err.code != "NOT_FOUND":  # already gone (e.g. stop_after): fine
+                if err.code == "NOT_FOUND":
+                    pass  # already gone (stop_after): its "removed" is on the way
+                elif stop.signum:
+                    print(
+                        f"hwbkpt: the broker did not confirm the removal ({err.code}); "
+                        "it removes the request when the session's lease ends",
+                        file=sys.stderr,
+                    )
+                    return
+                else:
                     raise
-            else:
-                _await_removed(session, bp, out)
+            _await_removed(session, bp, out)
     finally:
         with contextlib.suppress(HwbkptError):
             session.close()
 
 
 def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
+    """Print what comes until the broker's ``removed``, except hits: the watch is over
+    (count reached, timeout, signal), and at a high hit rate printing the backlog would
+    keep a stopped watch running. Their number goes to stderr."""
+    skipped = 0
     deadline = time.monotonic() + _REMOVED_WAIT
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            ev = session.next_event(remaining)
-        except HwbkptError:
-            return
-        if ev is None:
-            return
-        if isinstance(ev.payload, m.StateChanged) and ev.breakpoint_id == bp.id:
-            continue  # the final "removed" state repeats the removed event
-        print_event(out, ev)
-        if isinstance(ev.payload, m.Removed) and ev.breakpoint_id == bp.id:
-            return
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                ev = session.next_event(remaining)
+            except HwbkptError:
+                return
+            if ev is None:
+                return
+            if isinstance(ev.payload, m.Hit):
+                skipped += 1
+                continue
+            print_event(out, ev)
+            if isinstance(ev.payload, m.Removed) and ev.breakpoint_id == bp.id:
+                return
+    finally:
+        if skipped:
+            print(
+                f"hwbkpt: {skipped} hit(s) received after the watch ended were not printed",
+                file=sys.stderr,
+            )
