@@ -191,12 +191,13 @@ def _first_kernel_text(kallsyms: Path) -> int | None:
     return None
 
 
-def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str:
+def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str | None:
     """ "" when the kernel accepts a breakpoint on a kernel address, else why it does not.
 
-    The probe event is disabled, on one CPU, and closed at once. ENOSPC (every
-    slot taken by someone else) says nothing about permission, so it counts as
-    accepted; the slots are then judged like any other.
+    The probe event is disabled and closed at once. The kernel reserves a slot
+    before it checks permission, so ENOSPC (every slot of a CPU taken, by CPU-wide
+    events or by any task's breakpoints) says nothing: the next CPU is asked, and
+    None means no CPU could give a verdict.
     """
     # Imported here: the file facts above must stay readable without ctypes.
     from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_RW, breakpoint_attr, perf_event_open
@@ -206,29 +207,34 @@ def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str:
     if address is None:
         return ""
     attr = breakpoint_attr(address, 8, HW_BREAKPOINT_RW, exclude_user=True, disabled=True)
-    cpu = min(read_online(), default=0)
-    try:
-        os.close(perf_event_open(attr, -1, cpu))
-    except OSError as exc:
-        if exc.errno in (errno.EPERM, errno.EACCES):
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            return (
-                f"this kernel refuses breakpoints on kernel addresses (perf_event_open: {name}"
-                " for a kernel address, although user addresses are accepted): kernel scope"
-                " is unavailable on this machine"
-            )
-    return ""
+    for cpu in sorted(read_online()) or [0]:
+        try:
+            os.close(perf_event_open(attr, -1, cpu))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                continue
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                return (
+                    f"this kernel refuses breakpoints on kernel addresses (perf_event_open:"
+                    f" {name} for a kernel address, although user addresses are accepted):"
+                    " kernel scope is unavailable on this machine"
+                )
+        return ""
+    return None
 
 
 def detect_caps(
     root: Path = Path("/"),
     release: str | None = None,
-    probe: Callable[[], str] | None = None,
+    probe: Callable[[], str | None] | None = None,
 ) -> PerfCaps:
     """Read the facts once. ``root`` lets tests point at a fixture tree.
 
     ``probe`` asks the kernel whether it accepts kernel addresses; by default it
-    runs only against the real root (a fixture tree has no kernel to ask).
+    runs only against the real root (a fixture tree has no kernel to ask). No
+    verdict (every slot taken) counts as accepted: an arming the kernel then
+    refuses is reported as that request's refusal, with the kernel's errno.
     """
     if probe is None and root == Path("/"):
         probe = probe_kernel_addresses
@@ -253,7 +259,7 @@ def detect_caps(
         kprobes_evidence=evidence,
     )
     if probe is not None and caps.cpu_wide_allowed:
-        caps = dataclasses.replace(caps, kernel_addresses_refused=probe())
+        caps = dataclasses.replace(caps, kernel_addresses_refused=probe() or "")
     return caps
 
 

@@ -172,5 +172,5 @@ def test_the_probe_is_not_asked_without_cpu_wide_rights(tmp_path: Path) -> None:
 def test_the_probe_reads_the_first_kernel_text_address(tmp_path: Path) -> None:
     hidden = tmp_path / "hidden"
     hidden.write_text("0000000000000000 T _text\n")
-    assert probe_kernel_addresses(hidden) == ""  # nothing to ask about: no verdict
+    assert probe_kernel_addresses(hidden) == ""  # nothing to ask about: accepted
     assert probe_kernel_addresses(tmp_path / "absent") == ""
