@@ -7,8 +7,9 @@ only keeps the holders; the broker owns the timers and the mechanism calls.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+
+from hwbkptd.core.clock import Timer
 
 __all__ = ["Halt", "HaltBook"]
 
@@ -19,7 +20,7 @@ class Halt:
     tid: int
     #: session id -> the breakpoint that halted the thread for that session.
     holders: dict[str, int] = field(default_factory=dict)
-    timer: asyncio.TimerHandle | None = None
+    timer: Timer | None = None
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
