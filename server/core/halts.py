@@ -2,7 +2,8 @@
 
 A thread stopped by a HALT slot stays stopped until every session whose HALT
 request reported the hit has let it go (or the halt timeout passes). The book
-only keeps the holders; the broker owns the timers and the mechanism calls.
+keeps the holders and each halt's timeout handle; ``HitRouter`` schedules the
+timeout on the core's clock, and the broker makes the mechanism calls.
 """
 
 from __future__ import annotations
