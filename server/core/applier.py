@@ -21,6 +21,7 @@ import structlog
 
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable, TableEntry
 from hwbkptd.core.broker_types import BreakpointSpec
+from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.events import EventKind
 from hwbkptd.core.mechanism import Mechanism, Refusal, SlotEntry, SlotWrite
@@ -52,6 +53,7 @@ class Applier:
         threads: Mapping[int, int],
         read_value: Callable[[BreakpointSpec], Awaitable[bytes]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        clock: Clock,
         retry_seconds: float = EXTERNAL_RETRY_SECONDS,
     ) -> None:
         self._arbiter = arbiter
@@ -61,6 +63,7 @@ class Applier:
         self._threads = threads
         self._read_value = read_value
         self._spawn = spawn
+        self._clock = clock
         self._retry_seconds = retry_seconds
         #: The installed set of every live request as of the last absorbed change.
         self._installed: dict[int, frozenset[int]] = {}
@@ -71,7 +74,7 @@ class Applier:
         self._lock = asyncio.Lock()
         self._externals: dict[tuple[int, str], int] = {}
         self._refused: dict[tuple[int, str], set[int]] = {}
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: Timer | None = None
         self._closed = False
 
     # --- mutations (synchronous) ------------------------------------------------------
@@ -228,8 +231,7 @@ class Applier:
     def _schedule_retry(self) -> None:
         if self._retry is not None or not self._externals or self._closed:
             return
-        loop = asyncio.get_running_loop()
-        self._retry = loop.call_later(self._retry_seconds, self._retry_externals)
+        self._retry = self._clock.call_later(self._retry_seconds, self._retry_externals)
 
     def _retry_externals(self) -> None:
         self._retry = None

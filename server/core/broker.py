@@ -100,7 +100,8 @@ class Broker:
         self._mechanism = mechanism
         self._config = config
         self._arbiter = Arbiter(self._pools)
-        self._sessions = SessionTable(clock or SystemClock(), self._lease_ended)
+        self._clock: Clock = clock or SystemClock()
+        self._sessions = SessionTable(self._clock, self._lease_ended)
         self._records = RecordIndex()
         self._next_id = 0
         self._threads: dict[int, int] = {}
@@ -114,11 +115,13 @@ class Broker:
             threads=self._threads,
             read_value=self._read_value,
             spawn=self._spawn,
+            clock=self._clock,
         )
         self._router = HitRouter(
             arbiter=self._arbiter,
             records=self._records,
             sessions=self._sessions,
+            clock=self._clock,
             halt_timeout=config.halt_timeout_seconds,
             stop_request=self._stop_after,
             resume=self._resume_thread,

@@ -2,13 +2,15 @@
 
 A thread stopped by a HALT slot stays stopped until every session whose HALT
 request reported the hit has let it go (or the halt timeout passes). The book
-only keeps the holders; the broker owns the timers and the mechanism calls.
+keeps the holders and each halt's timeout handle; ``HitRouter`` schedules the
+timeout on the core's clock, and the broker makes the mechanism calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
+
+from hwbkptd.core.clock import Timer
 
 __all__ = ["Halt", "HaltBook"]
 
@@ -19,7 +21,7 @@ class Halt:
     tid: int
     #: session id -> the breakpoint that halted the thread for that session.
     holders: dict[str, int] = field(default_factory=dict)
-    timer: asyncio.TimerHandle | None = None
+    timer: Timer | None = None
 
     def cancel_timer(self) -> None:
         if self.timer is not None:

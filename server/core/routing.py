@@ -9,13 +9,14 @@ session that reported it has let it go, or the halt timeout passes.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
 
 from hwbkptd.core.arbiter import Arbiter
+from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import HaltTimeout, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HaltBook
@@ -36,6 +37,7 @@ class HitRouter:
         arbiter: Arbiter,
         records: RecordIndex,
         sessions: SessionTable,
+        clock: Clock,
         halt_timeout: float,
         stop_request: Callable[[int], None],
         resume: Callable[[int], Coroutine[Any, Any, None]],
@@ -44,6 +46,7 @@ class HitRouter:
         self._arbiter = arbiter
         self._records = records
         self._sessions = sessions
+        self._clock = clock
         self._halt_timeout = halt_timeout
         self._stop_request = stop_request
         self._resume = resume
@@ -96,8 +99,8 @@ class HitRouter:
     def _hold(self, pid: int, tid: int, session: Session, rid: int) -> None:
         halt = self.halts.hold(pid, tid, session.id, rid)
         if halt.timer is None:
-            loop = asyncio.get_running_loop()
-            halt.timer = loop.call_later(self._halt_timeout, self._halt_expired, tid)
+            expired = functools.partial(self._halt_expired, tid)
+            halt.timer = self._clock.call_later(self._halt_timeout, expired)
 
     def _halt_expired(self, tid: int) -> None:
         halt = self.halts.drop(tid)

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
-from hwbkptd.core.clock import Clock
+from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import NotFound
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
 from hwbkptd.core.events import Event, EventKind
@@ -55,7 +55,7 @@ class Session:
         self._stream = 0
         self._streams = 0
         self._wake: asyncio.Event | None = None
-        self._lease: asyncio.TimerHandle | None = None
+        self._lease: Timer | None = None
         self.lease_deadline: float | None = None
 
     # --- events -----------------------------------------------------------------
@@ -115,8 +115,7 @@ class Session:
             return
         self.cancel_lease()
         self.lease_deadline = self._clock.monotonic() + self.lease_seconds
-        loop = asyncio.get_running_loop()
-        self._lease = loop.call_later(self.lease_seconds, self._expire)
+        self._lease = self._clock.call_later(self.lease_seconds, self._expire)
 
     def _expire(self) -> None:
         self._lease = None

@@ -45,7 +45,6 @@ import time
 from typing import Any
 
 from hwbkptd.arch.ptrace import binding as pt
-from hwbkptd.arch.ptrace.hits import make_hit
 from hwbkptd.arch.ptrace.state import HOLD_HALT, ArmedSlot, Arming, Tracee
 from hwbkptd.arch.ptrace.waiter import Waiter
 from hwbkptd.core.mechanism import HitReport
@@ -259,7 +258,7 @@ class StopHandler:
         tid = t.tid
         for slot, at, values in found:
             hits.append(
-                make_hit(
+                HitReport(
                     pid,
                     tid,
                     slot.pool,
@@ -268,9 +267,9 @@ class StopHandler:
                     at,
                     slot.address,
                     now,
-                    slot.access,
-                    values,
-                    slot.halt,
+                    access=slot.access,
+                    values=values,
+                    halted=slot.halt,
                 )
             )
 

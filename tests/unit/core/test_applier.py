@@ -30,6 +30,8 @@ class Rig:
         self.threads: dict[int, int] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.seen = 0
+        #: The applier's clock only: the session's lease timer is not under test here.
+        self.clock = ManualClock()
         self.sessions = SessionTable(ManualClock(), lambda s: None)
         self.session: Session = self.sessions.open(
             "A", identity=Identity(), lease_seconds=100, hit_buffer=100, retention=100
@@ -42,6 +44,7 @@ class Rig:
             threads=self.threads,
             read_value=self.read,
             spawn=self.spawn,
+            clock=self.clock,
             retry_seconds=retry,
         )
         self.sim.start(self)  # type: ignore[arg-type]
@@ -86,7 +89,7 @@ async def test_the_mechanism_always_gets_the_current_table() -> None:
 
 
 async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None:
-    rig = Rig(retry=0.05)
+    rig = Rig(retry=2.0)
     pid, (tid,) = rig.sim.spawn_process(1)
     rig.sim.reserve_external(tid, "dr", 4)
     rig.add(1, pid, 0x1000)
@@ -94,12 +97,17 @@ async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None
     assert rig.arbiter.state(1) == (RequestState.PENDING, PendingReason.EXTERNAL)
     assert dict(rig.applier.externals) == {(tid, "dr"): 4}
     assert rig.applier.refused(tid)["dr"] == {0}
+    assert rig.clock.next_deadline() == rig.clock.monotonic() + 2.0
     rig.events()
-    await asyncio.sleep(0.08)  # a retry while still held: quiet
+    rig.clock.advance(1.5)
+    assert rig.tasks == []  # not due yet
+    rig.clock.advance(0.5)  # a retry while still held: quiet, and the next one is scheduled
     await asyncio.gather(*rig.tasks)
+    assert len(rig.tasks) == 1
     assert rig.events() == []
+    assert rig.clock.pending() == 1
     rig.sim.reserve_external(tid, "dr", 0)
-    await asyncio.sleep(0.08)
+    rig.clock.advance(2.0)
     await asyncio.gather(*rig.tasks)
     assert rig.arbiter.state(1) == (RequestState.INSTALLED, PendingReason.NONE)
     assert rig.events() == [
@@ -107,7 +115,20 @@ async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None
         StateChanged(RequestState.INSTALLED, PendingReason.NONE, (tid,), ()),
     ]
     assert rig.applier.externals == {}
+    assert rig.clock.pending() == 0  # nothing held outside: no retry runs
+
+
+async def test_close_cancels_the_retry() -> None:
+    rig = Rig(retry=2.0)
+    pid, (tid,) = rig.sim.spawn_process(1)
+    rig.sim.reserve_external(tid, "dr", 4)
+    rig.add(1, pid, 0x1000)
+    await rig.applier.flush()
+    assert rig.clock.pending() == 1
     rig.applier.close()
+    assert rig.clock.pending() == 0
+    rig.clock.advance(10)
+    assert rig.tasks == []
 
 
 async def test_late_refusals_use_the_current_table() -> None:

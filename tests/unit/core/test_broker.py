@@ -10,7 +10,9 @@ import pytest
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
+from hwbkptd.core.applier import EXTERNAL_RETRY_SECONDS
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
+from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,
@@ -52,6 +54,8 @@ KVAR = 0xFFFF_FFFF_8200_0000  # an x86_64 kernel data address
 class World:
     broker: Broker
     sim: SimMechanism
+    #: The broker's clock: leases, halt timeouts and retries run when a test moves it.
+    clock: ManualClock
 
 
 @dataclass
@@ -103,14 +107,16 @@ def watch(pid: int, address: int, **kw: object) -> BreakpointSpec:
 async def make_world(layout: str = "sim", **config: object) -> World:
     lay = parse_layout(layout)
     sim = SimMechanism(lay.arch, lay.pools)
+    clock = ManualClock()
     broker = Broker(
         arch=lay.arch,
         pools=lay.pools,
         mechanism=sim,
         config=BrokerConfig(machine=lay.machine, **config),  # type: ignore[arg-type]
+        clock=clock,
     )
     await broker.start()
-    return World(broker, sim)
+    return World(broker, sim, clock)
 
 
 @pytest.fixture
@@ -300,15 +306,18 @@ async def test_kernel_request_waits_for_the_crowded_thread_then_installs_everywh
 async def test_lease_end_removes_requests_and_restores_what_they_displaced(world: World) -> None:
     broker, sim = world.broker, world.sim
     pid, _ = sim.spawn_process(1)
-    a = await open_client(world, "A")
-    b = await open_client(world, "B", lease_seconds=0.2)
+    a = await open_client(world, "A", lease_seconds=60)
+    b = await open_client(world, "B", lease_seconds=20)
     for i in range(4):
         await broker.set_breakpoint(a.token, watch(pid, VAR + 8 * i))
     vb = await broker.set_breakpoint(b.token, watch(pid, VAR + 0x100, priority=75))
     assert vb.state is RequestState.INSTALLED
     await a.take()
     # b never attaches a stream (its client was killed): the lease runs out.
-    await asyncio.sleep(0.35)
+    world.clock.advance(19)
+    await broker.settle()
+    assert broker.list_breakpoints(b.token) == (vb,)  # still alive
+    world.clock.advance(20)  # b's last call restarted its lease
     await broker.settle()
     with pytest.raises(NotFound) as err:
         broker.list_breakpoints(b.token)
@@ -321,15 +330,20 @@ async def test_lease_end_removes_requests_and_restores_what_they_displaced(world
 
 async def test_attached_stream_keeps_the_session_alive_past_its_lease(world: World) -> None:
     broker = world.broker
-    info = broker.open_session("S", lease_seconds=0.1, identity=LOCAL)
+    info = broker.open_session("S", lease_seconds=10, identity=LOCAL)
     stream = broker.events(info.token)
     reader = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0)  # the reader attaches and waits for events
+    world.clock.advance(25)
+    await broker.settle()
     assert broker.list_breakpoints(info.token) == ()  # still alive
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     await stream.aclose()  # type: ignore[attr-defined]
-    await asyncio.sleep(0.2)
+    world.clock.advance(9)
+    await broker.settle()
+    assert broker.resume_session(info.token).session_id == info.session_id
+    world.clock.advance(10)
     await broker.settle()
     with pytest.raises(NotFound):
         broker.resume_session(info.token)
@@ -361,10 +375,10 @@ async def test_newer_stream_ends_the_older_one(world: World) -> None:
     info = broker.open_session("A", identity=LOCAL)
     old = broker.events(info.token)
     pending = asyncio.ensure_future(anext(old))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the old reader attaches and waits
     new = broker.events(info.token)
     new_pending = asyncio.ensure_future(anext(new))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the new one attaches
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, 1)
     assert not new_pending.done()
@@ -485,18 +499,22 @@ async def test_a_shared_halt_waits_for_every_session(world: World) -> None:
 
 
 async def test_halt_timeout_resumes_and_tells_the_session() -> None:
-    w = await make_world(halt_timeout_seconds=0.1)
+    w = await make_world(halt_timeout_seconds=30.0)
     try:
         pid, (tid,) = w.sim.spawn_process(1)
-        a = await open_client(w, "A")
+        a = await open_client(w, "A", lease_seconds=3600)  # outlives the halt timeout
         view = await w.broker.set_breakpoint(a.token, watch(pid, VAR, action=Action.HALT))
         w.sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
-        await asyncio.sleep(0.2)
+        await w.broker.settle()
+        w.clock.advance(29)
+        await w.broker.settle()
+        assert w.sim.halted(tid)
+        w.clock.advance(1)
         await w.broker.settle()
         assert not w.sim.halted(tid)
         events = await a.take()
         timeouts = [(e.breakpoint_id, e.kind) for e in events if isinstance(e.kind, HaltTimeout)]
-        assert timeouts == [(view.id, HaltTimeout(tid=tid, seconds=0.1))]
+        assert timeouts == [(view.id, HaltTimeout(tid=tid, seconds=30.0))]
     finally:
         await w.broker.stop()
 
@@ -600,6 +618,22 @@ async def test_refused_slots_make_requests_pending_external_then_retry(world: Wo
         StateChanged(RequestState.INSTALLED, PendingReason.NONE, (tid,), ()),
     ]
     assert len(sim.touch(pid, tid, VAR + 16, Access.WRITE, u64(1))) == 1
+
+
+async def test_held_outside_slots_are_retried_on_the_broker_clock(world: World) -> None:
+    broker, sim = world.broker, world.sim
+    pid, (tid,) = sim.spawn_process(1)
+    sim.reserve_external(tid, "dr", 4)
+    a = await open_client(world, "A", lease_seconds=3600)
+    view = await broker.set_breakpoint(a.token, watch(pid, VAR))
+    assert view.reason is PendingReason.EXTERNAL
+    sim.reserve_external(tid, "dr", 0)  # the other debugger lets go; nothing else changes
+    world.clock.advance(EXTERNAL_RETRY_SECONDS - 0.5)
+    await broker.settle()
+    assert broker.list_breakpoints(a.token)[0].state is RequestState.PENDING
+    world.clock.advance(0.5)
+    await broker.settle()
+    assert broker.list_breakpoints(a.token)[0].state is RequestState.INSTALLED
 
 
 # --- sessions and the rest of the API --------------------------------------------------

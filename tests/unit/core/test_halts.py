@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
+from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.halts import HaltBook
 
 
@@ -31,15 +32,15 @@ def test_the_first_breakpoint_of_a_session_is_kept() -> None:
     assert book.get(11) is None
 
 
-async def test_drop_and_release_cancel_the_timer() -> None:
+def test_drop_and_release_cancel_the_timer() -> None:
     book = HaltBook()
+    clock = ManualClock()
     fired: list[int] = []
-    loop = asyncio.get_running_loop()
-    for tid in (10, 11):
+    for tid in (10, 11, 12):
         halt = book.hold(1, tid, "s", 1)
-        halt.timer = loop.call_later(0.01, fired.append, tid)
+        halt.timer = clock.call_later(1, functools.partial(fired.append, tid))
     assert book.drop(10) is not None
     assert book.release(11, "s")
-    await asyncio.sleep(0.03)
-    assert fired == []
+    clock.advance(2)
+    assert fired == [12]  # the one still held
     assert book.drop(10) is None

@@ -25,6 +25,8 @@ class Rig:
         self.arbiter = Arbiter({"dr": 4})
         self.arbiter.add_thread(PID, TID)
         self.records = RecordIndex()
+        #: The router's clock only: the sessions' lease timers are not under test here.
+        self.clock = ManualClock()
         self.sessions = SessionTable(ManualClock(), lambda s: None)
         self.stopped: list[int] = []
         self.resumed: list[int] = []
@@ -32,6 +34,7 @@ class Rig:
             arbiter=self.arbiter,
             records=self.records,
             sessions=self.sessions,
+            clock=self.clock,
             halt_timeout=halt_timeout,
             stop_request=self.stop,
             resume=self.resume,
@@ -113,17 +116,22 @@ async def test_stop_after_removes_the_request_after_its_last_reported_hit() -> N
 
 
 async def test_halt_holds_until_timeout_and_filtered_halts_resume_at_once() -> None:
-    rig = Rig(halt_timeout=0.02)
+    rig = Rig(halt_timeout=30.0)
     a = rig.session("A")
     rig.add(1, a, action=Action.HALT)
     rig.router.on_hits([rig.report(halted=True)])
+    rig.router.on_hits([rig.report(halted=True)])  # held already: the first deadline stands
     assert rig.router.halts.held_by(a.id) == (TID,)
-    await asyncio.sleep(0.05)
+    assert (rig.clock.pending(), rig.clock.next_deadline()) == (1, rig.clock.monotonic() + 30)
+    rig.clock.advance(29.5)
+    assert rig.tasks == []
+    assert TID in rig.router.halts
+    rig.clock.advance(0.5)
     await asyncio.gather(*rig.tasks)
     assert rig.resumed == [TID]
     assert TID not in rig.router.halts
     timeouts = [e.kind for e in a.log.take(0, 0) if isinstance(e.kind, HaltTimeout)]
-    assert timeouts == [HaltTimeout(tid=TID, seconds=0.02)]
+    assert timeouts == [HaltTimeout(tid=TID, seconds=30.0)]
 
     rig2 = Rig()
     b = rig2.session("B")
@@ -132,6 +140,19 @@ async def test_halt_holds_until_timeout_and_filtered_halts_resume_at_once() -> N
     await asyncio.gather(*rig2.tasks)
     assert rig2.resumed == [TID]
     assert TID not in rig2.router.halts
+    assert rig2.clock.pending() == 0
+
+
+async def test_a_released_halt_cancels_its_timeout() -> None:
+    rig = Rig(halt_timeout=30.0)
+    a = rig.session("A")
+    rig.add(1, a, action=Action.HALT)
+    rig.router.on_hits([rig.report(halted=True)])
+    assert rig.router.halts.release(TID, a.id)
+    assert rig.clock.pending() == 0
+    rig.clock.advance(60)
+    assert rig.tasks == []
+    assert not any(isinstance(e.kind, HaltTimeout) for e in a.log.take(0, 0))
 
 
 async def test_lost_hits_are_told_once_per_session_holding_a_slot() -> None:

@@ -13,8 +13,8 @@ from hwbkptd.core.events import Removed
 from hwbkptd.core.sessions import Session, SessionTable
 
 
-def table(expired: list[Session]) -> SessionTable:
-    return SessionTable(ManualClock(), expired.append)
+def table(expired: list[Session], clock: ManualClock | None = None) -> SessionTable:
+    return SessionTable(clock or ManualClock(), expired.append)
 
 
 def open_one(sessions: SessionTable, lease: float = 10.0, name: str = "A") -> Session:
@@ -42,34 +42,58 @@ async def test_ids_and_tokens() -> None:
 
 async def test_the_lease_runs_without_a_stream_and_any_call_restarts_it() -> None:
     expired: list[Session] = []
-    sessions = table(expired)
-    a = open_one(sessions, lease=0.1)
-    assert a.lease_deadline == pytest.approx(1000.1)
-    await asyncio.sleep(0.06)
+    clock = ManualClock(start=1000.0)
+    sessions = table(expired, clock)
+    a = open_one(sessions, lease=10)
+    assert a.lease_deadline == 1010.0
+    clock.advance(6)
     sessions.get(a.token)  # a sign of life
-    await asyncio.sleep(0.06)
+    assert a.lease_deadline == 1016.0
+    clock.advance(6)  # past the first deadline: the restart cancelled it
     assert expired == []
-    await asyncio.sleep(0.08)
+    clock.advance(3.5)
+    assert expired == []
+    clock.advance(0.5)
     assert expired == [a]
+    assert clock.pending() == 0
 
 
 async def test_an_attached_stream_stops_the_lease_and_its_end_starts_it() -> None:
     expired: list[Session] = []
-    sessions = table(expired)
-    a = open_one(sessions, lease=0.05)
+    clock = ManualClock()
+    sessions = table(expired, clock)
+    a = open_one(sessions, lease=5)
     stream = a.stream(0)
     reader = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the reader attaches and waits for events
     assert a.attached
-    assert expired == []
     assert a.lease_deadline is None
+    assert clock.pending() == 0
+    clock.advance(100)
+    assert expired == []
     a.emit(1, Removed("client"))
     batch = await asyncio.wait_for(reader, 1)
     assert [e.seq for e in batch] == [1]
     await stream.aclose()  # type: ignore[attr-defined]
     assert not a.attached
-    await asyncio.sleep(0.1)
+    assert a.lease_deadline == clock.monotonic() + 5
+    clock.advance(4.5)
+    assert expired == []
+    clock.advance(0.5)
     assert expired == [a]
+
+
+async def test_removed_and_closed_sessions_keep_no_lease() -> None:
+    expired: list[Session] = []
+    clock = ManualClock()
+    sessions = table(expired, clock)
+    a, b = open_one(sessions, name="A"), open_one(sessions, name="B")
+    sessions.remove(a)
+    b.close()
+    assert clock.pending() == 0
+    b.start_lease()  # a closed session's lease never starts again
+    clock.advance(100)
+    assert expired == []
 
 
 async def test_a_newer_stream_ends_the_older_one() -> None:
