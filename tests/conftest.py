@@ -1,4 +1,5 @@
-"""Shared test settings. Keeps tests/ on sys.path so tests can import native_support."""
+"""Shared test settings and the test C programs. Keeps tests/ on sys.path so tests can import
+native_support and c_programs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 
 import pytest
+from c_programs import build_all
 from hypothesis import HealthCheck, settings
 from native_support import MACHINE_REFUSES
 
@@ -24,6 +26,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def c_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Every test C program (tests/c/*.c), compiled once per session: name -> path."""
+    return build_all(tmp_path_factory.mktemp("c-bin"))
 
 
 # With HWBKPT_REQUIRE_NATIVE=1 (CI) a skipped test is a failure, whatever skipped it, except

@@ -1,4 +1,4 @@
-"""Native end-to-end fixtures: the C targets, built once per session."""
+"""Native end-to-end fixtures: the test C programs (tests/c) where they can run."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from native_e2e_support import Target, compile_all
+from native_e2e_support import Target, native_reason
+from native_support import require_native
 
 os.environ.pop("HWBKPT_SERVER", None)  # every test names its server explicitly
 
 
 @pytest.fixture(scope="session")
-def bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """name -> path of every tests/e2e_native/c/*.c, compiled with gcc (skips when not root)."""
-    return compile_all(tmp_path_factory.mktemp("e2e-native-bin"))
+def bins(c_bins: dict[str, str]) -> dict[str, str]:
+    """The test C programs (tests/c), where a native broker can trace them."""
+    reason = native_reason()
+    if reason:
+        require_native(reason)
+    return c_bins
 
 
 @pytest.fixture
 def vars_target(bins: dict[str, str]) -> Iterator[Target]:
-    """tests/e2e_native/c/vars.c running, past its "ready"."""
+    """tests/c/vars.c running, past its "ready"."""
     target = Target([bins["vars"]])
     assert target.readline() == "ready"
     yield target

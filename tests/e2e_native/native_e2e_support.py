@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from native_support import require_native
-
 import hwbkpt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
@@ -33,24 +31,20 @@ from e2e_support import (
 
 __all__ = [
     "ARMINGS",
-    "C_DIR",
     "HWBKPT",
     "REPO",
     "Daemon",
     "Target",
     "WatchProcess",
-    "compile_all",
     "expect_event",
     "hits_of",
     "native_daemon",
     "native_reason",
-    "nm_address",
     "quiet_events",
     "tracer_pid",
     "until",
 ]
 
-C_DIR = Path(__file__).parent / "c"
 ARMINGS = ("perf", "debugreg")
 
 
@@ -66,35 +60,8 @@ def native_reason() -> str:
     return ""
 
 
-def compile_all(out: Path) -> dict[str, str]:
-    """tests/e2e_native/c/*.c built with gcc (not PIE, so ``nm`` gives run-time addresses)."""
-    reason = native_reason()
-    if reason:
-        require_native(reason)
-    bins: dict[str, str] = {}
-    for src in sorted(C_DIR.glob("*.c")):
-        exe = out / src.stem
-        subprocess.run(
-            ["gcc", "-O1", "-g", "-Wall", "-no-pie", "-pthread", "-o", str(exe), str(src)],
-            check=True,
-            capture_output=True,
-        )
-        bins[src.stem] = str(exe)
-    return bins
-
-
 def native_daemon(workdir: Path, arming: str = "auto", *extra: str) -> Daemon:
     return start_daemon(workdir, machine="native", extra=("--arming", arming, *extra))
-
-
-def nm_address(exe: str, symbol: str) -> int:
-    """The address of ``symbol`` in a non-PIE executable."""
-    out = subprocess.run(["nm", exe], check=True, capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[2] == symbol:
-            return int(parts[0], 16)
-    raise AssertionError(f"{symbol} not in {exe}")
 
 
 def _status_field(pid: int, field: str) -> int:

@@ -2,7 +2,7 @@
 ``hwbkptd --machine native``, a library client over gRPC, real perf events.
 
 The kernel is made to read ``__start_BTF`` (the start of /sys/kernel/btf/vmlinux) on a
-chosen CPU by tests/native/c/perf_kernel_touch.c, so hits show which CPUs are armed.
+chosen CPU by tests/c/perf_kernel_touch.c, so hits show which CPUs are armed.
 """
 
 from __future__ import annotations
@@ -28,25 +28,17 @@ import hwbkpt
 
 pytestmark = [pytest.mark.native, pytest.mark.e2e]
 
-NATIVE_C = Path(__file__).resolve().parents[1] / "native" / "c"
 BTF = Path("/sys/kernel/btf/vmlinux")
 CPU1_ONLINE = Path("/sys/devices/system/cpu/cpu1/online")
 SYMBOL = "__start_BTF"
 
 
 @pytest.fixture(scope="module")
-def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def tools(bins: dict[str, str]) -> dict[str, str]:
+    """The test C programs, where the kernel has BTF for perf_kernel_touch to read."""
     if not BTF.exists():
         require_native("/sys/kernel/btf/vmlinux is missing (CONFIG_DEBUG_INFO_BTF)")
-    out = tmp_path_factory.mktemp("kernel-slots-c")
-    built = {}
-    for name in ("perf_kernel_touch", "perf_slot_hog"):
-        exe = out / name
-        subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", str(exe), str(NATIVE_C / f"{name}.c")], check=True
-        )
-        built[name] = str(exe)
-    return built
+    return bins
 
 
 @pytest.fixture(scope="module")

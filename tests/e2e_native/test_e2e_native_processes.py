@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from c_programs import nm_address
 from native_e2e_support import (
     ARMINGS,
     HWBKPT,
@@ -21,7 +22,6 @@ from native_e2e_support import (
     WatchProcess,
     expect_event,
     native_daemon,
-    nm_address,
     tracer_pid,
     until,
 )

@@ -1,5 +1,5 @@
 """Issue 9, item 1 on the native machine: ``hwbkpt watch`` against a target writing in a
-tight loop (tests/e2e_native/c/spinner.c, every word of a 32-byte region in turn).
+tight loop (tests/c/spinner.c, every word of a 32-byte region in turn).
 
 ``--count N`` prints exactly N hits, also when the region is split across slots; SIGINT
 and SIGTERM end the watch promptly however fast hits stream, with 130 and 143.

@@ -1,7 +1,7 @@
 """Issue 9, item 6: every command of README.md's sh blocks runs, and prints what it says.
 
 The lines are read from README.md as they are. In them 1234 (a pid), 0x601040 (an address)
-and ``./prog args`` stand for this test's C target: tests/e2e_native/c/writer.c writing its
+and ``./prog args`` stand for this test's C target: tests/c/writer.c writing its
 variable every millisecond, and a copy of it named ``prog`` run as ``./prog 5 1000 nowait``
 (five writes). ``hwbkpt`` is this environment's, with $HWBKPT_SERVER naming a native broker
 on a temporary socket (a simulated one for ``hwbkpt sim``). Commands that run until Ctrl-C

@@ -1,16 +1,14 @@
-"""Fixtures for the perf helper's native tests: root, real perf events, C helpers, CPU hotplug."""
+"""Fixtures for the perf helper's native tests: root, real perf events, CPU hotplug."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from native_support import require_native
-from perf_support import BTF, C_DIR, CPU1_ONLINE, need_kernel_perf, set_cpu_online
+from perf_support import BTF, CPU1_ONLINE, need_kernel_perf, set_cpu_online
 
 
 @pytest.fixture
@@ -23,23 +21,6 @@ def kernel_perf() -> None:
 def kernel_root() -> None:
     """Root with CPU-wide perf allowed (for what needs no slot: symbols, uevents)."""
     need_kernel_perf(free_slot=False, kernel_addresses=False)
-
-
-@pytest.fixture(scope="session")
-def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """perf_slot_hog and perf_kernel_touch, compiled for this run."""
-    if shutil.which("gcc") is None:
-        require_native("gcc is not installed")
-    out = tmp_path_factory.mktemp("perf-c")
-    built: dict[str, Path] = {}
-    for name in ("perf_slot_hog", "perf_kernel_touch"):
-        exe = out / name
-        subprocess.run(
-            ["gcc", "-O2", "-Wall", "-Werror", "-o", str(exe), str(C_DIR / f"{name}.c")],
-            check=True,
-        )
-        built[name] = exe
-    return built
 
 
 @pytest.fixture

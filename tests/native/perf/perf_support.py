@@ -21,7 +21,6 @@ from hwbkptd.core.mechanism import HitReport, Refusal
 __all__ = [
     "BTF",
     "CPU1_ONLINE",
-    "C_DIR",
     "RecordingSink",
     "need_kernel_perf",
     "perf_fds",
@@ -31,7 +30,6 @@ __all__ = [
     "touch_kernel",
 ]
 
-C_DIR = Path(__file__).resolve().parent.parent / "c"
 BTF = Path("/sys/kernel/btf/vmlinux")
 CPU1_ONLINE = Path("/sys/devices/system/cpu/cpu1/online")
 
@@ -84,19 +82,19 @@ def _perf_holders() -> str:
     return ", ".join(holders) or "no process with perf events (ptrace debug registers?)"
 
 
-def touch_kernel(programs: dict[str, Path], cpu: int, count: int) -> None:
+def touch_kernel(programs: dict[str, str], cpu: int, count: int) -> None:
     """Make the kernel read ``__start_BTF`` from ``cpu``, ``count`` times (8 traps each)."""
     subprocess.run(
-        [str(programs["perf_kernel_touch"]), str(cpu), str(count), str(BTF)],
+        [programs["perf_kernel_touch"], str(cpu), str(count), str(BTF)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
 
 
-async def start_hog(programs: dict[str, Path], *args: str) -> asyncio.subprocess.Process:
+async def start_hog(programs: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     """perf_slot_hog holding its slots; close its stdin (``stop_hog``) to release them."""
     hog = await asyncio.create_subprocess_exec(
-        str(programs["perf_slot_hog"]),
+        programs["perf_slot_hog"],
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -119,7 +119,7 @@ async def test_init_stack_watch_reports_symbolized_hits_within_a_second(
 
 
 async def test_hits_are_attributed_to_the_generation_they_happened_under(
-    mech: tuple[KernelPerfMechanism, RecordingSink], c_programs: dict[str, Path], btf: Path
+    mech: tuple[KernelPerfMechanism, RecordingSink], native_bins: dict[str, str], btf: Path
 ) -> None:
     m, sink = mech
     chunk = watch("__start_BTF")
@@ -127,7 +127,7 @@ async def test_hits_are_attributed_to_the_generation_they_happened_under(
     before = perf_fds()
     # The loop is blocked while the kernel is touched: the samples wait in the ring
     # while generation 2 is applied, and must still count as generation 1's.
-    touch_kernel(c_programs, 0, 10)
+    touch_kernel(native_bins, 0, 10)
     assert await m.apply(table(2, chunk)) == ()
     assert perf_fds() == before, "an unchanged slot must keep its events"
     await sink.wait_for(lambda: len(sink.hits) >= 80)
@@ -135,14 +135,14 @@ async def test_hits_are_attributed_to_the_generation_they_happened_under(
     for hit in sink.hits:
         name, _, off = hit.ip_symbol.partition("+0x")
         assert KSYMS.resolve(name) + int(off, 16) == hit.ip
-    touch_kernel(c_programs, 0, 10)
+    touch_kernel(native_bins, 0, 10)
     await sink.wait_for(lambda: len(sink.hits) >= 160)
     assert {h.generation for h in sink.hits[80:]} == {2}
     assert all(h.pid != os.getpid() for h in sink.hits)  # the toucher, not the broker
 
 
 async def test_a_changed_slot_is_rewritten_and_the_old_address_stops(
-    mech: tuple[KernelPerfMechanism, RecordingSink], c_programs: dict[str, Path], btf: Path
+    mech: tuple[KernelPerfMechanism, RecordingSink], native_bins: dict[str, str], btf: Path
 ) -> None:
     m, sink = mech
     btf_chunk = watch("__start_BTF")
@@ -152,12 +152,12 @@ async def test_a_changed_slot_is_rewritten_and_the_old_address_stops(
     m.drain()
     await asyncio.sleep(0)  # let the deferred delivery run
     seen = len(sink.hits)
-    touch_kernel(c_programs, 0, 10)
+    touch_kernel(native_bins, 0, 10)
     m.drain()
     assert all(h.address != btf_chunk.address for h in sink.hits[seen:])
 
 
-async def test_lost_samples_are_counted_exactly(c_programs: dict[str, Path], btf: Path) -> None:
+async def test_lost_samples_are_counted_exactly(native_bins: dict[str, str], btf: Path) -> None:
     m = KernelPerfMechanism(kallsyms=KSYMS, ring_pages=1)
     sink = RecordingSink()
     m.start(sink)
@@ -169,10 +169,10 @@ async def test_lost_samples_are_counted_exactly(c_programs: dict[str, Path], btf
         attr = breakpoint_attr(chunk.address, 8, HW_BREAKPOINT_RW, exclude_user=True)
         counter = perf_event_open(attr, -1, 1)
         # The loop is blocked: a one-page ring overflows and the kernel counts the rest.
-        touch_kernel(c_programs, 1, 500)
+        touch_kernel(native_bins, 1, 500)
         m.drain()
         # The kernel writes its LOST record once there is room again, before the next sample.
-        touch_kernel(c_programs, 1, 1)
+        touch_kernel(native_bins, 1, 1)
         m.drain()
         await asyncio.sleep(0)
         traps = ctypes.c_uint64.from_buffer_copy(os.read(counter, 8)).value
@@ -188,11 +188,11 @@ async def test_lost_samples_are_counted_exactly(c_programs: dict[str, Path], btf
 
 @pytest.mark.parametrize("mode", ["cpu", "task"])
 async def test_slots_held_outside_give_an_external_refusal_until_released(
-    mech: tuple[KernelPerfMechanism, RecordingSink], c_programs: dict[str, Path], mode: str
+    mech: tuple[KernelPerfMechanism, RecordingSink], native_bins: dict[str, str], mode: str
 ) -> None:
     m, _sink = mech
     baseline = perf_fds()
-    hog = await start_hog(c_programs, mode)
+    hog = await start_hog(native_bins, mode)
     try:
         refusals = await m.apply(table(1, watch("init_stack")))
         assert [(r.tid, r.pool, r.index, r.generation, r.reason) for r in refusals] == [
@@ -207,13 +207,13 @@ async def test_slots_held_outside_give_an_external_refusal_until_released(
 
 
 async def test_all_or_nothing_when_one_cpu_is_full(
-    mech: tuple[KernelPerfMechanism, RecordingSink], c_programs: dict[str, Path]
+    mech: tuple[KernelPerfMechanism, RecordingSink], native_bins: dict[str, str]
 ) -> None:
     m, _sink = mech
     if len(m.online_cpus) < 2 or 1 not in m.online_cpus:
         pytest.skip("needs CPUs 0 and 1 online")
     baseline = perf_fds()
-    hog = await start_hog(c_programs, "cpu", "4", "1")
+    hog = await start_hog(native_bins, "cpu", "4", "1")
     try:
         # CPU 0 has room, CPU 1 has none: the event opened on CPU 0 must be closed again.
         refusals = await m.apply(table(1, watch("init_stack")))
@@ -254,7 +254,7 @@ async def test_thread_methods_belong_to_ptrace(
 async def test_a_cpu_coming_online_is_armed_before_it_is_reported_stable(
     mech: tuple[KernelPerfMechanism, RecordingSink],
     cpu1_hotplug: None,
-    c_programs: dict[str, Path],
+    native_bins: dict[str, str],
     btf: Path,
 ) -> None:
     m, sink = mech
@@ -268,14 +268,14 @@ async def test_a_cpu_coming_online_is_armed_before_it_is_reported_stable(
     async with asyncio.timeout(5):
         assert await m.wait_cpu_stable()
     assert 1 in m.armed_cpus(POOL, 0)
-    touch_kernel(c_programs, 1, 5)
+    touch_kernel(native_bins, 1, 5)
     await sink.wait_for(lambda: any(h.cpu == 1 for h in sink.hits), seconds=2.0)
 
 
 async def test_a_cpu_that_flaps_gets_fresh_events(
     mech: tuple[KernelPerfMechanism, RecordingSink],
     cpu1_hotplug: None,
-    c_programs: dict[str, Path],
+    native_bins: dict[str, str],
     btf: Path,
 ) -> None:
     m, sink = mech
@@ -296,5 +296,5 @@ async def test_a_cpu_that_flaps_gets_fresh_events(
         assert await m.wait_cpu_stable()
     assert 1 in m.armed_cpus(POOL, 0)
     # The events that CPU 1 had before going offline would stay silent; these count.
-    touch_kernel(c_programs, 1, 5)
+    touch_kernel(native_bins, 1, 5)
     await sink.wait_for(lambda: sum(h.cpu == 1 for h in sink.hits) >= 40, seconds=2.0)

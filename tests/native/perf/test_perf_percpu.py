@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.native]
 
 @pytest.mark.usefixtures("kernel_perf")
 def test_two_slots_share_one_ring_and_are_told_apart_by_id(
-    c_programs: dict[str, Path], btf: Path
+    native_bins: dict[str, str], btf: Path
 ) -> None:
     address = Kallsyms.load().resolve("__start_BTF")
     ring = CpuRing(1, 8, KERNEL_SAMPLE_TYPE)
@@ -43,7 +43,7 @@ def test_two_slots_share_one_ring_and_are_told_apart_by_id(
             enable(fd)
         ids = [event_id(fd) for fd in fds]
         assert len(set(ids)) == 2
-        touch_kernel(c_programs, 1, 2)
+        touch_kernel(native_bins, 1, 2)
         batch = SampleFormat(KERNEL_SAMPLE_TYPE).parse(ring.ring.read())
         by_id = {i: sum(1 for s in batch.samples if s.id == i) for i in ids}
         # The 8-byte watch sees every byte copied, the 4-byte one half of them.

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.native]
 
 @pytest.mark.usefixtures("kernel_perf")
 def test_a_real_ring_parses_into_the_samples_the_kernel_wrote(
-    c_programs: dict[str, Path], btf: Path
+    native_bins: dict[str, str], btf: Path
 ) -> None:
     address = Kallsyms.load().resolve("__start_BTF")
     ring = CpuRing(0, 4, KERNEL_SAMPLE_TYPE)
@@ -39,7 +39,7 @@ def test_a_real_ring_parses_into_the_samples_the_kernel_wrote(
         assert ring.ring.read() == b""
         t0 = time.monotonic_ns()
         toucher = subprocess.Popen(
-            [str(c_programs["perf_kernel_touch"]), "0", "3", str(BTF)], stdout=subprocess.DEVNULL
+            [native_bins["perf_kernel_touch"], "0", "3", str(BTF)], stdout=subprocess.DEVNULL
         )
         assert toucher.wait(timeout=10) == 0
         t1 = time.monotonic_ns()
@@ -69,7 +69,7 @@ def test_map_ring_wants_a_power_of_two() -> None:
 
 
 @pytest.mark.usefixtures("kernel_perf")
-def test_kernel_call_chains_come_back_symbolized(c_programs: dict[str, Path], btf: Path) -> None:
+def test_kernel_call_chains_come_back_symbolized(native_bins: dict[str, str], btf: Path) -> None:
     ksyms = Kallsyms.load()
     sample_type = KERNEL_SAMPLE_TYPE | SAMPLE_CALLCHAIN
     chunk = Chunk("dr", ksyms.resolve("__start_BTF"), 8, Access.READ_WRITE)
@@ -79,7 +79,7 @@ def test_kernel_call_chains_come_back_symbolized(c_programs: dict[str, Path], bt
         ring.attach(fd)
         enable(fd)
         subprocess.run(
-            [str(c_programs["perf_kernel_touch"]), "1", "1", str(BTF)],
+            [native_bins["perf_kernel_touch"], "1", "1", str(BTF)],
             check=True,
             stdout=subprocess.DEVNULL,
         )

@@ -15,10 +15,8 @@ from hwbkptd.core.model import Access, Chunk
 __all__ = [
     "FakeSink",
     "Target",
-    "build_own",
     "entry",
     "proc_state",
-    "symbol_address",
     "table",
     "tracer_pid",
     "unblocked",
@@ -30,34 +28,9 @@ __all__ = [
 _WRAPPER = 'exec 3<&0; "$@" 0<&3 3<&- & echo $! >&2; wait $!; echo "rc=$?" >&2'
 
 
-_OWN_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
-
-
-def build_own(bins: dict[str, str], name: str) -> str:
-    """tests/native/ptrace/c/NAME.c, compiled beside the shared targets (``Target`` finds
-    ``unblock`` there)."""
-    exe = os.path.join(os.path.dirname(bins["unblock"]), name)
-    if not os.path.exists(exe):
-        subprocess.run(
-            ["gcc", "-O1", "-g", "-Wall", "-pthread", "-o", exe, os.path.join(_OWN_C, name + ".c")],
-            check=True,
-            capture_output=True,
-        )
-    return exe
-
-
 def unblocked(bins: dict[str, str], argv: Sequence[str]) -> list[str]:
     """argv run with SIGCHLD unblocked again (the broker's mask passes through exec)."""
     return [bins["unblock"], *argv]
-
-
-def symbol_address(pid: int, binary: str, symbol: str) -> int:
-    """Run-time address of a symbol of a (PIE) binary mapped in process ``pid``."""
-    out = subprocess.run(["nm", binary], check=True, capture_output=True, text=True).stdout
-    value = next(int(f[0], 16) for f in map(str.split, out.splitlines()) if f[-1] == symbol)
-    with open(f"/proc/{pid}/maps") as maps:
-        bases = [int(line.split("-")[0], 16) for line in maps if line.rstrip().endswith(binary)]
-    return min(bases) + value
 
 
 def tracer_pid(pid: int) -> int:

@@ -12,13 +12,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from c_programs import nm_address
 from ptrace_support import (
     FakeSink,
     Target,
-    build_own,
     entry,
     proc_state,
-    symbol_address,
     table,
     tracer_pid,
     unblocked,
@@ -143,7 +142,7 @@ async def test_busy_threads_among_idle_ones_lose_no_hit(
     # SIGCHLD, and the others are collected by the deferred sweep (tracer.py).
     mech, sink = rig
     n, writers, idle = 2000, 3, 8
-    target = Target([build_own(native_bins, "busy"), str(writers), str(idle), str(n)])
+    target = Target([native_bins["busy"], str(writers), str(idle), str(n)])
     try:
         tids = await mech.attach(target.pid)
         assert len(tids) == 1 + writers + idle
@@ -379,7 +378,8 @@ async def test_launch_holds_until_release(
 ) -> None:
     mech, sink = perf_rig
     writer = native_bins["writer"]
-    sink.auto = lambda pid, tid: table(pid, tid, 1, entry(symbol_address(pid, writer, "watched")))
+    watched = nm_address(writer, "watched")
+    sink.auto = lambda pid, tid: table(pid, tid, 1, entry(watched))
     pid = await mech.launch([writer, "50", "0", "1", "nowait"], dict(os.environ), "/")
     assert sink.started == [(pid, pid)]
     await until(lambda: sink.tasks != [] and all(t.done() for t in sink.tasks), 5)

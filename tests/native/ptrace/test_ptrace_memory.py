@@ -10,7 +10,6 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from ptrace_support import build_own
 
 from hwbkptd.arch.ptrace import binding as pt
 from hwbkptd.arch.ptrace.memory import RegionReader, read_memory
@@ -50,7 +49,7 @@ def test_read_memory_errors() -> None:
 @pytest.fixture
 def stopped_pages(native_bins: dict[str, str]) -> Iterator[tuple[int, int]]:
     """A child stopped under our ptrace (pid, address of its two known pages)."""
-    proc = subprocess.Popen([build_own(native_bins, "pages")], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([native_bins["pages"]], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         area = int(proc.stdout.readline(), 16)

@@ -34,28 +34,23 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# The programs are bench/'s, built the way bench/ builds them (its ``build``).
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from bench._support import Programs, build
 from hwbkptd.arch.ptrace import PtraceMechanism
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import Access, Chunk
 
-__all__ = ["Programs", "RoundResult", "build", "main", "mechanism_run", "reference_run"]
+__all__ = ["RoundResult", "main", "mechanism_run", "reference_run"]
 
-_BENCH = Path(__file__).resolve().parents[3] / "bench"
 _CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Programs:
-    target_loop: str
-    ptrace_ref: str
-    ref_tracer: str
 
 
 @dataclass(frozen=True)
@@ -73,20 +68,6 @@ class RoundResult:
     @property
     def rate(self) -> float:
         return self.hits / self.seconds if self.seconds > 0 else 0.0
-
-
-def build(out: str) -> Programs:
-    """Compile the reference and the target into ``out`` (as bench/ builds them)."""
-    paths = {}
-    for name in ("target_loop", "ptrace_ref", "ref_tracer"):
-        exe = os.path.join(out, name)
-        subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", exe, str(_BENCH / f"{name}.c")],
-            check=True,
-            capture_output=True,
-        )
-        paths[name] = exe
-    return Programs(**paths)
 
 
 def _on_cpu(cpu: int | None) -> list[str]:
@@ -295,9 +276,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     parser.add_argument("--arming", choices=("perf", "debugreg"), default="perf")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="trap-rate-") as out:
-        progs = build(out)
-        summary = asyncio.run(_measure(progs, args.writes, args.rounds, args.cpu, args.arming))
+    summary = asyncio.run(_measure(build(), args.writes, args.rounds, args.cpu, args.arming))
     if args.json:
         print(json.dumps(summary))
     return summary
