@@ -31,7 +31,7 @@ from hwbkptd.api.listeners import (
 )
 from hwbkptd.api.sim_service import SimService
 from hwbkptd.core.broker import Broker, BrokerConfig
-from hwbkptd.machines import Machine, MachineError, build_machine
+from hwbkptd.daemon.machines import Machine, MachineError, build_machine
 
 __all__ = [
     "BROKER_SERVICE",

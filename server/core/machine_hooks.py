@@ -1,6 +1,6 @@
 """What the broker asks of the machine beyond arming slots: names, up-front checks, targets.
 
-The core stays pure: ``hwbkptd.machines`` injects an implementation. The
+The core stays pure: ``hwbkptd.daemon.machines`` injects an implementation. The
 simulated machine uses ``SimHooks`` (no symbols, no attaching: its processes
 are created by the sim service); the native machine resolves kernel symbols
 through /proc/kallsyms, refuses what its capabilities cannot arm before any

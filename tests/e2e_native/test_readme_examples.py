@@ -40,7 +40,7 @@ from native_support import kernel_addresses_refused
 
 import hwbkpt
 from hwbkpt.cli._parser import build_parser
-from hwbkptd.main import build_parser as daemon_parser
+from hwbkptd.daemon.main import build_parser as daemon_parser
 
 pytestmark = pytest.mark.e2e
 

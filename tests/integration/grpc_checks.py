@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2_grpc
 from hwbkptd.api.server import RunningServer, ServerConfig, start_server
-from hwbkptd.machines import Machine
+from hwbkptd.daemon.machines import Machine
 
 __all__ = [
     "Daemon",

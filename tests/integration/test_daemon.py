@@ -1,4 +1,5 @@
-"""hwbkptd (hwbkptd.main) as a real subprocess: start-up line, readiness, socket gate, SIGTERM."""
+"""hwbkptd (hwbkptd.daemon.main) as a real subprocess: start-up line, readiness, socket gate,
+SIGTERM."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from grpc_checks import Daemon, expect_error, running_daemon, spec
 
 from hwbkpt.v1 import broker_pb2, sim_pb2
 from hwbkptd.api.sim_service import MAX_SPAWN_THREADS
-from hwbkptd.machines import build_machine
+from hwbkptd.daemon.machines import build_machine
 
 WRITE = broker_pb2.ACCESS_WRITE
 READ = broker_pb2.ACCESS_READ

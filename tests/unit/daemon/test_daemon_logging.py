@@ -1,4 +1,4 @@
-"""hwbkptd.logging: JSON or console lines on stderr, configured once."""
+"""hwbkptd.daemon.logging: JSON or console lines on stderr, configured once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from hwbkptd import logging as hwlog
+from hwbkptd.daemon import logging as hwlog
 
 
 @pytest.fixture(autouse=True)

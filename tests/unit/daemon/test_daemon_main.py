@@ -1,10 +1,11 @@
-"""hwbkptd.main: the collector is tuned for the hit path (the rest runs in tests/integration)."""
+"""hwbkptd.daemon.main: the collector is tuned for the hit path (the rest runs in
+tests/integration)."""
 
 from __future__ import annotations
 
 import gc
 
-from hwbkptd.main import GC_THRESHOLD0, tune_gc
+from hwbkptd.daemon.main import GC_THRESHOLD0, tune_gc
 
 
 def test_tune_gc_raises_the_young_threshold_and_freezes_start_up_objects() -> None:

@@ -1,4 +1,4 @@
-"""hwbkptd.machines: which machine --machine and --arming give, and why."""
+"""hwbkptd.daemon.machines: which machine --machine and --arming give, and why."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import platform
 import pytest
 from native_support import require_native
 
-from hwbkptd import machines
 from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.machine_hooks import SimHooks
-from hwbkptd.machines import MachineError, build_machine
+from hwbkptd.daemon import machines
+from hwbkptd.daemon.machines import MachineError, build_machine
 
 
 def _need_native() -> None:

@@ -1,4 +1,5 @@
-"""hwbkptd.native_hooks: kernel symbols, up-front refusals and thread owners, from fixtures."""
+"""hwbkptd.daemon.native_hooks: kernel symbols, up-front refusals and thread owners, from
+fixtures."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.native_hooks import USER_SYMBOLS, NativeHooks, thread_group
+from hwbkptd.daemon.native_hooks import USER_SYMBOLS, NativeHooks, thread_group
 
 KALLSYMS = """\
 ffffffff81000000 T _stext

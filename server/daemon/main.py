@@ -16,10 +16,10 @@ import gc
 import sys
 from collections.abc import Sequence
 
-from hwbkptd import logging as hwlog
 from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
-from hwbkptd.machines import ARMINGS, MachineError, build_machine
+from hwbkptd.daemon import logging as hwlog
+from hwbkptd.daemon.machines import ARMINGS, MachineError, build_machine
 
 __all__ = ["GC_THRESHOLD0", "build_parser", "config_from_args", "main", "tune_gc"]
 

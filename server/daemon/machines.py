@@ -111,7 +111,7 @@ def _native(arming: str, reason: str, *, require_ptrace: bool) -> Machine | str:
     """The native machine, or (with ``require_ptrace``) why its ptrace side cannot work."""
     # Imported here: the sim must start on machines where the native modules cannot load.
     from hwbkptd.arch.native import NativeMechanism
-    from hwbkptd.native_hooks import NativeHooks
+    from hwbkptd.daemon.native_hooks import NativeHooks
 
     try:
         layout = native_layout()
