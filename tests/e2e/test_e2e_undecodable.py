@@ -226,9 +226,9 @@ def own_daemon(tmp_path: Path) -> Iterator[Daemon]:
 def test_item12_no_session_token_reaches_the_log(own_daemon: Daemon) -> None:
     daemon = own_daemon
     pid, tids = daemon.spawn(threads=2)
-    resume_stream = broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].methods_by_name[
-        "ResumeThreadsStream"
-    ]
+    broker_methods = broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].methods_by_name
+    resume_stream = broker_methods["ResumeThreadsStream"]
+    resume_threads = broker_methods["ResumeThreads"]
     tokens: list[str] = []
     refused = 0
     with daemon.client() as client, grpc.insecure_channel(daemon.address) as channel:
@@ -270,11 +270,16 @@ def test_item12_no_session_token_reaches_the_log(own_daemon: Daemon) -> None:
                 partial(session.watch, address, pid=pid, length=0),
                 partial(session.remove, 987654),
                 partial(session.modify, 987654, priority=5),
-                partial(session.resume_threads, [999999]),
             ):
                 with pytest.raises(hwbkpt.HwbkptError):
                     call_fails()
                 refused += 1
+            unresumable = broker_pb2.ResumeThreadsRequest(token=session.token, tids=[999999])
+            _send_alone(channel, resume_threads, unresumable.SerializeToString())
+            refused += 1
+            # The library resumes on ResumeThreadsStream: refused in an answer, not logged.
+            with pytest.raises(hwbkpt.HwbkptError):
+                session.resume_threads([999999])
         client.resume_session(sessions[0].token).close()
     assert daemon.stop() == 0
     text = daemon.log()

@@ -1,4 +1,4 @@
-"""Protocol buffers <-> models, and the normalisation of user arguments into specs."""
+"""Models <-> protocol buffers, value by value (user arguments are read in ``_args``)."""
 
 from __future__ import annotations
 
@@ -20,17 +20,10 @@ __all__ = [
     "event_from_pb",
     "filter_to_pb",
     "machine_from_pb",
-    "make_filter",
-    "make_spec",
-    "parse_access",
-    "parse_action",
-    "parse_priority",
-    "parse_scope",
     "slot_map_from_pb",
     "spawned_from_pb",
     "spec_to_pb",
     "touch_from_pb",
-    "value_bytes",
 ]
 
 _ACCESS_TO_PB: dict[m.Access, pb.Access.ValueType] = {
@@ -64,137 +57,6 @@ _REASON_FROM_PB: dict[pb.PendingReason.ValueType, m.PendingReason] = {
     pb.PENDING_REASON_EXTERNAL: m.PendingReason.EXTERNAL,
     pb.PENDING_REASON_NO_THREADS: m.PendingReason.NO_THREADS,
 }
-_ACCESS_ALIASES = {"read_write": m.Access.READ_WRITE, "readwrite": m.Access.READ_WRITE}
-
-
-# --- user arguments --------------------------------------------------------------------
-def parse_access(value: m.Access | str) -> m.Access:
-    if isinstance(value, m.Access):
-        return value
-    text = value.strip().lower()
-    if text in _ACCESS_ALIASES:
-        return _ACCESS_ALIASES[text]
-    try:
-        return m.Access(text)
-    except ValueError:
-        names = ", ".join(a.value for a in m.Access)
-        raise ValueError(f"access {value!r}: expected one of {names}") from None
-
-
-def parse_scope(value: m.Scope | str) -> m.Scope:
-    if isinstance(value, m.Scope):
-        return value
-    try:
-        return m.Scope(value.strip().lower())
-    except ValueError:
-        names = ", ".join(s.value for s in m.Scope)
-        raise ValueError(f"scope {value!r}: expected one of {names}") from None
-
-
-def parse_action(value: m.Action | str) -> m.Action:
-    if isinstance(value, m.Action):
-        return value
-    try:
-        return m.Action(value.strip().lower())
-    except ValueError:
-        raise ValueError(f"action {value!r}: expected notify or halt") from None
-
-
-def parse_priority(value: int | str | None) -> int | None:
-    """An integer, a decimal string or a preset name. The range is the broker's to check."""
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    if text in m.PRIORITY_PRESETS:
-        return m.PRIORITY_PRESETS[text]
-    try:
-        return int(text, 0)
-    except ValueError:
-        names = ", ".join(m.PRIORITY_PRESETS)
-        raise ValueError(f"priority {value!r}: expected an integer or one of {names}") from None
-
-
-def value_bytes(value: int | bytes, size: int) -> bytes:
-    """Little-endian bytes of ``value``; an int takes ``size`` bytes (8 when size is 0)."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    width = size or 8
-    try:
-        return value.to_bytes(width, "little", signed=value < 0)
-    except OverflowError:
-        raise ValueError(f"value {value} does not fit in {width} bytes") from None
-
-
-def make_filter(
-    *,
-    changed_only: bool = False,
-    equals: int | bytes | None = None,
-    ignore_first: int = 0,
-    stop_after: int = 0,
-    length: int = 8,
-) -> m.Filter:
-    return m.Filter(
-        changed_only=changed_only,
-        equals=None if equals is None else value_bytes(equals, length),
-        ignore_first=ignore_first,
-        stop_after=stop_after,
-    )
-
-
-def make_spec(
-    *,
-    scope: m.Scope | str | None = None,
-    pid: int = 0,
-    tid: int = 0,
-    address: int = 0,
-    length: int | None = None,
-    access: m.Access | str = m.Access.WRITE,
-    priority: int | str | None = None,
-    action: m.Action | str = m.Action.NOTIFY,
-    changed_only: bool = False,
-    equals: int | bytes | None = None,
-    ignore_first: int = 0,
-    stop_after: int = 0,
-    symbol: str = "",
-    nonstop: bool = False,
-    call_chain: bool = False,
-) -> m.BreakpointSpec:
-    """Normalise keyword arguments into a spec.
-
-    Scope defaults to thread when ``tid`` is given, else process when ``pid`` is; length to 8
-    for data and 0 (the arch's instruction length) for exec. Ranges are left to the broker,
-    which names the faulty field.
-    """
-    acc = parse_access(access)
-    if scope is None:
-        if tid:
-            scope = m.Scope.THREAD
-        elif pid:
-            scope = m.Scope.PROCESS
-        else:
-            raise ValueError("scope: give pid, tid or scope='kernel'")
-    if length is None:
-        length = 0 if acc is m.Access.EXEC else 8
-    return m.BreakpointSpec(
-        scope=parse_scope(scope),
-        pid=pid,
-        tid=tid,
-        address=address,
-        length=length,
-        access=acc,
-        priority=parse_priority(priority),
-        action=parse_action(action),
-        filter=make_filter(
-            changed_only=changed_only,
-            equals=equals,
-            ignore_first=ignore_first,
-            stop_after=stop_after,
-            length=length,
-        ),
-        symbol=symbol,
-        nonstop=nonstop,
-        call_chain=call_chain,
-    )
 
 
 # --- to protocol buffers ---------------------------------------------------------------

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import contextlib
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
-import grpc
-import grpc.aio
-
-from hwbkpt import _convert as cv
+from hwbkpt import _calls as calls
 from hwbkpt import models as m
-from hwbkpt._address import default_address, grpc_target
-from hwbkpt._common import CALL_TIMEOUT, CHANNEL_OPTIONS, DEFAULT_LEASE
+from hwbkpt._aio_transport import AsyncTransport
+from hwbkpt._transport import CALL_TIMEOUT
 from hwbkpt.aio_session import AsyncSession
-from hwbkpt.errors import HwbkptError, from_rpc_error
-from hwbkpt.v1 import broker_pb2 as pb
-from hwbkpt.v1 import broker_pb2_grpc, sim_pb2, sim_pb2_grpc
+from hwbkpt.errors import HwbkptError
 
 __all__ = ["AsyncClient", "AsyncSession"]
-
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 
 
 class AsyncClient:
@@ -31,23 +23,22 @@ class AsyncClient:
     """
 
     def __init__(self, address: str | None = None, *, timeout: float = CALL_TIMEOUT) -> None:
-        self.address = address if address is not None else default_address()
-        self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            grpc_target(self.address), options=CHANNEL_OPTIONS
-        )
-        self._broker = broker_pb2_grpc.BrokerServiceStub(self._channel)
-        self._sim = sim_pb2_grpc.SimServiceStub(self._channel)
+        self._transport = AsyncTransport(address, timeout)
         self._sessions: list[AsyncSession] = []
         self._closed = False
 
-    async def _call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req
-    ) -> _Resp:
-        try:
-            return await method(request, timeout=self.timeout)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+    @property
+    def address(self) -> str:
+        return self._transport.address
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each call may take (its sessions' too); may be changed at any time."""
+        return self._transport.timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._transport.timeout = seconds
 
     async def close(self) -> None:
         """Close every session this client opened, then the channel."""
@@ -57,7 +48,7 @@ class AsyncClient:
         for session in list(self._sessions):
             with contextlib.suppress(HwbkptError):
                 await session.close()
-        await self._channel.close(None)
+        await self._transport.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -72,63 +63,47 @@ class AsyncClient:
 
     # --- public views ------------------------------------------------------------------
     async def describe(self) -> m.MachineInfo:
-        resp = await self._call(self._broker.DescribeMachine, pb.DescribeMachineRequest())
-        return cv.machine_from_pb(resp)
+        return await self._transport.call(calls.describe())
 
     async def slot_map(self, pid: int = 0) -> m.SlotMap:
-        resp = await self._call(self._broker.GetSlotMap, pb.GetSlotMapRequest(pid=pid))
-        return cv.slot_map_from_pb(resp)
+        return await self._transport.call(calls.slot_map(pid))
 
     # --- sessions ----------------------------------------------------------------------
     async def open_session(
         self, name: str, lease_seconds: int = 0, hit_buffer: int = 0
     ) -> AsyncSession:
         """Open a session and start its event stream at once (the lease runs without one)."""
-        resp = await self._call(
-            self._broker.OpenSession,
-            pb.OpenSessionRequest(name=name, lease_seconds=lease_seconds, hit_buffer=hit_buffer),
-        )
-        session = AsyncSession(
-            self,
-            session_id=resp.session_id,
-            name=name,
-            token=resp.token,
-            lease_seconds=resp.lease_seconds or DEFAULT_LEASE,
-        )
-        self._sessions.append(session)
-        return session
+        ticket = await self._transport.call(calls.open_session(name, lease_seconds, hit_buffer))
+        return self._adopt(AsyncSession(self._transport, ticket, on_close=self._forget))
 
     async def resume_session(
         self, token: str, *, after_seq: int = 0, lease_seconds: float = 0
     ) -> AsyncSession:
         """Take over a session by its token; events above ``after_seq`` are replayed."""
-        resp = await self._call(self._broker.ResumeSession, pb.ResumeSessionRequest(token=token))
-        session = AsyncSession(
-            self,
-            session_id=resp.session_id,
-            name=resp.name,
-            token=token,
-            lease_seconds=lease_seconds or DEFAULT_LEASE,
-            after_seq=after_seq,
-        )
+        ticket = await self._transport.call(calls.resume_session(token, lease_seconds))
+        session = AsyncSession(self._transport, ticket, after_seq=after_seq, on_close=self._forget)
+        return self._adopt(session)
+
+    def _adopt(self, session: AsyncSession) -> AsyncSession:
         self._sessions.append(session)
         return session
 
+    def _forget(self, session: AsyncSession) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
+
     # --- simulated machine -------------------------------------------------------------
     async def sim_spawn(self, threads: int = 1) -> m.SpawnedProcess:
-        req = sim_pb2.SpawnProcessRequest(threads=threads)
-        return cv.spawned_from_pb(await self._call(self._sim.SpawnProcess, req))
+        return await self._transport.call(calls.sim_spawn(threads))
 
     async def sim_spawn_thread(self, pid: int) -> int:
-        req = sim_pb2.SpawnThreadRequest(pid=pid)
-        return (await self._call(self._sim.SpawnThread, req)).tid
+        return await self._transport.call(calls.sim_spawn_thread(pid))
 
     async def sim_end_thread(self, tid: int) -> None:
-        await self._call(self._sim.EndThread, sim_pb2.EndThreadRequest(tid=tid))
+        await self._transport.call(calls.sim_end_thread(tid))
 
     async def sim_end_process(self, pid: int, exit_code: int = 0) -> None:
-        req = sim_pb2.EndProcessRequest(pid=pid, exit_code=exit_code)
-        await self._call(self._sim.EndProcess, req)
+        await self._transport.call(calls.sim_end_process(pid, exit_code))
 
     async def sim_touch(
         self,
@@ -141,13 +116,5 @@ class AsyncClient:
         ip: int = 0,
     ) -> m.TouchResult:
         """One access by a simulated thread. An int value takes ``size`` bytes (8 if 0)."""
-        req = sim_pb2.TouchRequest(
-            pid=pid,
-            tid=tid,
-            address=address,
-            access=cv.access_to_pb(cv.parse_access(access)),
-            value=b"" if value is None else cv.value_bytes(value, size),
-            size=size,
-            ip=ip,
-        )
-        return cv.touch_from_pb(await self._call(self._sim.Touch, req))
+        call = calls.sim_touch(pid, address, access, value, tid, size, ip)
+        return await self._transport.call(call)

@@ -1,36 +1,32 @@
 """An asyncio session, mirroring ``hwbkpt.session.Session``.
 
 Each session reads its event stream in a background task into a queue and resumes the
-session after a break (``ResumeSession`` + ``StreamEvents(after_seq=last)``) within its lease.
+session after a break (``ResumeSession`` + ``StreamEvents(after_seq=last)``) within its
+lease; the decisions of that loop are ``hwbkpt._stream_resume``'s, shared with ``Session``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self, Unpack
 
-import grpc
-import grpc.aio
-
-from hwbkpt import _convert as cv
+from hwbkpt import _calls as calls
 from hwbkpt import models as m
-from hwbkpt._common import (
-    FATAL_CODES,
-    HEALTHY_STREAM,
-    RESUME_TIMEOUT,
-    EventCursor,
+from hwbkpt._aio_transport import AsyncEventStream, AsyncTransport
+from hwbkpt._args import SpecArgs, WatchArgs, make_spec, watch_spec
+from hwbkpt._stream_resume import (
+    Lose,
+    ReadStream,
     ReconnectPolicy,
-    launch_request,
+    Resume,
+    Step,
+    StreamResume,
+    Wait,
 )
-from hwbkpt.errors import HwbkptError, SessionLostError, from_rpc_error, from_status_bytes
-from hwbkpt.v1 import broker_pb2 as pb
-
-if TYPE_CHECKING:
-    from hwbkpt.aio import AsyncClient
+from hwbkpt.errors import HwbkptError
 
 __all__ = ["AsyncSession"]
 
@@ -40,57 +36,54 @@ class _End:
 
 
 _END = _End()
-_EventCall = grpc.aio.UnaryStreamCall[pb.StreamEventsRequest, pb.StreamEventsResponse]
-_ResumeCall = grpc.aio.StreamStreamCall[
-    pb.ResumeThreadsStreamRequest, pb.ResumeThreadsStreamResponse
-]
 
 
 class AsyncSession:
-    """One broker session (asyncio). ``async for event in session.events(): ...``"""
+    """One broker session (asyncio). ``async for event in session.events(): ...``
+
+    Sessions come from :meth:`AsyncClient.open_session` and :meth:`AsyncClient.resume_session`.
+    """
 
     def __init__(
         self,
-        client: AsyncClient,
+        transport: AsyncTransport,
+        ticket: calls.SessionTicket,
         *,
-        session_id: str,
-        name: str,
-        token: str,
-        lease_seconds: float,
         after_seq: int = 0,
         policy: ReconnectPolicy | None = None,
+        on_close: Callable[[AsyncSession], None] | None = None,
     ) -> None:
-        self.id = session_id
-        self.name = name
-        self.token = token
-        self.lease_seconds = lease_seconds
-        self._client = client
-        self._broker = client._broker
-        self._policy = policy or ReconnectPolicy()
-        self._cursor = EventCursor(after_seq)
+        self.id = ticket.session_id
+        self.name = ticket.name
+        self.token = ticket.token
+        self.lease_seconds = ticket.lease_seconds
+        self._transport = transport
+        self._on_close = on_close
+        self._stream_resume = StreamResume(
+            ticket.name, ticket.lease_seconds, after_seq=after_seq, policy=policy
+        )
+        self._thread_resumer = transport.thread_resumer()
         self._queue: asyncio.Queue[m.Event | HwbkptError | _End] = asyncio.Queue()
         self._closing = asyncio.Event()
-        self._stream: _EventCall | None = None
+        self._stream: AsyncEventStream | None = None
         self._ended = False
-        #: The ResumeThreadsStream call resume_threads reuses (opened at the first resume).
-        self._resume_call: _ResumeCall | None = None
-        self._resume_lock = asyncio.Lock()
-        #: The broker predates ResumeThreadsStream: resume with unary calls.
-        self._resume_unary = False
-        #: How many times the stream was resumed after a break.
-        self.reconnects = 0
-        self._task = asyncio.create_task(self._pump(), name=f"hwbkpt-events-{name}")
+        self._task = asyncio.create_task(self._pump(), name=f"hwbkpt-events-{ticket.name}")
 
     # --- state -------------------------------------------------------------------------
     @property
     def last_seq(self) -> int:
         """The number of the last event received from the broker."""
-        return self._cursor.last_seq
+        return self._stream_resume.cursor.last_seq
 
     @property
     def missed_events(self) -> int:
         """Events the broker no longer held when the stream resumed (0 when none were lost)."""
-        return self._cursor.missed
+        return self._stream_resume.cursor.missed
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream was resumed after a break."""
+        return self._stream_resume.reconnects
 
     @property
     def closed(self) -> bool:
@@ -102,83 +95,17 @@ class AsyncSession:
         return self._ended
 
     # --- requests ----------------------------------------------------------------------
-    async def set_breakpoint(
-        self,
-        *,
-        scope: m.Scope | str | None = None,
-        pid: int = 0,
-        tid: int = 0,
-        address: int = 0,
-        length: int | None = None,
-        access: m.Access | str = m.Access.WRITE,
-        priority: int | str | None = None,
-        action: m.Action | str = m.Action.NOTIFY,
-        changed_only: bool = False,
-        equals: int | bytes | None = None,
-        ignore_first: int = 0,
-        stop_after: int = 0,
-        symbol: str = "",
-        nonstop: bool = False,
-        call_chain: bool = False,
-    ) -> m.Breakpoint:
-        """Register a request; the defaults are those of :meth:`hwbkpt.Session.set_breakpoint`."""
-        spec = cv.make_spec(
-            scope=scope,
-            pid=pid,
-            tid=tid,
-            address=address,
-            length=length,
-            access=access,
-            priority=priority,
-            action=action,
-            changed_only=changed_only,
-            equals=equals,
-            ignore_first=ignore_first,
-            stop_after=stop_after,
-            symbol=symbol,
-            nonstop=nonstop,
-            call_chain=call_chain,
-        )
-        return await self.set_spec(spec)
+    async def set_breakpoint(self, **args: Unpack[SpecArgs]) -> m.Breakpoint:
+        """Register a request; keywords and defaults are :meth:`hwbkpt.Session.set_breakpoint`'s."""
+        return await self.set_spec(make_spec(**args))
 
     async def set_spec(self, spec: m.BreakpointSpec) -> m.Breakpoint:
-        req = pb.SetBreakpointRequest(token=self.token, spec=cv.spec_to_pb(spec))
-        resp = await self._client._call(self._broker.SetBreakpoint, req)
-        return cv.breakpoint_from_pb(resp.breakpoint)
+        return await self._transport.call(calls.set_breakpoint(self.token, spec))
 
-    async def watch(
-        self,
-        address: int | str,
-        *,
-        pid: int = 0,
-        tid: int = 0,
-        kernel: bool = False,
-        length: int | None = None,
-        access: m.Access | str = m.Access.WRITE,
-        priority: int | str | None = None,
-        halt: bool = False,
-        changed_only: bool = False,
-        nonstop: bool = False,
-        call_chain: bool = False,
-        stop_after: int = 0,
-    ) -> m.Breakpoint:
-        """Watch ``address`` (an int, or a symbol name) in a process, a thread or the kernel;
-        ``stop_after`` N: the broker reports N hits, then removes the request itself."""
-        return await self.set_breakpoint(
-            scope=m.Scope.KERNEL if kernel else None,
-            pid=pid,
-            tid=tid,
-            address=address if isinstance(address, int) else 0,
-            symbol=address if isinstance(address, str) else "",
-            length=length,
-            access=access,
-            priority=priority,
-            action=m.Action.HALT if halt else m.Action.NOTIFY,
-            changed_only=changed_only,
-            nonstop=nonstop,
-            call_chain=call_chain,
-            stop_after=stop_after,
-        )
+    async def watch(self, address: int | str, **args: Unpack[WatchArgs]) -> m.Breakpoint:
+        """Watch ``address`` (an int, or a symbol name); keywords and defaults are
+        :meth:`hwbkpt.Session.watch`'s."""
+        return await self.set_spec(watch_spec(address, **args))
 
     async def modify(
         self,
@@ -189,25 +116,14 @@ class AsyncSession:
         filter: m.Filter | None = None,
     ) -> m.Breakpoint:
         """Change priority, action or filter; what is ``None`` stays as it is."""
-        req = pb.ModifyBreakpointRequest(token=self.token, breakpoint_id=breakpoint_id)
-        prio = cv.parse_priority(priority)
-        if prio is not None:
-            req.priority = prio
-        if action is not None:
-            req.action = cv.action_to_pb(cv.parse_action(action))
-        if filter is not None:
-            req.filter.CopyFrom(cv.filter_to_pb(filter))
-        resp = await self._client._call(self._broker.ModifyBreakpoint, req)
-        return cv.breakpoint_from_pb(resp.breakpoint)
+        call = calls.modify(self.token, breakpoint_id, priority, action, filter)
+        return await self._transport.call(call)
 
     async def remove(self, breakpoint_id: int) -> None:
-        req = pb.RemoveBreakpointRequest(token=self.token, breakpoint_id=breakpoint_id)
-        await self._client._call(self._broker.RemoveBreakpoint, req)
+        await self._transport.call(calls.remove(self.token, breakpoint_id))
 
     async def list(self) -> list[m.Breakpoint]:
-        req = pb.ListBreakpointsRequest(token=self.token)
-        resp = await self._client._call(self._broker.ListBreakpoints, req)
-        return [cv.breakpoint_from_pb(b) for b in resp.breakpoints]
+        return await self._transport.call(calls.list_breakpoints(self.token))
 
     async def resume_threads(self, tids: Sequence[int] = ()) -> tuple[int, ...]:
         """Resume threads this session halted; no tids means all of them.
@@ -215,57 +131,7 @@ class AsyncSession:
         The requests share one ``ResumeThreadsStream`` call, which answers in about half
         the time of a new call; a broker without it is asked with ``ResumeThreads``.
         """
-        if not self._resume_unary:
-            async with self._resume_lock:
-                resp = await self._resume_on_stream(tids)
-            if resp is not None:
-                if resp.error_status:
-                    raise from_status_bytes(resp.error_status)
-                return tuple(resp.resumed_tids)
-        req = pb.ResumeThreadsRequest(token=self.token, tids=list(tids))
-        return tuple((await self._client._call(self._broker.ResumeThreads, req)).resumed_tids)
-
-    async def _resume_on_stream(self, tids: Sequence[int]) -> pb.ResumeThreadsStreamResponse | None:
-        """One request and its answer on the resume stream; None: the broker lacks it."""
-        call = self._resume_call
-        if call is None or call.done():
-            # Nothing was sent on a call that has ended (the connection broke while it was
-            # idle): a new one is safe. No request iterator: it is written to, one request
-            # per resume.
-            call = self._resume_call = self._broker.ResumeThreadsStream(None)
-        try:
-            async with asyncio.timeout(self._client.timeout):
-                await call.write(pb.ResumeThreadsStreamRequest(token=self.token, tids=list(tids)))
-                resp = await call.read()
-        except grpc.RpcError as rpc_err:
-            self._drop_resume_call()
-            err = from_rpc_error(rpc_err)
-            if err.code == "UNIMPLEMENTED":
-                # Refused before reading anything: nothing was resumed, ask the old way.
-                self._resume_unary = True
-                return None
-            raise err from None
-        except asyncio.InvalidStateError:
-            # The call ended between the check above and the write.
-            self._drop_resume_call()
-            raise HwbkptError("UNAVAILABLE", "the resume stream ended") from None
-        except TimeoutError:
-            self._drop_resume_call()
-            raise HwbkptError("DEADLINE_EXCEEDED", "ResumeThreadsStream did not answer") from None
-        except BaseException:
-            # Cancelled between the request and its answer: a later reader would get
-            # this answer, so the call cannot be used again.
-            self._drop_resume_call()
-            raise
-        if not isinstance(resp, pb.ResumeThreadsStreamResponse):  # grpc.aio.EOF
-            self._drop_resume_call()
-            raise HwbkptError("UNAVAILABLE", "the broker ended the resume stream")
-        return resp
-
-    def _drop_resume_call(self) -> None:
-        call, self._resume_call = self._resume_call, None
-        if call is not None:
-            call.cancel()
+        return await self._thread_resumer.resume(self.token, tids)
 
     # --- processes (native machine) ----------------------------------------------------
     async def attach_process(self, pid: int, *, follow_fork: bool = False) -> tuple[int, ...]:
@@ -275,8 +141,7 @@ class AsyncSession:
         after this session ends, unless another session still watches it. A watch on a
         process attaches it by itself; this only keeps it attached without one.
         """
-        req = pb.AttachProcessRequest(token=self.token, pid=pid, follow_fork=follow_fork)
-        return tuple((await self._client._call(self._broker.AttachProcess, req)).tids)
+        return await self._transport.call(calls.attach_process(self.token, pid, follow_fork))
 
     async def launch_process(
         self,
@@ -292,19 +157,17 @@ class AsyncSession:
         this process's. The program inherits the broker's standard streams. If the session
         ends first, the broker releases it.
         """
-        req = launch_request(self.token, argv, env, cwd, follow_fork)
-        return (await self._client._call(self._broker.LaunchProcess, req)).pid
+        call = calls.launch_process(self.token, argv, env, cwd, follow_fork)
+        return await self._transport.call(call)
 
     async def release_process(self, pid: int) -> None:
         """Let a program this session launched run."""
-        req = pb.ReleaseProcessRequest(token=self.token, pid=pid)
-        await self._client._call(self._broker.ReleaseProcess, req)
+        await self._transport.call(calls.release_process(self.token, pid))
 
     async def detach_process(self, pid: int) -> bool:
         """End this session's hold on ``pid`` (gdb's ``detach``): its requests there are
         removed, a launch it holds runs. True when the broker let the process go."""
-        req = pb.DetachProcessRequest(token=self.token, pid=pid)
-        return (await self._client._call(self._broker.DetachProcess, req)).released
+        return await self._transport.call(calls.detach_process(self.token, pid))
 
     # --- events ------------------------------------------------------------------------
     # ``timeout`` mirrors the blocking Session's signature, hence the noqa.
@@ -343,9 +206,7 @@ class AsyncSession:
             return
         self._closing.set()
         try:
-            await self._client._call(
-                self._broker.CloseSession, pb.CloseSessionRequest(token=self.token)
-            )
+            await self._transport.call(calls.close_session(self.token))
         except HwbkptError as err:
             if err.code != "NOT_FOUND":  # already gone (lease ended): nothing to close
                 raise
@@ -358,14 +219,14 @@ class AsyncSession:
         await self._stop_stream()
 
     async def _stop_stream(self) -> None:
-        self._drop_resume_call()
+        self._thread_resumer.close()
         if self._stream is not None:
             self._stream.cancel()
         if asyncio.current_task() is not self._task:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
-        if self in self._client._sessions:
-            self._client._sessions.remove(self)
+        if self._on_close is not None:
+            self._on_close(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -378,68 +239,52 @@ class AsyncSession:
     ) -> None:
         await self.close()
 
-    # --- the background stream ---------------------------------------------------------
+    # --- the background stream: carries out StreamResume's steps ------------------------
     async def _pump(self) -> None:
         try:
             await self._run_stream()
         finally:
             self._queue.put_nowait(_END)
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
-
     async def _run_stream(self) -> None:
-        delays: Iterator[float] | None = None
-        deadline = 0.0
-        resuming = False
+        step: Step = self._stream_resume.start()
         while not self._closing.is_set():
-            if resuming:
-                try:
-                    await self._broker.ResumeSession(
-                        pb.ResumeSessionRequest(token=self.token),
-                        timeout=min(self._client.timeout, RESUME_TIMEOUT),
-                    )
-                except grpc.RpcError as rpc_err:
-                    err = from_rpc_error(rpc_err)
-                    if err.code in FATAL_CODES or time.monotonic() > deadline:
-                        self._lose(err)
-                        return
-                    assert delays is not None
-                    await self._pause(next(delays))
-                    continue
-                self.reconnects += 1
-                resuming = False
-            started = time.monotonic()
-            failure = await self._read_stream()
-            if self._closing.is_set():
+            if isinstance(step, ReadStream):
+                failure = await self._read_stream(step.after_seq)
+                if self._closing.is_set():
+                    return
+                step = self._stream_resume.stream_ended(failure)
+            elif isinstance(step, Resume):
+                step = self._stream_resume.resume_answered(await self._resume_session(step))
+            elif isinstance(step, Wait):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), step.seconds)
+                step = self._stream_resume.waited()
+            if isinstance(step, Lose):
+                self._queue.put_nowait(step.error)
                 return
-            if failure is not None and failure.code in FATAL_CODES:
-                self._lose(failure)
-                return
-            # A stream that stayed up for a while was healthy: a new break gets a new lease.
-            if delays is None or time.monotonic() - started >= HEALTHY_STREAM:
-                delays = self._policy.delays()
-                deadline = time.monotonic() + self.lease_seconds + self._policy.grace
-            elif time.monotonic() > deadline:
-                self._lose(failure or HwbkptError("UNAVAILABLE", "the event stream keeps ending"))
-                return
-            resuming = True
-            await self._pause(next(delays))
 
-    async def _read_stream(self) -> HwbkptError | None:
-        """Read one stream to its end; the error that ended it, or None for a clean end."""
-        req = pb.StreamEventsRequest(token=self.token, after_seq=self._cursor.last_seq)
-        stream = self._broker.StreamEvents(req)
-        self._stream = stream
+    async def _resume_session(self, step: Resume) -> HwbkptError | None:
+        timeout = min(self._transport.timeout, step.timeout)
         try:
-            async for resp in stream:
-                for msg in resp.events:
-                    event = self._cursor.accept(msg)
+            await self._transport.call(calls.resume_session(self.token), timeout=timeout)
+        except HwbkptError as err:
+            return err
+        return None
+
+    async def _read_stream(self, after_seq: int) -> HwbkptError | None:
+        """Read one stream to its end; the error that ended it, or None for a clean end."""
+        stream = self._transport.stream_events(calls.stream_events(self.token, after_seq))
+        self._stream = stream
+        accept, put = self._stream_resume.cursor.accept, self._queue.put_nowait
+        try:
+            async for batch in stream:
+                for msg in batch:
+                    event = accept(msg)
                     if event is not None:
-                        self._queue.put_nowait(event)
-        except grpc.RpcError as err:
-            return from_rpc_error(err)
+                        put(event)
+        except HwbkptError as err:
+            return err
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError when *we* cancel the call in close(); only a
             # cancellation of this task itself must propagate.
@@ -450,12 +295,3 @@ class AsyncSession:
         finally:
             self._stream = None
         return None
-
-    def _lose(self, err: HwbkptError) -> None:
-        self._queue.put_nowait(
-            SessionLostError(
-                err.code,
-                f"session {self.name!r} could not be resumed: {err.message}",
-                err.field_violations,
-            )
-        )

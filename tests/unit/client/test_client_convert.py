@@ -1,4 +1,4 @@
-"""hwbkpt._convert: arguments into specs, and protocol buffers into models."""
+"""hwbkpt._convert: models into protocol buffers and back."""
 
 from __future__ import annotations
 
@@ -11,69 +11,9 @@ from hypothesis import strategies as st
 
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
+from hwbkpt._args import make_spec
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import sim_pb2 as simpb
-
-
-# --- arguments -------------------------------------------------------------------------
-def test_spec_defaults_for_data() -> None:
-    spec = cv.make_spec(pid=100, address=0x1000)
-    assert spec.scope is m.Scope.PROCESS
-    assert (spec.length, spec.access, spec.action) == (8, m.Access.WRITE, m.Action.NOTIFY)
-    assert spec.priority is None
-    assert spec.filter == m.Filter()
-
-
-def test_spec_defaults_for_exec_leave_length_to_the_broker() -> None:
-    assert cv.make_spec(pid=100, address=0x401000, access="exec").length == 0
-
-
-def test_scope_follows_the_target() -> None:
-    assert cv.make_spec(tid=7).scope is m.Scope.THREAD
-    assert cv.make_spec(pid=7, tid=8).scope is m.Scope.THREAD
-    assert cv.make_spec(scope="kernel", address=1).scope is m.Scope.KERNEL
-    with pytest.raises(ValueError, match="scope"):
-        cv.make_spec(address=1)
-
-
-@pytest.mark.parametrize(
-    ("given_", "expected"),
-    [(None, None), (0, 0), (101, 101), ("high", 75), ("LOW", 10), ("debugger", 50), ("60", 60)],
-)
-def test_priorities(given_: int | str | None, expected: int | None) -> None:
-    assert cv.parse_priority(given_) == expected
-
-
-def test_unknown_priority_name_lists_the_presets() -> None:
-    with pytest.raises(ValueError, match="low, normal, debugger, high"):
-        cv.parse_priority("urgent")
-
-
-def test_access_spellings() -> None:
-    assert cv.parse_access("rw") is m.Access.READ_WRITE
-    assert cv.parse_access("read_write") is m.Access.READ_WRITE
-    assert cv.parse_access(m.Access.EXEC) is m.Access.EXEC
-    with pytest.raises(ValueError, match="exec, write, read, rw"):
-        cv.parse_access("x")
-    with pytest.raises(ValueError, match="notify or halt"):
-        cv.parse_action("pause")
-    with pytest.raises(ValueError, match="kernel, process, thread"):
-        cv.parse_scope("cpu")
-
-
-def test_values_are_little_endian() -> None:
-    assert cv.value_bytes(0x2A, 4) == b"\x2a\x00\x00\x00"
-    assert cv.value_bytes(1, 0) == (1).to_bytes(8, "little")
-    assert cv.value_bytes(-1, 2) == b"\xff\xff"
-    assert cv.value_bytes(b"\x01\x02", 8) == b"\x01\x02"
-    with pytest.raises(ValueError, match="does not fit in 1 bytes"):
-        cv.value_bytes(256, 1)
-
-
-def test_equals_filter_takes_the_request_length() -> None:
-    spec = cv.make_spec(pid=1, length=4, equals=7, stop_after=3, ignore_first=2, changed_only=True)
-    assert spec.filter == m.Filter(True, b"\x07\x00\x00\x00", 2, 3)
-
 
 # --- to and from protocol buffers ------------------------------------------------------
 specs = st.builds(
@@ -106,8 +46,8 @@ def test_spec_round_trips(spec: m.BreakpointSpec) -> None:
 
 
 def test_unset_priority_stays_unset_on_the_wire() -> None:
-    assert not cv.spec_to_pb(cv.make_spec(pid=1)).HasField("priority")
-    assert cv.spec_to_pb(cv.make_spec(pid=1, priority=0)).HasField("priority")
+    assert not cv.spec_to_pb(make_spec(pid=1)).HasField("priority")
+    assert cv.spec_to_pb(make_spec(pid=1, priority=0)).HasField("priority")
 
 
 def test_breakpoint_from_pb() -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 import hwbkpt
 
@@ -69,15 +73,43 @@ def test_every_exported_name_exists() -> None:
         assert getattr(hwbkpt, name, None) is not None, name
 
 
-def test_sync_and_async_mirror_each_other() -> None:
-    def public(cls: type) -> set[str]:
-        return {n for n in vars(cls) if not n.startswith("_")}
+def _public(cls: type) -> dict[str, Any]:
+    return {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
 
-    assert public(hwbkpt.Client) - {"address", "timeout"} == public(hwbkpt.AsyncClient) - {
-        "address",
-        "timeout",
-    }
-    assert public(hwbkpt.Session) == public(hwbkpt.AsyncSession)
+
+def _as_blocking(annotation: Any) -> Any:
+    """An async method's annotation as its blocking twin writes it."""
+    if not isinstance(annotation, str):
+        return annotation  # none given (self)
+    for aio, blocking in (("AsyncIterator", "Iterator"), ("AsyncSession", "Session")):
+        annotation = annotation.replace(aio, blocking)
+    return annotation
+
+
+@pytest.mark.parametrize(
+    ("blocking", "aio"),
+    [(hwbkpt.Client, hwbkpt.AsyncClient), (hwbkpt.Session, hwbkpt.AsyncSession)],
+)
+def test_sync_and_async_mirror_each_other(blocking: type, aio: type) -> None:
+    """The same names, each with the same parameters (names, kinds, defaults, types); every
+    blocking method is a coroutine in the mirror, every generator an async generator."""
+    ours, theirs = _public(blocking), _public(aio)
+    assert ours.keys() == theirs.keys()
+    for name, member in ours.items():
+        twin = theirs[name]
+        assert type(member) is type(twin), name
+        if isinstance(member, property):
+            assert (member.fset is None) == (twin.fset is None), name
+            continue
+        if inspect.isgeneratorfunction(member):
+            assert inspect.isasyncgenfunction(twin), name
+        else:
+            assert inspect.iscoroutinefunction(twin), name
+        sig, aio_sig = inspect.signature(member), inspect.signature(twin)
+        assert [
+            p.replace(annotation=_as_blocking(p.annotation)) for p in aio_sig.parameters.values()
+        ] == list(sig.parameters.values()), name
+        assert _as_blocking(aio_sig.return_annotation) == sig.return_annotation, name
 
 
 def test_every_module_declares_all_and_it_is_true() -> None:

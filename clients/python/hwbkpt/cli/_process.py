@@ -5,37 +5,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import time
 
-from hwbkpt import models as m
-from hwbkpt.cli._output import Printer
-from hwbkpt.cli._watch import (
-    POLL,
+from hwbkpt.cli._follow import (
+    Ended,
     StopFlag,
+    Until,
     exit_status,
+    follow,
     initial_state,
     print_event,
     stop_on_signals,
 )
-from hwbkpt.client import Client, Session
+from hwbkpt.cli._output import Printer
+from hwbkpt.cli._watch import watch_args
+from hwbkpt.client import Client
 from hwbkpt.errors import HwbkptError
 
 __all__ = ["cmd_attach", "cmd_launch", "program_argv"]
-
-
-def _deadline(timeout: float) -> float | None:
-    return time.monotonic() + timeout if timeout else None
-
-
-def _remaining(deadline: float | None) -> float:
-    if deadline is None:
-        return POLL
-    return min(POLL, deadline - time.monotonic())
-
-
-def _exited(ev: m.Event, pid: int) -> bool:
-    p = ev.payload
-    return isinstance(p, m.TargetExited) and p.pid == pid and p.tid == 0
 
 
 def cmd_attach(client: Client, args: argparse.Namespace, out: Printer) -> int:
@@ -49,16 +35,9 @@ def cmd_attach(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 {"event": "attached", "pid": args.pid, "tids": list(tids)},
                 f"attached pid {args.pid}: threads {', '.join(map(str, tids))}",
             )
-            deadline = _deadline(args.timeout)
-            while not stop.is_set() and (wait := _remaining(deadline)) > 0:
-                ev = session.next_event(wait)
-                if ev is None:
-                    if session.ended:
-                        break
-                    continue
-                print_event(out, ev)
-                if _exited(ev, args.pid):
-                    return 0
+            until = Until(timeout=args.timeout, exit_of=args.pid)
+            if follow(session, out, stop, until) is Ended.EXITED:
+                return 0
         finally:
             with contextlib.suppress(HwbkptError):
                 session.close()
@@ -76,21 +55,6 @@ def program_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _set_watches(session: Session, pid: int, args: argparse.Namespace) -> list[m.Breakpoint]:
-    return [
-        session.watch(
-            location,
-            pid=pid,
-            length=args.length,
-            access=m.Access(args.access),
-            priority=args.priority,
-            changed_only=args.changed_only,
-            nonstop=args.nonstop,
-        )
-        for location in args.watch or ()
-    ]
-
-
 def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
     argv = program_argv(args)
     name = args.name if args.name is not None else f"hwbkpt-launch-{os.getpid()}"
@@ -103,39 +67,15 @@ def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
                 {"event": "launched", "pid": pid, "argv": argv},
                 f"launched pid {pid}: {' '.join(argv)}",
             )
-            bps = _set_watches(session, pid, args)
+            request = watch_args(args, pid=pid)
+            bps = [session.watch(location, **request) for location in args.watch or ()]
             for bp in bps:
                 print_event(out, initial_state(bp))
             session.release_process(pid)
-            _follow(session, pid, args, out, stop)
+            # --count is counted here, over all the watches: each is one request.
+            follow(session, out, stop, Until(timeout=args.timeout, count=args.count, exit_of=pid))
         finally:
             # Its watches go with the session; a program still running is let go, not killed.
             with contextlib.suppress(HwbkptError):
                 session.close()
     return exit_status(stop)
-
-
-def _follow(
-    session: Session,
-    pid: int,
-    args: argparse.Namespace,
-    out: Printer,
-    stop: StopFlag,
-) -> None:
-    """Print every event received until the program exits, --count hits, --timeout or Ctrl-C."""
-    deadline = _deadline(args.timeout)
-    hits = 0
-    while not stop.is_set() and not (args.count and hits >= args.count):
-        wait = _remaining(deadline)
-        if wait <= 0:
-            return
-        ev = session.next_event(wait)
-        if ev is None:
-            if session.ended:
-                return
-            continue
-        print_event(out, ev)
-        if isinstance(ev.payload, m.Hit):
-            hits += 1
-        if _exited(ev, pid):
-            return
