@@ -203,13 +203,22 @@ class Applier:
         if len(self._slot_entries) > _SLOT_ENTRIES_KEPT:
             self._slot_entries.clear()
         cache = self._slot_entries
-        return [
-            self._slot_write(self._arbiter.table(tid), cache)
-            for tid in tids
-            if tid == CPU_CONTEXT or tid in self._threads
-        ]
+        # Threads placed alike share their table's entries: build their slots once.
+        alike: dict[int, dict[str, tuple[SlotEntry | None, ...]]] = {}
+        writes: list[SlotWrite] = []
+        for tid in tids:
+            if tid != CPU_CONTEXT and tid not in self._threads:
+                continue
+            table = self._arbiter.table(tid)
+            pools = alike.get(id(table.pools))
+            if pools is None:
+                pools = alike[id(table.pools)] = self._slot_pools(table, cache)
+            writes.append(SlotWrite(table.pid, table.tid, table.generation, pools))
+        return writes
 
-    def _slot_write(self, table: SlotTable, cache: dict[TableEntry, SlotEntry]) -> SlotWrite:
+    def _slot_pools(
+        self, table: SlotTable, cache: dict[TableEntry, SlotEntry]
+    ) -> dict[str, tuple[SlotEntry | None, ...]]:
         pools: dict[str, tuple[SlotEntry | None, ...]] = {}
         for pool, entries in table.pools.items():
             slots: list[SlotEntry | None] = []
@@ -222,7 +231,7 @@ class Applier:
                     slot = cache[entry] = self._slot_entry(entry.chunk, entry.holders)
                 slots.append(slot)
             pools[pool] = tuple(slots)
-        return SlotWrite(pid=table.pid, tid=table.tid, generation=table.generation, pools=pools)
+        return pools
 
     def _slot_entry(self, chunk: Chunk, holders: tuple[int, ...]) -> SlotEntry:
         requests = [self._arbiter.request(rid) for rid in holders]

@@ -30,6 +30,7 @@ from hwbkptd.core.arbiter_index import RequestIndex
 from hwbkptd.core.arbiter_journal import Journal
 from hwbkptd.core.arbiter_scan import (
     BARE,
+    Alike,
     Context,
     Result,
     Signature,
@@ -343,8 +344,9 @@ class Arbiter:
         if index.kernel and not admission_holds(done, self._admitted, self._kfail_n):
             self._full_pass()
             return
+        alike = Alike()
         for ctx, result in done:
-            self._install(ctx, result)
+            self._install(ctx, result, alike)
 
     def _full_pass(self) -> None:
         """Kernel admission in rank order over every context (one scan per signature)."""
@@ -353,9 +355,10 @@ class Arbiter:
         self._admitted, placed = admit(self._ctx.values(), self._index, self._pools)
         bare = placed.get(BARE)
         self._bare = bare[0] if bare is not None else None
+        alike = Alike()
         for result, ctxs in placed.values():
             for ctx in ctxs:
-                self._install(ctx, result)
+                self._install(ctx, result, alike)
 
     def _add_fast(self, ctx: Context, rid: int) -> bool:
         """Place a new user request without a rescan; False when a rescan is needed."""
@@ -381,12 +384,12 @@ class Arbiter:
         self._install(ctx, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail))
         return True
 
-    def _install(self, ctx: Context, result: Result) -> None:
+    def _install(self, ctx: Context, result: Result, alike: Alike | None = None) -> None:
         """Make a context's new placement current: counts, journal, slots and table."""
         table = ctx.table
         if (
             table is not None
-            and result.members == ctx.members
+            and (result.members is ctx.members or result.members == ctx.members)
             and result.holders == ctx.holders
             and result.extok == ctx.extok
             and (result.kfail is ctx.kfail or result.kfail == ctx.kfail)
@@ -397,7 +400,7 @@ class Arbiter:
         jr = self._journal
         tid = ctx.tid
         jr.before(tid, ctx.members, ctx.table)
-        moved = ctx.members ^ members
+        moved = (alike or Alike()).moved_between(ctx.members, members)
         ext_moved = ctx.extok ^ extok
         jr.touch_all_ids(moved | ext_moved)
         inst = self._inst
@@ -415,5 +418,5 @@ class Arbiter:
             for rid in ctx.kfail - kfail:
                 self._count(counts, rid, -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
-        if ctx.retable(self._index.chunk, self._pools):
+        if ctx.retable(self._index.chunk, self._pools, alike):
             jr.rewritten.add(tid)

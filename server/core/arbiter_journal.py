@@ -91,11 +91,16 @@ class Journal:
         arb = self._arb
         try:
             alive = arb.contexts()
-            new_in = {
-                tid: arb.members(tid) - before
-                for tid, before in self.before_members.items()
-                if tid in alive
-            }
+            # Contexts placed alike share their member sets: one difference per pair.
+            pairs: dict[tuple[int, int], frozenset[int]] = {}
+            new_in: dict[int, frozenset[int]] = {}
+            for tid, before in self.before_members.items():
+                if tid in alive:
+                    now = arb.members(tid)
+                    key = (id(now), id(before))
+                    if key not in pairs:
+                        pairs[key] = now - before
+                    new_in[tid] = pairs[key]
             keyed: list[tuple[Entry, RequestChange]] = []
             stays = self._kernel_stays(keyed)
             for rid, old in self.old.items():

@@ -19,6 +19,7 @@ from hwbkptd.core.placement import Runner, assign_slots
 __all__ = [
     "BARE",
     "HISTORY",
+    "Alike",
     "Context",
     "Result",
     "Signature",
@@ -30,6 +31,30 @@ __all__ = [
 
 #: Generations of tables kept per context for holders_at().
 HISTORY = 64
+
+
+@dataclass(slots=True)
+class Alike:
+    """What contexts placed alike in one pass share, computed for the first of them.
+
+    Keyed by object ids; each entry keeps its key objects alive, so no id is reused.
+    """
+
+    #: (id of a holders map, slots before) -> (that map, slots, table entries) after.
+    layouts: dict[
+        tuple[int, tuple[tuple[int | None, ...], ...]],
+        tuple[object, dict[str, list[int | None]], dict[str, tuple[TableEntry | None, ...]]],
+    ] = field(default_factory=dict)
+    #: (id of members before, id of members after) -> (both, the requests that moved).
+    moved: dict[tuple[int, int], tuple[object, frozenset[int]]] = field(default_factory=dict)
+
+    def moved_between(self, before: frozenset[int], after: frozenset[int]) -> frozenset[int]:
+        key = (id(before), id(after))
+        found = self.moved.get(key)
+        if found is None:
+            found = self.moved[key] = ((before, after), before ^ after)
+        return found[1]
+
 
 #: (pid with process requests or 0, tid with thread requests or 0, external slots).
 Signature = tuple[int, int, tuple[tuple[str, int], ...]]
@@ -58,21 +83,34 @@ class Context:
     table: SlotTable | None = None
     history: dict[int, SlotTable] = field(default_factory=dict)
 
-    def retable(self, chunks: Mapping[int, Chunk], pools: Mapping[str, int]) -> bool:
+    def retable(
+        self, chunks: Mapping[int, Chunk], pools: Mapping[str, int], alike: Alike | None = None
+    ) -> bool:
         """Give the current holders their slots and a table; True if the table changed.
 
-        A chunk that stays keeps its slot index (no needless rewrite).
+        A chunk that stays keeps its slot index (no needless rewrite). ``alike`` (for one
+        pass) hands contexts with the same holders and the same slots before the same
+        slots and entries after, built once.
         """
         holders = self.holders
-        for pool, size in pools.items():
-            mine = [cid for cid in holders if chunks[cid].pool == pool]
-            self.slots[pool] = assign_slots(self.slots.get(pool, ()), mine, size)
-        entries = {
-            pool: tuple(
-                TableEntry(chunks[cid], holders[cid]) if cid is not None else None for cid in slots
-            )
-            for pool, slots in self.slots.items()
-        }
+        key = (id(holders), tuple(tuple(self.slots.get(pool, ())) for pool in pools))
+        done = alike.layouts.get(key) if alike is not None else None
+        if done is None:
+            for pool, size in pools.items():
+                mine = [cid for cid in holders if chunks[cid].pool == pool]
+                self.slots[pool] = assign_slots(self.slots.get(pool, ()), mine, size)
+            entries = {
+                pool: tuple(
+                    TableEntry(chunks[cid], holders[cid]) if cid is not None else None
+                    for cid in slots
+                )
+                for pool, slots in self.slots.items()
+            }
+            if alike is not None:
+                alike.layouts[key] = (holders, dict(self.slots), entries)
+        else:
+            _holders, slots, entries = done
+            self.slots = dict(slots)
         old = self.table
         changed = old is None or entries != old.pools
         if changed:
