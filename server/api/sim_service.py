@@ -24,7 +24,7 @@ __all__ = ["BIRTHS_PER_TURN", "MAX_SPAWN_THREADS", "SimService"]
 #: One call may not create an unbounded number of simulated threads.
 MAX_SPAWN_THREADS = 1024
 #: Thread births between two turns of the event loop in SpawnProcess.
-BIRTHS_PER_TURN = 8
+BIRTHS_PER_TURN = 4
 
 _log = structlog.get_logger("hwbkptd.api")
 
