@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "placement": "5. Placement change cost",
     "fanout": "6. Fan-out",
     "footprint": "7. Footprint",
+    "births": "8. Thread birth and death",
 }
 
 

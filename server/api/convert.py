@@ -332,6 +332,7 @@ def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
                 by_breakpoint_id=kind.by_breakpoint_id,
                 by_session=kind.by_session,
                 by_priority=kind.by_priority,
+                taken=[chunk_to_proto(c) for c in kind.taken],
             )
         )
     elif isinstance(kind, Restored):

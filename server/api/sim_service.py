@@ -8,6 +8,8 @@ that held the trapping slot.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from hwbkpt.v1 import sim_pb2, sim_pb2_grpc
@@ -17,10 +19,12 @@ from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.broker import Broker
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
 
-__all__ = ["MAX_SPAWN_THREADS", "SimService"]
+__all__ = ["BIRTHS_PER_TURN", "MAX_SPAWN_THREADS", "SimService"]
 
 #: One call may not create an unbounded number of simulated threads.
 MAX_SPAWN_THREADS = 1024
+#: Thread births between two turns of the event loop in SpawnProcess.
+BIRTHS_PER_TURN = 4
 
 _log = structlog.get_logger("hwbkptd.api")
 
@@ -44,7 +48,14 @@ class SimService(sim_pb2_grpc.SimServiceServicer):
         threads = request.threads or 1
         if threads > MAX_SPAWN_THREADS:
             raise InvalidArgument("threads", f"at most {MAX_SPAWN_THREADS} threads per call")
-        pid, tids = sim.spawn_process(threads)
+        pid, tids = sim.new_process(threads)
+        for start in range(0, threads, BIRTHS_PER_TURN):
+            if start:
+                # Every birth is a placement: let other calls in between, as a real
+                # process's clones reach the broker one by one.
+                await asyncio.sleep(0)
+            for tid in tids[start : start + BIRTHS_PER_TURN]:
+                sim.start_thread(pid, tid)
         _log.info("sim process spawned", pid=pid, tids=list(tids))
         return sim_pb2.SpawnProcessResponse(pid=pid, tids=tids)
 

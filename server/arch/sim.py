@@ -184,17 +184,25 @@ class SimMechanism:
     # --- the sim operations -------------------------------------------------------
     def spawn_process(self, threads: int = 1) -> tuple[int, tuple[int, ...]]:
         """A new process with ``threads`` threads; the first tid equals the pid."""
+        pid, tids = self.new_process(threads)
+        for tid in tids:
+            self._add_thread(pid, tid)
+        return pid, tids
+
+    def new_process(self, threads: int) -> tuple[int, tuple[int, ...]]:
+        """A process and its thread ids, none started yet: ``start_thread`` each, first first."""
         if threads < 1:
             raise InvalidArgument("threads", f"a process needs at least one thread, got {threads}")
         self._sink_or_raise()
         pid = self._next_id
         self._next_id += threads
-        tids = tuple(range(pid, pid + threads))
         self._procs[pid] = []
         self._memory[pid] = SparseMemory()
-        for tid in tids:
-            self._add_thread(pid, tid)
-        return pid, tids
+        return pid, tuple(range(pid, pid + threads))
+
+    def start_thread(self, pid: int, tid: int) -> None:
+        self._process(pid)
+        self._add_thread(pid, tid)
 
     def spawn_thread(self, pid: int) -> int:
         self._process(pid)

@@ -37,6 +37,8 @@ _log = structlog.get_logger("hwbkptd.broker")
 
 #: How often slots held outside the broker are tried again.
 EXTERNAL_RETRY_SECONDS = 2.0
+#: Slot entries kept between flushes before the cache starts again.
+_SLOT_ENTRIES_KEPT = 4096
 # Refusal rounds per flush: each round marks at least one more slot external, so the
 # largest pool bounds the count; this is only a guard.
 _MAX_ROUNDS = 64
@@ -73,6 +75,10 @@ class Applier:
         self._dirty: set[int] = set()
         self._lock = asyncio.Lock()
         self._externals: dict[tuple[int, str], int] = {}
+        #: What each occupied slot arms, kept across flushes: a new thread gets the same
+        #: slots as its siblings, with holders by the hundred under many kernel requests.
+        #: Only an action change alters the entry of the same holders (see rearm).
+        self._slot_entries: dict[TableEntry, SlotEntry] = {}
         self._refused: dict[tuple[int, str], set[int]] = {}
         self._retry: Timer | None = None
         self._closed = False
@@ -89,17 +95,28 @@ class Applier:
         self.absorb(self._arbiter.remove_request(rid))
 
     def absorb(self, delta: Delta) -> None:
+        net = self._net
+        records = self._records
+        installed = self._installed
         for change in delta.changes:
             rid = change.request_id
-            if change.new_state is RequestState.REMOVED or rid not in self._records:
+            if not change.displaced and not change.restored and rid not in net:
+                record = records.get(rid)
+                if record is not None and record.told == (change.new_state, change.reason):
+                    # A thread born or ended, and nothing to tell: a thousand threads
+                    # times hundreds of kernel requests must not become as many events.
+                    installed[rid] = change.installed
+                    continue
+            if change.new_state is RequestState.REMOVED or rid not in records:
                 continue
-            self._net.absorb(change, self._installed.get(rid, frozenset()), self._displacer)
-            self._installed[rid] = change.installed
+            net.absorb(change, installed.get(rid, frozenset()), self._displacer)
+            installed[rid] = change.installed
         for table in delta.rewrites:
             self._dirty.add(table.tid)
 
     def rearm(self, rid: int) -> None:
         """Hand the request's tables to the mechanism again (its slot flags changed)."""
+        self._slot_entries.clear()
         self._dirty |= self._installed.get(rid, frozenset())
 
     def thread_gone(self, tid: int) -> None:
@@ -186,14 +203,25 @@ class Applier:
     def _writes(self) -> list[SlotWrite]:
         tids = sorted(self._dirty)
         self._dirty.clear()
-        cache: dict[TableEntry, SlotEntry] = {}
-        return [
-            self._slot_write(self._arbiter.table(tid), cache)
-            for tid in tids
-            if tid == CPU_CONTEXT or tid in self._threads
-        ]
+        if len(self._slot_entries) > _SLOT_ENTRIES_KEPT:
+            self._slot_entries.clear()
+        cache = self._slot_entries
+        # Threads placed alike share their table's entries: build their slots once.
+        alike: dict[int, dict[str, tuple[SlotEntry | None, ...]]] = {}
+        writes: list[SlotWrite] = []
+        for tid in tids:
+            if tid != CPU_CONTEXT and tid not in self._threads:
+                continue
+            table = self._arbiter.table(tid)
+            pools = alike.get(id(table.pools))
+            if pools is None:
+                pools = alike[id(table.pools)] = self._slot_pools(table, cache)
+            writes.append(SlotWrite(table.pid, table.tid, table.generation, pools))
+        return writes
 
-    def _slot_write(self, table: SlotTable, cache: dict[TableEntry, SlotEntry]) -> SlotWrite:
+    def _slot_pools(
+        self, table: SlotTable, cache: dict[TableEntry, SlotEntry]
+    ) -> dict[str, tuple[SlotEntry | None, ...]]:
         pools: dict[str, tuple[SlotEntry | None, ...]] = {}
         for pool, entries in table.pools.items():
             slots: list[SlotEntry | None] = []
@@ -206,7 +234,7 @@ class Applier:
                     slot = cache[entry] = self._slot_entry(entry.chunk, entry.holders)
                 slots.append(slot)
             pools[pool] = tuple(slots)
-        return SlotWrite(pid=table.pid, tid=table.tid, generation=table.generation, pools=pools)
+        return pools
 
     def _slot_entry(self, chunk: Chunk, holders: tuple[int, ...]) -> SlotEntry:
         requests = [self._arbiter.request(rid) for rid in holders]

@@ -7,7 +7,14 @@ needs no rescan at all. Kernel admission is kept as per-context verdicts under
 the current admitted set; a mutation re-checks them and runs the full lockstep
 admission over every context only when the admitted set really changes (then
 every table changes anyway), or when a kernel request itself is added,
-replaced or removed.
+replaced or removed. That pass scans once per distinct context signature
+(``arbiter_scan``), not once per thread.
+
+A birth is the new thread's first-fit (none for a thread of an unwatched
+process: it gets their shared placement) and a check of its kernel verdicts; a
+death can only let pending kernel requests in, so only its verdicts are
+checked. A kernel request is installed in every context or none: its installed
+set is the one set of all contexts, and only admitted ones gain or lose a tid.
 
 Choices where the contract is silent: a new request always gets a change
 (``old_state`` PENDING); a tid lost to outside holders is ``displaced`` with no
@@ -16,47 +23,30 @@ request named; ``holders_at`` keeps answering for the last 256 ended threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from hwbkptd.core.arbiter_index import RequestIndex
 from hwbkptd.core.arbiter_journal import Journal
+from hwbkptd.core.arbiter_scan import (
+    BARE,
+    Alike,
+    Context,
+    Result,
+    Signature,
+    admission_holds,
+    admit,
+    scan,
+    signature,
+)
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable, TableEntry
 from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState, Scope
-from hwbkptd.core.placement import (
-    Needs,
-    Runner,
-    assign_slots,
-    join_without_rescan,
-    leave_without_rescan,
-)
+from hwbkptd.core.placement import Entry, Needs, join_without_rescan, leave_without_rescan
 
 __all__ = ["Arbiter", "Delta", "RequestChange", "SlotTable", "TableEntry"]
 
-#: Generations of tables kept per context for holders_at().
-HISTORY = 64
 #: Ended threads whose history holders_at() still answers for.
 DEAD_THREADS_KEPT = 256
-
-
-@dataclass(slots=True, eq=False)
-class _Context:
-    """One thread (or the CPU context) and its current placement."""
-
-    pid: int
-    tid: int
-    generation: int = 0
-    external: dict[str, int] = field(default_factory=dict)
-    slots: dict[str, list[int | None]] = field(default_factory=dict)
-    members: frozenset[int] = frozenset()
-    #: Requests pending here that would fit if the external slots were free.
-    extok: frozenset[int] = frozenset()
-    #: Kernel requests that do not fit here under the current admitted set.
-    kfail: frozenset[int] = frozenset()
-    #: chunk id -> holders in rank order (the first one is why the chunk is there).
-    holders: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    table: SlotTable | None = None
-    history: dict[int, SlotTable] = field(default_factory=dict)
 
 
 class Arbiter:
@@ -69,20 +59,22 @@ class Arbiter:
         self._index = RequestIndex(self._pools)
         self._threads: dict[int, int] = {}
         self._proc_threads: dict[int, set[int]] = {}
-        self._ctx: dict[int, _Context] = {}
+        self._ctx: dict[int, Context] = {}
+        #: Every context's tid, built when asked after a birth or death.
+        self._all: frozenset[int] | None = None
+        #: Installed tids of the user requests (a kernel request is in all or none).
         self._inst: dict[int, set[int]] = {}
         self._extok_n: dict[int, int] = {}
-        self._kfail_n: dict[int, int] = {}
+        #: Kernel request -> contexts it fails in (a Counter: births add in bulk).
+        self._kfail_n: Counter[int] = Counter()
         self._admitted: set[int] = set()
+        #: The placement of a BARE context under the current kernel requests and
+        #: admitted set; only the full pass changes either, and it drops this.
+        self._bare: Result | None = None
         self._dead: dict[int, dict[int, SlotTable]] = {}
         self._journal = Journal(self)
-        cpu = _Context(pid=0, tid=CPU_CONTEXT, generation=1)
-        cpu.slots = {p: [None] * n for p, n in self._pools.items()}
-        cpu.table = SlotTable(
-            0, CPU_CONTEXT, 1, {p: (None,) * n for p, n in self._pools.items()}, {}
-        )
-        cpu.history[1] = cpu.table
-        self._ctx[CPU_CONTEXT] = cpu
+        cpu = self._ctx[CPU_CONTEXT] = Context(pid=0, tid=CPU_CONTEXT)
+        cpu.retable(self._index.chunk, self._pools)  # generation 1, every slot free
 
     # --- mutations: each returns the Delta it caused -------------------------
     def add_thread(self, pid: int, tid: int) -> Delta:
@@ -91,10 +83,14 @@ class Arbiter:
             raise ValueError(f"tid: {tid} is not a new thread id")
         jr = self._journal
         jr.born.add(tid)
-        jr.touch_all(self._index.applicable(pid, tid))
+        # A birth changes the state of the thread's user requests and of the admitted kernel
+        # requests; pending kernel ones move only in a full pass, which touches them first.
+        jr.touch_all(self._index.users_applicable(pid, tid))
+        jr.touch_admitted(self._admitted, self.contexts())
         self._threads[tid] = pid
         self._proc_threads.setdefault(pid, set()).add(tid)
-        self._ctx[tid] = _Context(pid=pid, tid=tid)
+        self._ctx[tid] = Context(pid=pid, tid=tid)
+        self._all = None
         self._dead.pop(tid, None)  # a reused tid starts a new history
         self._recompute((tid,))
         return jr.finish()
@@ -103,14 +99,19 @@ class Arbiter:
         pid = self._threads[tid]
         ctx = self._ctx[tid]
         jr = self._journal
-        jr.touch_all(self._index.applicable(pid, tid))
-        for rid in ctx.members:
-            self._inst[rid].discard(tid)
+        jr.died.add(tid)
+        jr.touch_all(self._index.users_applicable(pid, tid))
+        jr.touch_admitted(self._admitted, self.contexts())
+        jr.touch_all_ids(ctx.extok)  # their reason may lose its EXTERNAL
+        inst = self._inst
+        for rid in inst.keys() & ctx.members:
+            inst[rid].discard(tid)
         for rid in ctx.extok:
             self._count(self._extok_n, rid, -1)
         for rid in ctx.kfail:
             self._count(self._kfail_n, rid, -1)
         del self._threads[tid], self._ctx[tid]
+        self._all = None
         # A hit reported just before the thread's exit is still attributed.
         self._dead[tid] = ctx.history
         while len(self._dead) > DEAD_THREADS_KEPT:
@@ -119,7 +120,10 @@ class Arbiter:
         siblings.discard(tid)
         if not siblings:
             del self._proc_threads[pid]
-        if self._index.kernel and not self._consistent():
+        # Admission changes only if a kernel request failed nowhere else but here.
+        kfail = self._kfail_n
+        admitted = self._admitted
+        if any(rid not in admitted and rid not in kfail for rid in ctx.kfail):
             self._full_pass()
         return jr.finish()
 
@@ -133,7 +137,8 @@ class Arbiter:
         jr.subject = rid
         jr.seed(rid)
         self._index.add(request)
-        self._inst[rid] = set()
+        if not request.is_kernel:
+            self._inst[rid] = set()
         self._update_after(request, None)
         return jr.finish()
 
@@ -142,6 +147,8 @@ class Arbiter:
         old = self._index.requests[request.id]
         if request.seq != old.seq:
             raise ValueError("seq: a replaced request keeps its seq")
+        if request.scope is not old.scope:
+            raise ValueError("scope: a replaced request keeps its scope")
         self._index.validate(request)
         jr = self._journal
         jr.subject = request.id
@@ -187,28 +194,62 @@ class Arbiter:
 
     def state(self, request_id: int) -> tuple[RequestState, PendingReason]:
         req = self._index.requests[request_id]
-        applies = self._napplicable(req)
-        if applies == 0:
-            return RequestState.PENDING, PendingReason.NO_THREADS
-        held = len(self._inst[request_id])
-        if held >= applies:
-            return RequestState.INSTALLED, PendingReason.NONE
-        state = RequestState.PENDING if held == 0 else RequestState.PARTIAL
+        if req.is_kernel:
+            # The CPU context is always there, and a kernel request is all or nothing.
+            if request_id in self._admitted:
+                return RequestState.INSTALLED, PendingReason.NONE
+            state = RequestState.PENDING
+        else:
+            applies = self._napplicable(req)
+            if applies == 0:
+                return RequestState.PENDING, PendingReason.NO_THREADS
+            held = len(self._inst[request_id])
+            if held >= applies:
+                return RequestState.INSTALLED, PendingReason.NONE
+            state = RequestState.PENDING if held == 0 else RequestState.PARTIAL
         if self._extok_n.get(request_id, 0) > 0:
             return state, PendingReason.EXTERNAL
         return state, PendingReason.PRIORITY
 
     def installed(self, request_id: int) -> frozenset[int]:
-        return frozenset(self._inst[request_id])
+        held = self._inst.get(request_id)
+        if held is not None:
+            return frozenset(held)
+        return self.contexts() if request_id in self._admitted else frozenset()
 
     def applicable(self, request_id: int) -> frozenset[int]:
         """Tids the request applies to (kernel: CPU_CONTEXT and every thread)."""
         req = self._index.requests[request_id]
         if req.is_kernel:
-            return frozenset(self._ctx)
+            return self.contexts()
         if req.scope is Scope.THREAD:
             return frozenset((req.tid,)) if req.tid in self._threads else frozenset()
         return frozenset(self._proc_threads.get(req.pid, ()))
+
+    def contexts(self) -> frozenset[int]:
+        """CPU_CONTEXT and every traced thread (one shared set until the next birth or death)."""
+        if self._all is None:
+            self._all = frozenset(self._ctx)
+        return self._all
+
+    def kernel_ranks(self) -> Sequence[Entry]:
+        """The kernel requests' rank entries, in rank order (do not change it)."""
+        return self._index.kernel
+
+    def holds(self, request_id: int, tid: int) -> bool:
+        """Whether the request is installed in that context."""
+        held = self._inst.get(request_id)
+        if held is not None:
+            return tid in held
+        return request_id in self._admitted and tid in self._ctx
+
+    def members(self, tid: int) -> frozenset[int]:
+        """Requests installed in one context."""
+        return self._ctx[tid].members
+
+    def rank(self, request_id: int) -> Entry:
+        """The request's place in rank order (sorts strongest first)."""
+        return self._index.entry[request_id]
 
     def threads(self) -> Mapping[int, int]:
         """tid -> pid of every traced thread (the CPU context is not included)."""
@@ -265,8 +306,6 @@ class Arbiter:
         self._recompute(slow)
 
     def _napplicable(self, req: Request) -> int:
-        if req.is_kernel:
-            return len(self._ctx)
         if req.scope is Scope.THREAD:
             return 1 if req.tid in self._threads else 0
         return len(self._proc_threads.get(req.pid, ()))
@@ -280,75 +319,48 @@ class Arbiter:
             counts.pop(rid, None)
 
     # --- placement -------------------------------------------------------------
-    def _runner(self, ctx: _Context) -> Runner:
-        index = self._index
-        ext = ctx.external
-        free = {p: n - ext.get(p, 0) for p, n in self._pools.items()}
-        whatif = dict(self._pools) if ext else None
-        if ctx.tid == CPU_CONTEXT:
-            return Runner([], index.needs, free, whatif)
-        users = index.users(ctx.pid, ctx.tid)
-        return Runner(users, index.needs, free, whatif, index.sharers(ctx.pid, ctx.tid))
+    def _scan(self, ctx: Context, key: Signature) -> Result:
+        if key == BARE and self._bare is not None:
+            return self._bare
+        result = scan(ctx, self._index, self._pools, self._admitted)
+        if key == BARE:
+            self._bare = result
+        return result
 
     def _recompute(self, tids: Iterable[int]) -> None:
         """Recompute some contexts under the current admitted set; re-admit if that moved."""
-        kernel = self._index.kernel
-        admitted = self._admitted
-        done: list[tuple[_Context, Runner]] = []
+        done: list[tuple[Context, Result]] = []
+        found: dict[Signature, Result] = {}
+        index = self._index
         for tid in tids:
             ctx = self._ctx[tid]
-            runner = self._runner(ctx)
-            for entry in kernel:
-                runner.advance(entry)
-                rid = entry[1]
-                if runner.judge(rid) and rid in admitted:
-                    runner.admit(rid)
-            runner.advance()
-            done.append((ctx, runner))
-        if kernel:
-            # Check the new verdicts before applying anything, so that a context is
-            # never given an intermediate table (its slot indices must not wander).
-            moved: dict[int, int] = {}
-            for ctx, runner in done:
-                for rid in ctx.kfail.symmetric_difference(runner.kfail):
-                    moved[rid] = moved.get(rid, 0) + (1 if rid in runner.kfail else -1)
-            if not self._consistent(moved):
-                self._full_pass()
-                return
-        for ctx, runner in done:
-            self._apply(ctx, runner)
-
-    def _consistent(self, moved: Mapping[int, int] | None = None) -> bool:
-        """Whether the admitted set is still what admission in rank order would give."""
-        admitted = self._admitted
-        kfail = self._kfail_n
-        extra = moved or {}
-        for _key, rid in self._index.kernel:
-            fails = kfail.get(rid, 0) + extra.get(rid, 0) > 0
-            if (rid in admitted) == fails:
-                return False
-        return True
+            key = signature(ctx, index)
+            result = found.get(key)
+            if result is None:
+                result = found[key] = self._scan(ctx, key)
+            done.append((ctx, result))
+        # Check the new verdicts before applying anything, so that a context is
+        # never given an intermediate table (its slot indices must not wander).
+        if index.kernel and not admission_holds(done, self._admitted, self._kfail_n):
+            self._full_pass()
+            return
+        alike = Alike()
+        for ctx, result in done:
+            self._install(ctx, result, alike)
 
     def _full_pass(self) -> None:
-        """Kernel admission in rank order, every context scanned in lockstep."""
-        runners = [(ctx, self._runner(ctx)) for ctx in self._ctx.values()]
-        admitted: set[int] = set()
-        for entry in self._index.kernel:
-            rid = entry[1]
-            fits = True
-            for _ctx, runner in runners:
-                runner.advance(entry)
-                fits = runner.judge(rid) and fits
-            if fits:
-                admitted.add(rid)
-                for _ctx, runner in runners:
-                    runner.admit(rid)
-        self._admitted = admitted
-        for ctx, runner in runners:
-            runner.advance()
-            self._apply(ctx, runner)
+        """Kernel admission in rank order over every context (one scan per signature)."""
+        # Kernel states are read from the admitted set: record them before it changes.
+        self._journal.touch_all(self._index.kernel)
+        self._admitted, placed = admit(self._ctx.values(), self._index, self._pools)
+        bare = placed.get(BARE)
+        self._bare = bare[0] if bare is not None else None
+        alike = Alike()
+        for result, ctxs in placed.values():
+            for ctx in ctxs:
+                self._install(ctx, result, alike)
 
-    def _add_fast(self, ctx: _Context, rid: int) -> bool:
+    def _add_fast(self, ctx: Context, rid: int) -> bool:
         """Place a new user request without a rescan; False when a rescan is needed."""
         if ctx.external:
             return False  # the what-if scan for EXTERNAL would need redoing
@@ -357,10 +369,10 @@ class Arbiter:
             ctx.holders, index.entry, index.chunk, self._pools, rid, index.needs[rid]
         )
         if fits and holders is not None:
-            self._install(ctx, ctx.members | {rid}, holders, ctx.extok, ctx.kfail)
+            self._install(ctx, Result(ctx.members | {rid}, holders, ctx.extok, ctx.kfail))
         return fits is not None
 
-    def _remove_fast(self, ctx: _Context, rid: int, need: Needs) -> bool:
+    def _remove_fast(self, ctx: Context, rid: int, need: Needs) -> bool:
         """Drop a user request without a rescan; False when a rescan is needed."""
         if ctx.external:
             return False
@@ -369,58 +381,42 @@ class Arbiter:
         holders = leave_without_rescan(ctx.holders, rid, need)
         if holders is None:
             return False
-        self._install(ctx, ctx.members - {rid}, holders, ctx.extok, ctx.kfail)
+        self._install(ctx, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail))
         return True
 
-    def _apply(self, ctx: _Context, runner: Runner) -> None:
-        """Install the result of a context scan."""
-        members = frozenset(runner.actual.placed)
-        extok = frozenset(runner.kext)
-        if runner.whatif is not None:
-            extok |= frozenset(runner.whatif.placed) - members
-        holders = {cid: tuple(held) for cid, held in runner.actual.holders.items()}
-        self._install(ctx, members, holders, extok, frozenset(runner.kfail))
-
-    def _install(
-        self,
-        ctx: _Context,
-        members: frozenset[int],
-        holders: dict[int, tuple[int, ...]],
-        extok: frozenset[int],
-        kfail: frozenset[int],
-    ) -> None:
+    def _install(self, ctx: Context, result: Result, alike: Alike | None = None) -> None:
         """Make a context's new placement current: counts, journal, slots and table."""
+        table = ctx.table
+        if (
+            table is not None
+            and (result.members is ctx.members or result.members == ctx.members)
+            and result.holders == ctx.holders
+            and result.extok == ctx.extok
+            and (result.kfail is ctx.kfail or result.kfail == ctx.kfail)
+            and table.external == ctx.external
+        ):
+            return  # the same placement: same slots, same table
+        members, holders, extok, kfail = result.members, result.holders, result.extok, result.kfail
         jr = self._journal
         tid = ctx.tid
-        jr.before_members.setdefault(tid, ctx.members)
-        moved = ctx.members ^ members
+        jr.before(tid, ctx.members, ctx.table)
+        moved = (alike or Alike()).moved_between(ctx.members, members)
         ext_moved = ctx.extok ^ extok
         jr.touch_all_ids(moved | ext_moved)
-        for rid in moved:
+        inst = self._inst
+        # Kernel requests have no entry: their installed set is the admitted set.
+        for rid in inst.keys() & moved:
             if rid in members:
-                self._inst[rid].add(tid)
+                inst[rid].add(tid)
             else:
-                self._inst[rid].discard(tid)
+                inst[rid].discard(tid)
         for rid in ext_moved:
             self._count(self._extok_n, rid, 1 if rid in extok else -1)
-        for rid in ctx.kfail ^ kfail:
-            self._count(self._kfail_n, rid, 1 if rid in kfail else -1)
+        if kfail is not ctx.kfail:
+            counts = self._kfail_n
+            counts.update(kfail - ctx.kfail)
+            for rid in ctx.kfail - kfail:
+                self._count(counts, rid, -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
-        chunk = self._index.chunk
-        for pool, size in self._pools.items():
-            mine = [cid for cid in holders if chunk[cid].pool == pool]
-            ctx.slots[pool] = assign_slots(ctx.slots.get(pool, ()), mine, size)
-        pools = {
-            pool: tuple(
-                TableEntry(chunk[cid], holders[cid]) if cid is not None else None for cid in slots
-            )
-            for pool, slots in ctx.slots.items()
-        }
-        if ctx.table is None or pools != ctx.table.pools:
-            ctx.generation += 1
+        if ctx.retable(self._index.chunk, self._pools, alike):
             jr.rewritten.add(tid)
-        table = SlotTable(ctx.pid, tid, ctx.generation, pools, dict(ctx.external))
-        if ctx.table is None or ctx.generation != ctx.table.generation:
-            ctx.history[ctx.generation] = table
-            ctx.history.pop(ctx.generation - HISTORY, None)
-        ctx.table = table

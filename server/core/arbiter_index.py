@@ -104,11 +104,10 @@ class RequestIndex:
 
         return of
 
-    def applicable(self, pid: int, tid: int) -> Iterator[Entry]:
-        """Every request that applies to a thread (kernel ones included), unordered."""
+    def users_applicable(self, pid: int, tid: int) -> Iterator[Entry]:
+        """The user requests that apply to a thread, unordered."""
         yield from self.by_pid.get(pid, ())
         yield from self.by_tid.get(tid, ())
-        yield from self.kernel
 
     def in_rank_order(self) -> list[Request]:
         return [self.requests[e[1]] for e in sorted(self.entry.values())]

@@ -7,7 +7,7 @@ an import cycle; ``hwbkptd.core.arbiter`` re-exports them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hwbkptd.core.model import Chunk, PendingReason, RequestState
 
@@ -34,7 +34,10 @@ class SlotTable:
     external: Mapping[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a thread birth makes one per admitted kernel request, and a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs five times as much.
+# Treat it as read-only all the same.
+@dataclass(slots=True)
 class RequestChange:
     """How one request's placement changed in one mutation.
 
@@ -50,6 +53,10 @@ class RequestChange:
     A new request always gets a change (``old_state`` PENDING, reason NONE).
     A tid lost to slots taken outside the broker is displaced but may name no
     request in ``displaced_by``.
+
+    ``taken`` maps a displaced tid to the request's chunks whose slots another
+    chunk holds now. A request is all or nothing, so its other chunks just left
+    their slots free; none is named when only outside holders are to blame.
     """
 
     request_id: int
@@ -63,6 +70,7 @@ class RequestChange:
     restored: frozenset[int]
     gained: frozenset[int]
     lost: frozenset[int]
+    taken: Mapping[int, frozenset[Chunk]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

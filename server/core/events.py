@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwbkptd.core.model import Access, PendingReason, RequestState
+from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState
 
 __all__ = [
     "Displaced",
@@ -62,6 +62,9 @@ class Displaced:
     by_breakpoint_id: int
     by_session: str
     by_priority: int
+    #: The request's chunks whose slots the displacing request took (its other chunks
+    #: left their slots free: a request is installed whole or not at all).
+    taken: tuple[Chunk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

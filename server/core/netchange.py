@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from hwbkptd.core.arbiter import RequestChange
 from hwbkptd.core.events import Displaced, EventKind, Removed, Restored, StateChanged
-from hwbkptd.core.model import PendingReason, RequestState
+from hwbkptd.core.model import Chunk, PendingReason, RequestState
 
 __all__ = ["EXTERNAL_HOLDER", "Current", "Displacer", "NetChanges"]
 
@@ -52,6 +52,8 @@ class _Net:
     removed: str | None = None
     displaced: set[int] = field(default_factory=set)
     displaced_by: dict[int, Displacer] = field(default_factory=dict)
+    #: tid -> the request's chunks whose slots another chunk took there.
+    taken: dict[int, frozenset[Chunk]] = field(default_factory=dict)
     restored: set[int] = field(default_factory=set)
     before_removal: list[EventKind] = field(default_factory=list)
 
@@ -62,6 +64,9 @@ class NetChanges:
 
     def __bool__(self) -> bool:
         return bool(self._net)
+
+    def __contains__(self, request_id: int) -> bool:
+        return request_id in self._net
 
     def _entry(self, request_id: int, before: frozenset[int]) -> _Net:
         net = self._net.get(request_id)
@@ -95,6 +100,7 @@ class NetChanges:
             who = displacer(by)
             for tid in tids:
                 net.displaced_by[tid] = who
+        net.taken.update(change.taken)
 
     def touched(self) -> dict[int, frozenset[int]]:
         """Requests changed (not created, not removed) so far, with their installed set before."""
@@ -120,24 +126,27 @@ class NetChanges:
 
 def _placement_events(net: _Net, now: Current) -> list[EventKind]:
     events: list[EventKind] = []
-    lost = net.before - now.installed
-    gained = now.installed - net.before
-    displaced = sorted(lost & net.displaced)
+    before, installed = net.before, now.installed
+    # Only the few tids marked displaced or restored are looked at, never the whole
+    # installed sets (a kernel request's has every thread).
+    displaced = sorted(t for t in net.displaced if t in before and t not in installed)
     if displaced:
         groups: dict[Displacer, list[int]] = {}
         for tid in displaced:
             who = net.displaced_by.get(tid, Displacer(0, EXTERNAL_HOLDER, 0))
             groups.setdefault(who, []).append(tid)
-        events.extend(
-            Displaced(
-                tids=tuple(tids),
-                by_breakpoint_id=who.breakpoint_id,
-                by_session=who.session_name,
-                by_priority=who.priority,
+        for who, tids in groups.items():
+            taken = {c for tid in tids for c in net.taken.get(tid, ())}
+            events.append(
+                Displaced(
+                    tids=tuple(tids),
+                    by_breakpoint_id=who.breakpoint_id,
+                    by_session=who.session_name,
+                    by_priority=who.priority,
+                    taken=tuple(sorted(taken, key=Chunk.sort_key)),
+                )
             )
-            for who, tids in groups.items()
-        )
-    restored = sorted(gained & net.restored)
+    restored = sorted(t for t in net.restored if t in installed and t not in before)
     if restored:
         events.append(Restored(tids=tuple(restored)))
     if net.created or now.told != (now.state, now.reason):

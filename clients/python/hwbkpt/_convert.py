@@ -193,6 +193,7 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
             by_breakpoint_id=d.by_breakpoint_id,
             by_session=d.by_session,
             by_priority=d.by_priority,
+            taken=tuple(_chunk_from_pb(c) for c in d.taken),
         )
     if kind == "restored":
         return m.Restored(tids=_tids(msg.restored.tids))

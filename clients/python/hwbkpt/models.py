@@ -220,6 +220,9 @@ class Displaced:
     by_breakpoint_id: int
     by_session: str
     by_priority: int
+    #: The breakpoint's chunks whose slots the displacing request took; its other
+    #: chunks left their slots free (a breakpoint is installed whole or not at all).
+    taken: tuple[Chunk, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,16 @@ def test_displaced_restored_state_records() -> None:
     )
 
 
+def test_item9_displaced_names_the_taken_chunk() -> None:
+    taken = (m.Chunk("dr", 0x601000, 8, m.Access.WRITE),)
+    ev = _ev(m.Displaced((101,), 9, "tracer", 75, taken))
+    assert event_record(ev)["taken"] == [
+        {"pool": "dr", "address": 0x601000, "length": 8, "access": "write"}
+    ]
+    assert event_line(ev).endswith("in tids 101  took 0x601000/8 write")
+    assert event_record(_ev(m.Displaced((101,), 9, "tracer", 75)))["taken"] == []
+
+
 def test_every_kind_has_its_name_breakpoint_and_seq() -> None:
     payloads: list[m.EventPayload] = [
         m.Removed("client"),

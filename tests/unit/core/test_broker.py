@@ -38,6 +38,7 @@ from hwbkptd.core.model import (
     CPU_CONTEXT,
     Access,
     Action,
+    Chunk,
     Filter,
     PendingReason,
     RequestState,
@@ -150,8 +151,10 @@ async def test_displacement_names_the_displacer_and_restore_brings_hits_back(wor
     assert vb.state is RequestState.INSTALLED
     kinds = await a.kinds()
     displaced = of(kinds, Displaced)
+    # B's chunk went into the slot of the victim's (slot 3): that chunk is named as taken.
+    taken = (Chunk("dr", VAR + 8 * 3, 8, Access.WRITE),)
     assert displaced == [
-        Displaced(tids=(pid,), by_breakpoint_id=vb.id, by_session="B", by_priority=75)
+        Displaced(tids=(pid,), by_breakpoint_id=vb.id, by_session="B", by_priority=75, taken=taken)
     ]
     victim = next(e.breakpoint_id for e in a.seen if isinstance(e.kind, Displaced))
     assert victim == 4  # the newest of equal priority goes first

@@ -123,6 +123,11 @@ def event_record(ev: m.Event) -> dict[str, Any]:
             by_priority=p.by_priority,
             by_breakpoint=p.by_breakpoint_id,
             tids=list(p.tids),
+            taken=[
+                {"pool": c.pool, "address": c.address, "length": c.length}
+                | {"access": _access(c.access)}
+                for c in p.taken
+            ],
         )
     elif isinstance(p, m.Restored):
         rec.update(tids=list(p.tids))
@@ -159,10 +164,16 @@ def event_line(ev: m.Event) -> str:
     if isinstance(p, m.StateChanged):
         return f"{head}  {_state_text(p.state, p.pending_reason, p.installed_tids)}"
     if isinstance(p, m.Displaced):
-        return (
+        text = (
             f"{head}  by {p.by_session}#{p.by_breakpoint_id} "
             f"(priority {p.by_priority}) in tids {_tids(p.tids)}"
         )
+        if p.taken:
+            # Which slots the stronger request took; the rest of the region's are free.
+            text += "  took " + ", ".join(
+                f"{c.address:#x}/{c.length} {_access(c.access)}" for c in p.taken
+            )
+        return text
     if isinstance(p, m.Restored):
         return f"{head}  in tids {_tids(p.tids)}"
     if isinstance(p, m.Removed):

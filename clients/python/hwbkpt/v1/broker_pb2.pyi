@@ -724,11 +724,19 @@ class Displaced(_message.Message):
     BY_BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
     BY_SESSION_FIELD_NUMBER: _builtins.int
     BY_PRIORITY_FIELD_NUMBER: _builtins.int
+    TAKEN_FIELD_NUMBER: _builtins.int
     by_breakpoint_id: _builtins.int
     by_session: _builtins.str
     by_priority: _builtins.int
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def taken(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]:
+        """The breakpoint's chunks whose slots the displacing request took. A breakpoint is
+        installed whole or not at all, so its other chunks just left their slots free.
+        Empty when only holders outside the broker are to blame.
+        """
+
     def __init__(
         self,
         *,
@@ -736,10 +744,11 @@ class Displaced(_message.Message):
         by_breakpoint_id: _builtins.int = ...,
         by_session: _builtins.str = ...,
         by_priority: _builtins.int = ...,
+        taken: _abc.Iterable[Global___Chunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_breakpoint_id", b"by_breakpoint_id", "by_priority", b"by_priority", "by_session", b"by_session", "tids", b"tids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_breakpoint_id", b"by_breakpoint_id", "by_priority", b"by_priority", "by_session", b"by_session", "taken", b"taken", "tids", b"tids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
