@@ -238,6 +238,9 @@ class PtraceMechanism:
     async def release(self, pid: int) -> None:
         await asyncio.wrap_future(self._running().release(pid))
 
+    async def kill_launched(self, pid: int) -> None:
+        await asyncio.wrap_future(self._running().kill_launched(pid))
+
     async def close(self) -> None:
         tracer, self._tracer = self._tracer, None
         self._closed = True

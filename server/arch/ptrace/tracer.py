@@ -184,6 +184,13 @@ class TracerCore(StopHandler):
     def fail(self, future: concurrent.futures.Future[Any], err: BaseException) -> None:
         self.out.append(("fail", (future, err)))
 
+    def add(self, proc: Proc, tid: int) -> Tracee:
+        """Start the bookkeeping of a thread of ``proc`` (seized by the caller)."""
+        t = Tracee(proc.pid, tid)
+        self.threads[tid] = t
+        proc.tids.add(tid)
+        return t
+
     # --- answering stops ---------------------------------------------------------------
     def settle(self, t: Tracee) -> None:
         """A stopped thread: apply what waits for a stop, then resume it unless held."""

@@ -394,6 +394,23 @@ async def test_launch_holds_until_release(
         os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks); reaped already
 
 
+async def test_item5_kill_launched_ends_a_held_launch_and_reaps_it(
+    perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
+) -> None:
+    mech, sink = perf_rig
+    argv = [native_bins["writer"], "1", "0", "1", "nowait"]
+    pid = await mech.launch(argv, dict(os.environ), "/")
+    await mech.kill_launched(pid)
+    assert sink.process_exits == [(pid, -signal.SIGKILL)]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks); reaped already
+    ran = await mech.launch(argv, dict(os.environ), "/")
+    await mech.release(ran)
+    with pytest.raises(FailedPrecondition, match="released"):
+        await mech.kill_launched(ran)
+    await until(lambda: (ran, 0) in sink.process_exits, 10, "the released program's exit")
+
+
 async def test_exec_is_reported(
     perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
 ) -> None:

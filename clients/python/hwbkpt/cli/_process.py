@@ -104,7 +104,8 @@ def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             session.release_process(pid)
             _follow(session, pid, bps, args, out, stop)
         finally:
-            # Its watches go with the session; a program still running is let go, not killed.
+            # Its watches go with the session; a program released and still running is let
+            # go, not killed; one never released (something failed first) the broker kills.
             with contextlib.suppress(HwbkptError):
                 session.close()
     return 0
