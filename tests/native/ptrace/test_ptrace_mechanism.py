@@ -404,11 +404,14 @@ async def test_item5_kill_launched_ends_a_held_launch_and_reaps_it(
     assert sink.process_exits == [(pid, -signal.SIGKILL)]
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks); reaped already
-    ran = await mech.launch(argv, dict(os.environ), "/")
+    ran = await mech.launch(["sleep", "60"], dict(os.environ), "/")
     await mech.release(ran)
-    with pytest.raises(FailedPrecondition, match="released"):
-        await mech.kill_launched(ran)
-    await until(lambda: (ran, 0) in sink.process_exits, 10, "the released program's exit")
+    try:
+        with pytest.raises(FailedPrecondition, match="released"):
+            await mech.kill_launched(ran)
+    finally:
+        os.kill(ran, signal.SIGKILL)
+    await until(lambda: (ran, -signal.SIGKILL) in sink.process_exits, 10, "its end")
 
 
 async def test_exec_is_reported(
