@@ -305,6 +305,9 @@ class NativeMechanism:
     async def release(self, pid: int) -> None:
         await self._need_ptrace().release(pid)
 
+    async def kill_launched(self, pid: int) -> None:
+        await self._need_ptrace().kill_launched(pid)
+
     async def close(self) -> None:
         try:
             if self._ptrace_usable and self._ptrace is not None:

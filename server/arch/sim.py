@@ -176,6 +176,9 @@ class SimMechanism:
     async def release(self, pid: int) -> None:
         raise FailedPrecondition("release needs a native machine")
 
+    async def kill_launched(self, pid: int) -> None:
+        raise FailedPrecondition("launch needs a native machine")
+
     async def close(self) -> None:
         self._tables.clear()
         self._halted.clear()

@@ -165,4 +165,8 @@ class Mechanism(Protocol):
     async def release(self, pid: int) -> None:
         """Let a launched process run its first instruction."""
 
+    async def kill_launched(self, pid: int) -> None:
+        """End a launch never released (its program killed before its first instruction)
+        and reap it; returns once it has ended."""
+
     async def close(self) -> None: ...

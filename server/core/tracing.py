@@ -6,7 +6,9 @@ it. A request on a process the native machine does not trace yet attaches it,
 as ``gdb -p`` does; when no session needs it any more the broker lets it go
 (``Mechanism.detach``: slots cleared, threads running). A process the broker
 launched is held at its first instruction until its launching session releases
-it, or that session ends.
+it; a launch that fails leaves no process behind: if that session ends first (or
+the LaunchProcess call is abandoned), the program is killed before its first
+instruction.
 
 Only processes attached or launched through here are ever detached: the
 simulated machine's processes belong to the sim service.
@@ -139,7 +141,15 @@ class Tracing:
         cwd: str,
         follow_fork: bool,
     ) -> int:
-        pid = await self._mechanism.launch(argv, env, cwd, follow_fork)
+        launching = asyncio.ensure_future(self._mechanism.launch(argv, env, cwd, follow_fork))
+        try:
+            pid = await asyncio.shield(launching)
+        except asyncio.CancelledError:
+            # The caller is gone, and the program may start all the same: nobody will
+            # release it.
+            with contextlib.suppress(BrokerError, OSError):
+                await self._mechanism.kill_launched(await launching)
+            raise
         self._gone.discard(pid)
         self._procs[pid] = Traced(
             pid,
@@ -175,7 +185,8 @@ class Tracing:
 
     # --- endings --------------------------------------------------------------------
     async def session_ended(self, session_id: str) -> None:
-        """Drop the session's explicit needs; release what it launched and still held."""
+        """Drop the session's explicit needs; kill what it launched and never released
+        (returns once those are gone)."""
         held: list[int] = []
         for entry in self._procs.values():
             entry.explicit.discard(session_id)
@@ -184,9 +195,10 @@ class Tracing:
                 held.append(entry.pid)
         for pid in held:
             try:
-                await self._mechanism.release(pid)
+                await self._mechanism.kill_launched(pid)
+                _log.info("launch_killed", pid=pid, reason="its session ended before releasing it")
             except (BrokerError, OSError) as err:
-                _log.warning("release_failed", pid=pid, error=str(err))
+                _log.warning("kill_failed", pid=pid, error=str(err))
 
     async def drop_need(self, session_id: str, pid: int) -> None:
         """The session no longer needs ``pid``: its explicit need goes, a launch it still

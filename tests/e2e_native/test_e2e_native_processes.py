@@ -257,10 +257,59 @@ def test_a_launch_is_let_go_when_its_session_ends(daemon: Daemon, bins: dict[str
         s = c.open_session("short")
         # Long enough to still run when the session ends: 10^6 writes 1 ms apart.
         pid = s.launch_process([bins["writer"], "1000000", "1000", "nowait"])
+        s.release_process(pid)
         s.close()
-    until(lambda: tracer_pid(pid) == 0, 10, "the release and detach")
+    until(lambda: tracer_pid(pid) == 0, 10, "the detach")
     os.kill(pid, signal.SIGTERM)
     until(lambda: _state(pid) in ("Z", ""), 10, "the program to end")
+
+
+def test_item5_a_launch_the_cli_gives_up_leaves_no_process(
+    daemon: Daemon, bins: dict[str, str]
+) -> None:
+    """Issue 9 item 5: ``hwbkpt launch`` refuses the watch (exit 2) after the program
+    was started; the program must not run on untraced."""
+    done = daemon.cli(
+        "--json", "launch", "--watch", "counter", "--", bins["writer"], "1000000", "1000", "nowait"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "symbols are not supported" in done.stderr
+    launched = json.loads(done.stdout.splitlines()[0])
+    assert launched["event"] == "launched"
+    # Closing the session, which the CLI waits for, killed and reaped it.
+    assert _state(launched["pid"]) == ""
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_item5_a_launch_held_when_the_broker_ends_leaves_no_process(
+    stop: signal.Signals,
+    arming: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    bins: dict[str, str],
+) -> None:
+    """Held launches die with the broker, whether it stops (SIGTERM) or is killed
+    (SIGKILL: PTRACE_O_EXITKILL); a released one runs on."""
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"), arming)
+    pids: list[int] = []
+    try:
+        with d.client() as c:
+            s = c.open_session("holder")
+            held = s.launch_process([bins["writer"], "1000000", "1000", "nowait"])
+            pids.append(held)
+            ran = s.launch_process([bins["writer"], "1000000", "1000", "nowait"])
+            pids.append(ran)
+            s.release_process(ran)
+            assert _state(held) == "t"  # held at its exec stop
+            d.proc.send_signal(stop)
+            assert d.proc.wait(15) == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
+        # Its parent gone, init reaps it: gone or a zombie, never running.
+        until(lambda: _state(held) in ("Z", ""), 10, "the held launch to end")
+        assert _state(ran) in ("S", "R")
+    finally:
+        d.stop()
+        for pid in pids:
+            if _state(pid) not in ("Z", ""):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _state(pid: int) -> str:

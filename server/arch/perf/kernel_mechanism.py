@@ -192,6 +192,9 @@ class KernelPerfMechanism:
     async def release(self, pid: int) -> None:
         raise FailedPrecondition(_KERNEL_ONLY)
 
+    async def kill_launched(self, pid: int) -> None:
+        raise FailedPrecondition(_KERNEL_ONLY)
+
     async def close(self) -> None:
         if self._loop is not None:
             self._drain_all(defer=False)

@@ -44,6 +44,7 @@ __all__ = [
     "PTRACE_GETSIGINFO",
     "PTRACE_INTERRUPT",
     "PTRACE_LISTEN",
+    "PTRACE_O_EXITKILL",
     "PTRACE_O_TRACECLONE",
     "PTRACE_O_TRACEEXEC",
     "PTRACE_O_TRACEEXIT",
@@ -80,6 +81,7 @@ __all__ = [
     "raw_ptrace",
     "raw_waitpid",
     "seize",
+    "setoptions",
     "waitpid_nohang",
 ]
 
@@ -109,6 +111,9 @@ WALL: int = _pt.THREAD_TRACE_FLAGS
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
+PTRACE_SETOPTIONS = 0x4200
+#: The kernel kills the tracee when its tracer exits (Linux 3.8+).
+PTRACE_O_EXITKILL = 1 << 20
 #: The stop of PTRACE_INTERRUPT, of a new SEIZEd thread, and of a group-stop.
 PTRACE_EVENT_STOP = 128
 
@@ -167,6 +172,11 @@ def call(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
 
 def seize(tid: int, options: int) -> None:
     call(PTRACE_SEIZE, tid, 0, options)
+
+
+def setoptions(tid: int, options: int) -> None:
+    """Replace the PTRACE_O_* options of a thread in a ptrace-stop."""
+    call(PTRACE_SETOPTIONS, tid, 0, options)
 
 
 def interrupt(tid: int) -> None:

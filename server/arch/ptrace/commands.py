@@ -1,4 +1,4 @@
-"""The tracer's operations: attach, apply, resume, detach, launch, release, close.
+"""The tracer's operations: attach, apply, resume, detach, close (launch.py: launch, release).
 
 Each public method queues a command for the tracer thread and returns a
 ``concurrent.futures.Future``; the command body runs on the tracer thread, which
@@ -12,14 +12,13 @@ import concurrent.futures
 import contextlib
 import errno
 import os
-import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from hwbkptd.arch.ptrace import binding as pt
 from hwbkptd.arch.ptrace import launch, procfs
+from hwbkptd.arch.ptrace.launch import LaunchCommands, trace_options
 from hwbkptd.arch.ptrace.state import HOLD_HALT, HOLD_LAUNCH, HOLD_NEW, ApplyBarrier, Proc, Tracee
-from hwbkptd.arch.ptrace.tracer import TracerCore
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,
@@ -35,14 +34,7 @@ __all__ = ["Tracer"]
 Future = concurrent.futures.Future
 
 
-def _options(follow_fork: bool) -> int:
-    options = pt.PTRACE_O_TRACECLONE | pt.PTRACE_O_TRACEEXEC | pt.PTRACE_O_TRACEEXIT
-    if follow_fork:
-        options |= pt.PTRACE_O_TRACEFORK | pt.PTRACE_O_TRACEVFORK
-    return options
-
-
-class Tracer(TracerCore):
+class Tracer(LaunchCommands):
     # --- the operations (any thread) ---------------------------------------------------
     def attach(self, pid: int, follow_fork: bool) -> Future[list[int]]:
         return self.submit(lambda f: self._attach(f, pid, follow_fork))
@@ -56,14 +48,6 @@ class Tracer(TracerCore):
     def detach(self, pid: int) -> Future[None]:
         return self.submit(lambda f: self._detach(f, pid))
 
-    def launch(
-        self, path: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool
-    ) -> Future[int]:
-        return self.submit(lambda f: self._launch(f, path, argv, env, cwd, follow_fork))
-
-    def release(self, pid: int) -> Future[None]:
-        return self.submit(lambda f: self._release(f, pid))
-
     def close(self) -> Future[None]:
         return self.submit(self._close)
 
@@ -72,12 +56,6 @@ class Tracer(TracerCore):
         return self.submit(self._stop_now)
 
     # --- bodies (tracer thread) ----------------------------------------------------------
-    def _add(self, proc: Proc, tid: int) -> Tracee:
-        t = Tracee(proc.pid, tid)
-        self.threads[tid] = t
-        proc.tids.add(tid)
-        return t
-
     def _attach(self, future: Future[Any], pid: int, follow_fork: bool) -> None:
         known = self.procs.get(pid)
         if known is not None and not known.quiet:
@@ -86,7 +64,7 @@ class Tracer(TracerCore):
         self._check_attachable(pid)
         proc = Proc(pid, follow_fork)
         self.procs[pid] = proc
-        options = _options(follow_fork)
+        options = trace_options(follow_fork)
         seized: list[int] = []
         skipped: set[int] = set()
         try:
@@ -110,7 +88,7 @@ class Tracer(TracerCore):
                         if status is not None and status.tracer_pid == self.native_id:
                             continue  # seized by its creator's clone event, which will announce it
                         raise self._seize_refused(pid, err) from None
-                    self._add(proc, tid)
+                    self.add(proc, tid)
                     seized.append(tid)
         except BaseException:
             if proc.tids:
@@ -193,22 +171,13 @@ class Tracer(TracerCore):
         self.settle(t)
         self.resolve(future, None)
 
-    def _release(self, future: Future[Any], pid: int) -> None:
-        proc = self.procs.get(pid)
-        if proc is None or proc.quiet:
-            raise NotFound("pid", f"process {pid} is not traced")
-        if not proc.launched:
-            raise FailedPrecondition(f"process {pid} was attached, not launched: it already runs")
-        t = self.threads.get(pid)
-        if t is not None:
-            t.holds &= ~HOLD_LAUNCH
-            self.settle(t)
-        self.resolve(future, None)
-
     def _detach(self, future: Future[Any], pid: int) -> None:
         proc = self.procs.get(pid)
         if proc is None or proc.quiet:
             self.resolve(future, None)  # not ours (any more): nothing to undo
+            return
+        if self.unreleased(proc):
+            self.kill(proc, future)  # nobody released it: a launch given up, never run
             return
         self._start_detach(proc, future)
 
@@ -286,7 +255,7 @@ class Tracer(TracerCore):
         if proc is None or new in self.threads:
             return
         if event == pt.PTRACE_EVENT_CLONE and procfs.thread_belongs(t.pid, new):
-            child = self._add(proc, new)
+            child = self.add(proc, new)
             child.holds = HOLD_NEW
             if not proc.quiet:
                 self.out.append(("on_thread_started", (proc.pid, new)))
@@ -294,7 +263,7 @@ class Tracer(TracerCore):
             # A new process (fork, vfork, clone without CLONE_THREAD).
             fork = Proc(new, proc.follow_fork)
             self.procs[new] = fork
-            child = self._add(fork, new)
+            child = self.add(fork, new)
             if proc.follow_fork and not proc.quiet:
                 child.holds = HOLD_NEW
                 self.out.append(("on_thread_started", (new, new)))
@@ -328,36 +297,13 @@ class Tracer(TracerCore):
         elif not proc.quiet:
             self.out.append(("on_process_exec", (proc.pid,)))
 
-    def _launch(
-        self,
-        future: Future[Any],
-        path: str,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        cwd: str,
-        follow_fork: bool,
-    ) -> None:
-        pid, errpipe = launch.spawn_stopped(path, argv, env, cwd)
-        try:
-            pt.seize(pid, _options(follow_fork))
-        except OSError as err:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(errpipe)
-            raise FailedPrecondition(f"PTRACE_SEIZE of the launched child failed: {err}") from None
-        proc = Proc(pid, follow_fork)
-        proc.launched = True
-        proc.quiet = True
-        proc.launch_future = future
-        proc.errpipe = errpipe
-        self.procs[pid] = proc
-        self._add(proc, pid)
-        os.kill(pid, signal.SIGCONT)
-
     def _close(self, future: Future[Any]) -> None:
         self.close_futures.append(future)
         for proc in list(self.procs.values()):
-            self._start_detach(proc, None)
+            if self.unreleased(proc):
+                self.kill(proc, None)  # a launch never released leaves no process behind
+            else:
+                self._start_detach(proc, None)
         self._maybe_closed()
 
     def _maybe_closed(self) -> None:

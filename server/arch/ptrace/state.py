@@ -172,6 +172,7 @@ class Proc:
         self.launch_future: concurrent.futures.Future[Any] | None = None
         #: Read end of the launched child's exec-error pipe (-1: none).
         self.errpipe = -1
+        #: Answered once it is let go of or has ended (detach, kill_launched).
         self.detach_futures: list[concurrent.futures.Future[Any]] = []
 
 

@@ -41,6 +41,9 @@ class OutsideSim(SimMechanism):
         self.calls: list[tuple[str, int]] = []
         self.held: set[int] = set()
         self.next_launch = 900
+        #: When set, a launch finishes only once it is set (a call abandoned meanwhile).
+        self.launch_gate: asyncio.Event | None = None
+        self.launching = asyncio.Event()
 
     async def attach(
         self, pid: int, follow_fork: bool = False, nonstop: bool = False
@@ -77,6 +80,9 @@ class OutsideSim(SimMechanism):
         pid = self.next_launch
         self.next_launch += 1
         self.calls.append(("launch", pid))
+        self.launching.set()
+        if self.launch_gate is not None:
+            await self.launch_gate.wait()
         self._adopt(pid, [pid])
         self.held.add(pid)
         return pid
@@ -84,6 +90,12 @@ class OutsideSim(SimMechanism):
     async def release(self, pid: int) -> None:
         self.calls.append(("release", pid))
         self.held.discard(pid)
+
+    async def kill_launched(self, pid: int) -> None:
+        self.calls.append(("kill", pid))
+        assert pid in self.held, "only a launch never released is killed"
+        self.held.discard(pid)
+        self.end_process(pid, -9)
 
 
 class Hooks:
@@ -277,12 +289,39 @@ async def test_launch_release_and_who_may(world: World) -> None:
         await b.release_process(a, pid)
 
 
-async def test_a_held_launch_is_released_when_its_session_ends(world: World) -> None:
+async def test_item5_a_launch_never_released_is_killed_when_its_session_ends(
+    world: World,
+) -> None:
+    """Issue 9 item 5: a launch whose session ends before releasing it (a client that
+    failed after LaunchProcess) leaves no process behind; a released one runs on."""
     b, sim = world.broker, world.sim
     a = session(world, "a")
     pid = await b.launch_process(a, ["/bin/prog"], {}, "")
     await b.close_session(a)
-    assert sim.calls == [("launch", pid), ("release", pid), ("detach", pid)]
+    assert sim.calls == [("launch", pid), ("kill", pid)]
+    assert pid not in sim.processes()
+    assert not traced(world, pid)
+    c = session(world, "c")
+    ran = await b.launch_process(c, ["/bin/prog"], {}, "")
+    await b.release_process(c, ran)
+    await b.close_session(c)
+    assert sim.calls[-3:] == [("launch", ran), ("release", ran), ("detach", ran)]
+
+
+async def test_item5_an_abandoned_launch_call_leaves_no_process(world: World) -> None:
+    """The caller of LaunchProcess went away (cancelled) while the program started."""
+    b, sim = world.broker, world.sim
+    a = session(world, "a")
+    sim.launch_gate = asyncio.Event()
+    call = asyncio.ensure_future(b.launch_process(a, ["/bin/prog"], {}, ""))
+    await sim.launching.wait()
+    call.cancel()
+    sim.launch_gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    ((_, pid),) = sim.calls[:1]
+    assert sim.calls == [("launch", pid), ("kill", pid)]
+    assert pid not in sim.processes()
 
 
 @pytest.mark.parametrize(

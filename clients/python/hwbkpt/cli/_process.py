@@ -75,7 +75,8 @@ def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             # --count is counted here, over all the watches: each is one request.
             follow(session, out, stop, Until(timeout=args.timeout, count=args.count, exit_of=pid))
         finally:
-            # Its watches go with the session; a program still running is let go, not killed.
+            # Its watches go with the session; a program released and still running is let
+            # go, not killed; one never released (something failed first) the broker kills.
             with contextlib.suppress(HwbkptError):
                 session.close()
     return exit_status(stop)
