@@ -195,9 +195,10 @@ def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str | Non
     """ "" when the kernel accepts a breakpoint on a kernel address, else why it does not.
 
     The probe event is disabled and closed at once. The kernel reserves a slot
-    before it checks permission, so ENOSPC (every slot of a CPU taken, by CPU-wide
-    events or by any task's breakpoints) says nothing: the next CPU is asked, and
-    None means no CPU could give a verdict.
+    before it checks permission, so ENOSPC says nothing. The first probe is bound to
+    this thread: other tasks' breakpoints do not count against it (a task's slots
+    are judged by the busiest task), only CPU-wide events do; then each CPU is
+    asked. None means no probe could give a verdict.
     """
     # Imported here: the file facts above must stay readable without ctypes.
     from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_RW, breakpoint_attr, perf_event_open
@@ -207,9 +208,9 @@ def probe_kernel_addresses(kallsyms: Path = Path("/proc/kallsyms")) -> str | Non
     if address is None:
         return ""
     attr = breakpoint_attr(address, 8, HW_BREAKPOINT_RW, exclude_user=True, disabled=True)
-    for cpu in sorted(read_online()) or [0]:
+    for pid, cpu in [(0, -1), *((-1, cpu) for cpu in sorted(read_online()))]:
         try:
-            os.close(perf_event_open(attr, -1, cpu))
+            os.close(perf_event_open(attr, pid, cpu))
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 continue
