@@ -40,8 +40,8 @@ from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.logging import configure as configure_logging
-from hwbkptd.main import tune_gc
+from hwbkptd.daemon.logging import configure as configure_logging
+from hwbkptd.daemon.main import tune_gc
 
 __all__ = ["run", "scenario"]
 
