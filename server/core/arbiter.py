@@ -81,28 +81,28 @@ class Arbiter:
         """A traced thread appears; the Delta always rewrites its table (even empty)."""
         if tid <= 0 or tid in self._threads:
             raise ValueError(f"tid: {tid} is not a new thread id")
-        jr = self._journal
-        jr.born.add(tid)
+        journal = self._journal
+        journal.born.add(tid)
         # A birth changes the state of the thread's user requests and of the admitted kernel
         # requests; pending kernel ones move only in a full pass, which touches them first.
-        jr.touch_all(self._index.users_applicable(pid, tid))
-        jr.touch_admitted(self._admitted, self.contexts())
+        journal.touch_all(self._index.users_applicable(pid, tid))
+        journal.touch_admitted(self._admitted, self.contexts())
         self._threads[tid] = pid
         self._proc_threads.setdefault(pid, set()).add(tid)
         self._ctx[tid] = Context(pid=pid, tid=tid)
         self._all = None
         self._dead.pop(tid, None)  # a reused tid starts a new history
         self._recompute((tid,))
-        return jr.finish()
+        return journal.finish()
 
     def remove_thread(self, tid: int) -> Delta:
         pid = self._threads[tid]
         ctx = self._ctx[tid]
-        jr = self._journal
-        jr.died.add(tid)
-        jr.touch_all(self._index.users_applicable(pid, tid))
-        jr.touch_admitted(self._admitted, self.contexts())
-        jr.touch_all_ids(ctx.extok)  # their reason may lose its EXTERNAL
+        journal = self._journal
+        journal.died.add(tid)
+        journal.touch_all(self._index.users_applicable(pid, tid))
+        journal.touch_admitted(self._admitted, self.contexts())
+        journal.touch_all_ids(ctx.extok)  # their reason may lose its EXTERNAL
         inst = self._inst
         for rid in inst.keys() & ctx.members:
             inst[rid].discard(tid)
@@ -125,22 +125,22 @@ class Arbiter:
         admitted = self._admitted
         if any(rid not in admitted and rid not in kfail for rid in ctx.kfail):
             self._full_pass()
-        return jr.finish()
+        return journal.finish()
 
     def add_request(self, request: Request) -> Delta:
         rid = request.id
         if rid in self._index.requests:
             raise ValueError(f"id: request {rid} already exists")
         self._index.validate(request)
-        jr = self._journal
-        jr.created = rid
-        jr.subject = rid
-        jr.seed(rid)
+        journal = self._journal
+        journal.created = rid
+        journal.subject = rid
+        journal.seed(rid)
         self._index.add(request)
         if not request.is_kernel:
             self._inst[rid] = set()
         self._update_after(request, None)
-        return jr.finish()
+        return journal.finish()
 
     def replace_request(self, request: Request) -> Delta:
         """Same id and seq, new priority/action/filter/regions."""
@@ -150,25 +150,25 @@ class Arbiter:
         if request.scope is not old.scope:
             raise ValueError("scope: a replaced request keeps its scope")
         self._index.validate(request)
-        jr = self._journal
-        jr.subject = request.id
-        jr.touch(request.id)
+        journal = self._journal
+        journal.subject = request.id
+        journal.touch(request.id)
         self._index.replace(old, request)
         self._update_after(request, old)
-        return jr.finish()
+        return journal.finish()
 
     def remove_request(self, request_id: int) -> Delta:
         """The change for the removed request has new_state REMOVED and lost = its old installed."""
         old = self._index.requests[request_id]
-        jr = self._journal
-        jr.touch(request_id)
-        jr.removed = request_id
-        jr.removed_entry = self._index.entry[request_id]
+        journal = self._journal
+        journal.touch(request_id)
+        journal.removed = request_id
+        journal.removed_entry = self._index.entry[request_id]
         needs = self._index.remove(old)
         self._update_after(None, old, needs)
         for counts in (self._inst, self._extok_n, self._kfail_n):
             counts.pop(request_id, None)
-        return jr.finish()
+        return journal.finish()
 
     def set_external(self, tid: int, pool: str, count: int) -> Delta:
         """``count`` slots of ``pool`` in ``tid`` (CPU_CONTEXT: on the CPUs) are held outside."""
@@ -236,7 +236,7 @@ class Arbiter:
         """The kernel requests' rank entries, in rank order (do not change it)."""
         return self._index.kernel
 
-    def holds(self, request_id: int, tid: int) -> bool:
+    def is_installed_in(self, request_id: int, tid: int) -> bool:
         """Whether the request is installed in that context."""
         held = self._inst.get(request_id)
         if held is not None:
@@ -397,12 +397,12 @@ class Arbiter:
         ):
             return  # the same placement: same slots, same table
         members, holders, extok, kfail = result.members, result.holders, result.extok, result.kfail
-        jr = self._journal
+        journal = self._journal
         tid = ctx.tid
-        jr.before(tid, ctx.members, ctx.table)
+        journal.before(tid, ctx.members, ctx.table)
         moved = (alike or Alike()).moved_between(ctx.members, members)
         ext_moved = ctx.extok ^ extok
-        jr.touch_all_ids(moved | ext_moved)
+        journal.touch_all_ids(moved | ext_moved)
         inst = self._inst
         # Kernel requests have no entry: their installed set is the admitted set.
         for rid in inst.keys() & moved:
@@ -419,4 +419,4 @@ class Arbiter:
                 self._count(counts, rid, -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
         if ctx.retable(self._index.chunk, self._pools, alike):
-            jr.rewritten.add(tid)
+            journal.rewritten.add(tid)

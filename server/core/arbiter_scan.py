@@ -145,18 +145,19 @@ def signature(ctx: Context, index: RequestIndex) -> Signature:
 def _runner(ctx: Context, index: RequestIndex, pools: Mapping[str, int]) -> Runner:
     ext = ctx.external
     free = {p: n - ext.get(p, 0) for p, n in pools.items()}
-    whatif = dict(pools) if ext else None
+    free_without_external = dict(pools) if ext else None
     if ctx.tid == CPU_CONTEXT:
-        return Runner([], index.needs, free, whatif)
+        return Runner([], index.needs, free, free_without_external)
     users = index.users(ctx.pid, ctx.tid)
-    return Runner(users, index.needs, free, whatif, index.sharers(ctx.pid, ctx.tid))
+    sharers = index.sharers(ctx.pid, ctx.tid)
+    return Runner(users, index.needs, free, free_without_external, sharers)
 
 
 def _result(runner: Runner) -> Result:
     members = frozenset(runner.actual.placed)
     extok = frozenset(runner.kext)
-    if runner.whatif is not None:
-        extok |= frozenset(runner.whatif.placed) - members
+    if runner.without_external is not None:
+        extok |= frozenset(runner.without_external.placed) - members
     holders = {cid: tuple(held) for cid, held in runner.actual.holders.items()}
     return Result(members, holders, extok, frozenset(runner.kfail))
 
@@ -167,7 +168,7 @@ def scan(ctx: Context, index: RequestIndex, pools: Mapping[str, int], admitted: 
     for entry in index.kernel:
         runner.advance(entry)
         rid = entry[1]
-        if runner.judge(rid) and rid in admitted:
+        if runner.kernel_fits(rid) and rid in admitted:
             runner.admit(rid)
     runner.advance()
     return _result(runner)
@@ -220,7 +221,7 @@ def admit(
         fits = True
         for runner in runners:
             runner.advance(entry)
-            fits = runner.judge(rid) and fits
+            fits = runner.kernel_fits(rid) and fits
         if fits:
             admitted.add(rid)
             for runner in runners:
