@@ -24,9 +24,9 @@ request named; ``holders_at`` keeps answering for the last 256 ended threads.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from hwbkptd.core.arbiter_index import RequestIndex
+from hwbkptd.core.arbiter_index import RequestIndex, count_by
 from hwbkptd.core.arbiter_journal import Journal
 from hwbkptd.core.arbiter_scan import (
     BARE,
@@ -36,12 +36,14 @@ from hwbkptd.core.arbiter_scan import (
     Signature,
     admission_holds,
     admit,
+    joined,
+    left,
     scan,
     signature,
 )
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable, TableEntry
 from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState, Scope
-from hwbkptd.core.placement import Entry, Needs, join_without_rescan, leave_without_rescan
+from hwbkptd.core.placement import Entry, Needs
 
 __all__ = ["Arbiter", "Delta", "RequestChange", "SlotTable", "TableEntry"]
 
@@ -107,9 +109,9 @@ class Arbiter:
         for rid in inst.keys() & ctx.members:
             inst[rid].discard(tid)
         for rid in ctx.extok:
-            self._count(self._extok_n, rid, -1)
+            count_by(self._extok_n, rid, -1)
         for rid in ctx.kfail:
-            self._count(self._kfail_n, rid, -1)
+            count_by(self._kfail_n, rid, -1)
         del self._threads[tid], self._ctx[tid]
         self._all = None
         # A hit reported just before the thread's exit is still attributed.
@@ -289,14 +291,17 @@ class Arbiter:
         if (new is not None and new.is_kernel) or (old is not None and old.is_kernel):
             self._full_pass()
             return
+        index, pools = self._index, self._pools
         if new is not None and old is None:
-            slow = [t for t in self._contexts_of(new) if not self._add_fast(self._ctx[t], new.id)]
+            rid = new.id
+            slow = self._place_without_rescan(
+                self._contexts_of(new), lambda ctx: joined(ctx, index, pools, rid)
+            )
         elif old is not None and new is None:
-            slow = [
-                t
-                for t in self._contexts_of(old)
-                if not self._remove_fast(self._ctx[t], old.id, old_needs)
-            ]
+            rid = old.id
+            slow = self._place_without_rescan(
+                self._contexts_of(old), lambda ctx: left(ctx, rid, old_needs)
+            )
         else:
             tids: set[int] = set()
             for req in (new, old):
@@ -309,14 +314,6 @@ class Arbiter:
         if req.scope is Scope.THREAD:
             return 1 if req.tid in self._threads else 0
         return len(self._proc_threads.get(req.pid, ()))
-
-    @staticmethod
-    def _count(counts: dict[int, int], rid: int, delta: int) -> None:
-        n = counts.get(rid, 0) + delta
-        if n:
-            counts[rid] = n
-        else:
-            counts.pop(rid, None)
 
     # --- placement -------------------------------------------------------------
     def _scan(self, ctx: Context, key: Signature) -> Result:
@@ -360,29 +357,19 @@ class Arbiter:
             for ctx in ctxs:
                 self._install(ctx, result, alike)
 
-    def _add_fast(self, ctx: Context, rid: int) -> bool:
-        """Place a new user request without a rescan; False when a rescan is needed."""
-        if ctx.external:
-            return False  # the what-if scan for EXTERNAL would need redoing
-        index = self._index
-        fits, holders = join_without_rescan(
-            ctx.holders, index.entry, index.chunk, self._pools, rid, index.needs[rid]
-        )
-        if fits and holders is not None:
-            self._install(ctx, Result(ctx.members | {rid}, holders, ctx.extok, ctx.kfail))
-        return fits is not None
-
-    def _remove_fast(self, ctx: Context, rid: int, need: Needs) -> bool:
-        """Drop a user request without a rescan; False when a rescan is needed."""
-        if ctx.external:
-            return False
-        if rid not in ctx.members:
-            return True
-        holders = leave_without_rescan(ctx.holders, rid, need)
-        if holders is None:
-            return False
-        self._install(ctx, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail))
-        return True
+    def _place_without_rescan(
+        self, tids: Iterable[int], step: Callable[[Context], tuple[bool, Result | None]]
+    ) -> list[int]:
+        """Apply a no-rescan step to each context; returns the contexts that need a rescan."""
+        slow: list[int] = []
+        for tid in tids:
+            ctx = self._ctx[tid]
+            done, result = step(ctx)
+            if not done:
+                slow.append(tid)
+            elif result is not None:
+                self._install(ctx, result)
+        return slow
 
     def _install(self, ctx: Context, result: Result, alike: Alike | None = None) -> None:
         """Make a context's new placement current: counts, journal, slots and table."""
@@ -411,12 +398,12 @@ class Arbiter:
             else:
                 inst[rid].discard(tid)
         for rid in ext_moved:
-            self._count(self._extok_n, rid, 1 if rid in extok else -1)
+            count_by(self._extok_n, rid, 1 if rid in extok else -1)
         if kfail is not ctx.kfail:
             counts = self._kfail_n
             counts.update(kfail - ctx.kfail)
             for rid in ctx.kfail - kfail:
-                self._count(counts, rid, -1)
+                count_by(counts, rid, -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
         if ctx.retable(self._index.chunk, self._pools, alike):
             journal.rewritten.add(tid)

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from hwbkptd.core.arbiter_index import RequestIndex
 from hwbkptd.core.arbiter_types import SlotTable, TableEntry
 from hwbkptd.core.model import CPU_CONTEXT, Chunk
-from hwbkptd.core.placement import Runner, assign_slots
+from hwbkptd.core.placement import (
+    Needs,
+    Runner,
+    assign_slots,
+    join_without_rescan,
+    leave_without_rescan,
+)
 
 __all__ = [
     "BARE",
@@ -25,6 +31,8 @@ __all__ = [
     "Signature",
     "admission_holds",
     "admit",
+    "joined",
+    "left",
     "scan",
     "signature",
 ]
@@ -231,3 +239,34 @@ def admit(
         runner.advance()
         placed[key] = (_result(runner), ctxs)
     return admitted, placed
+
+
+def joined(
+    ctx: Context, index: RequestIndex, pools: Mapping[str, int], rid: int
+) -> tuple[bool, Result | None]:
+    """A new user request placed without a rescan: (False, None) when a rescan is needed.
+
+    Otherwise (True, the new placement), or (True, None) when it does not fit here.
+    """
+    if ctx.external:
+        return False, None  # the scan without the external slots would need redoing
+    fits, holders = join_without_rescan(
+        ctx.holders, index.entry, index.chunk, pools, rid, index.needs[rid]
+    )
+    if fits is None:
+        return False, None
+    if not fits or holders is None:
+        return True, None
+    return True, Result(ctx.members | {rid}, holders, ctx.extok, ctx.kfail)
+
+
+def left(ctx: Context, rid: int, need: Needs) -> tuple[bool, Result | None]:
+    """A user request dropped without a rescan: (False, None) when a rescan is needed."""
+    if ctx.external:
+        return False, None
+    if rid not in ctx.members:
+        return True, None
+    holders = leave_without_rescan(ctx.holders, rid, need)
+    if holders is None:
+        return False, None
+    return True, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail)
