@@ -1,6 +1,6 @@
 """Figure 8: thread birth and death under many kernel requests (issue 9 item 10).
 
-The broker itself (its arbiter, applier and sessions, on the simulated x86 machine)
+The broker itself (its arbiter, commit and sessions, on the simulated x86 machine)
 runs on this process's event loop with the daemon's collector settings; no gRPC.
 100 sessions set 4 kernel requests each (400, random preset priorities), then one
 process gains 1,023 threads one at a time (1,024 with its first) and loses them again,

@@ -24,9 +24,9 @@ request named; ``holders_at`` keeps answering for the last 256 ended threads.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from hwbkptd.core.arbiter_index import RequestIndex
+from hwbkptd.core.arbiter_index import RequestIndex, count_by
 from hwbkptd.core.arbiter_journal import Journal
 from hwbkptd.core.arbiter_scan import (
     BARE,
@@ -36,12 +36,14 @@ from hwbkptd.core.arbiter_scan import (
     Signature,
     admission_holds,
     admit,
+    joined,
+    left,
     scan,
     signature,
 )
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable, TableEntry
 from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState, Scope
-from hwbkptd.core.placement import Entry, Needs, join_without_rescan, leave_without_rescan
+from hwbkptd.core.placement import Entry, Needs
 
 __all__ = ["Arbiter", "Delta", "RequestChange", "SlotTable", "TableEntry"]
 
@@ -81,35 +83,35 @@ class Arbiter:
         """A traced thread appears; the Delta always rewrites its table (even empty)."""
         if tid <= 0 or tid in self._threads:
             raise ValueError(f"tid: {tid} is not a new thread id")
-        jr = self._journal
-        jr.born.add(tid)
+        journal = self._journal
+        journal.born.add(tid)
         # A birth changes the state of the thread's user requests and of the admitted kernel
         # requests; pending kernel ones move only in a full pass, which touches them first.
-        jr.touch_all(self._index.users_applicable(pid, tid))
-        jr.touch_admitted(self._admitted, self.contexts())
+        journal.touch_all(self._index.users_applicable(pid, tid))
+        journal.touch_admitted(self._admitted, self.contexts())
         self._threads[tid] = pid
         self._proc_threads.setdefault(pid, set()).add(tid)
         self._ctx[tid] = Context(pid=pid, tid=tid)
         self._all = None
         self._dead.pop(tid, None)  # a reused tid starts a new history
         self._recompute((tid,))
-        return jr.finish()
+        return journal.finish()
 
     def remove_thread(self, tid: int) -> Delta:
         pid = self._threads[tid]
         ctx = self._ctx[tid]
-        jr = self._journal
-        jr.died.add(tid)
-        jr.touch_all(self._index.users_applicable(pid, tid))
-        jr.touch_admitted(self._admitted, self.contexts())
-        jr.touch_all_ids(ctx.extok)  # their reason may lose its EXTERNAL
+        journal = self._journal
+        journal.died.add(tid)
+        journal.touch_all(self._index.users_applicable(pid, tid))
+        journal.touch_admitted(self._admitted, self.contexts())
+        journal.touch_all_ids(ctx.extok)  # their reason may lose its EXTERNAL
         inst = self._inst
         for rid in inst.keys() & ctx.members:
             inst[rid].discard(tid)
         for rid in ctx.extok:
-            self._count(self._extok_n, rid, -1)
+            count_by(self._extok_n, rid, -1)
         for rid in ctx.kfail:
-            self._count(self._kfail_n, rid, -1)
+            count_by(self._kfail_n, rid, -1)
         del self._threads[tid], self._ctx[tid]
         self._all = None
         # A hit reported just before the thread's exit is still attributed.
@@ -125,22 +127,22 @@ class Arbiter:
         admitted = self._admitted
         if any(rid not in admitted and rid not in kfail for rid in ctx.kfail):
             self._full_pass()
-        return jr.finish()
+        return journal.finish()
 
     def add_request(self, request: Request) -> Delta:
         rid = request.id
         if rid in self._index.requests:
             raise ValueError(f"id: request {rid} already exists")
         self._index.validate(request)
-        jr = self._journal
-        jr.created = rid
-        jr.subject = rid
-        jr.seed(rid)
+        journal = self._journal
+        journal.created = rid
+        journal.subject = rid
+        journal.seed(rid)
         self._index.add(request)
         if not request.is_kernel:
             self._inst[rid] = set()
         self._update_after(request, None)
-        return jr.finish()
+        return journal.finish()
 
     def replace_request(self, request: Request) -> Delta:
         """Same id and seq, new priority/action/filter/regions."""
@@ -150,25 +152,25 @@ class Arbiter:
         if request.scope is not old.scope:
             raise ValueError("scope: a replaced request keeps its scope")
         self._index.validate(request)
-        jr = self._journal
-        jr.subject = request.id
-        jr.touch(request.id)
+        journal = self._journal
+        journal.subject = request.id
+        journal.touch(request.id)
         self._index.replace(old, request)
         self._update_after(request, old)
-        return jr.finish()
+        return journal.finish()
 
     def remove_request(self, request_id: int) -> Delta:
         """The change for the removed request has new_state REMOVED and lost = its old installed."""
         old = self._index.requests[request_id]
-        jr = self._journal
-        jr.touch(request_id)
-        jr.removed = request_id
-        jr.removed_entry = self._index.entry[request_id]
+        journal = self._journal
+        journal.touch(request_id)
+        journal.removed = request_id
+        journal.removed_entry = self._index.entry[request_id]
         needs = self._index.remove(old)
         self._update_after(None, old, needs)
         for counts in (self._inst, self._extok_n, self._kfail_n):
             counts.pop(request_id, None)
-        return jr.finish()
+        return journal.finish()
 
     def set_external(self, tid: int, pool: str, count: int) -> Delta:
         """``count`` slots of ``pool`` in ``tid`` (CPU_CONTEXT: on the CPUs) are held outside."""
@@ -236,7 +238,7 @@ class Arbiter:
         """The kernel requests' rank entries, in rank order (do not change it)."""
         return self._index.kernel
 
-    def holds(self, request_id: int, tid: int) -> bool:
+    def is_installed_in(self, request_id: int, tid: int) -> bool:
         """Whether the request is installed in that context."""
         held = self._inst.get(request_id)
         if held is not None:
@@ -289,14 +291,17 @@ class Arbiter:
         if (new is not None and new.is_kernel) or (old is not None and old.is_kernel):
             self._full_pass()
             return
+        index, pools = self._index, self._pools
         if new is not None and old is None:
-            slow = [t for t in self._contexts_of(new) if not self._add_fast(self._ctx[t], new.id)]
+            rid = new.id
+            slow = self._place_without_rescan(
+                self._contexts_of(new), lambda ctx: joined(ctx, index, pools, rid)
+            )
         elif old is not None and new is None:
-            slow = [
-                t
-                for t in self._contexts_of(old)
-                if not self._remove_fast(self._ctx[t], old.id, old_needs)
-            ]
+            rid = old.id
+            slow = self._place_without_rescan(
+                self._contexts_of(old), lambda ctx: left(ctx, rid, old_needs)
+            )
         else:
             tids: set[int] = set()
             for req in (new, old):
@@ -309,14 +314,6 @@ class Arbiter:
         if req.scope is Scope.THREAD:
             return 1 if req.tid in self._threads else 0
         return len(self._proc_threads.get(req.pid, ()))
-
-    @staticmethod
-    def _count(counts: dict[int, int], rid: int, delta: int) -> None:
-        n = counts.get(rid, 0) + delta
-        if n:
-            counts[rid] = n
-        else:
-            counts.pop(rid, None)
 
     # --- placement -------------------------------------------------------------
     def _scan(self, ctx: Context, key: Signature) -> Result:
@@ -360,29 +357,19 @@ class Arbiter:
             for ctx in ctxs:
                 self._install(ctx, result, alike)
 
-    def _add_fast(self, ctx: Context, rid: int) -> bool:
-        """Place a new user request without a rescan; False when a rescan is needed."""
-        if ctx.external:
-            return False  # the what-if scan for EXTERNAL would need redoing
-        index = self._index
-        fits, holders = join_without_rescan(
-            ctx.holders, index.entry, index.chunk, self._pools, rid, index.needs[rid]
-        )
-        if fits and holders is not None:
-            self._install(ctx, Result(ctx.members | {rid}, holders, ctx.extok, ctx.kfail))
-        return fits is not None
-
-    def _remove_fast(self, ctx: Context, rid: int, need: Needs) -> bool:
-        """Drop a user request without a rescan; False when a rescan is needed."""
-        if ctx.external:
-            return False
-        if rid not in ctx.members:
-            return True
-        holders = leave_without_rescan(ctx.holders, rid, need)
-        if holders is None:
-            return False
-        self._install(ctx, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail))
-        return True
+    def _place_without_rescan(
+        self, tids: Iterable[int], step: Callable[[Context], tuple[bool, Result | None]]
+    ) -> list[int]:
+        """Apply a no-rescan step to each context; returns the contexts that need a rescan."""
+        slow: list[int] = []
+        for tid in tids:
+            ctx = self._ctx[tid]
+            done, result = step(ctx)
+            if not done:
+                slow.append(tid)
+            elif result is not None:
+                self._install(ctx, result)
+        return slow
 
     def _install(self, ctx: Context, result: Result, alike: Alike | None = None) -> None:
         """Make a context's new placement current: counts, journal, slots and table."""
@@ -397,12 +384,12 @@ class Arbiter:
         ):
             return  # the same placement: same slots, same table
         members, holders, extok, kfail = result.members, result.holders, result.extok, result.kfail
-        jr = self._journal
+        journal = self._journal
         tid = ctx.tid
-        jr.before(tid, ctx.members, ctx.table)
+        journal.before(tid, ctx.members, ctx.table)
         moved = (alike or Alike()).moved_between(ctx.members, members)
         ext_moved = ctx.extok ^ extok
-        jr.touch_all_ids(moved | ext_moved)
+        journal.touch_all_ids(moved | ext_moved)
         inst = self._inst
         # Kernel requests have no entry: their installed set is the admitted set.
         for rid in inst.keys() & moved:
@@ -411,12 +398,12 @@ class Arbiter:
             else:
                 inst[rid].discard(tid)
         for rid in ext_moved:
-            self._count(self._extok_n, rid, 1 if rid in extok else -1)
+            count_by(self._extok_n, rid, 1 if rid in extok else -1)
         if kfail is not ctx.kfail:
             counts = self._kfail_n
             counts.update(kfail - ctx.kfail)
             for rid in ctx.kfail - kfail:
-                self._count(counts, rid, -1)
+                count_by(counts, rid, -1)
         ctx.members, ctx.extok, ctx.kfail, ctx.holders = members, extok, kfail, holders
         if ctx.retable(self._index.chunk, self._pools, alike):
-            jr.rewritten.add(tid)
+            journal.rewritten.add(tid)

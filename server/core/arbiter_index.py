@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from hwbkptd.core.model import Chunk, Request, Scope, rank_key
 from hwbkptd.core.placement import Entry, Needs
 
-__all__ = ["RequestIndex"]
+__all__ = ["RequestIndex", "count_by"]
+
+
+def count_by(counts: dict[int, int], rid: int, delta: int) -> None:
+    """Add ``delta`` to a per-request count, dropping counts that reach zero."""
+    n = counts.get(rid, 0) + delta
+    if n:
+        counts[rid] = n
+    else:
+        counts.pop(rid, None)
 
 
 class RequestIndex:

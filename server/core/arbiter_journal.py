@@ -12,18 +12,32 @@ without comparing two sets of every thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable
-from hwbkptd.core.model import Chunk, PendingReason, RequestState
+from hwbkptd.core.model import Chunk, PendingReason, Request, RequestState
 from hwbkptd.core.placement import Entry
 
-if TYPE_CHECKING:
-    from hwbkptd.core.arbiter import Arbiter
+__all__ = ["Journal", "Placement"]
 
-__all__ = ["Journal"]
+
+class Placement(Protocol):
+    """What the journal reads of the placement it records (the arbiter's public queries)."""
+
+    def state(self, request_id: int) -> tuple[RequestState, PendingReason]: ...
+    def installed(self, request_id: int) -> frozenset[int]: ...
+    def applicable(self, request_id: int) -> frozenset[int]: ...
+    def is_installed_in(self, request_id: int, tid: int) -> bool: ...
+    def contexts(self) -> frozenset[int]: ...
+    def members(self, tid: int) -> frozenset[int]: ...
+    def table(self, tid: int) -> SlotTable: ...
+    def rank(self, request_id: int) -> Entry: ...
+    def request(self, request_id: int) -> Request: ...
+    def admitted(self) -> frozenset[int]: ...
+    def kernel_ranks(self) -> Sequence[Entry]: ...
+
 
 _Old = tuple[frozenset[int], RequestState, PendingReason]
 _EMPTY: frozenset[int] = frozenset()
@@ -34,8 +48,8 @@ _NONE = PendingReason.NONE
 class Journal:
     """Collects one mutation's effects; ``finish`` turns them into a Delta and resets."""
 
-    def __init__(self, arbiter: Arbiter) -> None:
-        self._arb = arbiter
+    def __init__(self, placement: Placement) -> None:
+        self._arb = placement
         self._reset()
 
     def _reset(self) -> None:
@@ -260,7 +274,7 @@ class Journal:
             and subject != rid
             and subject != self.removed
             and arb.rank(subject) < mine
-            and arb.holds(subject, tid)
+            and arb.is_installed_in(subject, tid)
         ):
             return subject
         if not arb.request(rid).is_kernel:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from hwbkptd.core.arbiter_index import RequestIndex
 from hwbkptd.core.arbiter_types import SlotTable, TableEntry
 from hwbkptd.core.model import CPU_CONTEXT, Chunk
-from hwbkptd.core.placement import Runner, assign_slots
+from hwbkptd.core.placement import (
+    Needs,
+    Runner,
+    assign_slots,
+    join_without_rescan,
+    leave_without_rescan,
+)
 
 __all__ = [
     "BARE",
@@ -25,6 +31,8 @@ __all__ = [
     "Signature",
     "admission_holds",
     "admit",
+    "joined",
+    "left",
     "scan",
     "signature",
 ]
@@ -145,18 +153,19 @@ def signature(ctx: Context, index: RequestIndex) -> Signature:
 def _runner(ctx: Context, index: RequestIndex, pools: Mapping[str, int]) -> Runner:
     ext = ctx.external
     free = {p: n - ext.get(p, 0) for p, n in pools.items()}
-    whatif = dict(pools) if ext else None
+    free_without_external = dict(pools) if ext else None
     if ctx.tid == CPU_CONTEXT:
-        return Runner([], index.needs, free, whatif)
+        return Runner([], index.needs, free, free_without_external)
     users = index.users(ctx.pid, ctx.tid)
-    return Runner(users, index.needs, free, whatif, index.sharers(ctx.pid, ctx.tid))
+    sharers = index.sharers(ctx.pid, ctx.tid)
+    return Runner(users, index.needs, free, free_without_external, sharers)
 
 
 def _result(runner: Runner) -> Result:
     members = frozenset(runner.actual.placed)
     extok = frozenset(runner.kext)
-    if runner.whatif is not None:
-        extok |= frozenset(runner.whatif.placed) - members
+    if runner.without_external is not None:
+        extok |= frozenset(runner.without_external.placed) - members
     holders = {cid: tuple(held) for cid, held in runner.actual.holders.items()}
     return Result(members, holders, extok, frozenset(runner.kfail))
 
@@ -167,7 +176,7 @@ def scan(ctx: Context, index: RequestIndex, pools: Mapping[str, int], admitted: 
     for entry in index.kernel:
         runner.advance(entry)
         rid = entry[1]
-        if runner.judge(rid) and rid in admitted:
+        if runner.kernel_fits(rid) and rid in admitted:
             runner.admit(rid)
     runner.advance()
     return _result(runner)
@@ -220,7 +229,7 @@ def admit(
         fits = True
         for runner in runners:
             runner.advance(entry)
-            fits = runner.judge(rid) and fits
+            fits = runner.kernel_fits(rid) and fits
         if fits:
             admitted.add(rid)
             for runner in runners:
@@ -230,3 +239,34 @@ def admit(
         runner.advance()
         placed[key] = (_result(runner), ctxs)
     return admitted, placed
+
+
+def joined(
+    ctx: Context, index: RequestIndex, pools: Mapping[str, int], rid: int
+) -> tuple[bool, Result | None]:
+    """A new user request placed without a rescan: (False, None) when a rescan is needed.
+
+    Otherwise (True, the new placement), or (True, None) when it does not fit here.
+    """
+    if ctx.external:
+        return False, None  # the scan without the external slots would need redoing
+    fits, holders = join_without_rescan(
+        ctx.holders, index.entry, index.chunk, pools, rid, index.needs[rid]
+    )
+    if fits is None:
+        return False, None
+    if not fits or holders is None:
+        return True, None
+    return True, Result(ctx.members | {rid}, holders, ctx.extok, ctx.kfail)
+
+
+def left(ctx: Context, rid: int, need: Needs) -> tuple[bool, Result | None]:
+    """A user request dropped without a rescan: (False, None) when a rescan is needed."""
+    if ctx.external:
+        return False, None
+    if rid not in ctx.members:
+        return True, None
+    holders = leave_without_rescan(ctx.holders, rid, need)
+    if holders is None:
+        return False, None
+    return True, Result(ctx.members - {rid}, holders, ctx.extok, ctx.kfail)

@@ -1,7 +1,7 @@
 """The broker: one object on the event loop that owns all state (DESIGN section 5).
 
 It validates what sessions ask for and changes placement with synchronous
-arbiter calls, so two calls never interleave inside one; ``Applier.flush``
+arbiter calls, so two calls never interleave inside one; ``Commit.flush``
 then arms the slots and tells the owners, and ``HitRouter`` takes the hits the
 other way. A call that raises has changed nothing: every check runs before the
 first change, and again after any ``await`` that let the world move.
@@ -18,7 +18,6 @@ from typing import Any
 import structlog
 
 from hwbkptd.arch.base import Arch
-from hwbkptd.core.applier import Applier
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import (
@@ -33,6 +32,7 @@ from hwbkptd.core.broker_types import (
     ThreadSlotsView,
 )
 from hwbkptd.core.clock import Clock, SystemClock
+from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,
@@ -107,7 +107,7 @@ class Broker:
         self._threads: dict[int, int] = {}
         self._procs: dict[int, set[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._applier = Applier(
+        self._applier = Commit(
             arbiter=self._arbiter,
             mechanism=mechanism,
             pools=self._pools,

@@ -34,16 +34,21 @@ class _Pooled(Protocol):
 
 
 class FirstFit:
-    """The state of a first-fit scan: free slots per pool and who holds each chunk."""
+    """The state of a first-fit scan: free slots per pool and who holds each chunk.
+
+    ``place`` is the one fit test: "does it fit" and "put it in" are the same
+    count of new chunks per pool against the free slots, so they never disagree.
+    """
 
     __slots__ = ("free", "holders", "placed")
 
-    def __init__(self, free: dict[str, int]) -> None:
+    def __init__(self, free: dict[str, int], holders: dict[int, list[int]] | None = None) -> None:
         self.free = free
-        self.holders: dict[int, list[int]] = {}
+        self.holders: dict[int, list[int]] = {} if holders is None else holders
         self.placed: list[int] = []
 
-    def fits(self, need: Needs) -> bool:
+    def place(self, need: Needs, rid: int | None) -> bool:
+        """Whether ``need`` fits; when it does and ``rid`` is given, put ``rid`` in."""
         holders = self.holders
         free = self.free
         for pool, chunks in need:
@@ -53,34 +58,30 @@ class FirstFit:
                     new += 1
             if new and new > free[pool]:
                 return False
-        return True
-
-    def add(self, rid: int, need: Needs) -> None:
-        holders = self.holders
+        if rid is None:
+            return True
         for pool, chunks in need:
             for chunk in chunks:
                 held = holders.get(chunk)
                 if held is None:
                     holders[chunk] = [rid]
-                    self.free[pool] -= 1
+                    free[pool] -= 1
                 else:
                     held.append(rid)
         self.placed.append(rid)
+        return True
 
-    def offer(self, rid: int, need: Needs) -> bool:
-        if self.fits(need):
-            self.add(rid, need)
-            return True
-        return False
+    def fits(self, need: Needs) -> bool:
+        return self.place(need, None)
 
 
 class Runner:
     """First-fit over one context's user entries, with kernel requests interleaved.
 
-    ``whatif`` runs the same scan with the context's external slots given back:
-    it tells whether a pending request is held back by outside holders.
-    Kernel verdicts are recorded in ``kfail`` (does not fit here) and ``kext``
-    (does not fit, but would without the external slots).
+    ``without_external`` runs the same scan with the context's external slots
+    given back: it tells whether a pending request is held back by outside
+    holders. Kernel verdicts are recorded in ``kfail`` (does not fit here) and
+    ``kext`` (does not fit, but would without the external slots).
 
     Once every pool is full only requests whose chunks are all present can still
     get in, so with ``sharers`` (chunk id -> this context's user entries holding
@@ -97,7 +98,7 @@ class Runner:
         "sharers",
         "tail",
         "users",
-        "whatif",
+        "without_external",
     )
 
     def __init__(
@@ -105,7 +106,7 @@ class Runner:
         users: Iterable[Entry],
         needs: Mapping[int, Needs],
         free: dict[str, int],
-        whatif_free: dict[str, int] | None,
+        free_without_external: dict[str, int] | None,
         sharers: Callable[[int], Iterable[Entry]] | None = None,
     ) -> None:
         self.users = iter(users)
@@ -114,10 +115,12 @@ class Runner:
         self.i = 0
         self.needs = needs
         self.actual = FirstFit(free)
-        self.whatif = FirstFit(whatif_free) if whatif_free is not None else None
+        self.without_external = (
+            FirstFit(free_without_external) if free_without_external is not None else None
+        )
         self.kfail: set[int] = set()
         self.kext: set[int] = set()
-        self.sharers = sharers if whatif_free is None else None
+        self.sharers = sharers if free_without_external is None else None
         #: After the pools fill up: the remaining candidates, in rank order.
         self.tail: list[Entry] | None = None
         if self.sharers is not None and not any(free.values()):
@@ -130,10 +133,9 @@ class Runner:
             return
         users = self.users
         needs = self.needs
-        actual = self.actual
-        holders = actual.holders
-        free = actual.free
-        whatif = self.whatif
+        place = self.actual.place
+        free = self.actual.free
+        other = self.without_external
         watch_full = self.sharers is not None
         entry = self.next
         while entry is not None:
@@ -141,23 +143,13 @@ class Runner:
                 break
             rid = entry[1]
             need = needs[rid]
-            # FirstFit.fits inlined: this loop is the whole cost of a rescan.
-            for pool, chunks in need:
-                new = 0
-                for chunk in chunks:
-                    if chunk not in holders:
-                        new += 1
-                if new and new > free[pool]:
-                    break
-            else:
-                actual.add(rid, need)
-                if watch_full and not any(free.values()):
-                    self.next = next(users, None)
-                    self._fill_tail()
-                    self._advance_full(bound)
-                    return
-            if whatif is not None:
-                whatif.offer(rid, need)
+            if place(need, rid) and watch_full and not any(free.values()):
+                self.next = next(users, None)
+                self._fill_tail()
+                self._advance_full(bound)
+                return
+            if other is not None:
+                other.place(need, rid)
             entry = next(users, None)
         self.next = entry
 
@@ -175,8 +167,7 @@ class Runner:
         tail = self.tail
         assert tail is not None
         needs = self.needs
-        actual = self.actual
-        holders = actual.holders
+        place = self.actual.place
         i = self.i
         n = len(tail)
         while i < n:
@@ -184,27 +175,25 @@ class Runner:
             if bound is not None and not entry < bound:
                 break
             rid = entry[1]
-            need = needs[rid]
-            if all(chunk in holders for _pool, chunks in need for chunk in chunks):
-                actual.add(rid, need)
+            place(needs[rid], rid)  # every pool is full: only chunks all present fit
             i += 1
         self.i = i
 
-    def judge(self, rid: int) -> bool:
+    def kernel_fits(self, rid: int) -> bool:
         """Record and return whether kernel request ``rid`` fits here now."""
         need = self.needs[rid]
         if self.actual.fits(need):
             return True
         self.kfail.add(rid)
-        if self.whatif is not None and self.whatif.fits(need):
+        if self.without_external is not None and self.without_external.fits(need):
             self.kext.add(rid)
         return False
 
     def admit(self, rid: int) -> None:
         need = self.needs[rid]
-        self.actual.offer(rid, need)
-        if self.whatif is not None:
-            self.whatif.offer(rid, need)
+        self.actual.place(need, rid)
+        if self.without_external is not None:
+            self.without_external.place(need, rid)
 
 
 def assign_slots(old: Sequence[int | None], chunks: Sequence[int], size: int) -> list[int | None]:
@@ -241,20 +230,15 @@ def join_without_rescan(
     ``(True, new holders)`` when it joins, ``(None, None)`` when a rescan is needed.
     """
     mine = rank[rid]
-    present: set[int] = set()
-    used: dict[str, int] = {}
+    # The state just before rid, as a first-fit scan would have it.
+    before = FirstFit(dict(capacity))
     for cid, held in holders.items():
         if rank[held[0]] < mine:
-            present.add(cid)
-            pool = chunks[cid].pool
-            used[pool] = used.get(pool, 0) + 1
-    costly = False
-    for pool, cids in need:
-        new = sum(1 for cid in cids if cid not in present)
-        if new > capacity[pool] - used.get(pool, 0):
-            return False, None
-        costly = costly or new > 0
-    if costly:
+            before.holders[cid] = []
+            before.free[chunks[cid].pool] -= 1
+    if not before.fits(need):
+        return False, None
+    if any(cid not in before.holders for _pool, cids in need for cid in cids):
         return None, None
     joined = dict(holders)
     for _pool, cids in need:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from hwbkptd.core.applier import Applier
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BreakpointSpec, BreakpointView
+from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.launching import check_launch, spec_error
 from hwbkptd.core.machine_hooks import MachineHooks
@@ -30,7 +30,7 @@ class ProcessDesk:
         sessions: SessionTable,
         tracing: Tracing,
         hooks: MachineHooks,
-        applier: Applier,
+        applier: Commit,
         threads: Mapping[int, int],
         procs: Mapping[int, set[int]],
         stopping: Callable[[], bool],

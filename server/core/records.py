@@ -10,9 +10,7 @@ from hwbkptd.core.model import (
     DEFAULT_PRIORITY,
     Access,
     Chunk,
-    PendingReason,
     Request,
-    RequestState,
     Scope,
 )
 from hwbkptd.core.sessions import Session
@@ -29,8 +27,6 @@ class Record:
     #: What the arbiter holds for it.
     request: Request
     tally: Tally
-    #: The state and reason its owner was last told.
-    told: tuple[RequestState, PendingReason] | None = None
 
 
 class RecordIndex:

@@ -10,9 +10,9 @@ import pytest
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
-from hwbkptd.core.applier import EXTERNAL_RETRY_SECONDS
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.clock import ManualClock
+from hwbkptd.core.commit import EXTERNAL_RETRY_SECONDS
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,

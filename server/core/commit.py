@@ -1,4 +1,4 @@
-"""From placement to armed slots to session events: the broker's one write path.
+"""The commit: from a placement change to armed slots to owner events (the broker's one write path).
 
 Mutations are synchronous arbiter calls, so two client calls never interleave
 inside one. Their effects are absorbed here into a set of dirty tables and a
@@ -22,16 +22,16 @@ import structlog
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable, TableEntry
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.clock import Clock, Timer
+from hwbkptd.core.commit_diff import Current, Displacer, OwnerDiff
 from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.events import EventKind
 from hwbkptd.core.mechanism import Mechanism, Refusal, SlotEntry, SlotWrite
-from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, RequestState, Scope
-from hwbkptd.core.netchange import Current, Displacer, NetChanges
+from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, Scope
 from hwbkptd.core.records import RecordIndex
 from hwbkptd.core.sessions import Session
 from hwbkptd.core.views import placement_tids
 
-__all__ = ["EXTERNAL_RETRY_SECONDS", "Applier"]
+__all__ = ["EXTERNAL_RETRY_SECONDS", "Commit"]
 
 _log = structlog.get_logger("hwbkptd.broker")
 
@@ -44,7 +44,9 @@ _SLOT_ENTRIES_KEPT = 4096
 _MAX_ROUNDS = 64
 
 
-class Applier:
+class Commit:
+    """Absorbs arbiter deltas; ``flush`` arms the dirty tables and tells owners the net change."""
+
     def __init__(
         self,
         *,
@@ -67,11 +69,9 @@ class Applier:
         self._spawn = spawn
         self._clock = clock
         self._retry_seconds = retry_seconds
-        #: The installed set of every live request as of the last absorbed change.
-        self._installed: dict[int, frozenset[int]] = {}
         #: Sessions of requests removed but not told yet.
         self._leaving: dict[int, Session] = {}
-        self._net = NetChanges()
+        self._owners = OwnerDiff()
         self._dirty: set[int] = set()
         self._lock = asyncio.Lock()
         self._externals: dict[tuple[int, str], int] = {}
@@ -85,39 +85,26 @@ class Applier:
 
     # --- mutations (synchronous) ------------------------------------------------------
     def created(self, rid: int, delta: Delta) -> None:
-        self._net.created(rid)
+        self._owners.created(rid)
         self.absorb(delta)
 
     def removed(self, rid: int, session: Session, reason: str, *first: EventKind) -> None:
         """The request is gone from the records; remove it from placement, tell its owner."""
         self._leaving[rid] = session
-        self._net.removed(rid, self._installed.pop(rid, frozenset()), reason, *first)
+        self._owners.removed(rid, reason, *first)
         self.absorb(self._arbiter.remove_request(rid))
 
     def absorb(self, delta: Delta) -> None:
-        net = self._net
-        records = self._records
-        installed = self._installed
+        owners = self._owners
         for change in delta.changes:
-            rid = change.request_id
-            if not change.displaced and not change.restored and rid not in net:
-                record = records.get(rid)
-                if record is not None and record.told == (change.new_state, change.reason):
-                    # A thread born or ended, and nothing to tell: a thousand threads
-                    # times hundreds of kernel requests must not become as many events.
-                    installed[rid] = change.installed
-                    continue
-            if change.new_state is RequestState.REMOVED or rid not in records:
-                continue
-            net.absorb(change, installed.get(rid, frozenset()), self._displacer)
-            installed[rid] = change.installed
+            owners.absorb(change, self._displacer)
         for table in delta.rewrites:
             self._dirty.add(table.tid)
 
     def rearm(self, rid: int) -> None:
         """Hand the request's tables to the mechanism again (its slot flags changed)."""
         self._slot_entries.clear()
-        self._dirty |= self._installed.get(rid, frozenset())
+        self._dirty |= self._owners.installed(rid)
 
     def thread_gone(self, tid: int) -> None:
         for key in [k for k in self._externals if k[0] == tid]:
@@ -162,7 +149,7 @@ class Applier:
 
     # --- queries --------------------------------------------------------------------
     def installed(self, rid: int) -> frozenset[int]:
-        return self._installed.get(rid, frozenset())
+        return self._owners.installed(rid)
 
     def refused(self, tid: int) -> dict[str, set[int]]:
         """Per pool, the slot indices the kernel refused in a thread (for the slot map)."""
@@ -277,7 +264,7 @@ class Applier:
         armed somewhere all along keeps the last value it saw: it has seen every access
         of the threads it was armed in, and a thread it gains (a newborn) has made none.
         """
-        for rid, before in self._net.touched().items():
+        for rid, before in self._owners.touched().items():
             if before or rid in refreshed:
                 continue
             record = self._records.get(rid)
@@ -287,15 +274,13 @@ class Applier:
             record.tally.last_value = await self._read_value(record.spec)
 
     def _tell(self) -> None:
-        for rid, kinds in self._net.drain(self._current):
+        for rid, kinds in self._owners.drain(self._current):
             record = self._records.get(rid)
             session = record.session if record is not None else self._leaving.pop(rid, None)
             if session is None:
                 continue
             for kind in kinds:
                 session.emit(rid, kind)
-            if record is not None:
-                record.told = self._arbiter.state(rid)
 
     def _current(self, rid: int) -> Current | None:
         record = self._records.get(rid)
@@ -306,7 +291,7 @@ class Applier:
         shown, pending = placement_tids(
             self._arbiter, rid, record.request.scope is Scope.KERNEL, installed
         )
-        return Current(installed, state, reason, shown, pending, record.told)
+        return Current(state, reason, shown, pending)
 
     def _displacer(self, rid: int) -> Displacer:
         request = self._arbiter.request(rid)

@@ -10,10 +10,10 @@ import pytest
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
-from hwbkptd.core.applier import Applier
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.clock import ManualClock
+from hwbkptd.core.commit import Commit
 from hwbkptd.core.events import Restored, StateChanged
 from hwbkptd.core.mechanism import Refusal, SlotWrite
 from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState, Scope
@@ -30,13 +30,13 @@ class Rig:
         self.threads: dict[int, int] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.seen = 0
-        #: The applier's clock only: the session's lease timer is not under test here.
+        #: The commit's clock only: the session's lease timer is not under test here.
         self.clock = ManualClock()
         self.sessions = SessionTable(ManualClock(), lambda s: None)
         self.session: Session = self.sessions.open(
             "A", identity=Identity(), lease_seconds=100, hit_buffer=100, retention=100
         )
-        self.applier = Applier(
+        self.commit = Commit(
             arbiter=self.arbiter,
             mechanism=self.sim,
             pools=lay.pools,
@@ -57,7 +57,7 @@ class Rig:
 
     def on_thread_started(self, pid: int, tid: int) -> None:
         self.threads[tid] = pid
-        self.applier.absorb(self.arbiter.add_thread(pid, tid))
+        self.commit.absorb(self.arbiter.add_thread(pid, tid))
 
     def add(self, rid: int, pid: int, address: int, value: bytes = b"") -> None:
         spec = BreakpointSpec(Scope.PROCESS, address, 8, Access.WRITE, pid=pid, priority=25)
@@ -65,7 +65,7 @@ class Rig:
         record = new_record(rid, self.session, spec, chunks, read_emulated=True, value=value)
         delta = self.arbiter.add_request(record.request)
         self.records.add(record)
-        self.applier.created(rid, delta)
+        self.commit.created(rid, delta)
 
     def events(self) -> list[object]:
         """The events queued since the last call."""
@@ -79,7 +79,7 @@ async def test_the_mechanism_always_gets_the_current_table() -> None:
     pid, (tid,) = rig.sim.spawn_process(1)
     for rid in (1, 2, 3):
         rig.add(rid, pid, 0x1000 + 8 * rid)
-    await rig.applier.flush()
+    await rig.commit.flush()
     armed = rig.sim.table(tid)
     assert armed is not None
     assert armed.generation == rig.arbiter.table(tid).generation
@@ -93,10 +93,10 @@ async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None
     pid, (tid,) = rig.sim.spawn_process(1)
     rig.sim.reserve_external(tid, "dr", 4)
     rig.add(1, pid, 0x1000)
-    await rig.applier.flush()
+    await rig.commit.flush()
     assert rig.arbiter.state(1) == (RequestState.PENDING, PendingReason.EXTERNAL)
-    assert dict(rig.applier.externals) == {(tid, "dr"): 4}
-    assert rig.applier.refused(tid)["dr"] == {0}
+    assert dict(rig.commit.externals) == {(tid, "dr"): 4}
+    assert rig.commit.refused(tid)["dr"] == {0}
     assert rig.clock.next_deadline() == rig.clock.monotonic() + 2.0
     rig.events()
     rig.clock.advance(1.5)
@@ -114,7 +114,7 @@ async def test_periodic_retry_takes_back_slots_the_outside_holder_left() -> None
         Restored((tid,)),
         StateChanged(RequestState.INSTALLED, PendingReason.NONE, (tid,), ()),
     ]
-    assert rig.applier.externals == {}
+    assert rig.commit.externals == {}
     assert rig.clock.pending() == 0  # nothing held outside: no retry runs
 
 
@@ -123,9 +123,9 @@ async def test_close_cancels_the_retry() -> None:
     pid, (tid,) = rig.sim.spawn_process(1)
     rig.sim.reserve_external(tid, "dr", 4)
     rig.add(1, pid, 0x1000)
-    await rig.applier.flush()
+    await rig.commit.flush()
     assert rig.clock.pending() == 1
-    rig.applier.close()
+    rig.commit.close()
     assert rig.clock.pending() == 0
     rig.clock.advance(10)
     assert rig.tasks == []
@@ -136,16 +136,16 @@ async def test_late_refusals_use_the_current_table() -> None:
     pid, (tid,) = rig.sim.spawn_process(1)
     for rid in (1, 2):
         rig.add(rid, pid, 0x1000 + 8 * rid)
-    await rig.applier.flush()
+    await rig.commit.flush()
     generation = rig.arbiter.table(tid).generation
-    assert rig.applier.note_refusals([Refusal(tid, "dr", 1, generation)])
+    assert rig.commit.note_refusals([Refusal(tid, "dr", 1, generation)])
     # Two slots were used and one was refused: three are held outside.
-    assert rig.applier.externals[(tid, "dr")] == 3
+    assert rig.commit.externals[(tid, "dr")] == 3
     assert rig.arbiter.state(2)[1] is PendingReason.EXTERNAL
     # Refusals for threads the broker does not trace are ignored.
-    assert not rig.applier.note_refusals([Refusal(999, "dr", 0, 1)])
-    rig.applier.thread_gone(tid)
-    assert rig.applier.externals == {}
+    assert not rig.commit.note_refusals([Refusal(999, "dr", 0, 1)])
+    rig.commit.thread_gone(tid)
+    assert rig.commit.externals == {}
 
 
 def _runs_once_armed(
@@ -172,11 +172,11 @@ async def test_item2_a_newborn_thread_leaves_the_value_before_its_first_write(
     before = (7).to_bytes(8, "little")
     rig.sim.write_memory(pid, 0x1000, before)
     rig.add(1, pid, 0x1000, before)
-    await rig.applier.flush()
+    await rig.commit.flush()
     newborn = rig.sim.spawn_thread(pid)
     _runs_once_armed(rig, monkeypatch, newborn, pid, 0x1000, 102)
-    await rig.applier.flush()
-    assert newborn in rig.applier.installed(1)
+    await rig.commit.flush()
+    assert newborn in rig.commit.installed(1)
     # The old value of the newborn's hit is what the broker saw before it: 7, never 102.
     assert rig.records[1].tally.last_value == before
 
@@ -187,14 +187,14 @@ async def test_item2_a_request_armed_again_reads_its_value_before_arming(
     rig = Rig()
     pid, (tid,) = rig.sim.spawn_process(1)
     rig.add(1, pid, 0x1000, bytes(8))
-    await rig.applier.flush()
-    rig.applier.absorb(rig.arbiter.set_external(tid, "dr", 4))
-    await rig.applier.flush()
-    assert rig.applier.installed(1) == frozenset()
+    await rig.commit.flush()
+    rig.commit.absorb(rig.arbiter.set_external(tid, "dr", 4))
+    await rig.commit.flush()
+    assert rig.commit.installed(1) == frozenset()
     missed = (5).to_bytes(8, "little")
     rig.sim.write_memory(pid, 0x1000, missed)  # while it had no slot
-    rig.applier.absorb(rig.arbiter.set_external(tid, "dr", 0))
+    rig.commit.absorb(rig.arbiter.set_external(tid, "dr", 0))
     _runs_once_armed(rig, monkeypatch, tid, pid, 0x1000, 9)
-    await rig.applier.flush()
-    assert rig.applier.installed(1) == frozenset({tid})
+    await rig.commit.flush()
+    assert rig.commit.installed(1) == frozenset({tid})
     assert rig.records[1].tally.last_value == missed

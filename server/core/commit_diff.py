@@ -1,4 +1,4 @@
-"""Net placement changes of one broker transaction, turned into session events.
+"""What each owner was last told, and the net events one broker transaction owes it.
 
 One client call can take several arbiter mutations before the mechanism
 accepts the result: a refused slot (ENOSPC) is marked external and placement
@@ -20,7 +20,7 @@ from hwbkptd.core.arbiter import RequestChange
 from hwbkptd.core.events import Displaced, EventKind, Removed, Restored, StateChanged
 from hwbkptd.core.model import Chunk, PendingReason, RequestState
 
-__all__ = ["EXTERNAL_HOLDER", "Current", "Displacer", "NetChanges"]
+__all__ = ["EXTERNAL_HOLDER", "Current", "Displacer", "OwnerDiff"]
 
 #: Who displaced a request when slots were taken outside the broker.
 EXTERNAL_HOLDER = "external"
@@ -35,14 +35,12 @@ class Displacer:
 
 @dataclass(frozen=True, slots=True)
 class Current:
-    """A request's placement after the transaction, and what its owner was last told."""
+    """A request's placement after the transaction."""
 
-    installed: frozenset[int]
     state: RequestState
     reason: PendingReason
     installed_tids: tuple[int, ...]
     pending_tids: tuple[int, ...]
-    told: tuple[RequestState, PendingReason] | None
 
 
 @dataclass(slots=True)
@@ -58,15 +56,25 @@ class _Net:
     before_removal: list[EventKind] = field(default_factory=list)
 
 
-class NetChanges:
+class OwnerDiff:
+    """Per live request, what its owner knows; per transaction, the net changes since."""
+
     def __init__(self) -> None:
         self._net: dict[int, _Net] = {}
+        #: The installed tids of every live request as of the last absorbed change
+        #: (births and deaths that change nothing else are absorbed without a word).
+        self._installed: dict[int, frozenset[int]] = {}
+        #: The state and reason each owner was last told.
+        self._told: dict[int, tuple[RequestState, PendingReason]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._net)
 
     def __contains__(self, request_id: int) -> bool:
         return request_id in self._net
+
+    def installed(self, request_id: int) -> frozenset[int]:
+        return self._installed.get(request_id, frozenset())
 
     def _entry(self, request_id: int, before: frozenset[int]) -> _Net:
         net = self._net.get(request_id)
@@ -76,24 +84,35 @@ class NetChanges:
 
     def created(self, request_id: int) -> None:
         self._entry(request_id, frozenset()).created = True
+        self._installed[request_id] = frozenset()
 
-    def removed(
-        self, request_id: int, before: frozenset[int], reason: str, *first: EventKind
-    ) -> None:
+    def removed(self, request_id: int, reason: str, *first: EventKind) -> None:
         """The request goes; ``first`` are told before ``Removed`` (e.g. ``TargetExited``)."""
+        before = self._installed.pop(request_id, frozenset())
+        self._told.pop(request_id, None)
         net = self._entry(request_id, before)
         if net.removed is None:
             net.removed = reason
             net.before_removal.extend(first)
 
-    def absorb(
-        self,
-        change: RequestChange,
-        before: frozenset[int],
-        displacer: Callable[[int], Displacer],
-    ) -> None:
-        """Add one arbiter change; ``before`` is the request's installed set before it."""
-        net = self._entry(change.request_id, before)
+    def absorb(self, change: RequestChange, displacer: Callable[[int], Displacer]) -> None:
+        """Add one arbiter change of a live request (others are ignored)."""
+        rid = change.request_id
+        installed = self._installed
+        before = installed.get(rid)
+        if before is None or change.new_state is RequestState.REMOVED:
+            return
+        installed[rid] = change.installed
+        if (
+            not change.displaced
+            and not change.restored
+            and rid not in self._net
+            and self._told.get(rid) == (change.new_state, change.reason)
+        ):
+            # A thread born or ended, and nothing to tell: a thousand threads
+            # times hundreds of kernel requests must not become as many events.
+            return
+        net = self._entry(rid, before)
         net.displaced |= change.displaced
         net.restored |= change.restored
         for by, tids in change.displaced_by.items():
@@ -111,7 +130,10 @@ class NetChanges:
         }
 
     def drain(self, current: Callable[[int], Current | None]) -> list[tuple[int, list[EventKind]]]:
-        """Events per request, in the order requests were first touched; empties the set."""
+        """Events per request, in the order requests were first touched; empties the set.
+
+        What a live request's owner is told is recorded as told, events or none.
+        """
         out: list[tuple[int, list[EventKind]]] = []
         nets, self._net = self._net, {}
         for request_id, net in nets.items():
@@ -119,14 +141,23 @@ class NetChanges:
                 out.append((request_id, [*net.before_removal, Removed(reason=net.removed)]))
                 continue
             now = current(request_id)
-            if now is not None:
-                out.append((request_id, _placement_events(net, now)))
+            if now is None:
+                continue
+            told = self._told.get(request_id)
+            self._told[request_id] = (now.state, now.reason)
+            installed = self._installed.get(request_id, frozenset())
+            out.append((request_id, _placement_events(net, now, installed, told)))
         return out
 
 
-def _placement_events(net: _Net, now: Current) -> list[EventKind]:
+def _placement_events(
+    net: _Net,
+    now: Current,
+    installed: frozenset[int],
+    told: tuple[RequestState, PendingReason] | None,
+) -> list[EventKind]:
     events: list[EventKind] = []
-    before, installed = net.before, now.installed
+    before = net.before
     # Only the few tids marked displaced or restored are looked at, never the whole
     # installed sets (a kernel request's has every thread).
     displaced = sorted(t for t in net.displaced if t in before and t not in installed)
@@ -149,7 +180,7 @@ def _placement_events(net: _Net, now: Current) -> list[EventKind]:
     restored = sorted(t for t in net.restored if t in installed and t not in before)
     if restored:
         events.append(Restored(tids=tuple(restored)))
-    if net.created or now.told != (now.state, now.reason):
+    if net.created or told != (now.state, now.reason):
         events.append(
             StateChanged(
                 state=now.state,
