@@ -53,7 +53,7 @@ class Commands:
 
     def attach(self, future: Future[Any], pid: int, follow_fork: bool) -> None:
         known = self.procs.get(pid)
-        if known is not None and not known.quiet:
+        if known is not None and not known.unannounced:
             self.outbox.resolve(future, sorted(known.tids))
             return
         self._check_attachable(pid)
@@ -155,20 +155,20 @@ class Commands:
                         pass  # dying: its death releases the barrier
                 continue
             barrier.refusals.extend(self.table.write(t, w))
-            self.table.settle(t)
+            self.table.resume_unless_held(t)
         barrier.maybe_finish()
 
     def resume(self, future: Future[Any], tid: int) -> None:
         t = self.threads.get(tid)
         if t is None:
             raise NotFound("tid", f"thread {tid} is not traced")
-        t.holds &= ~HOLD_HALT
-        self.table.settle(t)
+        t.hold_reasons &= ~HOLD_HALT
+        self.table.resume_unless_held(t)
         self.outbox.resolve(future, None)
 
     def detach(self, future: Future[Any], pid: int) -> None:
         proc = self.procs.get(pid)
-        if proc is None or proc.quiet:
+        if proc is None or proc.unannounced:
             self.outbox.resolve(future, None)  # not ours (any more): nothing to undo
             return
         if self.table.unreleased(proc):
@@ -208,7 +208,7 @@ class Commands:
             raise FailedPrecondition(f"PTRACE_SEIZE of the launched child failed: {err}") from None
         proc = Proc(pid, follow_fork)
         proc.launched = True
-        proc.quiet = True
+        proc.unannounced = True
         proc.launch_future = future
         proc.errpipe = errpipe
         self.procs[pid] = proc
@@ -217,23 +217,23 @@ class Commands:
 
     def release(self, future: Future[Any], pid: int) -> None:
         proc = self.procs.get(pid)
-        if proc is None or proc.quiet:
+        if proc is None or proc.unannounced:
             raise NotFound("pid", f"process {pid} is not traced")
         if not proc.launched:
             raise FailedPrecondition(f"process {pid} was attached, not launched: it already runs")
         t = self.threads.get(pid)
         if t is not None:
-            if t.holds & HOLD_LAUNCH:
+            if t.hold_reasons & HOLD_LAUNCH:
                 # Released, it is a process like any other: the broker's end lets it go.
                 with contextlib.suppress(OSError):  # dying: its death is reported next
                     pt.setoptions(pid, trace_options(proc.follow_fork))
-            t.holds &= ~HOLD_LAUNCH
-            self.table.settle(t)
+            t.hold_reasons &= ~HOLD_LAUNCH
+            self.table.resume_unless_held(t)
         self.outbox.resolve(future, None)
 
     def kill_launched(self, future: Future[Any], pid: int) -> None:
         proc = self.procs.get(pid)
-        if proc is None or proc.quiet or not proc.launched:
+        if proc is None or proc.unannounced or not proc.launched:
             raise NotFound("pid", f"no process {pid} launched by the broker")
         if not self.table.unreleased(proc):
             raise FailedPrecondition(f"process {pid} was released: it runs")

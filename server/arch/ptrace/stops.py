@@ -178,7 +178,7 @@ class StopHandler:
     def _unwaited_trap(self, t: Tracee) -> bool:
         """The SIGTRAP stop the SIGCHLD announced, answered without waitpid if it is a hit
         that resumes at once (see the module's docstring); False: not handled, reap it."""
-        if t.holds or t.detaching or t.pending is not None:
+        if t.hold_reasons or t.detaching or t.pending is not None:
             return False
         tid = t.tid
         if _ptrace(_GETSIGINFO, tid, None, _SIGINFO_ADDR) == -1:
@@ -223,10 +223,10 @@ class StopHandler:
             elif slots:
                 for slot in slots:
                     if slot.halt:
-                        t.holds |= HOLD_HALT
+                        t.hold_reasons |= HOLD_HALT
                 found = self._read(t, slots)
-        if t.holds or t.detaching or t.pending is not None:
-            self.table.settle(t)
+        if t.hold_reasons or t.detaching or t.pending is not None:
+            self.table.resume_unless_held(t)
         else:
             t.stopped = False
             if _ptrace(_CONT, tid, None, t.resume_sig) == -1:
@@ -310,4 +310,4 @@ class StopHandler:
         except OSError as err:
             # ESRCH: killed while stopped (SIGKILL); its death is reported next.
             self.outbox.note(f"ptrace request on {t.tid} failed: {err}")
-        self.table.settle(t)
+        self.table.resume_unless_held(t)

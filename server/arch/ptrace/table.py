@@ -2,7 +2,7 @@
 
 Only the tracer thread uses it. The stop handler (stops.py) and the command
 executor (commands.py) are built on it: they collect stops and run commands,
-and call it to resume a stopped thread (``settle``), to let a process go, or
+and call it to resume a stopped thread (``resume_unless_held``), to let a process go, or
 to record a new thread, an exec, a death. It never waits for a stop itself:
 where a thread's next stop must be collected now, its methods return the tid
 to reap, and the stop handler reaps it.
@@ -57,7 +57,7 @@ class TraceeTable:
         return t
 
     # --- answering stops ---------------------------------------------------------------
-    def settle(self, t: Tracee) -> None:
+    def resume_unless_held(self, t: Tracee) -> None:
         """A stopped thread: apply what waits for a stop, then resume it unless held."""
         if not t.stopped:
             return
@@ -66,7 +66,7 @@ class TraceeTable:
             return
         if t.pending is not None and not procfs.sigtrap_pending(t.pid, t.tid):
             self.apply_pending(t)
-        if t.holds or not t.stopped:
+        if t.hold_reasons or not t.stopped:
             return
         t.stopped = False
         try:
@@ -90,7 +90,7 @@ class TraceeTable:
         except OSError as err:
             self.outbox.note(f"arming {t.tid} failed: {err}")
             refusals = []
-        t.holds &= ~HOLD_NEW
+        t.hold_reasons &= ~HOLD_NEW
         return refusals
 
     def release_waiters(self, t: Tracee) -> None:
@@ -107,20 +107,20 @@ class TraceeTable:
             return 0
         if event == pt.PTRACE_EVENT_CLONE and procfs.thread_belongs(t.pid, new):
             child = self.add(proc, new)
-            child.holds = HOLD_NEW
-            if not proc.quiet:
+            child.hold_reasons = HOLD_NEW
+            if not proc.unannounced:
                 self.outbox.send(ThreadStarted(proc.pid, new))
         else:
             # A new process (fork, vfork, clone without CLONE_THREAD).
             fork = Proc(new, proc.follow_fork)
             self.procs[new] = fork
             child = self.add(fork, new)
-            if proc.follow_fork and not proc.quiet:
-                child.holds = HOLD_NEW
+            if proc.follow_fork and not proc.unannounced:
+                child.hold_reasons = HOLD_NEW
                 self.outbox.send(ThreadStarted(new, new))
             else:
                 # Not followed: let it go at its first stop, with cleared registers.
-                fork.quiet = True
+                fork.unannounced = True
                 child.detaching = True
                 child.dr7 = -1  # unknown: whatever it inherited gets cleared
         child.expect_stop = True
@@ -140,12 +140,12 @@ class TraceeTable:
         if proc.launch_future is not None and not proc.launch_future.done():
             launch.exec_error(proc.errpipe)
             proc.errpipe = -1
-            proc.quiet = False
-            t.holds |= HOLD_LAUNCH | HOLD_NEW
+            proc.unannounced = False
+            t.hold_reasons |= HOLD_LAUNCH | HOLD_NEW
             self.outbox.send(ThreadStarted(proc.pid, t.tid))
             self.outbox.resolve(proc.launch_future, proc.pid)
             proc.launch_future = None
-        elif not proc.quiet:
+        elif not proc.unannounced:
             self.outbox.send(ProcessExec(proc.pid))
 
     # --- deaths -------------------------------------------------------------------
@@ -159,7 +159,7 @@ class TraceeTable:
         proc = self.procs.get(t.pid)
         if proc is None:
             return 0
-        if not proc.quiet:
+        if not proc.unannounced:
             self.outbox.send(ThreadExited(t.pid, t.tid, code))
         if t.tid == proc.pid or not proc.tids:
             self.end_process(proc, code)
@@ -183,7 +183,7 @@ class TraceeTable:
             if other is not None:
                 self.forget(other)
         self.procs.pop(proc.pid, None)
-        if not proc.quiet:
+        if not proc.unannounced:
             self.outbox.send(ProcessExited(proc.pid, code))
         self.process_ended(proc)
 
@@ -221,7 +221,7 @@ class TraceeTable:
             if t is None or t.detaching:
                 continue
             t.detaching = True
-            t.holds = 0
+            t.hold_reasons = 0
             if not self.arming.needs_stop:
                 self.arming.clear(t)  # perf events close without a stop
             if t.stopped:
@@ -271,7 +271,9 @@ class TraceeTable:
         if not proc.launched:
             return False
         t = self.threads.get(proc.pid)
-        return proc.launch_future is not None or (t is not None and bool(t.holds & HOLD_LAUNCH))
+        return proc.launch_future is not None or (
+            t is not None and bool(t.hold_reasons & HOLD_LAUNCH)
+        )
 
     def kill(self, proc: Proc, future: Future[Any] | None) -> None:
         """SIGKILL a launch given up; ``future`` is answered once it has been reaped (its
@@ -281,6 +283,6 @@ class TraceeTable:
         for tid in proc.tids:
             t = self.threads.get(tid)
             if t is not None:
-                t.holds = 0  # an exit stop, if one is reported, must not be held
+                t.hold_reasons = 0  # an exit stop, if one is reported, must not be held
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
