@@ -34,8 +34,8 @@ import structlog
 
 from hwbkptd.arch.perf.caps import KERNEL_EXEC_REFUSED, PerfCaps, detect_caps
 from hwbkptd.arch.perf.cpus import CPU_ONLINE, CpuMonitor, read_online
-from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
+from hwbkptd.arch.perf.kernel_delivery import KernelDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.percpu import (
     CHAIN_SAMPLE_TYPE,
     KERNEL_SAMPLE_TYPE,
@@ -90,7 +90,7 @@ class KernelPerfMechanism:
         self._retired: list[int] = []
         self.stats = KernelStats()
         self._formats = {t: SampleFormat(t) for t in (KERNEL_SAMPLE_TYPE, CHAIN_SAMPLE_TYPE)}
-        self._delivery = HitDelivery(self._formats[KERNEL_SAMPLE_TYPE], self.stats)
+        self._delivery = KernelDelivery(self._formats[KERNEL_SAMPLE_TYPE], self.stats)
 
     # --- Mechanism --------------------------------------------------------------
     def info(self) -> MechanismInfo:

@@ -5,7 +5,7 @@ online CPU, opened on the thread with ``inherit`` (``nonstop_events``): its
 later threads carry copies from birth, so nothing they do is missed while the
 broker has not written their tables yet, and nothing here ever stops or traces
 the target, so gdb (or anything) can trace it at the same time. Samples land in
-one ring per CPU; hits are attributed by (event id, tid) (``nonstop_book``)
+one ring per CPU; hits are attributed by (event id, tid) (``nonstop_table``)
 and delivered with values read from ``/proc/PID/mem`` after the access
 (``values_late``).
 
@@ -34,12 +34,12 @@ import structlog
 from hwbkptd.arch.perf.caps import PerfCaps, detect_caps
 from hwbkptd.arch.perf.cpus import CPU_ONLINE, CpuMonitor, read_online
 from hwbkptd.arch.perf.nonstop_arming import Armer
-from hwbkptd.arch.perf.nonstop_book import Book, Event, Thread
+from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats
 from hwbkptd.arch.perf.nonstop_events import (
     open_tracker,
 )
-from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats
 from hwbkptd.arch.perf.nonstop_rings import RingSet
+from hwbkptd.arch.perf.nonstop_table import Event, NonstopTable, Thread
 from hwbkptd.arch.perf.percpu import errno_text
 from hwbkptd.arch.perf.procmem import ProcMem, list_tasks, zombie_exit_code
 from hwbkptd.arch.perf.ring import TaskRecord
@@ -86,18 +86,18 @@ class NonstopMechanism:
         self._online_path = online_path
         self._monitor = CpuMonitor(self._cpu_online, self._cpu_offline, online_path=online_path)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._book = Book()
+        self._table = NonstopTable()
         self._procs: dict[int, _Proc] = {}
         self.stats = NonstopStats()
-        self._intake = Intake(self._book, self.stats, self)
-        self._ringset = RingSet(ring_pages, self._intake, self.stats, self._open_events)
+        self._delivery = NonstopDelivery(self._table, self.stats, self)
+        self._ringset = RingSet(ring_pages, self._delivery, self.stats, self._open_events)
         self._rings = self._ringset.rings
         self._armer = Armer(
-            self._book,
+            self._table,
             self._rings,
             self.stats,
             self._ringset.attach_breakpoint,
-            self._intake.poll_lost,
+            self._delivery.poll_lost,
         )
 
     # --- interface ---------------------------------------------------------------
@@ -116,7 +116,7 @@ class NonstopMechanism:
 
     def start(self, sink: MechanismSink) -> None:
         self._loop = asyncio.get_running_loop()
-        self._intake.start(sink, self._loop)
+        self._delivery.start(sink, self._loop)
         self._ringset.start(self._loop)
         self._monitor.start(self._loop)
 
@@ -138,7 +138,7 @@ class NonstopMechanism:
                 raise FailedPrecondition(f"cannot open perf rings: {errno_text(exc)}") from exc
         proc = _Proc(pid, report_threads)
         self._procs[pid] = proc
-        self._intake.mem[pid] = ProcMem(pid, self._proc_root)
+        self._delivery.mem[pid] = ProcMem(pid, self._proc_root)
         try:
             # A thread born between a listing and its creator's tracker would be missed:
             # list again until a listing finds no thread not seen before.
@@ -147,7 +147,7 @@ class NonstopMechanism:
                 for tid in sorted(new):
                     seen.add(tid)
                     if self._track(proc, tid):
-                        self._book.add_thread(pid, tid)
+                        self._table.add_thread(pid, tid)
         except OSError as exc:
             self._forget(proc)
             if exc.errno in (errno.EACCES, errno.EPERM):
@@ -162,14 +162,14 @@ class NonstopMechanism:
         return pid in self._procs
 
     async def unwatch(self, pid: int) -> None:
-        await self._ringset.settle()
+        await self._ringset.wait_for_moves()
         proc = self._procs.get(pid)
         if proc is None:
             return
         self._ringset.drain(defer=True)
         self._forget(proc)
-        self._book.forget_retired()
-        self._intake.flush(defer=True)
+        self._table.forget_retired()
+        self._delivery.flush(defer=True)
 
     async def apply(self, writes: Sequence[SlotWrite]) -> Sequence[Refusal]:
         self._started()
@@ -177,7 +177,7 @@ class NonstopMechanism:
             if write.tid <= 0:
                 raise FailedPrecondition("the non-stop mechanism has no CPU context table")
         # From here on nothing awaits: the table is applied in one go.
-        await self._ringset.settle()
+        await self._ringset.wait_for_moves()
         now = time.monotonic_ns()
         self._ringset.drain(defer=True)
         refusals: list[Refusal] = []
@@ -187,19 +187,19 @@ class NonstopMechanism:
                     await self.watch(write.pid, report_threads=False)
                 except NotFound:
                     continue  # gone: nothing to arm
-            thread = self._book.threads.get(write.tid)
+            thread = self._table.threads.get(write.tid)
             if thread is None:
                 if write.tid not in list_tasks(write.pid, self._proc_root):
                     continue  # exited; its EXIT record is on the way
-                thread = self._book.add_thread(write.pid, write.tid)
+                thread = self._table.add_thread(write.pid, write.tid)
                 assert thread is not None
             refusals.extend(self._apply_table(thread, write, now))
         self._ringset.drain(defer=True)
-        self._book.forget_retired()
+        self._table.forget_retired()
         return tuple(refusals)
 
     async def read_memory(self, pid: int, address: int, length: int) -> bytes:
-        mem = self._intake.mem.get(pid) or ProcMem(pid, self._proc_root)
+        mem = self._delivery.mem.get(pid) or ProcMem(pid, self._proc_root)
         try:
             return mem.read(address, length)
         except OSError as exc:
@@ -207,16 +207,16 @@ class NonstopMechanism:
                 f"cannot read {length} bytes at {address:#x} in process {pid}: {exc.strerror}"
             ) from exc
         finally:
-            if pid not in self._intake.mem:
+            if pid not in self._delivery.mem:
                 mem.close()
 
     async def close(self) -> None:
-        await self._ringset.settle()
+        await self._ringset.wait_for_moves()
         if self._loop is not None:
             self._ringset.drain(defer=False)
         for proc in list(self._procs.values()):
             self._forget(proc)
-        self._book.forget_retired()
+        self._table.forget_retired()
         self._ringset.close()
         self._ringset.shutdown()
         self._monitor.close()
@@ -227,13 +227,13 @@ class NonstopMechanism:
         return self.breakpoint_fds() + self.tracker_fds() + len(self._rings)
 
     def breakpoint_fds(self) -> int:
-        return sum(1 for e in self._book.ids.values() if not e.closed)
+        return sum(1 for e in self._table.ids.values() if not e.closed)
 
     def tracker_fds(self) -> int:
         return sum(len(p.trackers) for p in self._procs.values())
 
     def slot_cpus(self, tid: int, pool: str, index: int) -> frozenset[int]:
-        thread = self._book.threads.get(tid)
+        thread = self._table.threads.get(tid)
         slot = thread.slots.get((pool, index)) if thread else None
         return frozenset(slot.events) if slot else frozenset()
 
@@ -252,7 +252,7 @@ class NonstopMechanism:
         return self._ringset.ticking
 
     def _open_events(self) -> list[tuple[int, int]]:
-        return [(e.cpu, e.fd) for e in self._book.ids.values() if not e.closed]
+        return [(e.cpu, e.fd) for e in self._table.ids.values() if not e.closed]
 
     async def wait_cpu_stable(self) -> bool:
         return await self._monitor.wait_synced()
@@ -260,7 +260,7 @@ class NonstopMechanism:
     def _apply_table(self, thread: Thread, write: SlotWrite, now: int) -> list[Refusal]:
         refusals = self._armer.apply_table(thread, write, now)
         if thread.awaiting:
-            self._intake.settled(self._book.settle(thread))
+            self._delivery.deliver_buffered(self._table.release_buffered(thread))
         if thread.exited:
             proc = self._procs.get(thread.pid)
             if proc is not None:
@@ -276,7 +276,7 @@ class NonstopMechanism:
             raise FailedPrecondition("perf-nonstop mechanism not started")
 
     def _tids(self, pid: int) -> tuple[int, ...]:
-        return tuple(sorted(t.tid for t in self._book.pid_threads(pid)))
+        return tuple(sorted(t.tid for t in self._table.pid_threads(pid)))
 
     def _check_process(self, pid: int) -> None:
         try:
@@ -307,32 +307,32 @@ class NonstopMechanism:
         return True
 
     def _forget(self, proc: _Proc) -> None:
-        for thread in self._book.pid_threads(proc.pid):
-            self._close_events(self._book.remove_thread(thread.tid))
-        self._close_events(self._book.events_of(proc.pid))
+        for thread in self._table.pid_threads(proc.pid):
+            self._close_events(self._table.remove_thread(thread.tid))
+        self._close_events(self._table.events_of(proc.pid))
         for _, _, fd in proc.trackers:
             os.close(fd)
         proc.trackers.clear()
-        mem = self._intake.mem.pop(proc.pid, None)
+        mem = self._delivery.mem.pop(proc.pid, None)
         if mem is not None:
             mem.close()
         self._procs.pop(proc.pid, None)
 
-    # TaskHandler: called by the intake, in record time order.
+    # TaskHandler: called by the delivery, in record time order.
     def on_fork(self, task: TaskRecord) -> None:
         proc = self._procs.get(task.pid)
         if proc is None or task.pid != task.ppid or task.tid == task.pid:
             return  # not ours, or a new process: not followed
-        if self._book.born(task.pid, task.tid, task.ptid, task.time) is None:
+        if self._table.born(task.pid, task.tid, task.ptid, task.time) is None:
             return  # seen already (listed at watch, or a duplicate record)
         self.stats.births += 1
         if proc.report:
             pid, tid = task.pid, task.tid
-            self._intake.emit(lambda sink: sink.on_thread_started(pid, tid))
+            self._delivery.emit(lambda sink: sink.on_thread_started(pid, tid))
 
     def on_exit(self, task: TaskRecord) -> None:
         proc = self._procs.get(task.pid)
-        thread = self._book.threads.get(task.tid)
+        thread = self._table.threads.get(task.tid)
         if proc is None or thread is None or thread.pid != task.pid or thread.exited:
             return
         if thread.awaiting:
@@ -346,27 +346,27 @@ class NonstopMechanism:
 
     def _exit_deadline(self, thread: Thread) -> None:
         proc = self._procs.get(thread.pid)
-        if proc is not None and self._book.threads.get(thread.tid) is thread:
-            self._intake.settled(self._book.settle(thread))
+        if proc is not None and self._table.threads.get(thread.tid) is thread:
+            self._delivery.deliver_buffered(self._table.release_buffered(thread))
             self._finish_exit(proc, thread)
-            self._intake.flush(defer=False)
+            self._delivery.flush(defer=False)
 
     def _finish_exit(self, proc: _Proc, thread: Thread) -> None:
         # Losses first, while the broker still knows the thread (and the events are open).
-        self._intake.poll_lost()
-        self._close_events(self._book.remove_thread(thread.tid))
+        self._delivery.poll_lost()
+        self._close_events(self._table.remove_thread(thread.tid))
         self.stats.exits += 1
         pid = proc.pid
         if proc.report:
             self._report_exit(pid, thread.tid)
-        if not self._book.pid_threads(pid):
+        if not self._table.pid_threads(pid):
             code = zombie_exit_code(pid, self._proc_root)
             if proc.report:
-                self._intake.emit(lambda sink: sink.on_process_exited(pid, code))
+                self._delivery.emit(lambda sink: sink.on_process_exited(pid, code))
             self._forget(proc)
 
     def _report_exit(self, pid: int, tid: int) -> None:
-        self._intake.emit(lambda sink: sink.on_thread_exited(pid, tid, -1))
+        self._delivery.emit(lambda sink: sink.on_thread_exited(pid, tid, -1))
 
     def on_exec(self, task: TaskRecord) -> None:
         proc = self._procs.get(task.pid)
@@ -374,31 +374,31 @@ class NonstopMechanism:
             return
         pid = task.pid
         # The kernel dropped our breakpoints (remove_on_exec); the old address space is gone.
-        self._intake.poll_lost()
-        for thread in self._book.pid_threads(pid):
-            self._close_events(self._book.remove_thread(thread.tid))
+        self._delivery.poll_lost()
+        for thread in self._table.pid_threads(pid):
+            self._close_events(self._table.remove_thread(thread.tid))
             if thread.tid != pid and proc.report:
                 self._report_exit(pid, thread.tid)
-        self._close_events(self._book.events_of(pid))
-        self._book.add_thread(pid, pid)
-        mem = self._intake.mem.get(pid)
+        self._close_events(self._table.events_of(pid))
+        self._table.add_thread(pid, pid)
+        mem = self._delivery.mem.get(pid)
         if mem is not None:
             mem.close()  # it would still read the old image
         if proc.report:
-            self._intake.emit(lambda sink: sink.on_process_exec(pid))
+            self._delivery.emit(lambda sink: sink.on_process_exec(pid))
 
     # --- CPU hotplug ----------------------------------------------------------------
     def _cpu_offline(self, cpu: int) -> None:
         if cpu not in self._rings:
             return
         self._ringset.drain(defer=False)
-        self._close_events([e for e in self._book.ids.values() if e.cpu == cpu])
+        self._close_events([e for e in self._table.ids.values() if e.cpu == cpu])
         for proc in self._procs.values():
             for _, _, fd in (t for t in proc.trackers if t[1] == cpu):
                 os.close(fd)
             proc.trackers = [t for t in proc.trackers if t[1] != cpu]
         self._ringset.close([cpu])
-        self._book.forget_retired()
+        self._table.forget_retired()
         _log.info("nonstop_cpu_offline", cpu=cpu)
 
     def _cpu_online(self, cpu: int) -> None:
@@ -411,7 +411,7 @@ class NonstopMechanism:
             return
         lost: list[Refusal] = []
         for proc in list(self._procs.values()):
-            for thread in self._book.pid_threads(proc.pid):
+            for thread in self._table.pid_threads(proc.pid):
                 try:
                     fd = open_tracker(thread.tid, cpu)
                 except OSError:
@@ -422,11 +422,11 @@ class NonstopMechanism:
                     reason = self._armer.arm(thread, slot, frozenset((cpu,)))
                     if reason:
                         # No longer on every CPU: off everywhere, and the broker is told.
-                        self._close_events(self._book.unlink(slot))
+                        self._close_events(self._table.unlink(slot))
                         del thread.slots[key]
                         lost.append(Refusal(thread.tid, key[0], key[1], slot.gens[-1], reason))
-        self._book.forget_retired()
+        self._table.forget_retired()
         _log.info("nonstop_cpu_online", cpu=cpu, refused=len(lost))
         if lost:
-            self._intake.emit(lambda sink: sink.on_refusals(lost))
-            self._intake.flush(defer=False)
+            self._delivery.emit(lambda sink: sink.on_refusals(lost))
+            self._delivery.flush(defer=False)

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
-from hwbkptd.arch.perf.nonstop_book import Book, Event, Thread, ThreadSlot
+from hwbkptd.arch.perf.nonstop_delivery import NonstopStats
 from hwbkptd.arch.perf.nonstop_events import NonstopRing, open_user_breakpoint
-from hwbkptd.arch.perf.nonstop_intake import NonstopStats
+from hwbkptd.arch.perf.nonstop_table import Event, NonstopTable, Thread, ThreadSlot
 from hwbkptd.arch.perf.percpu import enable, errno_text, event_id
 from hwbkptd.core.mechanism import Refusal, SlotWrite
 from hwbkptd.core.model import Chunk
@@ -36,13 +36,13 @@ class Armer:
 
     def __init__(
         self,
-        book: Book,
+        table: NonstopTable,
         rings: Mapping[int, NonstopRing],
         stats: NonstopStats,
         attach: Callable[[int, int], None],
         before_close: Callable[[Sequence[Event]], None],
     ) -> None:
-        self.book = book
+        self.table = table
         #: cpu -> ring: the CPUs a slot is armed on.
         self.rings = rings
         self.stats = stats
@@ -62,7 +62,7 @@ class Armer:
         for key, slot in list(thread.slots.items()):
             new = wanted.get(key)
             if new is None or new.chunk != slot.entry.chunk:
-                self.close_events(self.book.unlink(slot))
+                self.close_events(self.table.unlink(slot))
                 del thread.slots[key]
         refusals: list[Refusal] = []
         cpus = frozenset(self.rings)
@@ -89,7 +89,7 @@ class Armer:
         chunk = slot.entry.chunk
         adopted: dict[int, Event] = {}
         for cpu in cpus:
-            carried = self.book.adoptable(thread, chunk, cpu)
+            carried = self.table.adoptable(thread, chunk, cpu)
             if carried is not None:
                 adopted[cpu] = carried
         opened: list[Event] = []
@@ -109,10 +109,10 @@ class Armer:
                 return errno_text(exc)
             opened = []  # the thread is gone; its EXIT record is on the way
         for cpu, event in adopted.items():
-            self.book.link(slot, cpu, event)
+            self.table.link(slot, cpu, event)
         for event in opened:
-            self.book.add_event(event)
-            self.book.link(slot, event.cpu, event)
+            self.table.add_event(event)
+            self.table.link(slot, event.cpu, event)
         for event in opened:
             enable(event.fd)
         return ""
@@ -135,12 +135,12 @@ class Armer:
         copy of it). True when at least one was closed.
         """
         moved = False
-        for stale in self.book.lingering(thread):
-            users = [self.book.route[(stale.id, tid)] for tid in sorted(stale.routes)]
+        for stale in self.table.lingering(thread):
+            users = [self.table.route[(stale.id, tid)] for tid in sorted(stale.routes)]
             fresh: list[tuple[ThreadSlot, Event]] = []
             try:
                 for slot in users:
-                    owner = self.book.threads[slot.tid]
+                    owner = self.table.threads[slot.tid]
                     fresh.append(
                         (slot, self.open_event(slot.tid, owner.pid, stale.chunk, stale.cpu))
                     )
@@ -150,8 +150,8 @@ class Armer:
                     os.close(event.fd)
                 continue
             for slot, event in fresh:
-                self.book.add_event(event)
-                self.book.link(slot, event.cpu, event)
+                self.table.add_event(event)
+                self.table.link(slot, event.cpu, event)
                 enable(event.fd)
             self.close_events([stale])
             self.stats.rehomed += 1
@@ -162,5 +162,5 @@ class Armer:
         self.before_close(events)
         for event in events:
             if not event.closed:
-                self.book.close(event)
+                self.table.close(event)
                 os.close(event.fd)

@@ -1,7 +1,7 @@
 """The non-stop mechanism's per-CPU rings and how they are read.
 
 Every wake-up reads *all* rings (a thread's FORK record and its first samples
-may sit in different ones; see ``nonstop_intake``).
+may sit in different ones; see ``nonstop_delivery``).
 
 Why two rings per CPU. A ring that wakes its reader on every record costs the
 writing thread a self-IPI per record (a VM exit here): measured with a tight
@@ -19,7 +19,7 @@ into one or the other by the observed rate:
   when a ``WINDOW_S`` window sees fewer than ``EAGER_BELOW`` samples/s, the
   events move back and, once moved, the timer stops as in eager mode.
 
-Moving an event takes an RCU grace period (``nonstop_switch``), done in
+Moving an event takes an RCU grace period (``nonstop_ring_mover``), done in
 threads. Inherited copies write into their parent event's ring, so moving the
 parent moves every copy. Trackers stay on the eager rings. An event writes
 into one ring or the other, never both, and both rings of a CPU are read
@@ -33,9 +33,9 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats
 from hwbkptd.arch.perf.nonstop_events import NONSTOP_SAMPLE_TYPE, NonstopRing
-from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats
-from hwbkptd.arch.perf.nonstop_switch import Switcher
+from hwbkptd.arch.perf.nonstop_ring_mover import RingMover
 from hwbkptd.arch.perf.ring import Batch, Sample, SampleFormat
 
 __all__ = [
@@ -86,18 +86,18 @@ class RingSet:
     """cpu -> (eager, batched) NonstopRing, read from the event loop (see the module doc)."""
 
     def __init__(
-        self, ring_pages: int, intake: Intake, stats: NonstopStats, events: EventLister
+        self, ring_pages: int, delivery: NonstopDelivery, stats: NonstopStats, events: EventLister
     ) -> None:
         #: cpu -> eager ring (trackers always write there).
         self.rings: dict[int, NonstopRing] = {}
         self.batched_rings: dict[int, NonstopRing] = {}
         self._ring_pages = ring_pages
-        self._intake = intake
+        self._delivery = delivery
         self._stats = stats
         self._events = events
         self._format = SampleFormat(NONSTOP_SAMPLE_TYPE, tasks=True, sample_id_all=True)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._switcher = Switcher()
+        self._ring_mover = RingMover()
         self._readers = False
         self._timer: asyncio.TimerHandle | None = None
         #: Where breakpoint events write now (moves asked for included).
@@ -153,7 +153,7 @@ class RingSet:
                 self._loop.remove_reader(ring.fd)
             ring.close()
             self.batched_rings.pop(cpu).close()
-            self._intake.forget_cpu(cpu)
+            self._delivery.forget_cpu(cpu)
         if not self.rings:
             if self._timer is not None:
                 self._timer.cancel()
@@ -161,7 +161,7 @@ class RingSet:
             self._readers = False
             self.batched = False
 
-    async def settle(self) -> None:
+    async def wait_for_moves(self) -> None:
         """Wait until no move runs (its dups would keep closed events alive)."""
         self._waiters += 1  # no new move starts meanwhile: a waiter is never starved
         try:
@@ -171,7 +171,7 @@ class RingSet:
             self._waiters -= 1
 
     def shutdown(self) -> None:
-        self._switcher.close()
+        self._ring_mover.close()
 
     # --- reading ---------------------------------------------------------------------
     def drain(self, *, defer: bool) -> int:
@@ -194,8 +194,8 @@ class RingSet:
             samples += len(batch.samples)
             batches.append((cpu, batch))
         if batches:
-            self._intake.take(batches)
-        self._intake.flush(defer=defer)
+            self._delivery.take(batches)
+        self._delivery.flush(defer=defer)
         return samples
 
     def _readable(self) -> None:
@@ -237,8 +237,8 @@ class RingSet:
 
     def _poll_lost(self) -> None:
         # A burst that overflowed a ring may leave no later record to carry the loss.
-        self._intake.poll_lost()
-        self._intake.flush(defer=False)
+        self._delivery.poll_lost()
+        self._delivery.flush(defer=False)
 
     def _readers_off(self) -> None:
         if self._readers and self._loop is not None:
@@ -261,7 +261,7 @@ class RingSet:
             if cpu in targets:
                 jobs.setdefault(cpu, (targets[cpu].fd, []))[1].append(fd)
         try:
-            moving = self._switcher.move(self._loop, jobs)
+            moving = self._ring_mover.move(self._loop, jobs)
         except OSError:
             return  # out of descriptors: stay as we are
         self.batched = batched

@@ -1,5 +1,5 @@
-"""Starting a program under the tracer, held before its first instruction, and the
-tracer's launch, release and kill commands (``LaunchCommands``).
+"""Starting a program under the tracer, held before its first instruction (the
+commands launch, release and kill_launched are in commands.py).
 
 The tracer thread forks; the child restores the signal state a program
 expects (the broker blocks SIGCHLD and Python ignores SIGPIPE and SIGXFSZ,
@@ -18,22 +18,18 @@ the tracer closes is killed and reaped, not let run.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import ctypes
 import os
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ptrace.ctypes_libc import LIBC_FILENAME
 
 from hwbkptd.arch.ptrace import binding as pt
-from hwbkptd.arch.ptrace.state import HOLD_LAUNCH, Proc
-from hwbkptd.arch.ptrace.tracer import TracerCore
-from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from hwbkptd.core.errors import InvalidArgument, NotFound
 
-__all__ = ["LaunchCommands", "exec_error", "resolve", "spawn_stopped", "trace_options"]
+__all__ = ["exec_error", "resolve", "spawn_stopped", "trace_options"]
 
 Future = concurrent.futures.Future
 
@@ -120,87 +116,3 @@ def trace_options(follow_fork: bool) -> int:
     if follow_fork:
         options |= pt.PTRACE_O_TRACEFORK | pt.PTRACE_O_TRACEVFORK
     return options
-
-
-class LaunchCommands(TracerCore):
-    """launch, release and kill_launched; their bodies run on the tracer thread."""
-
-    def launch(
-        self, path: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool
-    ) -> Future[int]:
-        return self.submit(lambda f: self._launch(f, path, argv, env, cwd, follow_fork))
-
-    def release(self, pid: int) -> Future[None]:
-        return self.submit(lambda f: self._release(f, pid))
-
-    def kill_launched(self, pid: int) -> Future[None]:
-        return self.submit(lambda f: self._kill_launched(f, pid))
-
-    def _launch(
-        self,
-        future: Future[Any],
-        path: str,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        cwd: str,
-        follow_fork: bool,
-    ) -> None:
-        pid, errpipe = spawn_stopped(path, argv, env, cwd)
-        try:
-            pt.seize(pid, trace_options(follow_fork) | pt.PTRACE_O_EXITKILL)
-        except OSError as err:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(errpipe)
-            raise FailedPrecondition(f"PTRACE_SEIZE of the launched child failed: {err}") from None
-        proc = Proc(pid, follow_fork)
-        proc.launched = True
-        proc.quiet = True
-        proc.launch_future = future
-        proc.errpipe = errpipe
-        self.procs[pid] = proc
-        self.add(proc, pid)
-        os.kill(pid, signal.SIGCONT)
-
-    def _release(self, future: Future[Any], pid: int) -> None:
-        proc = self.procs.get(pid)
-        if proc is None or proc.quiet:
-            raise NotFound("pid", f"process {pid} is not traced")
-        if not proc.launched:
-            raise FailedPrecondition(f"process {pid} was attached, not launched: it already runs")
-        t = self.threads.get(pid)
-        if t is not None:
-            if t.holds & HOLD_LAUNCH:
-                # Released, it is a process like any other: the broker's end lets it go.
-                with contextlib.suppress(OSError):  # dying: its death is reported next
-                    pt.setoptions(pid, trace_options(proc.follow_fork))
-            t.holds &= ~HOLD_LAUNCH
-            self.settle(t)
-        self.resolve(future, None)
-
-    def _kill_launched(self, future: Future[Any], pid: int) -> None:
-        proc = self.procs.get(pid)
-        if proc is None or proc.quiet or not proc.launched:
-            raise NotFound("pid", f"no process {pid} launched by the broker")
-        if not self.unreleased(proc):
-            raise FailedPrecondition(f"process {pid} was released: it runs")
-        self.kill(proc, future)
-
-    def unreleased(self, proc: Proc) -> bool:
-        """Launched and not let run yet (before its exec, or held at it)."""
-        if not proc.launched:
-            return False
-        t = self.threads.get(proc.pid)
-        return proc.launch_future is not None or (t is not None and bool(t.holds & HOLD_LAUNCH))
-
-    def kill(self, proc: Proc, future: Future[Any] | None) -> None:
-        """SIGKILL a launch given up; ``future`` is answered once it has been reaped (its
-        exit is collected like any traced thread's, and ``process_ended`` answers it)."""
-        if future is not None:
-            proc.detach_futures.append(future)
-        for tid in proc.tids:
-            t = self.threads.get(tid)
-            if t is not None:
-                t.holds = 0  # an exit stop, if one is reported, must not be held
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)

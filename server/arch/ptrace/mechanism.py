@@ -1,12 +1,12 @@
 """PtraceMechanism: real user-thread breakpoints on Linux x86_64 (DESIGN sections 4 and 5).
 
-The event loop talks to the tracer thread (commands.py) through futures and
-gets the tracer's events back in batches: the tracer appends to a pending list
-and wakes the loop (the relay eventfd) only when no delivery is outstanding;
-at a low rate each event is delivered as it comes; under load the loop delivers
-every BATCH_WINDOW to MAX_BATCH_WINDOW seconds what gathered meanwhile, in one
-callback. Consecutive hits reach the sink as one ``on_hits`` call with the list
-the tracer built (the loop does nothing per hit).
+The event loop talks to the tracer thread (tracer.py) through futures and
+gets the tracer's messages (messages.py) back in batches: the tracer appends to
+a pending list and wakes the loop (the relay eventfd) only when no delivery is
+outstanding; at a low rate each message is delivered as it comes; under load
+the loop delivers every window what gathered meanwhile, in one callback
+(pacing.py decides). Consecutive hits reach the sink as one ``on_hits`` call
+with the list the tracer built (the loop does nothing per hit).
 
 SIGCHLD must be blocked in every thread of the broker (the tracer reads it from
 a signalfd): the constructor blocks it in the calling thread, so build the
@@ -32,47 +32,21 @@ from collections.abc import Mapping, Sequence
 
 from hwbkptd.arch.ptrace.arming_debugreg import DebugregArming
 from hwbkptd.arch.ptrace.arming_perf import PerfArming, perf_sigtrap_works
-from hwbkptd.arch.ptrace.commands import Tracer
 from hwbkptd.arch.ptrace.launch import resolve
 from hwbkptd.arch.ptrace.memory import read_memory
+from hwbkptd.arch.ptrace.messages import Message, deliver
+from hwbkptd.arch.ptrace.pacing import DeliveryPacing
 from hwbkptd.arch.ptrace.state import Arming
-from hwbkptd.arch.ptrace.tracer import Out
+from hwbkptd.arch.ptrace.tracer import Tracer
 from hwbkptd.arch.ptrace.waiter import block_sigchld, threads_not_blocking_sigchld
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from hwbkptd.core.mechanism import HitReport, MechanismInfo, MechanismSink, Refusal, SlotWrite
+from hwbkptd.core.mechanism import MechanismInfo, MechanismSink, Refusal, SlotWrite
 
-__all__ = [
-    "ARMINGS",
-    "BATCH_RATE",
-    "BATCH_WINDOW",
-    "BIG_BATCH",
-    "MAX_BATCH_WINDOW",
-    "RATE_PERIOD",
-    "PtraceMechanism",
-    "ptrace_available",
-]
+__all__ = ["ARMINGS", "PtraceMechanism", "ptrace_available"]
 
 _log = logging.getLogger("hwbkptd.ptrace")
 
 ARMINGS = ("auto", "perf", "debugreg")
-#: Events are delivered as they come while the loop wakes for them fewer than BATCH_RATE
-#: times a second (at 1,000 hits/s, a hit reaches the sink in tens of microseconds);
-#: more often, the loop wakes at most once per window and delivers what gathered
-#: meanwhile (so does a batch of BIG_BATCH or more). The rate is counted in RATE_PERIOD
-#: steps: two deliveries in quick succession (a HALT hit right after the answer to the
-#: resume before it) are not load, and must not hold the hit back for a window.
-BATCH_RATE = 4000
-RATE_PERIOD = 0.004
-#: The first window (seconds; the selector rounds it up to a millisecond).
-BATCH_WINDOW = 0.0005
-#: Batches of at least BIG_BATCH hits and events double the window, up to this; a batch
-#: of less than a quarter of that sets it back to BATCH_WINDOW. Measured with a trivial
-#: sink at 30,000 hits/s (tests/native/ptrace/trap_rate.py --cpu 0), waking the loop
-#: every 4 ms instead of every 1 ms (the selector's resolution) gives the tracer about
-#: 6 % more traps a second, as many as with no loop wake-up at all: each wake-up makes
-#: the loop take the GIL between two traps, and the tracer wait for it.
-MAX_BATCH_WINDOW = 0.004
-BIG_BATCH = 16
 #: How long close() waits for every thread to be detached before letting the kernel do it.
 CLOSE_TIMEOUT = 5.0
 
@@ -147,17 +121,24 @@ class PtraceMechanism:
         self._tracer: Tracer | None = None
         self._relay = -1
         self._lock = threading.Lock()
-        self._pending: list[Out] = []
+        self._pending: list[Message] = []
         self._scheduled = False
-        self._window = BATCH_WINDOW
-        #: Deliveries since the start of the current RATE_PERIOD.
-        self._period_start = 0.0
-        self._deliveries = 0
+        self._pacing = DeliveryPacing()
         self._closed = False
 
     @property
     def arming(self) -> str:
         return self._arming_name
+
+    @property
+    def realtime(self) -> bool:
+        """The tracer thread runs in real time (SCHED_FIFO: see tracer.RT_PRIORITY)."""
+        return self._tracer is not None and self._tracer.realtime
+
+    @property
+    def spins(self) -> int:
+        """How many of the tracer's waits began with a spin (see tracer.SPIN_NS)."""
+        return self._tracer.spins if self._tracer is not None else 0
 
     # --- Mechanism ---------------------------------------------------------------------
     def info(self) -> MechanismInfo:
@@ -284,8 +265,8 @@ class PtraceMechanism:
             raise FailedPrecondition("the ptrace mechanism is not running")
         return self._tracer
 
-    def _post(self, out: list[Out]) -> None:
-        """Tracer thread: queue events; one wake-up carries all queued meanwhile.
+    def _post(self, out: list[Message]) -> None:
+        """Tracer thread: queue messages; one wake-up carries all queued meanwhile.
 
         The wake-up is the tracer's relay eventfd, read by the loop (add_reader):
         the tracer never touches the loop's own descriptors (see tracer.py).
@@ -309,73 +290,22 @@ class PtraceMechanism:
         with self._lock:
             out, self._pending = self._pending, []
             if not out:
-                # Nothing came during the window: idle again, the next event wakes us.
+                # Nothing came during the window: idle again, the next message wakes us.
                 self._scheduled = False
-                self._window = BATCH_WINDOW
+                self._pacing.went_idle()
                 return
         sink = self._sink
-        size = self._dispatch(sink, out) if sink is not None else len(out)
+        size = deliver(sink, out) if sink is not None else len(out)
         loop = self._loop
         if loop is None:
             return
-        now = loop.time()
-        if now - self._period_start >= RATE_PERIOD:
-            self._period_start = now
-            self._deliveries = 0
-        self._deliveries += 1
-        # The longer the batches, the longer the next one may gather, up to MAX_BATCH_WINDOW.
-        if size >= BIG_BATCH:
-            self._window = min(self._window * 2, MAX_BATCH_WINDOW)
-        elif size < BIG_BATCH // 4:
-            self._window = BATCH_WINDOW
-        if size < BIG_BATCH and self._deliveries <= BATCH_RATE * RATE_PERIOD:
-            # Light traffic: gather nothing, the next event wakes the loop at once.
+        delay = self._pacing.after_delivery(size, loop.time())
+        if delay is None:
+            # Light traffic: gather nothing, the next message wakes the loop at once.
             with self._lock:
                 if not self._pending:
                     self._scheduled = False
                     return
             loop.call_soon(self._deliver)  # posted during the dispatch, without a wake-up
             return
-        # Under load, let the next events gather for a while instead of waking the loop
-        # (and taking the GIL from the tracer) once per trap.
-        loop.call_later(self._window, self._deliver)
-
-    def _dispatch(self, sink: MechanismSink, out: list[Out]) -> int:
-        """Hand a batch to the sink, in order; returns how many hits and events it held."""
-        size = len(out)
-        # The tracer gathers consecutive hits in one list (a "hits" entry), handed over
-        # as is: the loop does nothing per hit here.
-        hits: list[HitReport] | None = None
-        for name, args in out:
-            if name == "hits":
-                size += len(args[0]) - 1
-                if hits is None:
-                    hits = args[0]
-                else:
-                    hits.extend(args[0])  # the tracer let go of both lists when it posted
-                continue
-            if name == "log":
-                _log.log(*args)
-                continue
-            if name == "resolve" or name == "fail":
-                future = args[0]
-                if not future.done():
-                    if name == "resolve":
-                        future.set_result(args[1])
-                    else:
-                        future.set_exception(args[1])
-                continue
-            if hits is not None:
-                self._call(sink.on_hits, hits)
-                hits = None
-            self._call(getattr(sink, name), *args)
-        if hits is not None:
-            self._call(sink.on_hits, hits)
-        return size
-
-    @staticmethod
-    def _call(fn: object, *args: object) -> None:
-        try:
-            fn(*args)  # type: ignore[operator]
-        except Exception:
-            _log.exception("ptrace: sink callback failed")
+        loop.call_later(delay, self._deliver)

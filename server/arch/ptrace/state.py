@@ -109,7 +109,7 @@ class Tracee:
         "dr7",
         "expect_stop",
         "generation",
-        "holds",
+        "hold_reasons",
         "interrupted",
         "listen",
         "pending",
@@ -133,7 +133,7 @@ class Tracee:
         self.listen = False
         #: The signal to deliver when the thread resumes (0: none).
         self.resume_sig = 0
-        self.holds = 0
+        self.hold_reasons = 0
         self.detaching = False
         self.generation = 0
         #: A table that needs the thread stopped (debug register arming), and who waits for it.
@@ -156,8 +156,8 @@ class Proc:
         "launch_future",
         "launched",
         "pid",
-        "quiet",
         "tids",
+        "unannounced",
     )
 
     def __init__(self, pid: int, follow_fork: bool) -> None:
@@ -166,7 +166,7 @@ class Proc:
         self.tids: set[int] = set()
         #: Not (yet) known to the sink: no events are sent for it (a launch before its
         #: exec, a forked child we only hold to let go of).
-        self.quiet = False
+        self.unannounced = False
         #: Started by ``launch``: our child, held at its first exec until ``release``.
         self.launched = False
         self.launch_future: concurrent.futures.Future[Any] | None = None

@@ -1,14 +1,16 @@
 """Collecting and answering the traced threads' stops: the tracer's hot path.
 
 ``StopHandler`` is the part of the tracer thread (tracer.py) that runs after a
-SIGCHLD was read. Per hit it makes the fewest system calls that report one,
-through libc directly (binding.raw_ptrace, buffers preallocated):
-PTRACE_GETSIGINFO, PTRACE_PEEKUSER of the instruction pointer (perf arming;
-a debug-register trap has it in si_addr) or of DR6 (debugreg arming: which
-slot fired), the values through the slot's ``RegionReader`` (PTRACE_PEEKDATA
-for one word), and PTRACE_CONT; the ``HitReport`` is built after the thread
-runs again, and consecutive hits join one list that the event loop hands to
-the sink as is.
+SIGCHLD was read; the table of tracees (table.py) it is built on resumes the
+threads it cannot answer itself and records births, execs and deaths. Per
+hit it makes the fewest system calls that report one, through libc directly
+(binding.raw_ptrace, buffers preallocated): PTRACE_GETSIGINFO,
+PTRACE_PEEKUSER of the instruction pointer (perf arming; a debug-register
+trap has it in si_addr) or of DR6 (debugreg arming: which slot fired), the
+values through the slot's ``RegionReader`` (PTRACE_PEEKDATA for one word),
+and PTRACE_CONT; the ``HitReport`` is built after the thread runs again, and
+consecutive hits join one ``Hits`` message that the event loop hands to the
+sink as is.
 
 No waitpid for a trap the SIGCHLD announced. When the signalfd says the
 sender is a thread of ours in a SIGTRAP ptrace-stop (CLD_TRAPPED) that we have
@@ -42,18 +44,16 @@ import errno
 import os
 import signal
 import time
-from typing import Any
 
 from hwbkptd.arch.ptrace import binding as pt
-from hwbkptd.arch.ptrace.state import HOLD_HALT, ArmedSlot, Arming, Tracee
+from hwbkptd.arch.ptrace.messages import Hits
+from hwbkptd.arch.ptrace.state import HOLD_HALT, ArmedSlot, Tracee
+from hwbkptd.arch.ptrace.table import TraceeTable
 from hwbkptd.arch.ptrace.waiter import Waiter
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access
 
-__all__ = ["SWEEP_DELAY", "SWEEP_EVERY", "SWEEP_NOW", "Out", "StopHandler"]
-
-#: One event for the sink: (callback name, arguments).
-Out = tuple[str, tuple[Any, ...]]
+__all__ = ["SWEEP_DELAY", "SWEEP_EVERY", "SWEEP_NOW", "StopHandler"]
 
 #: Sweeps of fewer than this many other tids (and orphans) are not deferred.
 SWEEP_NOW = 4
@@ -90,20 +90,20 @@ Found = list[tuple[ArmedSlot, int, tuple[bytes, ...]]]
 
 
 class StopHandler:
-    """Stops in, answers and hits out; TracerCore (tracer.py) provides the rest."""
+    """Stops in, answers and hits out."""
 
-    arming: Arming
-    waiter: Waiter
-    threads: dict[int, Tracee]
-    orphans: set[int]
-    out: list[Out]
-
-    def __init__(self) -> None:
-        #: The ("hits", (list,)) entry that new hits join while it is the last of ``out``.
-        self._hits_entry: Out | None = None
-        self._hits: list[HitReport] = []
-        #: Wake-ups since a deferred sweep became owed; -1: none is owed.
-        self.owed = -1
+    def __init__(self, table: TraceeTable, waiter: Waiter) -> None:
+        self.table = table
+        self.arming = table.arming
+        self.waiter = waiter
+        self.outbox = table.outbox
+        # The table's own dict and set (it never replaces them), for the hot path.
+        self.threads = table.threads
+        self.orphans = table.orphans
+        #: The Hits message that new hits join while it is the last one in the outbox.
+        self._hits: Hits | None = None
+        #: Wake-ups since a deferred sweep became due; -1: none is due.
+        self.wakeups_since_sweep_due = -1
 
     # --- which threads to look at ----------------------------------------------------
     def collect(self, hint: int) -> None:
@@ -121,21 +121,28 @@ class StopHandler:
             return
         if others < SWEEP_NOW:
             self.sweep(hint)
-        elif self.owed < 0:
-            self.owed = 0
+        elif self.wakeups_since_sweep_due < 0:
+            self.wakeups_since_sweep_due = 0
+
+    def sweep_timeout(self) -> float:
+        """How long the tracer may sleep (seconds, -1: until woken) before a due sweep."""
+        return SWEEP_DELAY if self.wakeups_since_sweep_due >= 0 else -1
+
+    def after_wakeup(self, hint: int, woken: bool) -> None:
+        """Run a deferred sweep by its ``SWEEP_EVERY``-th wake-up or after a quiet wait."""
+        if self.wakeups_since_sweep_due >= 0:
+            self.wakeups_since_sweep_due += 1
+            if self.wakeups_since_sweep_due > SWEEP_EVERY or (hint < 0 and not woken):
+                self.sweep()
 
     def sweep(self, skip: int = 0) -> None:
         """Reap every tid (but ``skip``, answered just now) and every orphan."""
-        self.owed = -1
+        self.wakeups_since_sweep_due = -1
         for tid in list(self.threads):
             if tid != skip:
                 self.reap(tid)
         for pid in list(self.orphans):
-            try:
-                if pt.waitpid_nohang(pid) is not None:
-                    self.orphans.discard(pid)
-            except ChildProcessError:
-                self.orphans.discard(pid)
+            self.table.reap_orphan(pid)
 
     def reap(self, tid: int) -> None:
         """Collect and handle what one traced thread has to report, if anything."""
@@ -150,7 +157,7 @@ class StopHandler:
             if err == errno.EINTR:
                 self.reap(tid)
             elif err == errno.ECHILD:
-                self.gone(t, None)
+                self._gone(t, None)
             else:
                 raise OSError(err, f"waitpid {tid}: {os.strerror(err)}")
             return
@@ -160,13 +167,18 @@ class StopHandler:
         elif status & 0xFF == 0x7F:
             self._on_stop(t, status)
         else:
-            self.gone(t, status)
+            self._gone(t, status)
+
+    def _gone(self, t: Tracee, status: int | None) -> None:
+        then = self.table.gone(t, status)
+        if then:
+            self.reap(then)
 
     # --- traps -------------------------------------------------------------------------
     def _unwaited_trap(self, t: Tracee) -> bool:
         """The SIGTRAP stop the SIGCHLD announced, answered without waitpid if it is a hit
         that resumes at once (see the module's docstring); False: not handled, reap it."""
-        if t.holds or t.detaching or t.pending is not None:
+        if t.hold_reasons or t.detaching or t.pending is not None:
             return False
         tid = t.tid
         if _ptrace(_GETSIGINFO, tid, None, _SIGINFO_ADDR) == -1:
@@ -184,7 +196,7 @@ class StopHandler:
         found = self._read(t, slots)
         t.stopped = False
         if _ptrace(_CONT, tid, None, 0) == -1:
-            self.note(f"resuming {tid} failed: {os.strerror(_get_errno())}")
+            self.outbox.note(f"resuming {tid} failed: {os.strerror(_get_errno())}")
         if found:
             self._emit_hits(t, found)
         return True
@@ -199,26 +211,26 @@ class StopHandler:
         found: Found | None = None
         if _ptrace(_GETSIGINFO, tid, None, _SIGINFO_ADDR) == -1:
             # ESRCH: killed while stopped (SIGKILL); its death is reported next.
-            self.note(f"PTRACE_GETSIGINFO {tid} failed: {os.strerror(_get_errno())}")
+            self.outbox.note(f"PTRACE_GETSIGINFO {tid} failed: {os.strerror(_get_errno())}")
         else:
             try:
                 slots = self.arming.attribute(t, _SI_CODE.value, _SI_PERF_DATA.value)
             except OSError as err:
-                self.note(f"ptrace request on {tid} failed: {err}")
+                self.outbox.note(f"ptrace request on {tid} failed: {err}")
                 slots = []
             if slots is None:
                 t.resume_sig = _SIGTRAP  # the target's own (int3, its own perf events...)
             elif slots:
                 for slot in slots:
                     if slot.halt:
-                        t.holds |= HOLD_HALT
+                        t.hold_reasons |= HOLD_HALT
                 found = self._read(t, slots)
-        if t.holds or t.detaching or t.pending is not None:
-            self.settle(t)
+        if t.hold_reasons or t.detaching or t.pending is not None:
+            self.table.resume_unless_held(t)
         else:
             t.stopped = False
             if _ptrace(_CONT, tid, None, t.resume_sig) == -1:
-                self.note(f"resuming {tid} failed: {os.strerror(_get_errno())}")
+                self.outbox.note(f"resuming {tid} failed: {os.strerror(_get_errno())}")
         if found:
             self._emit_hits(t, found)
 
@@ -238,7 +250,7 @@ class StopHandler:
                     if ip == -1:  # no user-space address: the error value only
                         # ESRCH: killed while stopped (SIGKILL); its death is reported next.
                         err = os.strerror(_get_errno())
-                        self.note(f"PTRACE_PEEKUSER {tid} failed: {err}")
+                        self.outbox.note(f"PTRACE_PEEKUSER {tid} failed: {err}")
                         return None
                 at = ip
             reader = slot.reader
@@ -247,13 +259,14 @@ class StopHandler:
 
     def _emit_hits(self, t: Tracee, found: Found) -> None:
         now = _time_ns()
-        out = self.out
-        if out and out[-1] is self._hits_entry:
-            hits = self._hits
+        items = self.outbox.items
+        entry = self._hits
+        if items and items[-1] is entry and entry is not None:
+            hits = entry.reports
         else:
-            hits = self._hits = []
-            self._hits_entry = ("hits", (hits,))
-            out.append(self._hits_entry)
+            hits = []
+            self._hits = Hits(hits)
+            items.append(self._hits)
         pid = t.pid
         tid = t.tid
         for slot, at, values in found:
@@ -289,26 +302,12 @@ class StopHandler:
                 t.interrupted = False
                 t.listen = sig in _STOP_SIGNALS
             elif event in _EV_NEW:
-                self.on_new_task(t, event, pt.geteventmsg(t.tid))
+                new = self.table.on_new_task(t, event, pt.geteventmsg(t.tid))
+                if new:
+                    self.reap(new)
             elif event == _EV_EXEC:
-                self.on_exec(t, pt.geteventmsg(t.tid))
+                self.table.on_exec(t, pt.geteventmsg(t.tid))
         except OSError as err:
             # ESRCH: killed while stopped (SIGKILL); its death is reported next.
-            self.note(f"ptrace request on {t.tid} failed: {err}")
-        self.settle(t)
-
-    # --- provided by TracerCore and commands.py -----------------------------------------
-    def note(self, message: str) -> None:
-        raise NotImplementedError
-
-    def settle(self, t: Tracee) -> None:
-        raise NotImplementedError
-
-    def gone(self, t: Tracee, status: int | None) -> None:
-        raise NotImplementedError
-
-    def on_new_task(self, t: Tracee, event: int, new: int) -> None:
-        raise NotImplementedError
-
-    def on_exec(self, t: Tracee, former: int) -> None:
-        raise NotImplementedError
+            self.outbox.note(f"ptrace request on {t.tid} failed: {err}")
+        self.table.resume_unless_held(t)

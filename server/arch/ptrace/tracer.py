@@ -19,9 +19,10 @@ not log, and it does not complete futures itself (a completion callback would
 write to the event loop's wake-up socket): both go through ``emit``, whose
 only wake-up is the ``relay`` eventfd, created before the copy and kept.
 
-The command implementations (attach, apply, detach, launch, ...) are in
-``commands.py``; the stops (the hot path: traps) in ``stops.py``; this module
-runs the loop and keeps the threads' bookkeeping.
+``Tracer`` owns the thread and its loop, and composes the rest: the table of
+tracees (table.py), the stop handler on it (stops.py, the hot path: traps),
+the command executor on it (commands.py), and the outbox of typed messages
+(messages.py) that ``emit`` hands over.
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from hwbkptd.arch.ptrace import binding as pt
-from hwbkptd.arch.ptrace import procfs
-from hwbkptd.arch.ptrace.state import HOLD_NEW, Arming, Proc, Tracee
-from hwbkptd.arch.ptrace.stops import SWEEP_DELAY, SWEEP_EVERY, Out, StopHandler
+from hwbkptd.arch.ptrace.commands import Commands
+from hwbkptd.arch.ptrace.messages import Message, Outbox
+from hwbkptd.arch.ptrace.state import Arming
+from hwbkptd.arch.ptrace.stops import StopHandler
+from hwbkptd.arch.ptrace.table import TraceeTable
 from hwbkptd.arch.ptrace.waiter import Waiter, block_sigchld, private_fd_table
+from hwbkptd.core.mechanism import Refusal, SlotWrite
 
-__all__ = ["RT_PRIORITY", "SPIN_NEAR_NS", "SPIN_NS", "Out", "TracerCore"]
+__all__ = ["RT_PRIORITY", "SPIN_NEAR_NS", "SPIN_NS", "Tracer"]
 
 #: The tracer thread runs SCHED_FIFO at this priority (the lowest real-time one) where it
 #: may (root, CAP_SYS_NICE), with SCHED_RESET_ON_FORK so launched programs do not inherit
@@ -70,39 +73,62 @@ SPIN_NEAR_NS = 150_000
 _FAR = 1 << 62
 _monotonic_ns = time.monotonic_ns
 
-Command = Callable[[concurrent.futures.Future[Any]], None]
+Future = concurrent.futures.Future
+Command = Callable[[Future[Any]], None]
 
 
-class TracerCore(StopHandler):
-    """Threads and the loop; stops.py answers the stops, commands.py adds the operations."""
+class Tracer:
+    """The tracer thread: its commands (any thread) and its loop (its own thread)."""
 
-    def __init__(self, arming: Arming, emit: Callable[[list[Out]], None]) -> None:
-        super().__init__()
-        self.arming = arming
+    def __init__(self, arming: Arming, emit: Callable[[list[Message]], None]) -> None:
         self._emit = emit
+        self.outbox = Outbox()
         self.waiter = Waiter()
+        self.table = TraceeTable(arming, self.outbox)
+        self.stops = StopHandler(self.table, self.waiter)
+        self.commands = Commands(self.table)
         #: Written by ``emit``'s caller to wake the event loop (exists in both tables).
         self.relay = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         #: Descriptors in the shared table (the thread works on private copies).
         self.shared_fds = (*self.waiter.fds(), self.relay)
-        self._commands: queue.SimpleQueue[tuple[Command, concurrent.futures.Future[Any]]] = (
-            queue.SimpleQueue()
-        )
-        self.threads: dict[int, Tracee] = {}
-        self.procs: dict[int, Proc] = {}
-        #: Launched children we let go of: still ours to reap.
-        self.orphans: set[int] = set()
-        self.out: list[Out] = []
-        self.stopping = False
-        #: close() callers, answered once every process is let go of.
-        self.close_futures: list[concurrent.futures.Future[Any]] = []
-        self.native_id = 0
+        self._queue: queue.SimpleQueue[tuple[Command, Future[Any]]] = queue.SimpleQueue()
         #: Waits that began with a spin (see SPIN_NS).
         self.spins = 0
         #: The thread runs SCHED_FIFO (RT_PRIORITY), or why it could not (once started).
         self.realtime = False
         self.realtime_refused = ""
         self._thread = threading.Thread(target=self._run, name="hwbkpt-tracer", daemon=True)
+
+    # --- the commands (any thread) -----------------------------------------------------
+    def attach(self, pid: int, follow_fork: bool) -> Future[list[int]]:
+        return self.submit(lambda f: self.commands.attach(f, pid, follow_fork))
+
+    def apply(self, writes: Sequence[SlotWrite]) -> Future[list[Refusal]]:
+        return self.submit(lambda f: self.commands.apply(f, writes))
+
+    def resume(self, tid: int) -> Future[None]:
+        return self.submit(lambda f: self.commands.resume(f, tid))
+
+    def detach(self, pid: int) -> Future[None]:
+        return self.submit(lambda f: self.commands.detach(f, pid))
+
+    def launch(
+        self, path: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool
+    ) -> Future[int]:
+        return self.submit(lambda f: self.commands.launch(f, path, argv, env, cwd, follow_fork))
+
+    def release(self, pid: int) -> Future[None]:
+        return self.submit(lambda f: self.commands.release(f, pid))
+
+    def kill_launched(self, pid: int) -> Future[None]:
+        return self.submit(lambda f: self.commands.kill_launched(f, pid))
+
+    def close(self) -> Future[None]:
+        return self.submit(self.commands.close)
+
+    def stop_now(self) -> Future[None]:
+        """End the thread whatever is still attached (the kernel detaches the rest)."""
+        return self.submit(self.commands.stop_now)
 
     # --- the loop ------------------------------------------------------------------
     def start(self) -> None:
@@ -114,23 +140,25 @@ class TracerCore(StopHandler):
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, command: Command) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._commands.put((command, future))
+    def submit(self, command: Command) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((command, future))
         self.waiter.wake()
         return future
 
     def _run(self) -> None:
         block_sigchld()
-        self.native_id = threading.get_native_id()
         self._go_realtime()
         try:
             private_fd_table(keep=set(self.shared_fds))
             waiter = self.waiter
             wait = waiter.wait
+            stops = self.stops
+            table = self.table
+            outbox = self.outbox
             gap = _FAR
             may_spin = not self.realtime
-            while not self.stopping:
+            while not table.stopping:
                 t0 = _monotonic_ns()
                 # Spin only right after a trap that came soon after the one before: a
                 # thread trapping in a loop (see SPIN_NS); rare traps never spin.
@@ -138,21 +166,19 @@ class TracerCore(StopHandler):
                 if may_spin and gap < SPIN_NEAR_NS and waiter.sigtrap:
                     spin = SPIN_NS
                     self.spins += 1
-                hint, woken = wait(SWEEP_DELAY if self.owed >= 0 else -1, spin)
+                hint, woken = wait(stops.sweep_timeout(), spin)
                 gap = _monotonic_ns() - t0
                 if woken:
                     self._run_commands()
                 if hint >= 0:
-                    self.collect(hint)
-                if self.owed >= 0:
-                    self.owed += 1
-                    if self.owed > SWEEP_EVERY or (hint < 0 and not woken):
-                        self.sweep()
-                if self.out:
+                    stops.collect(hint)
+                stops.after_wakeup(hint, woken)
+                if outbox.items:
                     self._flush()
         except BaseException:
             # Not through logging here: a handler's descriptor may not be in our table.
-            self.note("ptrace tracer thread failed:\n" + traceback.format_exc(), logging.ERROR)
+            text = "ptrace tracer thread failed:\n" + traceback.format_exc()
+            self.outbox.note(text, logging.ERROR)
             raise
         finally:
             self._abandon()
@@ -170,14 +196,13 @@ class TracerCore(StopHandler):
         self.realtime = True
 
     def _flush(self) -> None:
-        if self.out:
-            out, self.out = self.out, []
-            self._emit(out)
+        if self.outbox.items:
+            self._emit(self.outbox.take())
 
     def _run_commands(self) -> None:
         while True:
             try:
-                command, future = self._commands.get_nowait()
+                command, future = self._queue.get_nowait()
             except queue.Empty:
                 return
             if not future.set_running_or_notify_cancel():
@@ -185,124 +210,20 @@ class TracerCore(StopHandler):
             try:
                 command(future)
             except Exception as err:
-                self.fail(future, err)
+                self.outbox.fail(future, err)
 
     def _abandon(self) -> None:
         """The thread is ending: disarm what is left so nothing traps an untraced thread."""
-        for t in self.threads.values():
+        table = self.table
+        for t in table.threads.values():
             with contextlib.suppress(OSError):
-                self.arming.drop(t)
-        self.threads.clear()
+                table.arming.drop(t)
+        table.threads.clear()
         err = RuntimeError("the ptrace tracer thread has stopped")
         while True:
             try:
-                _, future = self._commands.get_nowait()
+                _, future = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self.fail(future, err)
+            self.outbox.fail(future, err)
         self.waiter.close()
-
-    def note(self, message: str, level: int = logging.DEBUG) -> None:
-        """A log line, written by the event loop (never log from this thread: see _run)."""
-        self.out.append(("log", (level, message)))
-
-    def resolve(self, future: concurrent.futures.Future[Any], value: Any) -> None:
-        """Complete a command's future (on the event loop, after the events before it)."""
-        self.out.append(("resolve", (future, value)))
-
-    def fail(self, future: concurrent.futures.Future[Any], err: BaseException) -> None:
-        self.out.append(("fail", (future, err)))
-
-    def add(self, proc: Proc, tid: int) -> Tracee:
-        """Start the bookkeeping of a thread of ``proc`` (seized by the caller)."""
-        t = Tracee(proc.pid, tid)
-        self.threads[tid] = t
-        proc.tids.add(tid)
-        return t
-
-    # --- answering stops ---------------------------------------------------------------
-    def settle(self, t: Tracee) -> None:
-        """A stopped thread: apply what waits for a stop, then resume it unless held."""
-        if not t.stopped:
-            return
-        if t.detaching:
-            self.detach_now(t)
-            return
-        if t.pending is not None and not procfs.sigtrap_pending(t.pid, t.tid):
-            self.apply_pending(t)
-        if t.holds or not t.stopped:
-            return
-        t.stopped = False
-        try:
-            if t.listen:
-                pt.listen(t.tid)
-            else:
-                pt.cont(t.tid, t.resume_sig)
-        except OSError as err:
-            self.note(f"resuming {t.tid} failed: {err}")
-
-    def apply_pending(self, t: Tracee) -> None:
-        write, t.pending = t.pending, None
-        waiters, t.waiters = t.waiters, []
-        refusals = self.write(t, write) if write is not None else []
-        for barrier in waiters:
-            barrier.done_one(refusals)
-
-    def write(self, t: Tracee, w: Any) -> list[Any]:
-        try:
-            refusals = self.arming.write(t, w)
-        except OSError as err:
-            self.note(f"arming {t.tid} failed: {err}")
-            refusals = []
-        t.holds &= ~HOLD_NEW
-        return refusals
-
-    def release_waiters(self, t: Tracee) -> None:
-        waiters, t.waiters = t.waiters, []
-        t.pending = None
-        for barrier in waiters:
-            barrier.done_one()
-
-    # --- deaths -------------------------------------------------------------------
-    def gone(self, t: Tracee, status: int | None) -> None:
-        """The thread has exited (status) or vanished (None: exec'd away, reaped)."""
-        code = 0
-        if status is not None:
-            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
-        self.forget(t)
-        proc = self.procs.get(t.pid)
-        if proc is None:
-            return
-        if not proc.quiet:
-            self.out.append(("on_thread_exited", (t.pid, t.tid, code)))
-        if t.tid == proc.pid or not proc.tids:
-            self.end_process(proc, code)
-        elif proc.pid in self.threads:
-            # A leader's death is reported once its last other thread is reaped.
-            self.reap(proc.pid)
-
-    def forget(self, t: Tracee) -> None:
-        self.threads.pop(t.tid, None)
-        with contextlib.suppress(OSError):
-            self.arming.drop(t)
-        self.release_waiters(t)
-        proc = self.procs.get(t.pid)
-        if proc is not None:
-            proc.tids.discard(t.tid)
-
-    def end_process(self, proc: Proc, code: int) -> None:
-        for tid in list(proc.tids):
-            other = self.threads.get(tid)
-            if other is not None:
-                self.forget(other)
-        self.procs.pop(proc.pid, None)
-        if not proc.quiet:
-            self.out.append(("on_process_exited", (proc.pid, code)))
-        self.process_ended(proc)
-
-    # --- hooks commands.py provides (with on_new_task and on_exec, see stops.py) --------
-    def detach_now(self, t: Tracee) -> None:
-        raise NotImplementedError
-
-    def process_ended(self, proc: Proc) -> None:
-        raise NotImplementedError

@@ -25,13 +25,7 @@ from ptrace_support import (
 )
 
 from hwbkptd.arch.ptrace import PtraceMechanism, ptrace_available
-from hwbkptd.arch.ptrace.mechanism import (
-    BATCH_RATE,
-    BATCH_WINDOW,
-    BIG_BATCH,
-    MAX_BATCH_WINDOW,
-    RATE_PERIOD,
-)
+from hwbkptd.arch.ptrace.pacing import BATCH_WINDOW
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access
@@ -282,55 +276,6 @@ async def test_one_running_instance_per_process(
         other.start(FakeSink())
 
 
-async def test_deliveries_keep_order_and_gather_only_under_load() -> None:
-    # The loop side alone (no tracer thread): what the tracer posts reaches the sink in
-    # order, hits in runs. At a low rate nothing is held back (the next event wakes the
-    # loop), even two deliveries in quick succession; big batches, or more than
-    # BATCH_RATE deliveries a second, gather for a window, the longer the batches the
-    # longer the window, and a quiet window ends the cycle.
-    mech = PtraceMechanism("perf")
-    sink = FakeSink()
-    mech._sink = sink
-    mech._loop = asyncio.get_running_loop()
-    reports = [
-        HitReport(1, 2, "dr", 0, 1, 0x1000 + i, 0x2000, i, values=(le(i),)) for i in range(40)
-    ]
-    mech._post([("hits", (reports[:20],)), ("on_thread_exited", (1, 2, 0))])
-    mech._post([("hits", (reports[20:30],)), ("hits", (reports[30:],))])
-    mech._deliver()
-    assert sink.hits == reports
-    assert sink.thread_exits == [(1, 2, 0)]
-    assert sink.batches == 2  # one run of hits before the exit, one after
-    assert mech._scheduled  # a big batch: the next ones gather
-    mech._deliver()
-    assert not mech._scheduled  # nothing came: idle
-    mech._post([("hits", (reports[:1],))])
-    mech._deliver()  # right after the last one: one hit, still nothing gathers
-    assert not mech._scheduled
-    for _ in range(10):
-        mech._post([("hits", (reports[:BIG_BATCH],))])
-        mech._deliver()  # many events at once, right after the last delivery
-    assert mech._scheduled
-    assert mech._window == MAX_BATCH_WINDOW
-    mech._post([("hits", (reports[:1],))])
-    mech._deliver()
-    assert mech._window == BATCH_WINDOW
-    mech._deliver()  # nothing came: idle until the tracer posts again
-    assert not mech._scheduled
-    # Single hits, one delivery each, faster than BATCH_RATE a second: they gather too.
-    mech._period_start = mech._loop.time()
-    mech._deliveries = 0
-    for _ in range(int(BATCH_RATE * RATE_PERIOD)):
-        mech._post([("hits", (reports[:1],))])
-        mech._deliver()
-        assert not mech._scheduled
-    mech._post([("hits", (reports[:1],))])
-    mech._deliver()
-    assert mech._scheduled
-    extra = int(BATCH_RATE * RATE_PERIOD) + 1
-    assert len(sink.hits) == 40 + 1 + 10 * BIG_BATCH + 1 + extra
-
-
 async def test_a_hit_at_a_low_rate_is_delivered_at_once(
     perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
 ) -> None:
@@ -479,7 +424,7 @@ async def test_process_under_gdb_is_refused_naming_gdb(
 async def test_idle_broker_uses_no_cpu(
     perf_rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
 ) -> None:
-    mech, _ = perf_rig
+    mech, sink = perf_rig
     target = Target([native_bins["writer"], "1"])  # waits on stdin: idle
     try:
         await mech.attach(target.pid)
@@ -492,16 +437,10 @@ async def test_idle_broker_uses_no_cpu(
         # ...and still answers promptly when the target moves.
         target.go()
         start = time.monotonic()
-        await until(lambda: mech_hits(mech) >= 1, 5)
+        await until(lambda: len(sink.hits) >= 1, 5)
         assert time.monotonic() - start < 1.0
     finally:
         target.kill()
-
-
-def mech_hits(mech: PtraceMechanism) -> int:
-    sink = mech._sink
-    assert isinstance(sink, FakeSink)
-    return len(sink.hits)
 
 
 async def test_asyncio_subprocess_still_works(
@@ -652,18 +591,16 @@ async def test_a_trap_loop_spins_and_rare_traps_do_not(
     rig: tuple[PtraceMechanism, FakeSink], native_bins: dict[str, str]
 ) -> None:
     mech, sink = rig
-    tracer = mech._tracer
-    assert tracer is not None
     # 100 writes a millisecond apart: no spin per trap (one after the stop that arms
     # debug registers may be: it came right after PTRACE_INTERRUPT). Then 3,000 writes
     # back to back: most waits spin, unless the tracer runs in real time (never spins).
-    loop_fewest, loop_most = (0, 0) if tracer.realtime else (300, 3000)
+    loop_fewest, loop_most = (0, 0) if mech.realtime else (300, 3000)
     for argv, fewest, most in (
         ([native_bins["writer"], "100", "1000"], 0, 3),
         ([native_bins["writer"], "3000"], loop_fewest, loop_most),
     ):
         sink.process_exits.clear()
-        before = tracer.spins
+        before = mech.spins
         target = Target(argv)
         try:
             await mech.attach(target.pid)
@@ -673,4 +610,4 @@ async def test_a_trap_loop_spins_and_rare_traps_do_not(
             target.finish()
         finally:
             target.kill()
-        assert fewest <= tracer.spins - before <= most, argv
+        assert fewest <= mech.spins - before <= most, argv

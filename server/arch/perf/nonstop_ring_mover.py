@@ -27,7 +27,7 @@ import structlog
 
 from hwbkptd.arch.perf.percpu import IOC_SET_OUTPUT, errno_text
 
-__all__ = ["Switcher"]
+__all__ = ["RingMover"]
 
 _log = structlog.get_logger("hwbkptd.perf")
 
@@ -49,7 +49,7 @@ def _move(ring_fd: int, event_fds: Sequence[int]) -> int:
     return failed
 
 
-class Switcher:
+class RingMover:
     """Runs ring moves in threads (see the module doc)."""
 
     def __init__(self) -> None:

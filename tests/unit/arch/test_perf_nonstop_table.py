@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
+from hwbkptd.arch.perf.nonstop_table import Event, NonstopTable, ThreadSlot
 from hwbkptd.arch.perf.ring import Sample
 from hwbkptd.core.mechanism import SlotEntry
 from hwbkptd.core.model import Access, Chunk
@@ -33,105 +33,107 @@ def sample(eid: int, tid: int, t: int = 50) -> Sample:
     return Sample(eid, 0x400000, PID, tid, t, 0x1000, 0)
 
 
-def armed_creator(book: Book, cpus: int = 2, opened: int = 10) -> tuple[ThreadSlot, list[Event]]:
+def armed_creator(
+    table: NonstopTable, cpus: int = 2, opened: int = 10
+) -> tuple[ThreadSlot, list[Event]]:
     """The main thread with chunk A armed by own events on every CPU."""
-    book.add_thread(PID, PID)
+    table.add_thread(PID, PID)
     s = slot(PID, A)
     events = [event(PID, A, cpu, opened) for cpu in range(cpus)]
     for e in events:
-        book.add_event(e)
-        book.link(s, e.cpu, e)
-    book.threads[PID].slots[("dr", 0)] = s
+        table.add_event(e)
+        table.link(s, e.cpu, e)
+    table.threads[PID].slots[("dr", 0)] = s
     return s, events
 
 
 def test_a_newborn_carries_what_was_open_before_its_birth() -> None:
-    book = Book()
-    _, events = armed_creator(book, opened=10)
+    table = NonstopTable()
+    _, events = armed_creator(table, opened=10)
     late = event(PID, B, 0, 30)
-    book.add_event(late)
-    child = book.born(PID, 101, PID, 20)
+    table.add_event(late)
+    child = table.born(PID, 101, PID, 20)
     assert child is not None
     assert child.carries == events  # ``late`` opened after the fork: not copied
     assert child.awaiting
     # Grandchildren carry the copies too (inheritance chains to the original).
-    grandchild = book.born(PID, 102, 101, 40)
+    grandchild = table.born(PID, 102, 101, 40)
     assert grandchild is not None
     assert grandchild.carries == events
-    assert book.born(PID, 101, PID, 20) is None  # duplicate record
+    assert table.born(PID, 101, PID, 20) is None  # duplicate record
 
 
 def test_a_newborn_without_carried_events_does_not_wait() -> None:
-    book = Book()
-    book.add_thread(PID, PID)
-    child = book.born(PID, 101, PID, 20)
+    table = NonstopTable()
+    table.add_thread(PID, PID)
+    child = table.born(PID, 101, PID, 20)
     assert child is not None
     assert not child.awaiting
-    assert book.born(PID, 102, 999, 20) is not None  # unknown creator: carries nothing
+    assert table.born(PID, 102, 999, 20) is not None  # unknown creator: carries nothing
 
 
 def test_adoption_routes_the_copy_and_closed_events_are_not_carried() -> None:
-    book = Book()
-    _, events = armed_creator(book)
-    child = book.born(PID, 101, PID, 20)
+    table = NonstopTable()
+    _, events = armed_creator(table)
+    child = table.born(PID, 101, PID, 20)
     assert child is not None
-    assert book.adoptable(child, B, 0) is None  # wrong chunk
+    assert table.adoptable(child, B, 0) is None  # wrong chunk
     cs = slot(101, A)
     for cpu in (0, 1):
-        e = book.adoptable(child, A, cpu)
+        e = table.adoptable(child, A, cpu)
         assert e is events[cpu]
-        book.link(cs, cpu, e)
-    assert book.adoptable(child, A, 0) is None  # already routed
-    assert book.route[(events[0].id, 101)] is cs
+        table.link(cs, cpu, e)
+    assert table.adoptable(child, A, 0) is None  # already routed
+    assert table.route[(events[0].id, 101)] is cs
     assert events[0].routes == {PID, 101}
-    book.close(events[1])
-    assert (events[1].id, 101) not in book.route
+    table.close(events[1])
+    assert (events[1].id, 101) not in table.route
     assert 1 not in cs.events
-    book.forget_retired()
-    assert events[1].id not in book.ids
-    assert book.threads[101].carries == [events[0]]
+    table.forget_retired()
+    assert events[1].id not in table.ids
+    assert table.threads[101].carries == [events[0]]
 
 
 def test_unlink_returns_only_events_nobody_routes() -> None:
-    book = Book()
-    creator, events = armed_creator(book)
-    child = book.born(PID, 101, PID, 20)
+    table = NonstopTable()
+    creator, events = armed_creator(table)
+    child = table.born(PID, 101, PID, 20)
     assert child is not None
     cs = slot(101, A)
-    book.link(cs, 0, events[0])
+    table.link(cs, 0, events[0])
     child.slots[("dr", 0)] = cs
     # The creator drops its slot: CPU 1's event has no route left, CPU 0's has the child.
-    assert book.unlink(creator) == [events[1]]
-    assert book.lingering(book.threads[PID]) == [events[0], events[1]]
-    book.close(events[1])
-    assert book.lingering(book.threads[PID]) == [events[0]]
-    assert book.lingering(child) == []
-    assert book.remove_thread(101) == [events[0]]
-    assert book.remove_thread(101) == []
+    assert table.unlink(creator) == [events[1]]
+    assert table.lingering(table.threads[PID]) == [events[0], events[1]]
+    table.close(events[1])
+    assert table.lingering(table.threads[PID]) == [events[0]]
+    assert table.lingering(child) == []
+    assert table.remove_thread(101) == [events[0]]
+    assert table.remove_thread(101) == []
 
 
 def test_samples_are_hits_buffered_or_strays() -> None:
-    book = Book(buffer_limit=2)
-    creator, events = armed_creator(book)
-    assert book.attribute(sample(events[0].id, PID)) is creator
-    child = book.born(PID, 101, PID, 20)
+    table = NonstopTable(buffer_limit=2)
+    creator, events = armed_creator(table)
+    assert table.attribute(sample(events[0].id, PID)) is creator
+    child = table.born(PID, 101, PID, 20)
     assert child is not None
     for _ in range(3):
-        assert book.attribute(sample(events[0].id, 101)) is None
-    assert (len(child.buffer), book.overflow, book.strays) == (2, 1, 0)
-    assert book.attribute(sample(events[0].id, 555)) is None  # unknown thread
-    assert book.attribute(sample(9999, 101)) is None  # unknown event
-    assert book.strays == 2
+        assert table.attribute(sample(events[0].id, 101)) is None
+    assert (len(child.buffer), table.overflow, table.strays) == (2, 1, 0)
+    assert table.attribute(sample(events[0].id, 555)) is None  # unknown thread
+    assert table.attribute(sample(9999, 101)) is None  # unknown event
+    assert table.strays == 2
     cs = slot(101, A, generation=7)
-    book.link(cs, 0, events[0])
-    settled = book.settle(child)
+    table.link(cs, 0, events[0])
+    settled = table.release_buffered(child)
     assert [(s.tid, sl) for s, sl in settled] == [(101, cs), (101, cs)]
     assert cs.generation_at(50) == 7
     assert not child.awaiting
     assert child.buffer == []
     # Settled: later unrouted samples of the thread are strays, not buffered.
-    assert book.attribute(sample(events[1].id, 101)) is None
-    assert book.strays == 3
+    assert table.attribute(sample(events[1].id, 101)) is None
+    assert table.strays == 3
 
 
 def test_generations_are_picked_by_time() -> None:
@@ -148,29 +150,29 @@ def test_generations_are_picked_by_time() -> None:
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.booleans()), max_size=40))
 def test_routes_and_reference_counts_agree(ops: list[tuple[int, int, bool]]) -> None:
     """Random link/unlink/close keeps route, slot.events and event.routes consistent."""
-    book = Book()
+    table = NonstopTable()
     tids = [PID, 101, 102, 103]
     for tid in tids:
-        book.add_thread(PID, tid)
+        table.add_thread(PID, tid)
     events = [event(PID, A, cpu, 0) for cpu in range(3)]
     for e in events:
-        book.add_event(e)
+        table.add_event(e)
     slots = {tid: slot(tid, A) for tid in tids}
     for who, cpu, add in ops:
         s = slots[tids[who]]
         e = events[cpu]
         if add and not e.closed and cpu not in s.events:
-            book.link(s, cpu, e)
+            table.link(s, cpu, e)
         elif not add:
-            for orphan in book.unlink(s, [cpu]):
-                book.close(orphan)
-    for (eid, tid), s in book.route.items():
+            for orphan in table.unlink(s, [cpu]):
+                table.close(orphan)
+    for (eid, tid), s in table.route.items():
         assert s.tid == tid
-        assert tid in book.ids[eid].routes
+        assert tid in table.ids[eid].routes
     for s in slots.values():
         for cpu, e in s.events.items():
             assert not e.closed
-            assert book.route[(e.id, s.tid)] is s
+            assert table.route[(e.id, s.tid)] is s
             assert e.cpu == cpu
     for e in events:
         assert (

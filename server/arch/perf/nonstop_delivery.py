@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hwbkptd.arch.perf.generations import wall_offset_ns
-from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
 from hwbkptd.arch.perf.nonstop_events import read_lost
+from hwbkptd.arch.perf.nonstop_table import Event, NonstopTable, ThreadSlot
 from hwbkptd.arch.perf.procmem import ProcMem
 from hwbkptd.arch.perf.ring import (
     RECORD_COMM,
@@ -47,7 +47,7 @@ from hwbkptd.arch.perf.ring import (
 )
 from hwbkptd.core.mechanism import HitReport, MechanismSink
 
-__all__ = ["Intake", "NonstopStats", "TaskHandler"]
+__all__ = ["NonstopDelivery", "NonstopStats", "TaskHandler"]
 
 
 @dataclass(slots=True)
@@ -92,11 +92,11 @@ class TaskHandler(Protocol):
     def on_exec(self, task: TaskRecord) -> None: ...
 
 
-class Intake:
+class NonstopDelivery:
     """Parsed batches in, hits and life-cycle news out (through the outbox)."""
 
-    def __init__(self, book: Book, stats: NonstopStats, handler: TaskHandler) -> None:
-        self._book = book
+    def __init__(self, table: NonstopTable, stats: NonstopStats, handler: TaskHandler) -> None:
+        self._table = table
         self._stats = stats
         self._handler = handler
         self._sink: MechanismSink | None = None
@@ -144,7 +144,7 @@ class Intake:
             if task.kind == RECORD_FORK:
                 self._handler.on_fork(task)
         values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
-        book = self._book
+        table = self._table
         runs: list[list[Sample]] = []
         for cpu, batch in batches:
             self._stats.malformed += int(batch.malformed)
@@ -163,7 +163,7 @@ class Intake:
         hits: list[HitReport] = []
         wall = wall_offset_ns()
         for s in samples:
-            slot = book.attribute(s)
+            slot = table.attribute(s)
             if slot is not None:
                 hits.append(self.hit(s, slot, values, wall))
         self._publish(hits)
@@ -172,15 +172,15 @@ class Intake:
                 self._handler.on_exit(task)
             elif task.kind == RECORD_COMM and task.exec:
                 self._handler.on_exec(task)
-        self._stats.strays = book.strays
-        self._stats.overflow = book.overflow
+        self._stats.strays = table.strays
+        self._stats.overflow = table.overflow
 
-    def settled(self, pairs: list[tuple[Sample, ThreadSlot]]) -> None:
+    def deliver_buffered(self, pairs: list[tuple[Sample, ThreadSlot]]) -> None:
         """Buffered samples of a newborn, attributed now that its first table is applied."""
         values: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]] = {}
         wall = wall_offset_ns()
         self._publish([self.hit(s, slot, values, wall) for s, slot in pairs])
-        self._stats.strays = self._book.strays
+        self._stats.strays = self._table.strays
 
     def forget_cpu(self, cpu: int) -> None:
         self._last_tid.pop(cpu, None)
@@ -192,7 +192,7 @@ class Intake:
 
     def poll_lost(self, events: Sequence[Event] | None = None) -> None:
         """Report the samples the kernel lost since the last poll (all open events by default)."""
-        for event in self._book.ids.values() if events is None else events:
+        for event in self._table.ids.values() if events is None else events:
             if event.closed or not event.counts_lost:
                 continue
             try:
@@ -211,12 +211,12 @@ class Intake:
         return event.owner
 
     def _lost_uncounted(self) -> bool:
-        return any(not e.counts_lost for e in self._book.ids.values() if not e.closed)
+        return any(not e.counts_lost for e in self._table.ids.values() if not e.closed)
 
     def _lost(self, tid: int, count: int) -> None:
         self._stats.lost += count
-        if not tid or tid not in self._book.threads:
-            tid = next((t.tid for t in self._book.threads.values() if t.slots), 0)
+        if not tid or tid not in self._table.threads:
+            tid = next((t.tid for t in self._table.threads.values() if t.slots), 0)
         if tid:
             self.emit(lambda sink: sink.on_hits_lost(tid, count))
 

@@ -1,6 +1,6 @@
 """The non-stop mechanism's bookkeeping: events, what each thread carries, who a sample is for.
 
-Pure: no system calls. ``nonstop.py`` opens and closes the events this book
+Pure: no system calls. ``nonstop.py`` opens and closes the events this table
 describes and asks it what to do.
 
 Why "carries": a breakpoint event opened with ``inherit`` on thread T is
@@ -32,7 +32,7 @@ from hwbkptd.arch.perf.ring import Sample
 from hwbkptd.core.mechanism import SlotEntry
 from hwbkptd.core.model import Chunk
 
-__all__ = ["BUFFER_LIMIT", "Book", "Event", "Thread", "ThreadSlot"]
+__all__ = ["BUFFER_LIMIT", "Event", "NonstopTable", "Thread", "ThreadSlot"]
 
 #: Samples kept per newborn thread while its first table is not applied.
 BUFFER_LIMIT = 65536
@@ -79,11 +79,11 @@ class Thread:
     #: Born while its process was watched and no table of its own applied yet.
     awaiting: bool = False
     buffer: list[Sample] = field(default_factory=list)
-    #: Exited while awaiting: kept (no registers) until its table or a deadline settles it.
+    #: Exited while awaiting: kept (no registers) until its table comes or a deadline passes.
     exited: bool = False
 
 
-class Book:
+class NonstopTable:
     """Threads, events and routes of every watched process."""
 
     def __init__(self, buffer_limit: int = BUFFER_LIMIT) -> None:
@@ -215,7 +215,7 @@ class Book:
         self.strays += 1
         return None
 
-    def settle(self, thread: Thread) -> list[tuple[Sample, ThreadSlot]]:
+    def release_buffered(self, thread: Thread) -> list[tuple[Sample, ThreadSlot]]:
         """The thread's first table is applied: its buffered samples, attributed (or strays)."""
         thread.awaiting = False
         out: list[tuple[Sample, ThreadSlot]] = []

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from hwbkptd.arch.perf.delivery import HitDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.kallsyms import Kallsyms
+from hwbkptd.arch.perf.kernel_delivery import KernelDelivery, KernelSlot, KernelStats
 from hwbkptd.arch.perf.percpu import CHAIN_SAMPLE_TYPE, KERNEL_SAMPLE_TYPE
 from hwbkptd.arch.perf.ring import RECORD_LOST, RECORD_SAMPLE, SampleFormat
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry
@@ -72,9 +72,9 @@ def test_generation_follows_the_sample_time() -> None:
 
 
 async def test_samples_become_attributed_symbolized_hits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hwbkptd.arch.perf.delivery.wall_offset_ns", lambda: WALL)
+    monkeypatch.setattr("hwbkptd.arch.perf.kernel_delivery.wall_offset_ns", lambda: WALL)
     stats = KernelStats()
-    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), stats)
+    delivery = KernelDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), stats)
     sink = Sink()
     delivery.start(sink, asyncio.get_running_loop(), KSYMS)
     ids = {77: slot()}
@@ -120,7 +120,7 @@ async def test_samples_become_attributed_symbolized_hits(monkeypatch: pytest.Mon
 
 
 async def test_deferred_hits_come_after_apply_and_before_later_ones() -> None:
-    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    delivery = KernelDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
     sink = Sink()
     delivery.start(sink, asyncio.get_running_loop(), None)
     ids = {77: slot()}
@@ -139,7 +139,7 @@ async def test_deferred_hits_come_after_apply_and_before_later_ones() -> None:
 
 
 async def test_call_chains_parse_and_symbolize_per_ring_format() -> None:
-    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    delivery = KernelDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
     sink = Sink()
     delivery.start(sink, asyncio.get_running_loop(), KSYMS)
     # PERF_CONTEXT_KERNEL (-128 as u64) marks the kernel part; markers are not frames.
@@ -156,7 +156,7 @@ async def test_call_chains_parse_and_symbolize_per_ring_format() -> None:
 async def test_item3_kernel_hits_are_stamped_with_wall_clock_time() -> None:
     """perf stamps samples with CLOCK_MONOTONIC (generations are ordered by it); the hit
     carries the wall-clock time of the same instant, not "seconds since boot" as 1970."""
-    delivery = HitDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
+    delivery = KernelDelivery(SampleFormat(KERNEL_SAMPLE_TYPE), KernelStats())
     sink = Sink()
     delivery.start(sink, asyncio.get_running_loop(), None)
     s = slot()

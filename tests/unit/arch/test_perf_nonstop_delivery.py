@@ -1,4 +1,4 @@
-"""The non-stop intake (no perf): record order, hits, values, losses, deferred delivery."""
+"""The non-stop delivery (no perf): record order, hits, values, losses, deferred delivery."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from hwbkptd.arch.perf.nonstop_book import Book, Event, ThreadSlot
-from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats
+from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats
+from hwbkptd.arch.perf.nonstop_table import Event, NonstopTable, ThreadSlot
 from hwbkptd.arch.perf.procmem import ProcMem
 from hwbkptd.arch.perf.ring import RECORD_EXIT, RECORD_FORK, Batch, Sample, TaskRecord
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry
@@ -26,17 +26,17 @@ WALL = 1_700_000_000 * 10**9
 class Log:
     """A MechanismSink and TaskHandler writing everything into one ordered log."""
 
-    def __init__(self, book: Book) -> None:
-        self.book = book
+    def __init__(self, table: NonstopTable) -> None:
+        self.table = table
         self.log: list[tuple[object, ...]] = []
 
     def on_fork(self, task: TaskRecord) -> None:
         self.log.append(("fork", task.tid))
-        self.book.born(task.pid, task.tid, task.ptid, task.time)
+        self.table.born(task.pid, task.tid, task.ptid, task.time)
 
     def on_exit(self, task: TaskRecord) -> None:
         self.log.append(("exit", task.tid))
-        self.book.remove_thread(task.tid)
+        self.table.remove_thread(task.tid)
 
     def on_exec(self, task: TaskRecord) -> None:
         self.log.append(("exec", task.pid))
@@ -71,19 +71,19 @@ class FakeMem(ProcMem):
         return self.value.to_bytes(length, "little")
 
 
-def setup() -> tuple[Book, Log, Intake, NonstopStats, Event]:
-    book = Book()
-    log = Log(book)
+def setup() -> tuple[NonstopTable, Log, NonstopDelivery, NonstopStats, Event]:
+    table = NonstopTable()
+    log = Log(table)
     stats = NonstopStats()
-    intake = Intake(book, stats, log)
-    book.add_thread(PID, PID)
+    delivery = NonstopDelivery(table, stats, log)
+    table.add_thread(PID, PID)
     ev = Event(7, 70, 0, PID, PID, CHUNK, opened_ns=10)
-    book.add_event(ev)
+    table.add_event(ev)
     slot = ThreadSlot(PID, "dr", 2, SlotEntry(CHUNK, regions=((0x1000, 8),)))
     slot.hold(0, 5)
-    book.link(slot, 0, ev)
-    book.threads[PID].slots[("dr", 2)] = slot
-    return book, log, intake, stats, ev
+    table.link(slot, 0, ev)
+    table.threads[PID].slots[("dr", 2)] = slot
+    return table, log, delivery, stats, ev
 
 
 def s(tid: int, t: int, eid: int = 7) -> Sample:
@@ -91,8 +91,8 @@ def s(tid: int, t: int, eid: int = 7) -> Sample:
 
 
 async def test_births_before_samples_before_exits_across_rings() -> None:
-    _, log, intake, stats, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
+    _, log, delivery, stats, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
     fork = TaskRecord(RECORD_FORK, PID, PID, 101, PID, 20)
     exit_ = TaskRecord(RECORD_EXIT, PID, PID, 101, 101, 40)
     # CPU 1's ring holds the child's sample and exit; CPU 0's its birth.
@@ -100,8 +100,8 @@ async def test_births_before_samples_before_exits_across_rings() -> None:
         (1, Batch(samples=[s(101, 30)], tasks=[exit_])),
         (0, Batch(samples=[s(PID, 25)], tasks=[fork])),
     ]
-    intake.take(batches)
-    intake.flush(defer=False)
+    delivery.take(batches)
+    delivery.flush(defer=False)
     # Handlers run at once, sink calls at the flush. The child's sample was taken after its
     # birth (buffered, not a stray: it has no table yet) and before its exit.
     assert log.log == [("fork", 101), ("exit", 101), ("hits", (PID,))]
@@ -110,14 +110,14 @@ async def test_births_before_samples_before_exits_across_rings() -> None:
 
 
 async def test_hits_carry_late_values_read_once_per_read() -> None:
-    _, log, intake, _, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
+    _, log, delivery, _, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
     mem = FakeMem(42)
-    intake.mem[PID] = mem
+    delivery.mem[PID] = mem
     hits: list[HitReport] = []
     log.on_hits = hits.extend  # type: ignore[method-assign]
-    intake.take([(0, Batch(samples=[s(PID, 1), s(PID, 2), s(PID, 3)]))])
-    intake.flush(defer=False)
+    delivery.take([(0, Batch(samples=[s(PID, 1), s(PID, 2), s(PID, 3)]))])
+    delivery.flush(defer=False)
     assert [h.values for h in hits] == [((42).to_bytes(8, "little"),)] * 3
     assert mem.reads == 1
     h = hits[0]
@@ -130,62 +130,62 @@ async def test_hits_carry_late_values_read_once_per_read() -> None:
         True,
     )
     mem.value = -1  # the process is gone: no values, still a hit
-    intake.take([(0, Batch(samples=[s(PID, 4)]))])
-    intake.flush(defer=False)
+    delivery.take([(0, Batch(samples=[s(PID, 4)]))])
+    delivery.flush(defer=False)
     assert hits[-1].values == ()
 
 
 async def test_lost_records_name_the_last_thread_seen_on_that_cpu() -> None:
-    book, log, intake, stats, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
-    intake.take([(0, Batch(samples=[s(PID, 1)], lost=3))])
-    intake.take([(0, Batch(lost=2))])  # no sample in this read: the CPU's last one
-    intake.take([(1, Batch(lost=4))])  # nothing seen on CPU 1: a thread holding a slot
-    intake.flush(defer=False)
+    table, log, delivery, stats, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
+    delivery.take([(0, Batch(samples=[s(PID, 1)], lost=3))])
+    delivery.take([(0, Batch(lost=2))])  # no sample in this read: the CPU's last one
+    delivery.take([(1, Batch(lost=4))])  # nothing seen on CPU 1: a thread holding a slot
+    delivery.flush(defer=False)
     assert [e for e in log.log if e[0] == "lost"] == [
         ("lost", PID, 3),
         ("lost", PID, 2),
         ("lost", PID, 4),
     ]
     assert stats.lost == 9
-    book.remove_thread(PID)
-    intake.take([(1, Batch(lost=1))])  # no thread at all: counted only
-    intake.flush(defer=False)
+    table.remove_thread(PID)
+    delivery.take([(1, Batch(lost=1))])  # no thread at all: counted only
+    delivery.flush(defer=False)
     assert stats.lost == 10
     assert log.log[-1] == ("lost", PID, 4)
 
 
 async def test_deferred_delivery_waits_for_the_next_loop_turn_and_keeps_order() -> None:
-    _, log, intake, _, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
-    intake.take([(0, Batch(samples=[s(PID, 1)]))])
-    intake.flush(defer=True)
-    intake.take([(0, Batch(samples=[s(PID, 2)]))])
-    intake.flush(defer=True)
+    _, log, delivery, _, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
+    delivery.take([(0, Batch(samples=[s(PID, 1)]))])
+    delivery.flush(defer=True)
+    delivery.take([(0, Batch(samples=[s(PID, 2)]))])
+    delivery.flush(defer=True)
     assert log.log == []
     await asyncio.sleep(0)
     assert log.log == [("hits", (PID,)), ("hits", (PID,))]
-    intake.take([(0, Batch(samples=[s(PID, 3)]))])
-    intake.flush(defer=True)
-    intake.take([(0, Batch(samples=[s(PID, 4)]))])
-    intake.flush(defer=False)  # a reader's read delivers what apply deferred first
+    delivery.take([(0, Batch(samples=[s(PID, 3)]))])
+    delivery.flush(defer=True)
+    delivery.take([(0, Batch(samples=[s(PID, 4)]))])
+    delivery.flush(defer=False)  # a reader's read delivers what apply deferred first
     assert len(log.log) == 4
     await asyncio.sleep(0)
     assert len(log.log) == 4
 
 
-async def test_settled_samples_become_hits() -> None:
-    book, log, intake, stats, ev = setup()
-    intake.start(log, asyncio.get_running_loop())
-    intake.take([(0, Batch(tasks=[TaskRecord(RECORD_FORK, PID, PID, 101, PID, 20)]))])
-    intake.take([(0, Batch(samples=[s(101, 30), s(101, 31)]))])
-    child = book.threads[101]
+async def test_buffered_samples_become_hits() -> None:
+    table, log, delivery, stats, ev = setup()
+    delivery.start(log, asyncio.get_running_loop())
+    delivery.take([(0, Batch(tasks=[TaskRecord(RECORD_FORK, PID, PID, 101, PID, 20)]))])
+    delivery.take([(0, Batch(samples=[s(101, 30), s(101, 31)]))])
+    child = table.threads[101]
     assert len(child.buffer) == 2
     slot = ThreadSlot(101, "dr", 0, SlotEntry(CHUNK))
     slot.hold(100, 9)
-    book.link(slot, 0, ev)
-    intake.settled(book.settle(child))
-    intake.flush(defer=False)
+    table.link(slot, 0, ev)
+    delivery.deliver_buffered(table.release_buffered(child))
+    delivery.flush(defer=False)
     assert log.log[-1] == ("hits", (101, 101))
     assert stats.samples == 2
 
@@ -205,33 +205,33 @@ class Counter:
 
 
 async def test_kernel_loss_counters_are_reported_not_lost_records() -> None:
-    book, log, intake, stats, ev = setup()
-    intake.start(log, asyncio.get_running_loop())
+    table, log, delivery, stats, ev = setup()
+    delivery.start(log, asyncio.get_running_loop())
     counter = Counter()
     ev.fd, ev.counts_lost = counter.r, True
     try:
         # A LOST record says "look": the counter has the samples (records of any kind
         # are only counted, they may be FORK/EXIT records).
         counter.lost(5)
-        intake.take([(0, Batch(samples=[s(PID, 1)], lost=9))])
+        delivery.take([(0, Batch(samples=[s(PID, 1)], lost=9))])
         # No record at all after a burst: a poll still finds the loss.
         counter.lost(12)
-        intake.poll_lost()
+        delivery.poll_lost()
         counter.lost(12)
-        intake.poll_lost()  # nothing new
-        intake.flush(defer=False)
+        delivery.poll_lost()  # nothing new
+        delivery.flush(defer=False)
         assert [e for e in log.log if e[0] == "lost"] == [("lost", PID, 5), ("lost", PID, 7)]
         assert (stats.lost, stats.lost_records) == (12, 9)
         # An adopter routed through the event, its owner gone: the adopter is told.
-        book.threads[PID].slots.clear()
-        book.add_thread(PID, 101)
+        table.threads[PID].slots.clear()
+        table.add_thread(PID, 101)
         slot = ThreadSlot(101, "dr", 0, SlotEntry(CHUNK))
-        book.unlink(next(iter(book.route.values())))
-        book.link(slot, 0, ev)
-        book.threads[101].slots[("dr", 0)] = slot
+        table.unlink(next(iter(table.route.values())))
+        table.link(slot, 0, ev)
+        table.threads[101].slots[("dr", 0)] = slot
         counter.lost(13)
-        intake.poll_lost([ev])
-        intake.flush(defer=False)
+        delivery.poll_lost([ev])
+        delivery.flush(defer=False)
         assert log.log[-1] == ("lost", 101, 1)
     finally:
         counter.close()
@@ -240,26 +240,26 @@ async def test_kernel_loss_counters_are_reported_not_lost_records() -> None:
 async def test_samples_of_several_rings_are_handled_in_time_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_intake.wall_offset_ns", lambda: WALL)
-    _, log, intake, _, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_delivery.wall_offset_ns", lambda: WALL)
+    _, log, delivery, _, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
     hits: list[HitReport] = []
     log.on_hits = hits.extend  # type: ignore[method-assign]
-    intake.take([(0, Batch(samples=[s(PID, 1), s(PID, 4)])), (1, Batch(samples=[s(PID, 2)]))])
-    intake.flush(defer=False)
+    delivery.take([(0, Batch(samples=[s(PID, 1), s(PID, 4)])), (1, Batch(samples=[s(PID, 2)]))])
+    delivery.flush(defer=False)
     assert [h.time_ns - WALL for h in hits] == [1, 2, 4]
 
 
 async def test_a_hit_report_carries_every_field_of_its_sample(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_intake.wall_offset_ns", lambda: WALL)
-    _, log, intake, _, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_delivery.wall_offset_ns", lambda: WALL)
+    _, log, delivery, _, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
     hits: list[HitReport] = []
     log.on_hits = hits.extend  # type: ignore[method-assign]
-    intake.take([(0, Batch(samples=[Sample(7, 0x401234, PID, PID, 77, 0x1000, 1)]))])
-    intake.flush(defer=False)
+    delivery.take([(0, Batch(samples=[Sample(7, 0x401234, PID, PID, 77, 0x1000, 1)]))])
+    delivery.flush(defer=False)
     assert hits == [
         HitReport(
             pid=PID,
@@ -280,17 +280,17 @@ async def test_a_hit_report_carries_every_field_of_its_sample(
 
 
 async def test_item3_nonstop_hits_are_stamped_with_wall_clock_time() -> None:
-    book, log, intake, _, _ = setup()
-    intake.start(log, asyncio.get_running_loop())
+    table, log, delivery, _, _ = setup()
+    delivery.start(log, asyncio.get_running_loop())
     hits: list[HitReport] = []
     log.on_hits = hits.extend  # type: ignore[method-assign]
     wall_before = time.time_ns()
     mono = time.monotonic_ns()
     wall_after = time.time_ns()
-    intake.take([(0, Batch(samples=[s(PID, mono)]))])
+    delivery.take([(0, Batch(samples=[s(PID, mono)]))])
     # A newborn's buffered sample, attributed once its first table is applied.
-    intake.settled([(s(PID, mono), book.threads[PID].slots[("dr", 2)])])
-    intake.flush(defer=False)
+    delivery.deliver_buffered([(s(PID, mono), table.threads[PID].slots[("dr", 2)])])
+    delivery.flush(defer=False)
     assert len(hits) == 2
     ms = 10**6  # room for a preempted reading; monotonic-as-epoch is 56 years off
     assert all(wall_before - ms <= h.time_ns <= wall_after + ms for h in hits)

@@ -20,7 +20,7 @@ from hwbkptd.arch.perf.ring import SampleFormat
 from hwbkptd.core.mechanism import HitReport, MechanismSink, SlotEntry
 from hwbkptd.core.model import CPU_CONTEXT
 
-__all__ = ["HitDelivery", "KernelSlot", "KernelStats"]
+__all__ = ["KernelDelivery", "KernelSlot", "KernelStats"]
 
 
 @dataclass(slots=True)
@@ -53,7 +53,7 @@ def _symbols(ksyms: Kallsyms | None, chain: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(ksyms.symbolize(ip) for ip in chain)
 
 
-class HitDelivery:
+class KernelDelivery:
     """Parses what a ring held and hands the hits to the sink, now or after apply()."""
 
     def __init__(self, fmt: SampleFormat, stats: KernelStats) -> None:
