@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["LEVELS", "configure", "default_format"]
+__all__ = ["LEVELS", "configure", "default_format", "reset"]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -77,3 +77,10 @@ def configure(fmt: str | None = None, level: str = "info", *, force: bool = Fals
         level=max(numeric, stdlib_logging.WARNING), stream=sys.stderr, force=True
     )
     _configured = True
+
+
+def reset() -> None:
+    """Forget the configuration, so the next ``configure`` applies (tests)."""
+    global _configured
+    structlog.reset_defaults()
+    _configured = False

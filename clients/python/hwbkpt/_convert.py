@@ -23,6 +23,7 @@ __all__ = [
     "slot_map_from_pb",
     "spawned_from_pb",
     "spec_to_pb",
+    "time_from_pb",
     "touch_from_pb",
 ]
 
@@ -217,7 +218,7 @@ _new_hit = positional_builder(m.Hit)
 _new_event = positional_builder(m.Event)
 
 
-def _time_from_pb(ts: Timestamp) -> datetime:
+def time_from_pb(ts: Timestamp) -> datetime:
     # What Timestamp.ToDatetime(tzinfo=UTC) gives (microseconds, truncated), in a
     # third less time: it runs once per event.
     return _EPOCH + timedelta(0, ts.seconds, ts.nanos // 1000)  # (days, seconds, us)
@@ -228,7 +229,7 @@ def event_from_pb(msg: pb.Event) -> m.Event | None:
     payload = _payload_from_pb(msg)
     if payload is None:
         return None
-    return _new_event(msg.seq, _time_from_pb(msg.time), msg.breakpoint_id, payload)
+    return _new_event(msg.seq, time_from_pb(msg.time), msg.breakpoint_id, payload)
 
 
 def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:

@@ -218,4 +218,4 @@ def test_sim_replies() -> None:
 )
 def test_event_times_read_as_the_timestamp_says(seconds: int, nanos: int) -> None:
     ts = Timestamp(seconds=seconds, nanos=nanos)
-    assert cv._time_from_pb(ts) == ts.ToDatetime(tzinfo=UTC)
+    assert cv.time_from_pb(ts) == ts.ToDatetime(tzinfo=UTC)

@@ -15,8 +15,7 @@ from hwbkptd.daemon import logging as hwlog
 @pytest.fixture(autouse=True)
 def _restore() -> Iterator[None]:
     yield
-    structlog.reset_defaults()
-    hwlog._configured = False
+    hwlog.reset()
 
 
 def test_json_lines_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
