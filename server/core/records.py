@@ -74,6 +74,10 @@ class RecordIndex:
         """Ids of the process- and thread-scope requests of a process, oldest first."""
         return sorted(self._by_pid.get(pid, ()))
 
+    def has_process(self, pid: int) -> bool:
+        """True while a process- or thread-scope request names the process."""
+        return pid in self._by_pid
+
     def of_thread(self, tid: int) -> list[int]:
         """Ids of the thread-scope requests of a thread, oldest first."""
         return sorted(self._by_tid.get(tid, ()))

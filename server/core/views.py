@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
 
-from hwbkptd.arch.base import Arch
 from hwbkptd.core.arbiter import Arbiter, SlotTable
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.broker_types import (
     BreakpointSpec,
     BreakpointView,
