@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from hwbkptd.core.answers import placement_tids
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable, TableEntry
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.clock import Clock, Timer
@@ -29,7 +30,6 @@ from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, RequestState,
 from hwbkptd.core.netchange import Current, Displacer, NetChanges
 from hwbkptd.core.records import RecordIndex
 from hwbkptd.core.sessions import Session
-from hwbkptd.core.views import placement_tids
 
 __all__ = ["EXTERNAL_RETRY_SECONDS", "Applier"]
 

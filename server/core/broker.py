@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core.answers import breakpoint_view, describe_machine, slot_map
 from hwbkptd.core.applier import Applier
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
@@ -35,7 +36,6 @@ from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
 )
@@ -44,15 +44,15 @@ from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
-from hwbkptd.core.model import CPU_CONTEXT, Action, Filter, RequestState, Scope
+from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import Record, RecordIndex, new_record
 from hwbkptd.core.routing import HitRouter
+from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
-from hwbkptd.core.specs import Prepared, check_name, modified_request, prepare_spec, recheck_spec
-from hwbkptd.core.views import breakpoint_view, describe_machine, thread_slots
+from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
 
 __all__ = [
     "MAX_HIT_BUFFER",
@@ -71,13 +71,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("hwbkptd.broker")
-
-#: Upper bounds for what a session may ask for when it opens.
-MAX_LEASE_SECONDS = 86_400.0
-MAX_HIT_BUFFER = 1_000_000
-
-
-_audit = audit
 
 
 class Broker:
@@ -103,7 +96,9 @@ class Broker:
         self._config = config
         self._arbiter = Arbiter(self._pools)
         self._clock: Clock = clock or SystemClock()
-        self._sessions = SessionTable(self._clock, self._lease_ended)
+        self._sessions = SessionTable(
+            self._clock, lambda session: self._session_calls.lease_ended(session)
+        )
         self._records = RecordIndex()
         self._next_id = 0
         self._processes = ProcessTable(
@@ -140,6 +135,13 @@ class Broker:
         m.bind(self._applier, self._halts)
         self._process_calls = ProcessCalls(
             sessions=self._sessions, mutations=m, stopping=lambda: self._stopped
+        )
+        self._session_calls = SessionCalls(
+            sessions=self._sessions,
+            config=config,
+            mutations=m,
+            process_calls=self._process_calls,
+            stopping=lambda: self._stopped,
         )
         self._news = MachineNews(mutations=m, router=self._router, sessions=self._sessions)
         self._started = False
@@ -184,72 +186,17 @@ class Broker:
     def open_session(
         self, name: str, *, lease_seconds: float = 0, hit_buffer: int = 0, identity: Identity
     ) -> SessionInfo:
-        check_name(name, self._config.max_name_length)
-        if not 0 <= lease_seconds <= MAX_LEASE_SECONDS:
-            raise InvalidArgument(
-                "lease_seconds",
-                f"must be 0 (default) to {MAX_LEASE_SECONDS:g}, got {lease_seconds}",
-            )
-        if not 0 <= hit_buffer <= MAX_HIT_BUFFER:
-            raise InvalidArgument(
-                "hit_buffer", f"must be 0 (default) to {MAX_HIT_BUFFER}, got {hit_buffer}"
-            )
-        if self._stopped:
-            raise FailedPrecondition("the broker is shutting down")
-        session = self._sessions.open(
-            name,
-            identity=identity,
-            lease_seconds=lease_seconds or self._config.lease_seconds,
-            hit_buffer=hit_buffer or self._config.hit_buffer,
-            retention=self._config.replay_retention,
-        )
-        _audit("session_opened", session, lease_seconds=session.lease_seconds)
-        return self._session_info(session)
+        return self._session_calls.open(name, lease_seconds, hit_buffer, identity)
 
     def resume_session(self, token: str) -> SessionInfo:
-        session = self._sessions.get(token)
-        _audit("session_resumed", session, last_seq=session.log.last_seq)
-        return self._session_info(session)
+        return self._session_calls.resume(token)
 
     async def close_session(self, token: str) -> None:
-        await self._end_session(self._sessions.get(token), "session_closed")
+        await self._session_calls.close(token)
 
     def events(self, token: str, after_seq: int = 0) -> AsyncIterator[Sequence[Event]]:
         """Batches of events numbered above ``after_seq``; a newer stream ends an older one."""
-        session = self._sessions.get(token)
-        if after_seq < 0:
-            raise InvalidArgument("after_seq", f"must not be negative, got {after_seq}")
-        return session.stream(after_seq)
-
-    @staticmethod
-    def _session_info(session: Session) -> SessionInfo:
-        return SessionInfo(
-            session_id=session.id,
-            name=session.name,
-            token=session.token,
-            lease_seconds=session.lease_seconds,
-            last_seq=session.log.last_seq,
-        )
-
-    def _lease_ended(self, session: Session) -> None:
-        self._m.spawn(self._end_session(session, "lease"))
-
-    async def _end_session(self, session: Session, reason: str) -> None:
-        if session.ending:
-            return
-        self._sessions.remove(session)
-        for rid in sorted(session.requests):
-            self._m.remove(rid, reason)
-        held = self._halts.held_by(session.id)
-        resume = [tid for tid in held if self._halts.release(tid, session.id)]
-        # Placement first, so a released thread cannot trap on what is being removed.
-        await self._m.commit()
-        for tid in resume:
-            await self._m.resume_thread(tid)
-        await self._process_calls.session_ended(session.id)
-        session.close()
-        _audit("session_ended", session, reason=reason, resumed=resume)
-        await self._m.sweep()
+        return self._session_calls.events(token, after_seq)
 
     # --- requests ---------------------------------------------------------------
     async def set_breakpoint(self, token: str, spec: BreakpointSpec) -> BreakpointView:
@@ -293,7 +240,7 @@ class Broker:
         self._records.add(record)
         session.requests.add(rid)
         self._applier.created(rid, delta)
-        _audit(
+        audit(
             "breakpoint_set",
             session,
             breakpoint_id=rid,
@@ -339,7 +286,7 @@ class Broker:
             # slots' halt flag did: the mechanism must get those tables again.
             self._applier.rearm(breakpoint_id)
         self._applier.absorb(delta)
-        _audit(
+        audit(
             "breakpoint_modified",
             session,
             breakpoint_id=breakpoint_id,
@@ -353,7 +300,7 @@ class Broker:
         session = self._sessions.get(token)
         self._own(session, breakpoint_id)
         self._m.remove(breakpoint_id, "client")
-        _audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
+        audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
         await self._m.commit_and_sweep()
 
     def list_breakpoints(self, token: str) -> tuple[BreakpointView, ...]:
@@ -372,7 +319,7 @@ class Broker:
             if self._halts.release(tid, session.id):
                 await self._m.resume_thread(tid)
         if wanted:
-            _audit("threads_resumed", session, tids=list(wanted))
+            audit("threads_resumed", session, tids=list(wanted))
         return wanted
 
     def _prepare(
@@ -412,7 +359,7 @@ class Broker:
     def _stop_after(self, rid: int) -> None:
         session = self._records[rid].session
         self._m.remove(rid, "stop_after")
-        _audit("breakpoint_removed", session, breakpoint_id=rid, reason="stop_after")
+        audit("breakpoint_removed", session, breakpoint_id=rid, reason="stop_after")
         self._m.spawn(self._m.commit_and_sweep())
 
     # --- processes (a machine with process control; the sim answers FAILED_PRECONDITION) --
@@ -457,35 +404,20 @@ class Broker:
         threads, procs = self._processes.threads, self._processes.processes
         if pid and pid not in procs:
             raise NotFound("pid", f"no traced process {pid}")
-        tids = procs[pid] if pid else threads
-        requests = self._arbiter.requests()
-        contexts = [CPU_CONTEXT] if any(r.is_kernel for r in requests) else []
-        contexts += sorted(tids, key=lambda t: (threads[t], t))
-        shown = tuple(
-            thread_slots(
-                self._arbiter.table(tid),
-                self._pools,
-                self._holder,
-                halted=tid in self._halts,
-                refused=self._applier.refused(tid),
-            )
-            for tid in contexts
+        return slot_map(
+            self._arbiter,
+            self._pools,
+            pid=pid,
+            threads=threads,
+            tids=procs[pid] if pid else threads,
+            halted=self._halts,
+            refused=self._applier.refused,
+            view=lambda rid: self._view(self._records[rid]),
         )
-        waiting = tuple(
-            self._view(self._records[r.id])
-            for r in requests
-            if (not pid or r.pid == pid or r.is_kernel)
-            and self._arbiter.state(r.id)[0] is not RequestState.INSTALLED
-        )
-        return SlotMapView(threads=shown, waiting=waiting)
 
     def attribute(self, hit: HitReport) -> tuple[int, ...]:
         """Request ids that held the hit's slot under the hit's generation."""
         return self._arbiter.holders_at(hit.tid, hit.pool, hit.index, hit.generation)
-
-    def _holder(self, rid: int) -> tuple[int, str, int]:
-        request = self._arbiter.request(rid)
-        return (rid, request.session_name, request.priority)
 
     def _view(self, record: Record) -> BreakpointView:
         return breakpoint_view(
