@@ -18,7 +18,7 @@ from hwbkptd.core.broker_types import (
     SlotView,
     ThreadSlotsView,
 )
-from hwbkptd.core.hits import Tally
+from hwbkptd.core.hits import HitState
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk, PendingReason, RequestState, Scope
 
@@ -58,7 +58,7 @@ def breakpoint_view(
     session_name: str,
     spec: BreakpointSpec,
     chunks: tuple[Chunk, ...],
-    tally: Tally,
+    hits: HitState,
     priority: int,
     live: bool,
 ) -> BreakpointView:
@@ -78,8 +78,8 @@ def breakpoint_view(
         installed_tids=installed,
         pending_tids=pending,
         chunks=chunks,
-        hit_count=tally.hit_count,
-        reported_count=tally.reported_count,
+        hit_count=hits.hit_count,
+        reported_count=hits.reported_count,
         priority=priority,
     )
 

@@ -28,7 +28,7 @@ from hwbkptd.core.events import EventKind
 from hwbkptd.core.mechanism import Mechanism, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, RequestState, Scope
 from hwbkptd.core.netchange import Current, Displacer, NetChanges
-from hwbkptd.core.records import RecordIndex
+from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session
 
 __all__ = ["EXTERNAL_RETRY_SECONDS", "Applier"]
@@ -49,7 +49,7 @@ class Applier:
         arbiter: Arbiter,
         mechanism: Mechanism,
         pools: Mapping[str, int],
-        records: RecordIndex,
+        records: RequestBook,
         threads: Mapping[int, int],
         read_value: Callable[[BreakpointSpec], Awaitable[bytes]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
@@ -256,7 +256,7 @@ class Applier:
             if record is None or record.spec.access is Access.EXEC or not self.installed(rid):
                 continue
             refreshed.add(rid)
-            record.tally.last_value = await self._read_value(record.spec)
+            record.hits.last_value = await self._read_value(record.spec)
 
     def _tell(self) -> None:
         for rid, kinds in self._net.drain(self._current):

@@ -11,7 +11,6 @@ changes both share with the broker are ``mutations``. See docs/architecture.md.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
@@ -48,7 +47,7 @@ from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
-from hwbkptd.core.records import Record, RecordIndex, new_record
+from hwbkptd.core.records import Record, RequestBook, new_record
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
@@ -99,7 +98,7 @@ class Broker:
         self._sessions = SessionTable(
             self._clock, lambda session: self._session_calls.lease_ended(session)
         )
-        self._records = RecordIndex()
+        self._records = RequestBook()
         self._next_id = 0
         self._processes = ProcessTable(
             attaches=self._hooks.attaches, process_of=self._hooks.process_of
@@ -276,11 +275,8 @@ class Broker:
             return self._view(record)
         delta = self._arbiter.replace_request(request)
         record.request = request
-        record.spec = dataclasses.replace(
-            record.spec, priority=new_priority, action=new_action, filter=new_filter
-        )
-        record.tally.action = new_action
-        record.tally.filter = new_filter
+        record.hits.action = new_action
+        record.hits.filter = new_filter
         if new_action is not old.action:
             # The holders did not change, so neither did the table's generation, but the
             # slots' halt flag did: the mechanism must get those tables again.
@@ -426,7 +422,7 @@ class Broker:
             session_name=record.session.name,
             spec=record.spec,
             chunks=record.request.chunks,
-            tally=record.tally,
+            hits=record.hits,
             priority=record.request.priority,
             live=record.id in self._records,
         )

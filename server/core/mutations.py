@@ -25,7 +25,7 @@ from hwbkptd.core.halts import HaltBook
 from hwbkptd.core.mechanism import Mechanism, ProcessControl
 from hwbkptd.core.model import CPU_CONTEXT, Access
 from hwbkptd.core.processes import ProcessTable
-from hwbkptd.core.records import RecordIndex
+from hwbkptd.core.records import RequestBook
 
 __all__ = ["Mutations"]
 
@@ -39,7 +39,7 @@ class Mutations:
         self,
         *,
         arbiter: Arbiter,
-        requests: RecordIndex,
+        requests: RequestBook,
         processes: ProcessTable,
         mechanism: Mechanism,
         control: ProcessControl | None,
@@ -85,7 +85,7 @@ class Mutations:
     def remove(self, rid: int, reason: str, *first: EventKind) -> None:
         """Remove a request from the requests room and placement; its owner hears at commit."""
         record = self.requests.pop(rid)
-        record.tally.stopped = True
+        record.hits.stopped = True
         record.session.requests.discard(rid)
         self.applier.removed(rid, record.session, reason, *first)
 
