@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from hwbkptd.arch.arm64 import DATA_POOL, EXEC_POOL, Arm64
-from hwbkptd.arch.base import Arch
 from hwbkptd.arch.x86_64 import POOL as DR_POOL
 from hwbkptd.arch.x86_64 import X86_64
+from hwbkptd.core.arch_port import Arch
 
 __all__ = ["ACCEPTED_FORMS", "MAX_POOL_SLOTS", "Layout", "native_layout", "parse_layout"]
 

@@ -37,9 +37,9 @@ from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.arch.perf.nonstop import NonstopMechanism
 from hwbkptd.core.errors import BrokerError, FailedPrecondition
 from hwbkptd.core.mechanism import (
-    Mechanism,
     MechanismInfo,
     MechanismSink,
+    ProcessMechanism,
     Refusal,
     SlotEntry,
     SlotWrite,
@@ -125,7 +125,7 @@ def native_available(caps: PerfCaps | None = None) -> tuple[bool, str]:
 
 
 class NativeMechanism:
-    """Composite Mechanism: tid 0 -> KernelPerfMechanism, other tids -> PtraceMechanism."""
+    """Both interfaces: tid 0 -> KernelPerfMechanism, other tids -> PtraceMechanism."""
 
     name = "native"
 
@@ -135,7 +135,7 @@ class NativeMechanism:
         arming: str = "auto",
         caps: PerfCaps | None = None,
         kernel: KernelPerfMechanism | None = None,
-        ptrace: Mechanism | None = None,
+        ptrace: ProcessMechanism | None = None,
         nonstop: NonstopMechanism | None = None,
         load_ptrace: bool = True,
     ) -> None:
@@ -146,7 +146,7 @@ class NativeMechanism:
         self._nonstop_only: set[int] = set()
         #: Threads whose last table sent to the non-stop mechanism had entries.
         self._nonstop_tids: set[int] = set()
-        self._ptrace: Mechanism | None = ptrace
+        self._ptrace: ProcessMechanism | None = ptrace
         self._ptrace_reason = "ptrace mechanism not loaded"
         if ptrace is None and load_ptrace:
             self._ptrace, self._ptrace_reason = self._load_ptrace(arming)
@@ -159,19 +159,19 @@ class NativeMechanism:
             self._ptrace_usable = False
 
     @staticmethod
-    def _load_ptrace(arming: str) -> tuple[Mechanism | None, str]:
+    def _load_ptrace(arming: str) -> tuple[ProcessMechanism | None, str]:
         module, reason = _import_ptrace()
         if module is None:
             return None, reason
         try:
-            return cast(Mechanism, module.PtraceMechanism(arming=arming)), ""
+            return cast(ProcessMechanism, module.PtraceMechanism(arming=arming)), ""
         except BrokerError:
             raise  # a bad --arming is the caller's error, not a missing capability
         except Exception as exc:  # its constructor says why it cannot run here
             return None, f"ptrace mechanism unavailable: {exc}"
 
     @property
-    def ptrace(self) -> Mechanism | None:
+    def ptrace(self) -> ProcessMechanism | None:
         """The ptrace mechanism when it can trace threads here, else None."""
         return self._ptrace if self._ptrace_usable else None
 
@@ -322,7 +322,7 @@ class NativeMechanism:
         """See ``KernelPerfMechanism.wait_cpu_stable``."""
         return await self.kernel.wait_cpu_stable()
 
-    def _need_ptrace(self) -> Mechanism:
+    def _need_ptrace(self) -> ProcessMechanism:
         if self._ptrace is None or not self._ptrace_usable:
             raise FailedPrecondition(
                 f"threads cannot be traced on this machine: {self._ptrace_reason}"

@@ -1,7 +1,9 @@
 """The simulated machine: processes, threads, memory and slot tables in memory.
 
-It implements the ``Mechanism`` protocol with any pool layout, so the whole
-broker runs without privileges or debug hardware. Accesses are injected with
+It implements the ``Mechanism`` protocol (slot arming) with any pool layout, so
+the whole broker runs without privileges or debug hardware. It does not
+implement ``ProcessControl``: its processes are created through the sim
+service, and the broker refuses attach, launch and release on it. Accesses are injected with
 ``touch`` (the sim gRPC service calls it): the sim writes the value, finds the
 armed slots the access hits, reports them to the broker like a real trap
 would, and halts the thread when a HALT slot trapped.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hwbkptd.arch import arm64, x86_64
-from hwbkptd.arch.base import Arch
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.mechanism import (
@@ -154,30 +156,6 @@ class SimMechanism:
 
     async def read_memory(self, pid: int, address: int, length: int) -> bytes:
         return self._read(pid, address, length)
-
-    async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
-    ) -> Sequence[int]:
-        raise FailedPrecondition(
-            "attach needs a native machine; use the sim service to create processes"
-        )
-
-    async def detach(self, pid: int) -> None:
-        # Simulated processes are always under the broker; there is nothing to let go.
-        return None
-
-    async def launch(
-        self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False
-    ) -> int:
-        raise FailedPrecondition(
-            "launch needs a native machine; use the sim service to create processes"
-        )
-
-    async def release(self, pid: int) -> None:
-        raise FailedPrecondition("release needs a native machine")
-
-    async def kill_launched(self, pid: int) -> None:
-        raise FailedPrecondition("launch needs a native machine")
 
     async def close(self) -> None:
         self._tables.clear()

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from hwbkptd.core.answers import placement_tids
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable, TableEntry
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.clock import Clock, Timer
@@ -27,9 +28,8 @@ from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.events import EventKind
 from hwbkptd.core.mechanism import Mechanism, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, Scope
-from hwbkptd.core.records import RecordIndex
+from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session
-from hwbkptd.core.views import placement_tids
 
 __all__ = ["EXTERNAL_RETRY_SECONDS", "Commit"]
 
@@ -53,7 +53,7 @@ class Commit:
         arbiter: Arbiter,
         mechanism: Mechanism,
         pools: Mapping[str, int],
-        records: RecordIndex,
+        records: RequestBook,
         threads: Mapping[int, int],
         read_value: Callable[[BreakpointSpec], Awaitable[bytes]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
@@ -271,7 +271,7 @@ class Commit:
             if record is None or record.spec.access is Access.EXEC or not self.installed(rid):
                 continue
             refreshed.add(rid)
-            record.tally.last_value = await self._read_value(record.spec)
+            record.hits.last_value = await self._read_value(record.spec)
 
     def _tell(self) -> None:
         for rid, kinds in self._owners.drain(self._current):

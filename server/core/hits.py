@@ -1,7 +1,7 @@
 """Per-request hit bookkeeping: counts, values before and after, filters (DESIGN section 3).
 
 The broker attributes a trap to the requests that held the slot under the
-trap's generation; for each of them ``judge`` decides whether the hit is
+trap's generation; for each of them ``count_hit`` decides whether the hit is
 reported and builds the event. The value before a hit is the last value the
 broker knew for the request: read at installation, then the value after every
 hit, filtered or not.
@@ -16,11 +16,11 @@ from hwbkptd.core.filters import passes
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Action, Filter
 
-__all__ = ["Tally", "judge", "value_at"]
+__all__ = ["HitState", "count_hit", "value_at"]
 
 
 @dataclass(slots=True)
-class Tally:
+class HitState:
     access: Access
     action: Action
     filter: Filter
@@ -53,7 +53,7 @@ _READ_WRITE = Access.READ_WRITE  # enum member lookups are slow on 3.11; this ru
 _WRITE = Access.WRITE
 
 
-def _unsaid_access(tally: Tally, value: bytes, old: bytes) -> Access:
+def _unsaid_access(state: HitState, value: bytes, old: bytes) -> Access:
     """The access when the hardware did not say (x86: DR6 and perf samples do not tell).
 
     A watch that triggers on one kind only tells it. Otherwise a changed value means
@@ -61,31 +61,31 @@ def _unsaid_access(tally: Tally, value: bytes, old: bytes) -> Access:
     store of the same value, which no value comparison tells apart: READ_WRITE stands
     for "read or write" on a hit.
     """
-    access = tally.access
-    if access is not _READ_WRITE and not tally.emulated_read:
+    access = state.access
+    if access is not _READ_WRITE and not state.emulated_read:
         return access
     if old and value and value != old:
         return _WRITE
     return _READ_WRITE
 
 
-def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
+def count_hit(state: HitState, report: HitReport, value: bytes) -> Hit | None:
     """Count one attributed hit; the event to report, or None when it is not reported."""
-    old = tally.last_value
-    tally.last_value = value
-    if tally.stopped:
+    old = state.last_value
+    state.last_value = value
+    if state.stopped:
         return None
     access = report.access
     if access is None:
-        access = _unsaid_access(tally, value, old)
-    if tally.emulated_read and access is _WRITE:
+        access = _unsaid_access(state, value, old)
+    if state.emulated_read and access is _WRITE:
         # Armed read/write for a read watch: a write (seen as a changed value when the
         # hardware does not tell) is not a read. gdb filters the same way.
         return None
-    tally.hit_count += 1
-    if not passes(tally.filter, hit_count=tally.hit_count, value=value, old_value=old):
+    state.hit_count += 1
+    if not passes(state.filter, hit_count=state.hit_count, value=value, old_value=old):
         return None
-    tally.reported_count += 1
+    state.reported_count += 1
     # Positional (pid, tid, cpu, ip, address, access, value, old_value, hit_count,
     # generation, halted, ip_symbol, value_late, call_chain): this runs once per hit per
     # holder, and keywords cost a quarter more. A kernel hit is attributed to the CPU
@@ -99,10 +99,10 @@ def judge(tally: Tally, report: HitReport, value: bytes) -> Hit | None:
         access,
         value,
         old,
-        tally.hit_count,
+        state.hit_count,
         report.generation,
-        report.halted and tally.action is Action.HALT,
+        report.halted and state.action is Action.HALT,
         report.ip_symbol,
         report.values_late,
-        _chain(report) if tally.call_chain else (),
+        _chain(report) if state.call_chain else (),
     )

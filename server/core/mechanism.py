@@ -1,15 +1,18 @@
-"""The one small interface between the core and whatever arms real (or simulated) slots.
+"""The two small interfaces between the core and the machine: slot arming, process control.
 
-The core hands a mechanism new slot tables and gets hits, refusals and thread
-life-cycle news back through a ``MechanismSink``. Mechanisms live in
-``hwbkptd.arch``; the core never imports them.
+The core hands a ``Mechanism`` new slot tables and gets hits, refusals and thread
+life-cycle news back through a ``MechanismSink``. A machine that can also take
+processes (attach, launch, release, detach) implements ``ProcessControl`` too;
+the simulated machine does not (its processes come from the sim service), and
+the broker then refuses the process calls. Mechanisms live in ``hwbkptd.arch``;
+the core never imports them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hwbkptd.core.model import Access, Chunk
 
@@ -18,6 +21,8 @@ __all__ = [
     "Mechanism",
     "MechanismInfo",
     "MechanismSink",
+    "ProcessControl",
+    "ProcessMechanism",
     "Refusal",
     "SlotEntry",
     "SlotWrite",
@@ -146,6 +151,13 @@ class Mechanism(Protocol):
 
     async def read_memory(self, pid: int, address: int, length: int) -> bytes: ...
 
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ProcessControl(Protocol):
+    """Takes processes under the machine and lets them go. Called on the event loop."""
+
     async def attach(
         self, pid: int, follow_fork: bool = False, nonstop: bool = False
     ) -> Sequence[int]:
@@ -169,4 +181,6 @@ class Mechanism(Protocol):
         """End a launch never released (its program killed before its first instruction)
         and reap it; returns once it has ended."""
 
-    async def close(self) -> None: ...
+
+class ProcessMechanism(Mechanism, ProcessControl, Protocol):
+    """Both interfaces: what the native machine and its ptrace part implement."""

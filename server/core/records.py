@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hwbkptd.core.broker_types import BreakpointSpec
-from hwbkptd.core.hits import Tally
+from hwbkptd.core.hits import HitState
 from hwbkptd.core.model import (
     DEFAULT_PRIORITY,
     Access,
@@ -15,21 +16,30 @@ from hwbkptd.core.model import (
 )
 from hwbkptd.core.sessions import Session
 
-__all__ = ["Record", "RecordIndex", "new_record"]
+__all__ = ["Record", "RequestBook", "new_record"]
 
 
 @dataclass(slots=True, eq=False)
 class Record:
     id: int
     session: Session
-    #: The spec as accepted: pid, tid, priority and length filled in.
-    spec: BreakpointSpec
-    #: What the arbiter holds for it.
+    #: The spec as accepted: pid, tid, priority and length filled in. Its priority,
+    #: action and filter are those at creation; a modify changes ``request`` only.
+    accepted: BreakpointSpec
+    #: What the arbiter holds for it: the owner of priority, action and filter.
     request: Request
-    tally: Tally
+    hits: HitState
+
+    @property
+    def spec(self) -> BreakpointSpec:
+        """The spec as it stands now (after any modify)."""
+        request = self.request
+        return dataclasses.replace(
+            self.accepted, priority=request.priority, action=request.action, filter=request.filter
+        )
 
 
-class RecordIndex:
+class RequestBook:
     def __init__(self) -> None:
         self._by_id: dict[int, Record] = {}
         self._by_pid: dict[int, set[int]] = {}
@@ -70,6 +80,10 @@ class RecordIndex:
         """Ids of the process- and thread-scope requests of a process, oldest first."""
         return sorted(self._by_pid.get(pid, ()))
 
+    def has_process(self, pid: int) -> bool:
+        """True while a process- or thread-scope request names the process."""
+        return pid in self._by_pid
+
     def of_thread(self, tid: int) -> list[int]:
         """Ids of the thread-scope requests of a thread, oldest first."""
         return sorted(self._by_tid.get(tid, ()))
@@ -103,7 +117,7 @@ def new_record(
         nonstop=spec.nonstop,
         call_chain=spec.call_chain,
     )
-    tally = Tally(
+    state = HitState(
         access=spec.access,
         action=spec.action,
         filter=spec.filter,
@@ -111,4 +125,4 @@ def new_record(
         call_chain=spec.call_chain,
         last_value=value,
     )
-    return Record(id=rid, session=session, spec=spec, request=request, tally=tally)
+    return Record(id=rid, session=session, accepted=spec, request=request, hits=state)

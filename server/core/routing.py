@@ -20,9 +20,9 @@ from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import HaltTimeout, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HaltBook
-from hwbkptd.core.hits import judge, value_at
+from hwbkptd.core.hits import count_hit, value_at
 from hwbkptd.core.mechanism import HitReport
-from hwbkptd.core.records import RecordIndex
+from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session, SessionTable
 
 __all__ = ["HitRouter"]
@@ -35,7 +35,7 @@ class HitRouter:
         self,
         *,
         arbiter: Arbiter,
-        records: RecordIndex,
+        records: RequestBook,
         sessions: SessionTable,
         clock: Clock,
         halt_timeout: float,
@@ -70,15 +70,15 @@ class HitRouter:
                 record = records.get(rid)
                 if record is None:
                     continue
-                tally = record.tally
-                hit = judge(tally, report, value_at(report, index))
+                state = record.hits
+                hit = count_hit(state, report, value_at(report, index))
                 if hit is None:
                     continue
                 record.session.emit(rid, hit, report.time_ns)
                 if hit.halted:
                     self._hold(report.pid, report.tid, record.session, rid)
-                if tally.filter.stop_after and reached_stop(tally.filter, tally.reported_count):
-                    tally.stopped = True
+                if state.filter.stop_after and reached_stop(state.filter, state.reported_count):
+                    state.stopped = True
                     self._stop_request(rid)
         for tid in halted:
             if tid not in self.halts:

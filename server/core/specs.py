@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
-from hwbkptd.arch.base import Arch
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.errors import (
     InvalidArgument,
@@ -41,6 +41,7 @@ __all__ = [
     "check_priority",
     "modified_request",
     "prepare_spec",
+    "recheck_spec",
 ]
 
 _SIM_HOOKS = SimHooks()
@@ -186,6 +187,23 @@ def prepare_spec(
     )
     hooks.check(normal)
     return Prepared(spec=normal, chunks=chunks)
+
+
+def recheck_spec(
+    spec: BreakpointSpec,
+    *,
+    identity: Identity,
+    threads: Mapping[int, int],
+    processes: Container[int],
+    owned: int,
+) -> None:
+    """Check again, after an ``await``, what the await can change about a prepared ``spec``:
+    its target may have gone, and the session may hold more requests now."""
+    if owned >= identity.max_requests:
+        raise ResourceExhausted(
+            f"identity {identity.name!r} may hold at most {identity.max_requests} requests"
+        )
+    _target(spec, threads, processes)
 
 
 def modified_request(

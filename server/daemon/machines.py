@@ -15,9 +15,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hwbkptd.arch.base import Arch
 from hwbkptd.arch.layouts import ACCEPTED_FORMS, native_layout, parse_layout
 from hwbkptd.arch.sim import SimMechanism
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.mechanism import Mechanism, MechanismInfo

@@ -14,7 +14,7 @@ from hwbkptd.arch.arm64 import (
     encode_wcr,
     watch_hit_slot,
 )
-from hwbkptd.arch.base import Arch
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.errors import InvalidArgument
 from hwbkptd.core.model import Access, Chunk
 

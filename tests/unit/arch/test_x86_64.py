@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwbkptd.arch.base import Arch
 from hwbkptd.arch.x86_64 import (
     TASK_SIZE_MAX,
     X86_64,
@@ -18,6 +17,7 @@ from hwbkptd.arch.x86_64 import (
     dr6_single_step,
     encode_dr7,
 )
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.errors import InvalidArgument
 from hwbkptd.core.model import Access, Chunk
 

@@ -10,6 +10,7 @@ import pytest
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
+from hwbkptd.core.answers import READ_EMULATION_NOTE
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.commit import EXTERNAL_RETRY_SECONDS
@@ -44,7 +45,6 @@ from hwbkptd.core.model import (
     RequestState,
     Scope,
 )
-from hwbkptd.core.views import READ_EMULATION_NOTE
 
 LOCAL = Identity()
 VAR = 0x601000  # a user data address

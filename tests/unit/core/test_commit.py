@@ -17,7 +17,7 @@ from hwbkptd.core.commit import Commit
 from hwbkptd.core.events import Restored, StateChanged
 from hwbkptd.core.mechanism import Refusal, SlotWrite
 from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState, Scope
-from hwbkptd.core.records import RecordIndex, new_record
+from hwbkptd.core.records import RequestBook, new_record
 from hwbkptd.core.sessions import Session, SessionTable
 
 
@@ -26,7 +26,7 @@ class Rig:
         lay = parse_layout("sim")
         self.arbiter = Arbiter(lay.pools)
         self.sim = SimMechanism(lay.arch, lay.pools)
-        self.records = RecordIndex()
+        self.records = RequestBook()
         self.threads: dict[int, int] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.seen = 0
@@ -178,7 +178,7 @@ async def test_item2_a_newborn_thread_leaves_the_value_before_its_first_write(
     await rig.commit.flush()
     assert newborn in rig.commit.installed(1)
     # The old value of the newborn's hit is what the broker saw before it: 7, never 102.
-    assert rig.records[1].tally.last_value == before
+    assert rig.records[1].hits.last_value == before
 
 
 async def test_item2_a_request_armed_again_reads_its_value_before_arming(
@@ -197,4 +197,4 @@ async def test_item2_a_request_armed_again_reads_its_value_before_arming(
     _runs_once_armed(rig, monkeypatch, tid, pid, 0x1000, 9)
     await rig.commit.flush()
     assert rig.commit.installed(1) == frozenset({tid})
-    assert rig.records[1].tally.last_value == missed
+    assert rig.records[1].hits.last_value == missed

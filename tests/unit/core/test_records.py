@@ -5,7 +5,7 @@ from __future__ import annotations
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.model import Access, Chunk, Scope
-from hwbkptd.core.records import RecordIndex, new_record
+from hwbkptd.core.records import RequestBook, new_record
 from hwbkptd.core.sessions import SessionTable
 
 
@@ -19,7 +19,7 @@ async def test_index_by_process_and_thread() -> None:
         2: BreakpointSpec(Scope.THREAD, 0x10, 8, Access.WRITE, pid=100, tid=101),
         3: BreakpointSpec(Scope.KERNEL, 0x10, 8, Access.READ),
     }
-    index = RecordIndex()
+    index = RequestBook()
     for rid, spec in specs.items():
         index.add(new_record(rid, s, spec, chunk, read_emulated=True, value=b"v"))
     assert index.of_process(100) == [1, 2]
@@ -29,9 +29,9 @@ async def test_index_by_process_and_thread() -> None:
     first = index[1]
     assert (first.request.priority, first.request.seq, first.request.session_name) == (30, 1, "A")
     assert index[2].request.priority == 25  # the default
-    assert index[3].tally.emulated_read
-    assert not first.tally.emulated_read
-    assert first.tally.last_value == b"v"
+    assert index[3].hits.emulated_read
+    assert not first.hits.emulated_read
+    assert first.hits.last_value == b"v"
     index.pop(2)
     assert index.of_process(100) == [1]
     assert index.of_thread(101) == []

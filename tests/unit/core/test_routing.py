@@ -12,7 +12,7 @@ from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.events import HaltTimeout, Hit, HitsDropped
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Action, Chunk, Filter, Scope
-from hwbkptd.core.records import RecordIndex, new_record
+from hwbkptd.core.records import RequestBook, new_record
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.sessions import Session, SessionTable
 
@@ -24,7 +24,7 @@ class Rig:
     def __init__(self, halt_timeout: float = 10.0) -> None:
         self.arbiter = Arbiter({"dr": 4})
         self.arbiter.add_thread(PID, TID)
-        self.records = RecordIndex()
+        self.records = RequestBook()
         #: The router's clock only: the sessions' lease timers are not under test here.
         self.clock = ManualClock()
         self.sessions = SessionTable(ManualClock(), lambda s: None)

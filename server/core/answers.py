@@ -1,28 +1,33 @@
-"""What the broker shows: breakpoint views, the slot map and the machine description."""
+"""The broker's answers: breakpoint views, the slot map and the machine description.
+
+Read-only: built from the rooms after a call's commit, never changing them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 
-from hwbkptd.arch.base import Arch
 from hwbkptd.core.arbiter import Arbiter, SlotTable
+from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.broker_types import (
     BreakpointSpec,
     BreakpointView,
     BrokerConfig,
     MachineDescription,
+    SlotMapView,
     SlotView,
     ThreadSlotsView,
 )
-from hwbkptd.core.hits import Tally
+from hwbkptd.core.hits import HitState
 from hwbkptd.core.mechanism import MechanismInfo
-from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState, Scope
+from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk, PendingReason, RequestState, Scope
 
 __all__ = [
     "READ_EMULATION_NOTE",
     "breakpoint_view",
     "describe_machine",
     "placement_tids",
+    "slot_map",
     "thread_slots",
 ]
 
@@ -53,7 +58,7 @@ def breakpoint_view(
     session_name: str,
     spec: BreakpointSpec,
     chunks: tuple[Chunk, ...],
-    tally: Tally,
+    hits: HitState,
     priority: int,
     live: bool,
 ) -> BreakpointView:
@@ -73,8 +78,8 @@ def breakpoint_view(
         installed_tids=installed,
         pending_tids=pending,
         chunks=chunks,
-        hit_count=tally.hit_count,
-        reported_count=tally.reported_count,
+        hit_count=hits.hit_count,
+        reported_count=hits.reported_count,
         priority=priority,
     )
 
@@ -146,3 +151,37 @@ def describe_machine(
         notes=tuple(notes_),
         max_region_length=arch.max_region_length,
     )
+
+
+def slot_map(
+    arbiter: Arbiter,
+    pools: Mapping[str, int],
+    *,
+    pid: int,
+    threads: Mapping[int, int],
+    tids: Collection[int],
+    halted: Container[int],
+    refused: Callable[[int], Mapping[str, Container[int]]],
+    view: Callable[[int], BreakpointView],
+) -> SlotMapView:
+    """Every context's slots (the CPU context first while a kernel request exists) and the
+    requests not installed everywhere; ``pid`` limits both to one process (0: all)."""
+    requests = arbiter.requests()
+    contexts = [CPU_CONTEXT] if any(r.is_kernel for r in requests) else []
+    contexts += sorted(tids, key=lambda t: (threads[t], t))
+
+    def holder(rid: int) -> tuple[int, str, int]:
+        request = arbiter.request(rid)
+        return (rid, request.session_name, request.priority)
+
+    shown = tuple(
+        thread_slots(arbiter.table(tid), pools, holder, halted=tid in halted, refused=refused(tid))
+        for tid in contexts
+    )
+    waiting = tuple(
+        view(r.id)
+        for r in requests
+        if (not pid or r.pid == pid or r.is_kernel)
+        and arbiter.state(r.id)[0] is not RequestState.INSTALLED
+    )
+    return SlotMapView(threads=shown, waiting=waiting)

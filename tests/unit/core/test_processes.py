@@ -1,4 +1,4 @@
-"""hwbkptd.core.tracing through the broker: attach on first need, detach after the last,
+"""hwbkptd.core.processes through the broker: attach on first need, detach after the last,
 launch and release, machine hooks. The machine is the simulated one, extended with
 processes that exist outside the broker until attached (as on a real machine)."""
 

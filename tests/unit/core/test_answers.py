@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from hwbkptd.arch.layouts import parse_layout
+from hwbkptd.core.answers import READ_EMULATION_NOTE, describe_machine, thread_slots
 from hwbkptd.core.arbiter import SlotTable, TableEntry
 from hwbkptd.core.broker_types import BrokerConfig
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, Chunk
-from hwbkptd.core.views import READ_EMULATION_NOTE, describe_machine, thread_slots
 
 CHUNK = Chunk("dr", 0x10, 8, Access.WRITE)
 

@@ -1,8 +1,9 @@
-"""What every arch provides: validation and splitting of a region into chunks.
+"""The port every arch implements: validation and splitting of a region into chunks.
 
-Arch code is pure: no system calls. Encoders for the registers live next to it
-(``x86_64.encode_dr7`` and friends) and are used by mechanisms that write
-registers directly.
+The core asks an ``Arch`` (``hwbkptd.arch.x86_64``, ``hwbkptd.arch.arm64``) and
+never imports one: arch code imports the core, not the reverse. Arch code is
+pure (no system calls); the register encoders live next to each arch and are
+used by the mechanisms that write registers directly.
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""The session calls: OpenSession, ResumeSession, CloseSession, StreamEvents, and a
+session's end (closed, lease expired): its requests removed and committed, the
+threads it held halted resumed, the processes it took let go."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from hwbkptd.core.audit import audit
+from hwbkptd.core.broker_types import BrokerConfig, Identity, SessionInfo
+from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
+from hwbkptd.core.events import Event
+from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.process_calls import ProcessCalls
+from hwbkptd.core.sessions import Session, SessionTable
+from hwbkptd.core.specs import check_name
+
+__all__ = ["MAX_HIT_BUFFER", "MAX_LEASE_SECONDS", "SessionCalls"]
+
+#: Upper bounds for what a session may ask for when it opens.
+MAX_LEASE_SECONDS = 86_400.0
+MAX_HIT_BUFFER = 1_000_000
+
+
+class SessionCalls:
+    def __init__(
+        self,
+        *,
+        sessions: SessionTable,
+        config: BrokerConfig,
+        mutations: Mutations,
+        process_calls: ProcessCalls,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._sessions = sessions
+        self._config = config
+        self._mutations = mutations
+        self._process_calls = process_calls
+        self._stopping = stopping
+
+    def open(
+        self, name: str, lease_seconds: float, hit_buffer: int, identity: Identity
+    ) -> SessionInfo:
+        check_name(name, self._config.max_name_length)
+        if not 0 <= lease_seconds <= MAX_LEASE_SECONDS:
+            raise InvalidArgument(
+                "lease_seconds",
+                f"must be 0 (default) to {MAX_LEASE_SECONDS:g}, got {lease_seconds}",
+            )
+        if not 0 <= hit_buffer <= MAX_HIT_BUFFER:
+            raise InvalidArgument(
+                "hit_buffer", f"must be 0 (default) to {MAX_HIT_BUFFER}, got {hit_buffer}"
+            )
+        if self._stopping():
+            raise FailedPrecondition("the broker is shutting down")
+        session = self._sessions.open(
+            name,
+            identity=identity,
+            lease_seconds=lease_seconds or self._config.lease_seconds,
+            hit_buffer=hit_buffer or self._config.hit_buffer,
+            retention=self._config.replay_retention,
+        )
+        audit("session_opened", session, lease_seconds=session.lease_seconds)
+        return _session_info(session)
+
+    def resume(self, token: str) -> SessionInfo:
+        session = self._sessions.get(token)
+        audit("session_resumed", session, last_seq=session.log.last_seq)
+        return _session_info(session)
+
+    async def close(self, token: str) -> None:
+        await self._end_session(self._sessions.get(token), "session_closed")
+
+    def events(self, token: str, after_seq: int = 0) -> AsyncIterator[Sequence[Event]]:
+        """Batches of events numbered above ``after_seq``; a newer stream ends an older one."""
+        session = self._sessions.get(token)
+        if after_seq < 0:
+            raise InvalidArgument("after_seq", f"must not be negative, got {after_seq}")
+        return session.stream(after_seq)
+
+    def lease_ended(self, session: Session) -> None:
+        self._mutations.spawn(self._end_session(session, "lease"))
+
+    async def _end_session(self, session: Session, reason: str) -> None:
+        if session.ending:
+            return
+        self._sessions.remove(session)
+        for rid in sorted(session.requests):
+            self._mutations.remove(rid, reason)
+        held = self._mutations.halts.held_by(session.id)
+        resume = [tid for tid in held if self._mutations.halts.release(tid, session.id)]
+        # Placement first, so a released thread cannot trap on what is being removed.
+        await self._mutations.commit()
+        for tid in resume:
+            await self._mutations.resume_thread(tid)
+        await self._process_calls.session_ended(session.id)
+        session.close()
+        audit("session_ended", session, reason=reason, resumed=resume)
+        await self._mutations.sweep()
+
+
+def _session_info(session: Session) -> SessionInfo:
+    return SessionInfo(
+        session_id=session.id,
+        name=session.name,
+        token=session.token,
+        lease_seconds=session.lease_seconds,
+        last_seq=session.log.last_seq,
+    )
