@@ -110,7 +110,7 @@ class Broker:
             mechanism=mechanism,
             control=mechanism if isinstance(mechanism, ProcessControl) else None,
         )
-        self._applier = Commit(
+        self._commit = Commit(
             arbiter=self._arbiter,
             mechanism=mechanism,
             pools=self._pools,
@@ -131,7 +131,7 @@ class Broker:
             spawn=m.spawn,
         )
         self._halts = self._router.halts
-        m.bind(self._applier, self._halts)
+        m.bind(self._commit, self._halts)
         self._process_calls = ProcessCalls(
             sessions=self._sessions, mutations=m, stopping=lambda: self._stopped
         )
@@ -160,7 +160,7 @@ class Broker:
         if self._stopped:
             return
         self._stopped = True
-        self._applier.close()
+        self._commit.close()
         sessions = list(self._sessions)
         for session in sessions:
             self._sessions.remove(session)
@@ -238,7 +238,7 @@ class Broker:
         self._next_id = rid
         self._records.add(record)
         session.requests.add(rid)
-        self._applier.created(rid, delta)
+        self._commit.created(rid, delta)
         audit(
             "breakpoint_set",
             session,
@@ -280,8 +280,8 @@ class Broker:
         if new_action is not old.action:
             # The holders did not change, so neither did the table's generation, but the
             # slots' halt flag did: the mechanism must get those tables again.
-            self._applier.rearm(breakpoint_id)
-        self._applier.absorb(delta)
+            self._commit.rearm(breakpoint_id)
+        self._commit.absorb(delta)
         audit(
             "breakpoint_modified",
             session,
@@ -407,7 +407,7 @@ class Broker:
             threads=threads,
             tids=procs[pid] if pid else threads,
             halted=self._halts,
-            refused=self._applier.refused,
+            refused=self._commit.refused,
             view=lambda rid: self._view(self._records[rid]),
         )
 

@@ -70,5 +70,5 @@ class MachineNews:
         m.spawn(m.commit_and_sweep())
 
     def on_refusals(self, refusals: Sequence[Refusal]) -> None:
-        if self._m.applier.note_refusals(refusals):
+        if self._m.committer.note_refusals(refusals):
             self._m.spawn(self._m.commit())

@@ -51,13 +51,13 @@ class Mutations:
         #: The machine's process control; None where it has none (the simulated machine).
         self.control = control
         self._tasks: set[asyncio.Task[None]] = set()
-        self.applier: Commit
+        self.committer: Commit
         self.halts: HaltBook
 
-    def bind(self, applier: Commit, halts: HaltBook) -> None:
+    def bind(self, commit: Commit, halts: HaltBook) -> None:
         """The commit room and the halt book, built after this (they take ``spawn`` and
         ``read_value`` from here)."""
-        self.applier = applier
+        self.committer = commit
         self.halts = halts
 
     # --- threads and processes -----------------------------------------------------------
@@ -65,7 +65,7 @@ class Mutations:
         """A thread the machine reports or an attach returned; placed at the next commit."""
         if not self.processes.add_thread(pid, tid):
             return False
-        self.applier.absorb(self.arbiter.add_thread(pid, tid))
+        self.committer.absorb(self.arbiter.add_thread(pid, tid))
         return True
 
     def drop_thread(self, tid: int) -> None:
@@ -77,8 +77,8 @@ class Mutations:
             self._unplace(tid)
 
     def _unplace(self, tid: int) -> None:
-        self.applier.absorb(self.arbiter.remove_thread(tid))
-        self.applier.thread_gone(tid)
+        self.committer.absorb(self.arbiter.remove_thread(tid))
+        self.committer.thread_gone(tid)
         self.halts.drop(tid)
 
     # --- requests --------------------------------------------------------------------
@@ -87,15 +87,15 @@ class Mutations:
         record = self.requests.pop(rid)
         record.hits.stopped = True
         record.session.requests.discard(rid)
-        self.applier.removed(rid, record.session, reason, *first)
+        self.committer.removed(rid, record.session, reason, *first)
 
     # --- commit and let go ---------------------------------------------------------------
     async def commit(self) -> None:
-        await self.applier.flush()
+        await self.committer.flush()
 
     async def commit_and_sweep(self) -> None:
         """Arm the new placement, then let go of processes no session needs any more."""
-        await self.applier.flush()
+        await self.committer.flush()
         await self.sweep()
 
     async def sweep(self) -> None:
@@ -110,7 +110,7 @@ class Mutations:
         try:
             for tid in tids:
                 self._unplace(tid)
-            await self.applier.flush()
+            await self.committer.flush()
             if self.control is not None:
                 await self.control.detach(pid)
             _log.info("process_detached", pid=pid)
