@@ -137,7 +137,7 @@ async def _scenario(case: str, threads: int) -> dict[str, Any]:
             for k in range(PER_SESSION):
                 spec = BreakpointSpec(Scope.PROCESS, 0x601000 + 8 * k, 8, Access.WRITE, pid=pid)
                 await broker.set_breakpoint(token, spec)
-        await broker.settle()
+        await broker.finish_background_work()
         admitted = sum(1 for bp in broker.slot_map().waiting if bp.spec.scope is Scope.KERNEL)
         gc.collect()
         ticker = _Ticker()
@@ -147,19 +147,19 @@ async def _scenario(case: str, threads: int) -> dict[str, Any]:
         for _ in range(threads - 1):
             with _timed(births):
                 tids.append(sim.spawn_thread(pid))
-                await broker.settle()
+                await broker.finish_background_work()
         deaths: list[tuple[float, float]] = []
         for tid in tids:
             with _timed(deaths):
                 sim.end_thread(tid)
-                await broker.settle()
+                await broker.finish_background_work()
         stall = await ticker.stop() * 1e6
         # The issue's own case: SpawnProcess of 1,024 threads in one call.
         ticker.start()
         t0 = time.perf_counter_ns()
         service = SimService(broker, sim)
         await service.SpawnProcess(SpawnProcessRequest(threads=threads), cast(Context, None))
-        await broker.settle()
+        await broker.finish_background_work()
         spawn_ms = (time.perf_counter_ns() - t0) / 1e6
         spawn_stall = await ticker.stop() * 1e6
     finally:

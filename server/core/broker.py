@@ -172,14 +172,14 @@ class Broker:
             await self._m.resume_thread(tid)
         for session in sessions:
             session.close()
-        await self.settle()
+        await self.finish_background_work()
         await self._processes.close()
         await self._mechanism.close()
         _log.info("broker_stopped", sessions=len(sessions))
 
-    async def settle(self) -> None:
+    async def finish_background_work(self) -> None:
         """Wait until the work started by mechanism callbacks and timers is done."""
-        await self._m.settle()
+        await self._m.finish_background_work()
 
     # --- sessions ---------------------------------------------------------------
     def open_session(

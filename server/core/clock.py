@@ -69,7 +69,7 @@ class ManualClock:
     callback's exception propagates out of ``advance``, leaving the clock at that
     callback's deadline and the later timers waiting. Work a callback hands to the
     event loop (a task) is not run here: await it as the code offers (for the
-    broker, ``Broker.settle``).
+    broker, ``Broker.finish_background_work``).
     """
 
     def __init__(self, start: float = 1000.0, wall_ns: int = 1_700_000_000_000_000_000) -> None:

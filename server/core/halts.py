@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from hwbkptd.core.clock import Timer
 
-__all__ = ["Halt", "HaltBook"]
+__all__ = ["Halt", "HeldThreads"]
 
 
 @dataclass(slots=True)
@@ -29,7 +29,7 @@ class Halt:
             self.timer = None
 
 
-class HaltBook:
+class HeldThreads:
     def __init__(self) -> None:
         self._halts: dict[int, Halt] = {}
 

@@ -21,7 +21,7 @@ from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.events import EventKind
-from hwbkptd.core.halts import HaltBook
+from hwbkptd.core.halts import HeldThreads
 from hwbkptd.core.mechanism import Mechanism, ProcessControl
 from hwbkptd.core.model import CPU_CONTEXT, Access
 from hwbkptd.core.processes import ProcessTable
@@ -52,9 +52,9 @@ class Mutations:
         self.control = control
         self._tasks: set[asyncio.Task[None]] = set()
         self.committer: Commit
-        self.halts: HaltBook
+        self.halts: HeldThreads
 
-    def bind(self, commit: Commit, halts: HaltBook) -> None:
+    def bind(self, commit: Commit, halts: HeldThreads) -> None:
         """The commit room and the halt book, built after this (they take ``spawn`` and
         ``read_value`` from here)."""
         self.committer = commit
@@ -163,7 +163,7 @@ class Mutations:
         if not task.cancelled() and task.exception() is not None:
             _log.error("background_task_failed", error=repr(task.exception()))
 
-    async def settle(self) -> None:
+    async def finish_background_work(self) -> None:
         """Wait until the work started by machine news and timers is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

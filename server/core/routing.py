@@ -19,7 +19,7 @@ from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import HaltTimeout, HitsDropped
 from hwbkptd.core.filters import reached_stop
-from hwbkptd.core.halts import HaltBook
+from hwbkptd.core.halts import HeldThreads
 from hwbkptd.core.hits import count_hit, value_at
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.records import RequestBook
@@ -51,7 +51,7 @@ class HitRouter:
         self._stop_request = stop_request
         self._resume = resume
         self._spawn = spawn
-        self.halts = HaltBook()
+        self.halts = HeldThreads()
 
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         halted: set[int] = set()

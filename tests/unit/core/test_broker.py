@@ -69,7 +69,7 @@ class Client:
     seen: list[Event] = field(default_factory=list)
 
     async def take(self) -> list[Event]:
-        await self.broker.settle()
+        await self.broker.finish_background_work()
         after = self.seen[-1].seq if self.seen else 0
         fresh = await collect(self.broker, self.token, after)
         self.seen.extend(fresh)
@@ -290,7 +290,7 @@ async def test_kernel_request_waits_for_the_crowded_thread_then_installs_everywh
     assert sim.touch(pid, t1, KVAR, Access.WRITE, u64(1)) == []
 
     sim.end_thread(t2)
-    await broker.settle()
+    await broker.finish_background_work()
     (view,) = broker.list_breakpoints(k.token)
     assert view.state is RequestState.INSTALLED
     assert sim.table(CPU_CONTEXT) is not None
@@ -318,10 +318,10 @@ async def test_lease_end_removes_requests_and_restores_what_they_displaced(world
     await a.take()
     # b never attaches a stream (its client was killed): the lease runs out.
     world.clock.advance(19)
-    await broker.settle()
+    await broker.finish_background_work()
     assert broker.list_breakpoints(b.token) == (vb,)  # still alive
     world.clock.advance(20)  # b's last call restarted its lease
-    await broker.settle()
+    await broker.finish_background_work()
     with pytest.raises(NotFound) as err:
         broker.list_breakpoints(b.token)
     assert err.value.field == "token"
@@ -338,16 +338,16 @@ async def test_attached_stream_keeps_the_session_alive_past_its_lease(world: Wor
     reader = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)  # the reader attaches and waits for events
     world.clock.advance(25)
-    await broker.settle()
+    await broker.finish_background_work()
     assert broker.list_breakpoints(info.token) == ()  # still alive
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     await stream.aclose()  # type: ignore[attr-defined]
     world.clock.advance(9)
-    await broker.settle()
+    await broker.finish_background_work()
     assert broker.resume_session(info.token).session_id == info.session_id
     world.clock.advance(10)
-    await broker.settle()
+    await broker.finish_background_work()
     with pytest.raises(NotFound):
         broker.resume_session(info.token)
 
@@ -471,7 +471,7 @@ async def test_halt_keeps_the_thread_until_resumed(world: World) -> None:
     await broker.set_breakpoint(a.token, watch(pid, VAR, action=Action.HALT))
     (report,) = sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
     assert report.halted
-    await broker.settle()
+    await broker.finish_background_work()
     assert sim.halted(tid)
     (hit,) = of(await a.kinds(), Hit)
     assert hit.halted
@@ -494,7 +494,7 @@ async def test_a_shared_halt_waits_for_every_session(world: World) -> None:
     await broker.set_breakpoint(a.token, watch(pid, VAR, action=Action.HALT))
     await broker.set_breakpoint(b.token, watch(pid, VAR, action=Action.HALT))
     sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
-    await broker.settle()
+    await broker.finish_background_work()
     assert await broker.resume_threads(a.token, [tid]) == (tid,)
     assert sim.halted(tid)  # b still holds it
     await broker.close_session(b.token)  # ending a session releases its halts
@@ -508,12 +508,12 @@ async def test_halt_timeout_resumes_and_tells_the_session() -> None:
         a = await open_client(w, "A", lease_seconds=3600)  # outlives the halt timeout
         view = await w.broker.set_breakpoint(a.token, watch(pid, VAR, action=Action.HALT))
         w.sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
-        await w.broker.settle()
+        await w.broker.finish_background_work()
         w.clock.advance(29)
-        await w.broker.settle()
+        await w.broker.finish_background_work()
         assert w.sim.halted(tid)
         w.clock.advance(1)
-        await w.broker.settle()
+        await w.broker.finish_background_work()
         assert not w.sim.halted(tid)
         events = await a.take()
         timeouts = [(e.breakpoint_id, e.kind) for e in events if isinstance(e.kind, HaltTimeout)]
@@ -529,10 +529,10 @@ async def test_a_filtered_halt_hit_lets_the_thread_go(world: World) -> None:
     spec = watch(pid, VAR, action=Action.HALT, filter=Filter(ignore_first=1))
     await broker.set_breakpoint(a.token, spec)
     sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
-    await broker.settle()
+    await broker.finish_background_work()
     assert not sim.halted(tid)
     sim.touch(pid, tid, VAR, Access.WRITE, u64(2))
-    await broker.settle()
+    await broker.finish_background_work()
     assert sim.halted(tid)
 
 
@@ -547,7 +547,7 @@ async def test_modify_to_halt_reaches_the_mechanism(world: World) -> None:
     assert entry is not None
     assert entry.halt
     sim.touch(pid, tid, VAR, Access.WRITE, u64(1))
-    await broker.settle()
+    await broker.finish_background_work()
     assert sim.halted(tid)
 
 
@@ -559,7 +559,7 @@ async def test_new_thread_gets_the_process_requests(world: World) -> None:
     view = await broker.set_breakpoint(a.token, watch(pid, VAR))
     await a.take()
     tid = sim.spawn_thread(pid)
-    await broker.settle()
+    await broker.finish_background_work()
     entry = sim.table(tid).pools["dr"][0]  # type: ignore[union-attr]
     assert entry is not None
     assert entry.chunk.address == VAR
@@ -614,7 +614,7 @@ async def test_refused_slots_make_requests_pending_external_then_retry(world: Wo
 
     sim.reserve_external(tid, "dr", 0)  # the other debugger lets go
     sim.spawn_process(1)  # any change retries
-    await broker.settle()
+    await broker.finish_background_work()
     kinds = [e.kind for e in await a.take() if e.breakpoint_id == views[2].id]
     assert kinds == [
         Restored(tids=(tid,)),
@@ -632,10 +632,10 @@ async def test_held_outside_slots_are_retried_on_the_broker_clock(world: World) 
     assert view.reason is PendingReason.EXTERNAL
     sim.reserve_external(tid, "dr", 0)  # the other debugger lets go; nothing else changes
     world.clock.advance(EXTERNAL_RETRY_SECONDS - 0.5)
-    await broker.settle()
+    await broker.finish_background_work()
     assert broker.list_breakpoints(a.token)[0].state is RequestState.PENDING
     world.clock.advance(0.5)
-    await broker.settle()
+    await broker.finish_background_work()
     assert broker.list_breakpoints(a.token)[0].state is RequestState.INSTALLED
 
 

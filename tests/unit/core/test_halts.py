@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 
 from hwbkptd.core.clock import ManualClock
-from hwbkptd.core.halts import HaltBook
+from hwbkptd.core.halts import HeldThreads
 
 
 def test_a_thread_is_free_when_its_last_holder_lets_go() -> None:
-    book = HaltBook()
+    book = HeldThreads()
     book.hold(1, 10, "s1", 5)
     book.hold(1, 10, "s2", 6)
     book.hold(1, 11, "s1", 5)
@@ -24,7 +24,7 @@ def test_a_thread_is_free_when_its_last_holder_lets_go() -> None:
 
 
 def test_the_first_breakpoint_of_a_session_is_kept() -> None:
-    book = HaltBook()
+    book = HeldThreads()
     book.hold(1, 10, "s1", 5)
     halt = book.hold(1, 10, "s1", 6)
     assert halt.holders == {"s1": 5}
@@ -33,7 +33,7 @@ def test_the_first_breakpoint_of_a_session_is_kept() -> None:
 
 
 def test_drop_and_release_cancel_the_timer() -> None:
-    book = HaltBook()
+    book = HeldThreads()
     clock = ManualClock()
     fired: list[int] = []
     for tid in (10, 11, 12):

@@ -160,7 +160,7 @@ def session(w: World, name: str) -> str:
 
 
 async def events(broker: Broker, token: str) -> list[Event]:
-    await broker.settle()
+    await broker.finish_background_work()
     stream = broker.events(token, 0)
     out: list[Event] = []
     try:
@@ -225,7 +225,7 @@ async def test_a_request_on_a_thread_that_is_not_the_process_s_detaches_again(
     with pytest.raises(NotFound) as err:
         await b.set_breakpoint(a, spec)
     assert err.value.field == "spec.tid"
-    await b.settle()
+    await b.finish_background_work()
     assert sim.calls == [("attach", 500), ("detach", 500)]
     assert not traced(world, 500)
 
