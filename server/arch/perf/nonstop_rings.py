@@ -165,8 +165,11 @@ class RingSet:
         """Wait until no move runs (its dups would keep closed events alive)."""
         self._waiters += 1  # no new move starts meanwhile: a waiter is never starved
         try:
-            while self._moving is not None:
-                await asyncio.shield(self._moving)
+            # A finished move is not waited for: awaiting a done future does not yield, and
+            # ``_moved`` (which clears ``_moving``) is a callback that only the loop runs, so
+            # looping until it ran would spin the loop forever.
+            while (moving := self._moving) is not None and not moving.done():
+                await asyncio.shield(moving)
         finally:
             self._waiters -= 1
 

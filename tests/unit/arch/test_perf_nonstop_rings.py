@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwbkptd.arch.perf.nonstop_rings import merge
+from hwbkptd.arch.perf.nonstop_book import Book
+from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats, TaskHandler
+from hwbkptd.arch.perf.nonstop_rings import RingSet, merge
 from hwbkptd.arch.perf.ring import RECORD_EXIT, RECORD_FORK, Batch, Sample, TaskRecord
 
 
@@ -39,3 +45,64 @@ def test_a_split_between_the_rings_is_undone(times: list[int], data: st.DataObje
     a = Batch(samples=[sample(t) for t, w in zip(times, where, strict=True) if w])
     b = Batch(samples=[sample(t) for t, w in zip(times, where, strict=True) if not w])
     assert [s.time for s in merge(a, b).samples] == times
+
+
+class _Switcher:
+    """Moves that end when the test says so."""
+
+    def __init__(self) -> None:
+        self.moves: list[asyncio.Future[list[int]]] = []
+
+    def move(self, loop: asyncio.AbstractEventLoop, jobs: object) -> asyncio.Future[list[int]]:
+        self.moves.append(loop.create_future())
+        return self.moves[-1]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def rings(monkeypatch: pytest.MonkeyPatch) -> tuple[RingSet, _Switcher]:
+    switcher = _Switcher()
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.Switcher", lambda: switcher)
+    # settle() must give the loop a turn: a loop that spins in it is caught here, not hung.
+    shields = iter(range(100))
+    real = asyncio.shield
+
+    def shield(future: asyncio.Future[list[int]]) -> asyncio.Future[list[int]]:
+        assert next(shields, None) is not None, "settle() spins without yielding to the loop"
+        return real(future)
+
+    monkeypatch.setattr(asyncio, "shield", shield)
+    stats = NonstopStats()
+    ringset = RingSet(1, Intake(Book(), stats, cast(TaskHandler, None)), stats, lambda: [(0, 9)])
+    ringset.start(asyncio.get_running_loop())
+    return ringset, switcher
+
+
+async def test_fix_hang_settle_returns_once_a_move_ended_before_its_callback_ran(
+    rings: tuple[RingSet, _Switcher],
+) -> None:
+    """The broker's hang (a removal under a hit storm): a request reached ``settle`` after
+    the ring move's threads finished but before the loop ran the move's done callback.
+    ``settle`` awaited the done future, which does not yield, and looped on it forever:
+    the loop never ran again (no RPC, no SIGTERM)."""
+    ringset, switcher = rings
+    ringset._move(batched=True)  # the read timer's step when hits come fast
+    switcher.moves[0].set_result([0])  # the threads are done; the callback is only queued
+    await ringset.settle()
+    await asyncio.sleep(0)
+    assert ringset.batched
+
+
+async def test_fix_hang_settle_still_waits_for_a_running_move(
+    rings: tuple[RingSet, _Switcher],
+) -> None:
+    ringset, switcher = rings
+    ringset._move(batched=True)
+    settling = asyncio.ensure_future(ringset.settle())
+    for _ in range(5):
+        await asyncio.sleep(0)  # the loop's turns: the move's future is not done
+    assert not settling.done()
+    switcher.moves[0].set_result([0])
+    await asyncio.wait_for(settling, 1)
