@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwbkptd.arch.perf.nonstop_book import Book
-from hwbkptd.arch.perf.nonstop_intake import Intake, NonstopStats, TaskHandler
+from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats, TaskHandler
 from hwbkptd.arch.perf.nonstop_rings import RingSet, merge
+from hwbkptd.arch.perf.nonstop_table import NonstopTable
 from hwbkptd.arch.perf.ring import RECORD_EXIT, RECORD_FORK, Batch, Sample, TaskRecord
 
 
@@ -47,7 +47,7 @@ def test_a_split_between_the_rings_is_undone(times: list[int], data: st.DataObje
     assert [s.time for s in merge(a, b).samples] == times
 
 
-class _Switcher:
+class _RingMover:
     """Moves that end when the test says so."""
 
     def __init__(self) -> None:
@@ -62,45 +62,50 @@ class _Switcher:
 
 
 @pytest.fixture
-async def rings(monkeypatch: pytest.MonkeyPatch) -> tuple[RingSet, _Switcher]:
-    switcher = _Switcher()
-    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.Switcher", lambda: switcher)
-    # settle() must give the loop a turn: a loop that spins in it is caught here, not hung.
+async def rings(monkeypatch: pytest.MonkeyPatch) -> tuple[RingSet, _RingMover]:
+    switcher = _RingMover()
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.RingMover", lambda: switcher)
+    # wait_for_moves() must give the loop a turn: a loop that spins in it is caught here, not hung.
     shields = iter(range(100))
     real = asyncio.shield
 
     def shield(future: asyncio.Future[list[int]]) -> asyncio.Future[list[int]]:
-        assert next(shields, None) is not None, "settle() spins without yielding to the loop"
+        assert next(shields, None) is not None, (
+            "wait_for_moves() spins without yielding to the loop"
+        )
         return real(future)
 
     monkeypatch.setattr(asyncio, "shield", shield)
     stats = NonstopStats()
-    ringset = RingSet(1, Intake(Book(), stats, cast(TaskHandler, None)), stats, lambda: [(0, 9)])
+    ringset = RingSet(
+        1, NonstopDelivery(NonstopTable(), stats, cast(TaskHandler, None)), stats, lambda: [(0, 9)]
+    )
     ringset.start(asyncio.get_running_loop())
     return ringset, switcher
 
 
 async def test_fix_hang_settle_returns_once_a_move_ended_before_its_callback_ran(
-    rings: tuple[RingSet, _Switcher],
+    rings: tuple[RingSet, _RingMover],
 ) -> None:
-    """The broker's hang (a removal under a hit storm): a request reached ``settle`` after
-    the ring move's threads finished but before the loop ran the move's done callback.
-    ``settle`` awaited the done future, which does not yield, and looped on it forever:
+    """The broker's hang (a removal under a hit storm): a request reached ``wait_for_moves``
+    after the ring move's threads finished but before the loop ran the move's done callback.
+    ``wait_for_moves`` awaited the done future, which does not yield, and looped on it forever:
     the loop never ran again (no RPC, no SIGTERM)."""
     ringset, switcher = rings
-    ringset._move(batched=True)  # the read timer's step when hits come fast
+    # The read timer's step when hits come fast; no public way to move without real rings.
+    ringset._move(batched=True)  # noqa: SLF001
     switcher.moves[0].set_result([0])  # the threads are done; the callback is only queued
-    await ringset.settle()
+    await ringset.wait_for_moves()
     await asyncio.sleep(0)
     assert ringset.batched
 
 
 async def test_fix_hang_settle_still_waits_for_a_running_move(
-    rings: tuple[RingSet, _Switcher],
+    rings: tuple[RingSet, _RingMover],
 ) -> None:
     ringset, switcher = rings
-    ringset._move(batched=True)
-    settling = asyncio.ensure_future(ringset.settle())
+    ringset._move(batched=True)  # noqa: SLF001
+    settling = asyncio.ensure_future(ringset.wait_for_moves())
     for _ in range(5):
         await asyncio.sleep(0)  # the loop's turns: the move's future is not done
     assert not settling.done()
