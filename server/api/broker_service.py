@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
-from hwbkptd.api import convert
+from hwbkptd.api import convert, convert_events
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError
@@ -71,7 +71,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         batches = self._broker.events(token, request.after_seq)
         try:
             async for batch in batches:
-                yield convert.events_to_proto(batch)
+                yield convert_events.events_to_proto(batch)
         finally:
             # On cancellation (the client went away) the broker's iterator must
             # learn it now, not when the garbage collector finds it: that is what

@@ -22,18 +22,6 @@ from hwbkptd.core.broker import (
     ThreadSlotsView,
 )
 from hwbkptd.core.errors import InvalidArgument, NotFound
-from hwbkptd.core.events import (
-    Displaced,
-    Event,
-    HaltTimeout,
-    Hit,
-    HitsDropped,
-    Removed,
-    Restored,
-    StateChanged,
-    TargetExec,
-    TargetExited,
-)
 from hwbkptd.core.model import (
     MAX_PRIORITY,
     Access,
@@ -46,14 +34,15 @@ from hwbkptd.core.model import (
 )
 
 __all__ = [
+    "ACCESS_TO_WIRE",
+    "REASON_TO_WIRE",
+    "STATE_TO_WIRE",
     "access_from_proto",
     "access_to_proto",
     "action_from_proto",
     "breakpoint_to_proto",
     "breakpoints_to_proto",
     "chunk_to_proto",
-    "event_to_proto",
-    "events_to_proto",
     "filter_from_proto",
     "filter_to_proto",
     "machine_to_proto",
@@ -76,7 +65,7 @@ _SCOPES: dict[Scope, broker_pb2.Scope.ValueType] = {
     Scope.PROCESS: broker_pb2.SCOPE_PROCESS,
     Scope.THREAD: broker_pb2.SCOPE_THREAD,
 }
-_ACCESSES: dict[Access, broker_pb2.Access.ValueType] = {
+ACCESS_TO_WIRE: dict[Access, broker_pb2.Access.ValueType] = {
     Access.EXEC: broker_pb2.ACCESS_EXEC,
     Access.WRITE: broker_pb2.ACCESS_WRITE,
     Access.READ: broker_pb2.ACCESS_READ,
@@ -86,13 +75,13 @@ _ACTIONS: dict[Action, broker_pb2.Action.ValueType] = {
     Action.NOTIFY: broker_pb2.ACTION_NOTIFY,
     Action.HALT: broker_pb2.ACTION_HALT,
 }
-_STATES: dict[RequestState, broker_pb2.BreakpointState.ValueType] = {
+STATE_TO_WIRE: dict[RequestState, broker_pb2.BreakpointState.ValueType] = {
     RequestState.INSTALLED: broker_pb2.BREAKPOINT_STATE_INSTALLED,
     RequestState.PARTIAL: broker_pb2.BREAKPOINT_STATE_PARTIAL,
     RequestState.PENDING: broker_pb2.BREAKPOINT_STATE_PENDING,
     RequestState.REMOVED: broker_pb2.BREAKPOINT_STATE_REMOVED,
 }
-_REASONS: dict[PendingReason, broker_pb2.PendingReason.ValueType] = {
+REASON_TO_WIRE: dict[PendingReason, broker_pb2.PendingReason.ValueType] = {
     PendingReason.NONE: broker_pb2.PENDING_REASON_UNSPECIFIED,
     PendingReason.PRIORITY: broker_pb2.PENDING_REASON_PRIORITY,
     PendingReason.EXTERNAL: broker_pb2.PENDING_REASON_EXTERNAL,
@@ -105,7 +94,7 @@ def _reverse(table: Mapping[_K, _V]) -> dict[_V, _K]:
 
 
 _SCOPES_IN: dict[int, Scope] = _reverse(_SCOPES)
-_ACCESSES_IN: dict[int, Access] = _reverse(_ACCESSES)
+_ACCESSES_IN: dict[int, Access] = _reverse(ACCESS_TO_WIRE)
 _ACTIONS_IN: dict[int, Action] = _reverse(_ACTIONS)
 
 _SIM_ACCESSES = (Access.WRITE, Access.READ, Access.EXEC)
@@ -136,7 +125,7 @@ def scope_from_proto(value: int, field: str = "spec.scope") -> Scope:
 
 def access_from_proto(value: int, field: str = "spec.access") -> Access:
     if value == broker_pb2.ACCESS_UNSPECIFIED:
-        raise InvalidArgument(field, f"access is required: one of {_choices(_ACCESSES)}")
+        raise InvalidArgument(field, f"access is required: one of {_choices(ACCESS_TO_WIRE)}")
     try:
         return _ACCESSES_IN[value]
     except KeyError:
@@ -205,7 +194,7 @@ def spec_from_proto(msg: broker_pb2.BreakpointSpec, field: str = "spec") -> Brea
 
 
 def access_to_proto(access: Access | None) -> broker_pb2.Access.ValueType:
-    return broker_pb2.ACCESS_UNSPECIFIED if access is None else _ACCESSES[access]
+    return broker_pb2.ACCESS_UNSPECIFIED if access is None else ACCESS_TO_WIRE[access]
 
 
 def filter_to_proto(flt: Filter) -> broker_pb2.Filter:
@@ -226,7 +215,7 @@ def spec_to_proto(spec: BreakpointSpec) -> broker_pb2.BreakpointSpec:
         tid=spec.tid,
         address=spec.address,
         length=spec.length,
-        access=_ACCESSES[spec.access],
+        access=ACCESS_TO_WIRE[spec.access],
         action=_ACTIONS[spec.action],
         filter=filter_to_proto(spec.filter),
         symbol=spec.symbol,
@@ -243,7 +232,7 @@ def chunk_to_proto(chunk: Chunk) -> broker_pb2.Chunk:
         pool=chunk.pool,
         address=chunk.address,
         length=chunk.length,
-        access=_ACCESSES[chunk.access],
+        access=ACCESS_TO_WIRE[chunk.access],
     )
 
 
@@ -252,8 +241,8 @@ def breakpoint_to_proto(view: BreakpointView) -> broker_pb2.Breakpoint:
         id=view.id,
         session_name=view.session_name,
         spec=spec_to_proto(view.spec),
-        state=_STATES[view.state],
-        pending_reason=_REASONS[view.reason],
+        state=STATE_TO_WIRE[view.state],
+        pending_reason=REASON_TO_WIRE[view.reason],
         installed_tids=view.installed_tids,
         pending_tids=view.pending_tids,
         chunks=[chunk_to_proto(c) for c in view.chunks],
@@ -282,92 +271,6 @@ def session_to_resume_response(info: SessionInfo) -> broker_pb2.ResumeSessionRes
     )
 
 
-def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
-    # Field by field into the message in place: about half the cost of building a Hit
-    # and copying it in, once per event on the hit path.
-    msg.pid = hit.pid
-    msg.tid = hit.tid
-    msg.cpu = hit.cpu
-    msg.ip = hit.ip
-    msg.address = hit.address
-    access = hit.access
-    if access is not None:
-        msg.access = _ACCESSES[access]
-    msg.value = hit.value
-    msg.old_value = hit.old_value
-    msg.hit_count = hit.hit_count
-    msg.generation = hit.generation
-    if hit.halted:
-        msg.halted = True
-    if hit.ip_symbol:
-        msg.ip_symbol = hit.ip_symbol
-    if hit.value_late:
-        msg.value_late = True
-    for ip, symbol in hit.call_chain:
-        msg.call_chain.add(ip=ip, symbol=symbol)
-
-
-def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
-    msg.seq = event.seq
-    time = msg.time
-    # Timestamp.FromNanoseconds does the same in Python, slower.
-    time.seconds, time.nanos = divmod(event.time_ns, 1_000_000_000)
-    msg.breakpoint_id = event.breakpoint_id
-    kind = event.kind
-    if isinstance(kind, Hit):
-        _fill_hit(msg.hit, kind)
-    elif isinstance(kind, StateChanged):
-        msg.state.CopyFrom(
-            broker_pb2.StateChanged(
-                state=_STATES[kind.state],
-                pending_reason=_REASONS[kind.reason],
-                installed_tids=kind.installed_tids,
-                pending_tids=kind.pending_tids,
-            )
-        )
-    elif isinstance(kind, Displaced):
-        msg.displaced.CopyFrom(
-            broker_pb2.Displaced(
-                tids=kind.tids,
-                by_breakpoint_id=kind.by_breakpoint_id,
-                by_session=kind.by_session,
-                by_priority=kind.by_priority,
-                taken=[chunk_to_proto(c) for c in kind.taken],
-            )
-        )
-    elif isinstance(kind, Restored):
-        msg.restored.CopyFrom(broker_pb2.Restored(tids=kind.tids))
-    elif isinstance(kind, Removed):
-        msg.removed.CopyFrom(broker_pb2.Removed(reason=kind.reason))
-    elif isinstance(kind, HitsDropped):
-        msg.hits_dropped.CopyFrom(broker_pb2.HitsDropped(count=kind.count))
-    elif isinstance(kind, TargetExited):
-        msg.target_exited.CopyFrom(
-            broker_pb2.TargetExited(pid=kind.pid, tid=kind.tid, exit_code=kind.exit_code)
-        )
-    elif isinstance(kind, HaltTimeout):
-        msg.halt_timeout.CopyFrom(broker_pb2.HaltTimeout(tid=kind.tid, seconds=kind.seconds))
-    elif isinstance(kind, TargetExec):
-        msg.target_exec.CopyFrom(broker_pb2.TargetExec(pid=kind.pid))
-    else:  # pragma: no cover - the union above is exhaustive
-        raise TypeError(f"unknown event kind {type(kind).__name__}")
-
-
-def event_to_proto(event: Event) -> broker_pb2.Event:
-    msg = broker_pb2.Event()
-    _fill_event(msg, event)
-    return msg
-
-
-def events_to_proto(events: Iterable[Event]) -> broker_pb2.StreamEventsResponse:
-    """One stream message with the events, each built in place (no copy per event)."""
-    response = broker_pb2.StreamEventsResponse()
-    add = response.events.add
-    for event in events:
-        _fill_event(add(), event)
-    return response
-
-
 def machine_to_proto(desc: MachineDescription) -> broker_pb2.DescribeMachineResponse:
     return broker_pb2.DescribeMachineResponse(
         machine=desc.machine,
@@ -376,7 +279,7 @@ def machine_to_proto(desc: MachineDescription) -> broker_pb2.DescribeMachineResp
             broker_pb2.Pool(
                 name=name,
                 slots=slots,
-                accesses=[_ACCESSES[a] for a in desc.pool_accesses.get(name, ())],
+                accesses=[ACCESS_TO_WIRE[a] for a in desc.pool_accesses.get(name, ())],
             )
             for name, slots in desc.pools.items()
         ],

@@ -1,0 +1,142 @@
+"""hwbkptd.api.convert_events: the event stream to the wire (the hit path's last step)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwbkpt.v1 import broker_pb2
+from hwbkptd.api import convert, convert_events
+from hwbkptd.core.events import (
+    Displaced,
+    Event,
+    EventKind,
+    HaltTimeout,
+    Hit,
+    HitsDropped,
+    Removed,
+    Restored,
+    StateChanged,
+    TargetExec,
+    TargetExited,
+)
+from hwbkptd.core.model import Access, PendingReason, RequestState
+
+HIT = Hit(
+    pid=7,
+    tid=8,
+    cpu=-1,
+    ip=0x401000,
+    address=0x1000,
+    access=None,
+    value=b"\x02\x00\x00\x00",
+    old_value=b"\x01\x00\x00\x00",
+    hit_count=2,
+    generation=9,
+    halted=True,
+    ip_symbol="main+0x10",
+    value_late=True,
+    call_chain=((0x401000, "main+0x10"), (0x400800, "")),
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "which"),
+    [
+        (StateChanged(RequestState.PENDING, PendingReason.EXTERNAL, (), (7,)), "state"),
+        (HIT, "hit"),
+        (Displaced((7, 8), 4, "tracer", 75), "displaced"),
+        (Restored((7,)), "restored"),
+        (Removed("lease"), "removed"),
+        (HitsDropped(12), "hits_dropped"),
+        (TargetExited(7, 8, -9), "target_exited"),
+        (HaltTimeout(8, 30.0), "halt_timeout"),
+        (TargetExec(7), "target_exec"),
+    ],
+)
+def test_event_kinds(kind: EventKind, which: str) -> None:
+    msg = convert_events.event_to_proto(
+        Event(seq=5, time_ns=1_700_000_000_123_456_789, breakpoint_id=3, kind=kind)
+    )
+    assert msg.WhichOneof("kind") == which
+    assert msg.seq == 5
+    assert msg.breakpoint_id == 3
+    assert msg.time.ToNanoseconds() == 1_700_000_000_123_456_789
+
+
+def test_event_payloads() -> None:
+    def one(kind: EventKind) -> broker_pb2.Event:
+        return convert_events.event_to_proto(Event(1, 0, 1, kind))
+
+    hit = one(HIT).hit
+    assert (hit.pid, hit.tid, hit.cpu, hit.ip, hit.address) == (7, 8, -1, 0x401000, 0x1000)
+    assert hit.access == broker_pb2.ACCESS_UNSPECIFIED
+    assert (hit.value, hit.old_value) == (b"\x02\x00\x00\x00", b"\x01\x00\x00\x00")
+    assert (hit.hit_count, hit.generation, hit.halted) == (2, 9, True)
+    assert (hit.ip_symbol, hit.value_late) == ("main+0x10", True)
+    assert [(f.ip, f.symbol) for f in hit.call_chain] == [(0x401000, "main+0x10"), (0x400800, "")]
+    displaced = one(Displaced((7, 8), 4, "tracer", 75)).displaced
+    assert list(displaced.tids) == [7, 8]
+    assert (displaced.by_breakpoint_id, displaced.by_session, displaced.by_priority) == (
+        4,
+        "tracer",
+        75,
+    )
+    state = one(StateChanged(RequestState.PENDING, PendingReason.EXTERNAL, (), (7,))).state
+    assert state.state == broker_pb2.BREAKPOINT_STATE_PENDING
+    assert state.pending_reason == broker_pb2.PENDING_REASON_EXTERNAL
+    assert list(state.pending_tids) == [7]
+    assert one(TargetExited(7, 8, -9)).target_exited.exit_code == -9
+    assert one(HaltTimeout(8, 30.0)).halt_timeout.seconds == 30.0
+    assert one(HitsDropped(12)).hits_dropped.count == 12
+    assert one(Removed("lease")).removed.reason == "lease"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=2**63 - 1),
+            st.sampled_from([None, *Access]),
+            st.binary(max_size=8),
+            st.booleans(),
+        ),
+        max_size=8,
+    )
+)
+def test_a_batch_is_its_events_in_order(
+    specs: list[tuple[int, Access | None, bytes, bool]],
+) -> None:
+    events = [
+        Event(
+            seq=i + 1,
+            time_ns=time_ns,
+            breakpoint_id=i,
+            kind=Hit(
+                pid=1,
+                tid=2,
+                cpu=i - 1,
+                ip=0x401000,
+                address=0x1000,
+                access=access,
+                value=value,
+                old_value=value[::-1],
+                hit_count=i,
+                generation=3,
+                halted=flag,
+                ip_symbol="main" if flag else "",
+                value_late=not flag,
+            ),
+        )
+        for i, (time_ns, access, value, flag) in enumerate(specs)
+    ]
+    events.append(Event(seq=len(events) + 1, time_ns=5, breakpoint_id=0, kind=HitsDropped(3)))
+    batch = convert_events.events_to_proto(events)
+    assert list(batch.events) == [convert_events.event_to_proto(e) for e in events]
+    for msg, event in zip(batch.events, events, strict=True):
+        assert msg.time.ToNanoseconds() == event.time_ns
+        if isinstance(event.kind, Hit):
+            assert msg.hit.access == convert.access_to_proto(event.kind.access)
+            assert (msg.hit.value, msg.hit.old_value) == (event.kind.value, event.kind.old_value)
+            assert (msg.hit.cpu, msg.hit.halted) == (event.kind.cpu, event.kind.halted)
+            assert msg.hit.value_late == event.kind.value_late
