@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from hwbkptd.core.arbiter_contexts import Contexts
 from hwbkptd.core.arbiter_index import RequestIndex, count_by
 from hwbkptd.core.arbiter_journal import Journal
 from hwbkptd.core.arbiter_scan import (
@@ -42,13 +43,10 @@ from hwbkptd.core.arbiter_scan import (
     signature,
 )
 from hwbkptd.core.arbiter_types import Delta, RequestChange, SlotTable, TableEntry
-from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState, Scope
+from hwbkptd.core.model import CPU_CONTEXT, PendingReason, Request, RequestState
 from hwbkptd.core.placement import Entry, Needs
 
 __all__ = ["Arbiter", "Delta", "RequestChange", "SlotTable", "TableEntry"]
-
-#: Ended threads whose history holders_at() still answers for.
-DEAD_THREADS_KEPT = 256
 
 
 class Arbiter:
@@ -59,11 +57,7 @@ class Arbiter:
             raise ValueError("pools: need at least one pool and no negative slot count")
         self._pools: dict[str, int] = dict(pools)
         self._index = RequestIndex(self._pools)
-        self._threads: dict[int, int] = {}
-        self._proc_threads: dict[int, set[int]] = {}
-        self._ctx: dict[int, Context] = {}
-        #: Every context's tid, built when asked after a birth or death.
-        self._all: frozenset[int] | None = None
+        self._ctx = Contexts()
         #: Installed tids of the user requests (a kernel request is in all or none).
         self._inst: dict[int, set[int]] = {}
         self._extok_n: dict[int, int] = {}
@@ -73,15 +67,15 @@ class Arbiter:
         #: The placement of a BARE context under the current kernel requests and
         #: admitted set; only the full pass changes either, and it drops this.
         self._bare: Result | None = None
-        self._dead: dict[int, dict[int, SlotTable]] = {}
         self._journal = Journal(self)
-        cpu = self._ctx[CPU_CONTEXT] = Context(pid=0, tid=CPU_CONTEXT)
-        cpu.retable(self._index.chunk, self._pools)  # generation 1, every slot free
+        self._ctx[CPU_CONTEXT].retable(
+            self._index.chunk, self._pools
+        )  # generation 1, every slot free
 
     # --- mutations: each returns the Delta it caused -------------------------
     def add_thread(self, pid: int, tid: int) -> Delta:
         """A traced thread appears; the Delta always rewrites its table (even empty)."""
-        if tid <= 0 or tid in self._threads:
+        if tid <= 0 or tid in self._ctx:
             raise ValueError(f"tid: {tid} is not a new thread id")
         journal = self._journal
         journal.born.add(tid)
@@ -89,17 +83,15 @@ class Arbiter:
         # requests; pending kernel ones move only in a full pass, which touches them first.
         journal.touch_all(self._index.users_applicable(pid, tid))
         journal.touch_admitted(self._admitted, self.contexts())
-        self._threads[tid] = pid
-        self._proc_threads.setdefault(pid, set()).add(tid)
-        self._ctx[tid] = Context(pid=pid, tid=tid)
-        self._all = None
-        self._dead.pop(tid, None)  # a reused tid starts a new history
+        self._ctx.add(pid, tid)
         self._recompute((tid,))
         return journal.finish()
 
     def remove_thread(self, tid: int) -> Delta:
-        pid = self._threads[tid]
         ctx = self._ctx[tid]
+        if not self._ctx.is_thread(tid):
+            raise KeyError(tid)
+        pid = ctx.pid
         journal = self._journal
         journal.died.add(tid)
         journal.touch_all(self._index.users_applicable(pid, tid))
@@ -112,16 +104,7 @@ class Arbiter:
             count_by(self._extok_n, rid, -1)
         for rid in ctx.kfail:
             count_by(self._kfail_n, rid, -1)
-        del self._threads[tid], self._ctx[tid]
-        self._all = None
-        # A hit reported just before the thread's exit is still attributed.
-        self._dead[tid] = ctx.history
-        while len(self._dead) > DEAD_THREADS_KEPT:
-            del self._dead[next(iter(self._dead))]
-        siblings = self._proc_threads[pid]
-        siblings.discard(tid)
-        if not siblings:
-            del self._proc_threads[pid]
+        self._ctx.remove(tid)  # keeps its history: a late hit is still attributed
         # Admission changes only if a kernel request failed nowhere else but here.
         kfail = self._kfail_n
         admitted = self._admitted
@@ -202,7 +185,7 @@ class Arbiter:
                 return RequestState.INSTALLED, PendingReason.NONE
             state = RequestState.PENDING
         else:
-            applies = self._napplicable(req)
+            applies = self._ctx.count_of(req)
             if applies == 0:
                 return RequestState.PENDING, PendingReason.NO_THREADS
             held = len(self._inst[request_id])
@@ -224,15 +207,11 @@ class Arbiter:
         req = self._index.requests[request_id]
         if req.is_kernel:
             return self.contexts()
-        if req.scope is Scope.THREAD:
-            return frozenset((req.tid,)) if req.tid in self._threads else frozenset()
-        return frozenset(self._proc_threads.get(req.pid, ()))
+        return frozenset(self._ctx.of_request(req))
 
     def contexts(self) -> frozenset[int]:
         """CPU_CONTEXT and every traced thread (one shared set until the next birth or death)."""
-        if self._all is None:
-            self._all = frozenset(self._ctx)
-        return self._all
+        return self._ctx.all()
 
     def kernel_ranks(self) -> Sequence[Entry]:
         """The kernel requests' rank entries, in rank order (do not change it)."""
@@ -255,7 +234,7 @@ class Arbiter:
 
     def threads(self) -> Mapping[int, int]:
         """tid -> pid of every traced thread (the CPU context is not included)."""
-        return dict(self._threads)
+        return self._ctx.threads()
 
     def table(self, tid: int) -> SlotTable:
         """The current table of a thread, or of the CPU context for ``CPU_CONTEXT``."""
@@ -265,9 +244,7 @@ class Arbiter:
 
     def holders_at(self, tid: int, pool: str, index: int, generation: int) -> tuple[int, ...]:
         """Requests that held the slot under that generation (recent generations are kept)."""
-        ctx = self._ctx.get(tid)
-        history = ctx.history if ctx is not None else self._dead.get(tid, {})
-        table = history.get(generation)
+        table = self._ctx.history(tid).get(generation)
         entries = table.pools.get(pool, ()) if table is not None else ()
         entry = entries[index] if 0 <= index < len(entries) else None
         return entry.holders if entry is not None else ()
@@ -277,13 +254,6 @@ class Arbiter:
         return frozenset(self._admitted)
 
     # --- bookkeeping ----------------------------------------------------------
-    def _contexts_of(self, request: Request) -> Iterable[int]:
-        if request.is_kernel:
-            return tuple(self._ctx)
-        if request.scope is Scope.THREAD:
-            return (request.tid,) if request.tid in self._threads else ()
-        return tuple(self._proc_threads.get(request.pid, ()))
-
     def _update_after(
         self, new: Request | None, old: Request | None, old_needs: Needs = ()
     ) -> None:
@@ -295,25 +265,20 @@ class Arbiter:
         if new is not None and old is None:
             rid = new.id
             slow = self._place_without_rescan(
-                self._contexts_of(new), lambda ctx: joined(ctx, index, pools, rid)
+                self._ctx.of_request(new), lambda ctx: joined(ctx, index, pools, rid)
             )
         elif old is not None and new is None:
             rid = old.id
             slow = self._place_without_rescan(
-                self._contexts_of(old), lambda ctx: left(ctx, rid, old_needs)
+                self._ctx.of_request(old), lambda ctx: left(ctx, rid, old_needs)
             )
         else:
             tids: set[int] = set()
             for req in (new, old):
                 if req is not None:
-                    tids.update(self._contexts_of(req))
+                    tids.update(self._ctx.of_request(req))
             slow = sorted(tids)
         self._recompute(slow)
-
-    def _napplicable(self, req: Request) -> int:
-        if req.scope is Scope.THREAD:
-            return 1 if req.tid in self._threads else 0
-        return len(self._proc_threads.get(req.pid, ()))
 
     # --- placement -------------------------------------------------------------
     def _scan(self, ctx: Context, key: Signature) -> Result:
