@@ -8,7 +8,7 @@ from hwbkptd.core.arbiter_contexts import DEAD_THREADS_KEPT, Contexts
 from hwbkptd.core.arbiter_types import SlotTable
 from hwbkptd.core.model import CPU_CONTEXT
 
-TABLE = SlotTable(generation=1, pools={}, external={})
+TABLE = SlotTable(pid=7, tid=1, generation=1, pools={}, external={})
 
 
 def test_item10_cpu_context_is_there_and_is_no_thread() -> None:
