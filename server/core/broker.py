@@ -270,13 +270,11 @@ class Broker:
         request = modified_request(
             old, session.identity, priority=priority, action=action, filter=filter
         )
-        new_priority, new_action, new_filter = request.priority, request.action, request.filter
+        new_priority, new_action = request.priority, request.action
         if request == old:
             return self._view(record)
         delta = self._arbiter.replace_request(request)
         record.request = request
-        record.hits.action = new_action
-        record.hits.filter = new_filter
         if new_action is not old.action:
             # The holders did not change, so neither did the table's generation, but the
             # slots' halt flag did: the mechanism must get those tables again.

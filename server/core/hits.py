@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from hwbkptd.core.events import Hit
 from hwbkptd.core.filters import passes
 from hwbkptd.core.mechanism import HitReport
-from hwbkptd.core.model import Access, Action, Filter
+from hwbkptd.core.model import Access, Action, Request
 
 __all__ = ["HitState", "count_hit", "value_at"]
 
 
 @dataclass(slots=True)
 class HitState:
-    access: Access
-    action: Action
-    filter: Filter
+    """A request's counts and last value; its settings (access, action, filter, call
+    chains) are read from the one request record, ``model.Request``, never copied here."""
+
     #: A read watch armed as read/write (x86): hits that wrote are not this request's.
     emulated_read: bool = False
     last_value: bytes = b""
@@ -33,8 +33,6 @@ class HitState:
     reported_count: int = 0
     #: stop_after was reached; the request is on its way out and reports nothing more.
     stopped: bool = False
-    #: The request asked for kernel call chains (another holder of its slot may have).
-    call_chain: bool = False
 
 
 def value_at(report: HitReport, index: int) -> bytes:
@@ -53,7 +51,7 @@ _READ_WRITE = Access.READ_WRITE  # enum member lookups are slow on 3.11; this ru
 _WRITE = Access.WRITE
 
 
-def _unsaid_access(state: HitState, value: bytes, old: bytes) -> Access:
+def _unsaid_access(access: Access, emulated_read: bool, value: bytes, old: bytes) -> Access:
     """The access when the hardware did not say (x86: DR6 and perf samples do not tell).
 
     A watch that triggers on one kind only tells it. Otherwise a changed value means
@@ -61,29 +59,31 @@ def _unsaid_access(state: HitState, value: bytes, old: bytes) -> Access:
     store of the same value, which no value comparison tells apart: READ_WRITE stands
     for "read or write" on a hit.
     """
-    access = state.access
-    if access is not _READ_WRITE and not state.emulated_read:
+    if access is not _READ_WRITE and not emulated_read:
         return access
     if old and value and value != old:
         return _WRITE
     return _READ_WRITE
 
 
-def count_hit(state: HitState, report: HitReport, value: bytes) -> Hit | None:
-    """Count one attributed hit; the event to report, or None when it is not reported."""
+def count_hit(request: Request, state: HitState, report: HitReport, value: bytes) -> Hit | None:
+    """Count one attributed hit; the event to report, or None when it is not reported.
+
+    ``request`` is the request as it stands now (a modify replaces it): the owner of the
+    access, action, filter and call-chain settings."""
     old = state.last_value
     state.last_value = value
     if state.stopped:
         return None
     access = report.access
     if access is None:
-        access = _unsaid_access(state, value, old)
+        access = _unsaid_access(request.access, state.emulated_read, value, old)
     if state.emulated_read and access is _WRITE:
         # Armed read/write for a read watch: a write (seen as a changed value when the
         # hardware does not tell) is not a read. gdb filters the same way.
         return None
     state.hit_count += 1
-    if not passes(state.filter, hit_count=state.hit_count, value=value, old_value=old):
+    if not passes(request.filter, hit_count=state.hit_count, value=value, old_value=old):
         return None
     state.reported_count += 1
     # Positional (pid, tid, cpu, ip, address, access, value, old_value, hit_count,
@@ -101,8 +101,8 @@ def count_hit(state: HitState, report: HitReport, value: bytes) -> Hit | None:
         old,
         state.hit_count,
         report.generation,
-        report.halted and state.action is Action.HALT,
+        report.halted and request.action is Action.HALT,
         report.ip_symbol,
         report.values_late,
-        _chain(report) if state.call_chain else (),
+        _chain(report) if request.call_chain else (),
     )

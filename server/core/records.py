@@ -117,12 +117,5 @@ def new_record(
         nonstop=spec.nonstop,
         call_chain=spec.call_chain,
     )
-    state = HitState(
-        access=spec.access,
-        action=spec.action,
-        filter=spec.filter,
-        emulated_read=read_emulated and spec.access is Access.READ,
-        call_chain=spec.call_chain,
-        last_value=value,
-    )
+    state = HitState(emulated_read=read_emulated and spec.access is Access.READ, last_value=value)
     return Record(id=rid, session=session, accepted=spec, request=request, hits=state)

@@ -71,13 +71,15 @@ class HitRouter:
                 if record is None:
                     continue
                 state = record.hits
-                hit = count_hit(state, report, value_at(report, index))
+                request = record.request
+                hit = count_hit(request, state, report, value_at(report, index))
                 if hit is None:
                     continue
                 record.session.emit(rid, hit, report.time_ns)
                 if hit.halted:
                     self._hold(report.pid, report.tid, record.session, rid)
-                if state.filter.stop_after and reached_stop(state.filter, state.reported_count):
+                stop_after = request.filter.stop_after
+                if stop_after and reached_stop(request.filter, state.reported_count):
                     state.stopped = True
                     self._stop_request(rid)
         for tid in halted:

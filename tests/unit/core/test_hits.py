@@ -4,7 +4,28 @@ from __future__ import annotations
 
 from hwbkptd.core.hits import HitState, count_hit, value_at
 from hwbkptd.core.mechanism import HitReport
-from hwbkptd.core.model import Access, Action, Filter
+from hwbkptd.core.model import Access, Action, Filter, Request, Scope
+
+
+def watch(access: Access, action: Action, flt: Filter, *, call_chain: bool = False) -> Request:
+    """The request record count_hit reads the settings from (issue 10: one owner)."""
+    return Request(
+        id=1,
+        seq=1,
+        session_id="s",
+        session_name="s",
+        scope=Scope.PROCESS,
+        pid=10,
+        tid=0,
+        address=0x1000,
+        length=4,
+        access=access,
+        priority=50,
+        chunks=(),
+        action=action,
+        filter=flt,
+        call_chain=call_chain,
+    )
 
 
 def report(*values: bytes, access: Access | None = Access.WRITE, halted: bool = False) -> HitReport:
@@ -37,9 +58,10 @@ def test_value_at_lines_up_with_regions() -> None:
 
 
 def test_old_value_is_the_last_known_value() -> None:
-    state = HitState(Access.WRITE, Action.NOTIFY, Filter(), last_value=b"\x00")
-    first = count_hit(state, report(b"\x01"), b"\x01")
-    second = count_hit(state, report(b"\x02"), b"\x02")
+    request = watch(Access.WRITE, Action.NOTIFY, Filter())
+    state = HitState(last_value=b"\x00")
+    first = count_hit(request, state, report(b"\x01"), b"\x01")
+    second = count_hit(request, state, report(b"\x02"), b"\x02")
     assert first is not None
     assert second is not None
     assert (first.old_value, first.value, first.hit_count) == (b"\x00", b"\x01", 1)
@@ -51,34 +73,37 @@ def test_old_value_is_the_last_known_value() -> None:
 
 
 def test_filtered_hits_count_but_are_not_reported_and_still_move_the_value() -> None:
-    state = HitState(Access.WRITE, Action.NOTIFY, Filter(changed_only=True), last_value=b"\x01")
-    assert count_hit(state, report(), b"\x01") is None
+    request = watch(Access.WRITE, Action.NOTIFY, Filter(changed_only=True))
+    state = HitState(last_value=b"\x01")
+    assert count_hit(request, state, report(), b"\x01") is None
     assert (state.hit_count, state.reported_count, state.last_value) == (1, 0, b"\x01")
-    hit = count_hit(state, report(), b"\x02")
+    hit = count_hit(request, state, report(), b"\x02")
     assert hit is not None
     assert hit.hit_count == 2
 
 
 def test_item7_emulated_read_drops_writes_and_a_same_value_hit_is_read_or_write() -> None:
-    state = HitState(Access.READ, Action.NOTIFY, Filter(), emulated_read=True, last_value=b"\x01")
-    assert count_hit(state, report(access=Access.WRITE), b"\x05") is None
+    request = watch(Access.READ, Action.NOTIFY, Filter())
+    state = HitState(emulated_read=True, last_value=b"\x01")
+    assert count_hit(request, state, report(access=Access.WRITE), b"\x05") is None
     # The hardware cannot tell: a changed value means a write.
-    assert count_hit(state, report(access=None), b"\x06") is None
+    assert count_hit(request, state, report(access=None), b"\x06") is None
     # Unchanged: a read, or a store of the same value; no value comparison tells which.
-    hit = count_hit(state, report(access=None), b"\x06")
+    hit = count_hit(request, state, report(access=None), b"\x06")
     assert hit is not None
     assert hit.access is Access.READ_WRITE
     assert hit.old_value == b"\x06"
     assert state.hit_count == 1
-    said = count_hit(state, report(b"\x06", access=Access.READ), b"\x06")
+    said = count_hit(request, state, report(b"\x06", access=Access.READ), b"\x06")
     assert said is not None
     assert said.access is Access.READ  # where the hardware says, it is believed
 
 
 def test_item7_unsaid_access_comes_from_the_watch_or_the_value() -> None:
-    def access(watch: Access, old: bytes, value: bytes, emulated: bool = False) -> Access | None:
-        state = HitState(watch, Action.NOTIFY, Filter(), emulated_read=emulated, last_value=old)
-        hit = count_hit(state, report(access=None), value)
+    def access(kind: Access, old: bytes, value: bytes, emulated: bool = False) -> Access | None:
+        request = watch(kind, Action.NOTIFY, Filter())
+        state = HitState(emulated_read=emulated, last_value=old)
+        hit = count_hit(request, state, report(access=None), value)
         assert hit is not None
         return hit.access
 
@@ -94,16 +119,18 @@ def test_item7_unsaid_access_comes_from_the_watch_or_the_value() -> None:
 
 
 def test_halted_only_for_halt_requests_and_stopped_reports_nothing() -> None:
-    halt = HitState(Access.WRITE, Action.HALT, Filter())
-    notify = HitState(Access.WRITE, Action.NOTIFY, Filter())
-    h = count_hit(halt, report(halted=True), b"")
-    n = count_hit(notify, report(halted=True), b"")
+    halt_req = watch(Access.WRITE, Action.HALT, Filter())
+    halt = HitState()
+    notify_req = watch(Access.WRITE, Action.NOTIFY, Filter())
+    notify = HitState()
+    h = count_hit(halt_req, halt, report(halted=True), b"")
+    n = count_hit(notify_req, notify, report(halted=True), b"")
     assert h is not None
     assert h.halted
     assert n is not None
     assert not n.halted
     halt.stopped = True
-    assert count_hit(halt, report(halted=True), b"\x09") is None
+    assert count_hit(halt_req, halt, report(halted=True), b"\x09") is None
     assert halt.last_value == b"\x09"
 
 
@@ -120,8 +147,9 @@ def test_call_chains_only_for_requests_that_asked() -> None:
         call_chain=(0xFFFF_0008, 0xFFFF_1010, 0xFFFF_2020),
         call_chain_symbols=("a+0x8", "b+0x10"),
     )
-    asked = count_hit(HitState(Access.WRITE, Action.NOTIFY, Filter(), call_chain=True), r, b"")
-    plain = count_hit(HitState(Access.WRITE, Action.NOTIFY, Filter()), r, b"")
+    asking = watch(Access.WRITE, Action.NOTIFY, Filter(), call_chain=True)
+    asked = count_hit(asking, HitState(), r, b"")
+    plain = count_hit(watch(Access.WRITE, Action.NOTIFY, Filter()), HitState(), r, b"")
     assert asked is not None
     assert plain is not None
     # A frame without a symbol keeps its address.
