@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
 
-from hwbkptd.core.answers import breakpoint_view, describe_machine, slot_map
+from hwbkptd.core.answers import describe_machine, slot_map
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
-from hwbkptd.core.audit import audit
+from hwbkptd.core.breakpoint_calls import BreakpointCalls
 from hwbkptd.core.broker_types import (
     BreakpointSpec,
     BreakpointView,
@@ -33,25 +33,20 @@ from hwbkptd.core.broker_types import (
 from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import (
-    BrokerError,
-    FailedPrecondition,
     NotFound,
-    PermissionDenied,
 )
 from hwbkptd.core.events import Event
-from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
-from hwbkptd.core.model import Action, Filter, Scope
+from hwbkptd.core.model import Action, Filter
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
-from hwbkptd.core.records import Record, RequestBook, new_record
+from hwbkptd.core.records import RequestBook
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
-from hwbkptd.core.sessions import Session, SessionTable
-from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
+from hwbkptd.core.sessions import SessionTable
 
 __all__ = [
     "MAX_HIT_BUFFER",
@@ -99,7 +94,6 @@ class Broker:
             self._clock, lambda session: self._session_calls.lease_ended(session)
         )
         self._records = RequestBook()
-        self._next_id = 0
         self._processes = ProcessTable(
             attaches=self._hooks.attaches, process_of=self._hooks.process_of
         )
@@ -126,7 +120,7 @@ class Broker:
             sessions=self._sessions,
             clock=self._clock,
             halt_timeout=config.halt_timeout_seconds,
-            stop_request=self._stop_after,
+            stop_request=lambda rid: self._breakpoint_calls.stop_after(rid),
             resume=m.resume_thread,
             spawn=m.spawn,
         )
@@ -141,6 +135,17 @@ class Broker:
             mutations=m,
             process_calls=self._process_calls,
             stopping=lambda: self._stopped,
+        )
+        self._breakpoint_calls = BreakpointCalls(
+            arch=arch,
+            pools=self._pools,
+            hooks=self._hooks,
+            sessions=self._sessions,
+            records=self._records,
+            mutations=m,
+            commit=self._commit,
+            halts=self._halts,
+            process_calls=self._process_calls,
         )
         self._news = MachineNews(mutations=m, router=self._router, sessions=self._sessions)
         self._started = False
@@ -199,61 +204,7 @@ class Broker:
 
     # --- requests ---------------------------------------------------------------
     async def set_breakpoint(self, token: str, spec: BreakpointSpec) -> BreakpointView:
-        session = self._sessions.get(token)
-        pid = self._processes.attach_target(spec)
-        if not pid:
-            return await self._create(token, self._prepare(session, spec))
-        try:
-            with self._processes.pinned(pid):
-                # Judged before attaching, the target taken as traced: a bad request
-                # attaches nothing.
-                tid = spec.tid if spec.scope is Scope.THREAD else 0
-                prepared = self._prepare(session, spec, assume=(pid, tid))
-                try:
-                    await self._process_calls.take(pid, nonstop=spec.nonstop)
-                except BrokerError as err:
-                    raise spec_error(err) from None
-                return await self._create(token, prepared)
-        except BaseException:
-            self._m.spawn(self._m.sweep())
-            raise
-
-    async def _create(self, token: str, prepared: Prepared) -> BreakpointView:
-        norm = prepared.spec
-        value = await self._m.read_value(norm)
-        # The awaits let other calls run: the session or the target may be gone now.
-        session = self._sessions.get(token)
-        recheck_spec(
-            norm,
-            identity=session.identity,
-            threads=self._processes.threads,
-            processes=self._processes.processes,
-            owned=len(session.requests),
-        )
-        rid = self._next_id + 1
-        record = new_record(
-            rid, session, norm, prepared.chunks, read_emulated=self._arch.read_emulated, value=value
-        )
-        delta = self._arbiter.add_request(record.request)
-        self._next_id = rid
-        self._records.add(record)
-        session.requests.add(rid)
-        self._commit.created(rid, delta)
-        audit(
-            "breakpoint_set",
-            session,
-            breakpoint_id=rid,
-            scope=norm.scope.value,
-            pid=norm.pid,
-            tid=norm.tid,
-            address=hex(norm.address),
-            length=norm.length,
-            access=norm.access.value,
-            priority=record.request.priority,
-            action=norm.action.value,
-        )
-        await self._m.commit()
-        return self._view(record)
+        return await self._breakpoint_calls.set(token, spec)
 
     async def modify_breakpoint(
         self,
@@ -264,97 +215,19 @@ class Broker:
         action: Action | None = None,
         filter: Filter | None = None,
     ) -> BreakpointView:
-        session = self._sessions.get(token)
-        record = self._own(session, breakpoint_id)
-        old = record.request
-        request = modified_request(
-            old, session.identity, priority=priority, action=action, filter=filter
+        return await self._breakpoint_calls.modify(
+            token, breakpoint_id, priority=priority, action=action, filter=filter
         )
-        new_priority, new_action = request.priority, request.action
-        if request == old:
-            return self._view(record)
-        delta = self._arbiter.replace_request(request)
-        record.request = request
-        if new_action is not old.action:
-            # The holders did not change, so neither did the table's generation, but the
-            # slots' halt flag did: the mechanism must get those tables again.
-            self._commit.rearm(breakpoint_id)
-        self._commit.absorb(delta)
-        audit(
-            "breakpoint_modified",
-            session,
-            breakpoint_id=breakpoint_id,
-            priority=new_priority,
-            action=new_action.value,
-        )
-        await self._m.commit()
-        return self._view(record)
 
     async def remove_breakpoint(self, token: str, breakpoint_id: int) -> None:
-        session = self._sessions.get(token)
-        self._own(session, breakpoint_id)
-        self._m.remove(breakpoint_id, "client")
-        audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
-        await self._m.commit_and_sweep()
+        await self._breakpoint_calls.remove(token, breakpoint_id)
 
     def list_breakpoints(self, token: str) -> tuple[BreakpointView, ...]:
-        session = self._sessions.get(token)
-        return tuple(self._view(self._records[rid]) for rid in sorted(session.requests))
+        return self._breakpoint_calls.list(token)
 
     async def resume_threads(self, token: str, tids: Sequence[int]) -> tuple[int, ...]:
         """Let go of threads this session holds halted (all of them for ``()``)."""
-        session = self._sessions.get(token)
-        held = self._halts.held_by(session.id)
-        wanted = tuple(dict.fromkeys(tids)) if tids else held
-        for tid in wanted:
-            if tid not in held:
-                raise FailedPrecondition(f"thread {tid} is not halted by this session")
-        for tid in wanted:
-            if self._halts.release(tid, session.id):
-                await self._m.resume_thread(tid)
-        if wanted:
-            audit("threads_resumed", session, tids=list(wanted))
-        return wanted
-
-    def _prepare(
-        self, session: Session, spec: BreakpointSpec, assume: tuple[int, int] | None = None
-    ) -> Prepared:
-        """Validate ``spec``; ``assume`` (pid, tid) counts as traced (an attach to come)."""
-        threads: Mapping[int, int] = self._processes.threads
-        procs: Mapping[int, object] = self._processes.processes
-        if assume is not None:
-            pid, tid = assume
-            procs = {**procs, pid: ()}
-            if tid:
-                threads = {**threads, tid: pid}
-        return prepare_spec(
-            spec,
-            identity=session.identity,
-            arch=self._arch,
-            pools=self._pools,
-            threads=threads,
-            processes=procs,
-            owned=len(session.requests),
-            hooks=self._hooks,
-        )
-
-    def _own(self, session: Session, breakpoint_id: int) -> Record:
-        if breakpoint_id in session.requests:
-            return self._records[breakpoint_id]
-        other = self._records.get(breakpoint_id)
-        if other is not None:
-            # The slot map shows every request with its session anyway: say what is wrong.
-            raise PermissionDenied(
-                f"breakpoint {breakpoint_id} belongs to session {other.session.name!r}",
-                field="breakpoint_id",
-            )
-        raise NotFound("breakpoint_id", f"no breakpoint {breakpoint_id}")
-
-    def _stop_after(self, rid: int) -> None:
-        session = self._records[rid].session
-        self._m.remove(rid, "stop_after")
-        audit("breakpoint_removed", session, breakpoint_id=rid, reason="stop_after")
-        self._m.spawn(self._m.commit_and_sweep())
+        return await self._breakpoint_calls.resume_threads(token, tids)
 
     # --- processes (a machine with process control; the sim answers FAILED_PRECONDITION) --
     async def attach_process(
@@ -406,21 +279,9 @@ class Broker:
             tids=procs[pid] if pid else threads,
             halted=self._halts,
             refused=self._commit.refused,
-            view=lambda rid: self._view(self._records[rid]),
+            view=self._breakpoint_calls.view,
         )
 
     def attribute(self, hit: HitReport) -> tuple[int, ...]:
         """Request ids that held the hit's slot under the hit's generation."""
         return self._arbiter.holders_at(hit.tid, hit.pool, hit.index, hit.generation)
-
-    def _view(self, record: Record) -> BreakpointView:
-        return breakpoint_view(
-            self._arbiter,
-            record.id,
-            session_name=record.session.name,
-            spec=record.spec,
-            chunks=record.request.chunks,
-            hits=record.hits,
-            priority=record.request.priority,
-            live=record.id in self._records,
-        )
