@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hwbkptd.arch import arm64, x86_64
+from hwbkptd.arch.sim_memory import SimMemory, check_region
 from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -27,13 +28,11 @@ from hwbkptd.core.mechanism import (
 )
 from hwbkptd.core.model import CPU_CONTEXT, Access
 
-__all__ = ["FIRST_PID", "MAX_TOUCH_SIZE", "SimMechanism", "SparseMemory"]
+__all__ = ["FIRST_PID", "MAX_TOUCH_SIZE", "SimMechanism"]
 
 FIRST_PID = 1000
 #: The largest single injected access; real accesses are at most a cache line or so.
 MAX_TOUCH_SIZE = 4096
-_PAGE = 4096
-_ADDRESS_LIMIT = 1 << 64
 # Made-up instruction pointers for accesses that do not name one: a plausible .text.
 _FAKE_TEXT = 0x401000
 
@@ -42,36 +41,6 @@ _MATCHES: dict[Access, frozenset[Access]] = {
     Access.WRITE: frozenset({Access.WRITE, Access.READ_WRITE}),
     Access.READ: frozenset({Access.READ, Access.READ_WRITE}),
 }
-
-
-class SparseMemory:
-    """A 64-bit address space of 4 KiB pages created on first write; unwritten bytes read 0."""
-
-    def __init__(self) -> None:
-        self._pages: dict[int, bytearray] = {}
-
-    def read(self, address: int, length: int) -> bytes:
-        out = bytearray()
-        at, end = address, address + length
-        while at < end:
-            page, offset = divmod(at, _PAGE)
-            take = min(_PAGE - offset, end - at)
-            data = self._pages.get(page)
-            out += data[offset : offset + take] if data is not None else bytes(take)
-            at += take
-        return bytes(out)
-
-    def write(self, address: int, data: bytes) -> None:
-        at, rest = address, memoryview(data)
-        while rest:
-            page, offset = divmod(at, _PAGE)
-            take = min(_PAGE - offset, len(rest))
-            buf = self._pages.get(page)
-            if buf is None:
-                buf = self._pages[page] = bytearray(_PAGE)
-            buf[offset : offset + take] = rest[:take]
-            rest = rest[take:]
-            at += take
 
 
 def _kernel_start(arch: Arch | None, pools: Mapping[str, int]) -> int:
@@ -106,8 +75,7 @@ class SimMechanism:
         self._next_id = FIRST_PID
         self._procs: dict[int, list[int]] = {}
         self._threads: dict[int, int] = {}
-        self._memory: dict[int, SparseMemory] = {}
-        self._kernel_memory = SparseMemory()
+        self._memory = SimMemory(self.kernel_start)
         self._tables: dict[int, SlotWrite] = {}
         self._halted: set[int] = set()
         #: New threads held before their first instruction until their first table arrives.
@@ -155,7 +123,7 @@ class SimMechanism:
         self._halted.discard(tid)
 
     async def read_memory(self, pid: int, address: int, length: int) -> bytes:
-        return self._read(pid, address, length)
+        return self._memory.read(pid, address, length)
 
     async def close(self) -> None:
         self._tables.clear()
@@ -178,7 +146,7 @@ class SimMechanism:
         pid = self._next_id
         self._next_id += threads
         self._procs[pid] = []
-        self._memory[pid] = SparseMemory()
+        self._memory.add_process(pid)
         return pid, tuple(range(pid, pid + threads))
 
     def start_thread(self, pid: int, tid: int) -> None:
@@ -215,13 +183,12 @@ class SimMechanism:
         """The process replaces its program: a fresh address space, the same pid."""
         self._process(pid)
         sink = self._sink_or_raise()
-        self._memory[pid] = SparseMemory()
+        self._memory.add_process(pid)
         sink.on_process_exec(pid)
 
     def write_memory(self, pid: int, address: int, data: bytes) -> None:
         """Set memory without an access (no hit): the state a program starts from."""
-        self._check_region(address, len(data))
-        self._store(pid, address).write(address, data)
+        self._memory.write(pid, address, data)
 
     def reserve_external(self, tid: int, pool: str, count: int) -> None:
         """Pretend something outside the broker holds ``count`` slots of ``pool`` in ``tid``."""
@@ -265,9 +232,9 @@ class SimMechanism:
             )
         if not 1 <= size <= MAX_TOUCH_SIZE:
             raise InvalidArgument("size", f"must be 1..{MAX_TOUCH_SIZE}, got {size}")
-        self._check_region(address, size)
+        check_region(address, size)
         if value:
-            self._store(pid, address).write(address, value)
+            self._memory.write(pid, address, value)
         self._touches += 1
         if ip == 0:
             ip = address if access is Access.EXEC else _FAKE_TEXT + 4 * (self._touches % 1024)
@@ -326,7 +293,7 @@ class SimMechanism:
         now = self._clock.time_ns()
         reports = []
         for context, pool, index, generation, entry in found:
-            values = tuple(self._read(pid, at, length) for at, length in entry.regions)
+            values = tuple(self._memory.read(pid, at, length) for at, length in entry.regions)
             reports.append(
                 HitReport(
                     pid=pid if context != CPU_CONTEXT else 0,
@@ -344,25 +311,6 @@ class SimMechanism:
                 )
             )
         return reports
-
-    def _read(self, pid: int, address: int, length: int) -> bytes:
-        if length <= 0:
-            return b""
-        self._check_region(address, length)
-        return self._store(pid, address).read(address, length)
-
-    def _store(self, pid: int, address: int) -> SparseMemory:
-        if address >= self.kernel_start:
-            return self._kernel_memory
-        memory = self._memory.get(pid)
-        if memory is None:
-            raise NotFound("pid", f"no process {pid}")
-        return memory
-
-    @staticmethod
-    def _check_region(address: int, length: int) -> None:
-        if address < 0 or address + length > _ADDRESS_LIMIT:
-            raise InvalidArgument("address", f"region {address:#x}+{length} is outside 64 bits")
 
     def _process(self, pid: int) -> list[int]:
         procs = self._procs.get(pid)
@@ -393,7 +341,7 @@ class SimMechanism:
 
     def _drop_process(self, pid: int) -> None:
         del self._procs[pid]
-        self._memory.pop(pid, None)
+        self._memory.drop_process(pid)
 
     def _sink_or_raise(self) -> MechanismSink:
         if self._sink is None:

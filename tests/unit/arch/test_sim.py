@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from hwbkptd.arch.layouts import parse_layout
-from hwbkptd.arch.sim import FIRST_PID, SimMechanism, SparseMemory
+from hwbkptd.arch.sim import FIRST_PID, SimMechanism
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.mechanism import HitReport, ProcessControl, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import CPU_CONTEXT, Access, Chunk
@@ -236,18 +234,3 @@ async def test_tables_of_gone_threads_are_ignored_and_no_process_control() -> No
     assert info.available
     await sim.close()
     assert sim.closed
-
-
-@given(
-    writes=st.lists(
-        st.tuples(st.integers(0, 3 * 4096), st.binary(min_size=1, max_size=300)), max_size=20
-    )
-)
-def test_sparse_memory_behaves_like_a_flat_bytearray(writes: list[tuple[int, bytes]]) -> None:
-    flat = bytearray(4 * 4096 + 300)
-    mem = SparseMemory()
-    for at, data in writes:
-        flat[at : at + len(data)] = data
-        mem.write(at, data)
-    assert mem.read(0, len(flat)) == bytes(flat)
-    assert mem.read(4095, 3) == bytes(flat[4095:4098])

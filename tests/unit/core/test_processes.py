@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from hwbkptd.arch.layouts import parse_layout
-from hwbkptd.arch.sim import SimMechanism, SparseMemory
+from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.broker_types import BreakpointSpec as Spec
 from hwbkptd.core.errors import (
@@ -63,7 +63,7 @@ class OutsideSim(SimMechanism):
 
     def _adopt(self, pid: int, tids: list[int]) -> None:
         self._procs[pid] = []
-        self._memory[pid] = SparseMemory()
+        self._memory.add_process(pid)
         for tid in tids:
             self._add_thread(pid, tid)
 
