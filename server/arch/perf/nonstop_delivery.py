@@ -83,7 +83,7 @@ def _time(s: Sample) -> int:
 
 
 class TaskHandler(Protocol):
-    """What the mechanism does with FORK/EXIT/COMM records (NonstopMechanism)."""
+    """What is done with FORK/EXIT/COMM records (nonstop_procs.FollowedProcesses)."""
 
     def on_fork(self, task: TaskRecord) -> None: ...
 
