@@ -142,8 +142,6 @@ class NativeMechanism:
         self.caps = caps if caps is not None else detect_caps()
         self.kernel = kernel if kernel is not None else KernelPerfMechanism(caps=self.caps)
         self.nonstop = nonstop if nonstop is not None else NonstopMechanism(caps=self.caps)
-        #: Processes followed by the non-stop mechanism alone (attached with nonstop=True).
-        self._nonstop_only: set[int] = set()
         #: Threads whose last table sent to the non-stop mechanism had entries.
         self._nonstop_tids: set[int] = set()
         self._ptrace: ProcessMechanism | None = ptrace
@@ -258,9 +256,10 @@ class NativeMechanism:
         return traced, nonstop, refusals
 
     def _is_nonstop_only(self, pid: int) -> bool:
-        if pid in self._nonstop_only and not self.nonstop.watching(pid):
-            self._nonstop_only.discard(pid)  # it exited: the pid may come back as another
-        return pid in self._nonstop_only
+        # Not a set of our own: the core decided (the ``nonstop`` flag of ``attach``, from
+        # its ProcessTable) and the non-stop mechanism follows such a process reporting its
+        # threads, and forgets it when it exits or is taken over by ptrace.
+        return self.nonstop.follows_alone(pid)
 
     async def resume(self, tid: int) -> None:
         await self._need_ptrace().resume(tid)
@@ -275,23 +274,18 @@ class NativeMechanism:
     async def attach(
         self, pid: int, follow_fork: bool = False, nonstop: bool = False
     ) -> Sequence[int]:
-        if nonstop and (pid in self._nonstop_only or not self.nonstop.watching(pid)):
-            watched = await self.nonstop.watch(pid, report_threads=True)
-            self._nonstop_only.add(pid)
-            return watched
+        if nonstop and (self._is_nonstop_only(pid) or not self.nonstop.watching(pid)):
+            return await self.nonstop.watch(pid, report_threads=True)
         tids = await self._need_ptrace().attach(pid, follow_fork)
-        if pid in self._nonstop_only:
+        if self._is_nonstop_only(pid):
             # ptrace reports the threads from now on; the non-stop mechanism keeps its
             # events and follows births only for its own bookkeeping.
-            self._nonstop_only.discard(pid)
             await self.nonstop.watch(pid, report_threads=False)
         return tids
 
     async def detach(self, pid: int) -> None:
         try:
-            if pid in self._nonstop_only:
-                self._nonstop_only.discard(pid)
-            else:
+            if not self._is_nonstop_only(pid):
                 await self._need_ptrace().detach(pid)
         finally:
             if self.nonstop.watching(pid):

@@ -129,6 +129,11 @@ class NonstopMechanism:
     def watching(self, pid: int) -> bool:
         return pid in self._procs
 
+    def follows_alone(self, pid: int) -> bool:
+        """Watched with ``report_threads``: followed for non-stop watches only (no ptrace)."""
+        proc = self._procs.get(pid)
+        return proc is not None and proc.report
+
     async def unwatch(self, pid: int) -> None:
         await self._ringset.wait_for_moves()
         proc = self._procs.get(pid)

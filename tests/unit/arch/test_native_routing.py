@@ -80,6 +80,9 @@ class Recorder:
     def watching(self, pid: int) -> bool:
         return pid in self.watched
 
+    def follows_alone(self, pid: int) -> bool:
+        return self.watched.get(pid, False)
+
     async def unwatch(self, pid: int) -> None:
         self.watched.pop(pid, None)
 
