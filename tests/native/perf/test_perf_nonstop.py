@@ -212,6 +212,7 @@ async def test_single_thread_writer_every_write_is_a_hit(
     try:
         assert await m.watch(target.pid, report_threads=True) == (target.pid,)
         assert m.watching(target.pid)
+        assert m.follows_alone(target.pid)  # issue 10: native asks this, keeps no set
         assert await m.apply([SlotWrite(target.pid, target.pid, 3, table(entry(address)))]) == ()
         assert target.proc.stdin is not None
         target.proc.stdin.write(b"g")
@@ -238,6 +239,7 @@ async def test_single_thread_writer_every_write_is_a_hit(
     assert_late_values(sink.hits, n)
     assert sink.process_exits == [(target.pid, 0)] or sink.process_exits == [(target.pid, -1)]
     assert not m.watching(target.pid)
+    assert not m.follows_alone(target.pid)  # an exited pid may come back as another
 
 
 async def test_hits_while_gdb_traces_the_target(
@@ -454,6 +456,7 @@ async def test_unwatch_closes_everything_and_the_target_lives(
     m, _sink = mech
     target, address = threads_target
     await m.watch(target.pid, report_threads=False)
+    assert not m.follows_alone(target.pid)  # followed beside ptrace: not alone
     await m.apply([SlotWrite(target.pid, target.pid, 1, table(entry(address)))])
     assert m.open_fds() > 0
     await m.unwatch(target.pid)
