@@ -16,6 +16,9 @@ import grpc
 import grpc.aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+# reflection.aio is this module, re-exported without a type stub that names it.
+from grpc_reflection.v1alpha._async import ReflectionServicer
+
 __all__ = ["V1ALPHA_SERVICE", "V1_SERVICE", "enable_reflection"]
 
 V1ALPHA_SERVICE: str = reflection.SERVICE_NAME
@@ -25,7 +28,7 @@ V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     """Serve reflection for ``service_names`` (and both reflection services) on ``server``."""
     names = (*service_names, V1_SERVICE, V1ALPHA_SERVICE)
-    servicer = reflection.aio.ReflectionServicer(names)
+    servicer = ReflectionServicer(names)
     handlers = {
         "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
             servicer.ServerReflectionInfo,
