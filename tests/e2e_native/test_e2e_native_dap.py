@@ -113,3 +113,30 @@ def test_item2_dap_launch_held_until_configuration_done(
         assert script.wait() == 0, "".join(script.log)
     finally:
         script.kill()
+
+
+def test_item1_dap_notify_hits_are_output_events_with_value_and_old_value(
+    bins: dict[str, str], daemon: Daemon
+) -> None:
+    node = node_or_fail(TESTSUPPORT)
+    target = Target([bins["counter"]])
+    assert target.readline() == "ready"
+    env = story_env(daemon, bins["counter"], STORY="notify", PID=str(target.pid))
+    script = NodeScript([node, str(SCRIPT)], env)
+    try:
+        bp = script.expect("set")["id"]
+        for value in (1, 2, 3):  # notify: the thread never stops, "ok" comes at once
+            target.send("bump\n")
+            assert target.readline() == f"ok {value}"
+        script.send("bumped-thrice")
+        outputs = script.expect("outputs")["outputs"]
+        # The first hit is ignored (hitCondition "> 1"); the others carry value and old value.
+        assert len(outputs) == 2, outputs
+        for line, (new, old) in zip(outputs, [(2, 1), (3, 2)], strict=True):
+            assert line.startswith(f"data breakpoint {bp}: write of {target.address:#x}"), line
+            assert f"value {new} ({new:#x}) (was {old} ({old:#x}))" in line, line
+        script.expect("done")
+        assert script.wait() == 0, "".join(script.log)
+    finally:
+        script.kill()
+        target.kill()

@@ -160,12 +160,39 @@ async function launchStory(dc) {
   await dc.disconnectRequest({});
 }
 
+async function notifyStory(dc) {
+  // Watches that never stop: each reported hit is an output event with the value and the
+  // value before; hitCondition "> 1" is the broker's ignore_first 1.
+  await dc.initializeRequest({ adapterID: 'hwbkpt' });
+  await dc.attachRequest({ pid: Number(env.PID), name: 'editor-notify', action: 'notify' });
+  const info = await dc.dataBreakpointInfoRequest({ name: env.ADDRESS, bytes: 8, asAddress: true });
+  const set = await dc.setDataBreakpointsRequest({
+    breakpoints: [{ dataId: info.body.dataId, accessType: 'write', hitCondition: '> 1' }],
+  });
+  assert.equal(set.body.breakpoints[0].verified, true, JSON.stringify(set.body));
+  await dc.configurationDoneRequest();
+  const outputs = [];
+  const two = new Promise((resolve) => {
+    dc.on('output', (e) => {
+      if (e.body.output.startsWith('data breakpoint')) outputs.push(e.body.output.trim());
+      if (outputs.length === 2) resolve();
+    });
+  });
+  dc.on('stopped', (e) => outputs.push(`unexpected stop: ${JSON.stringify(e.body)}`));
+  say('set', { id: set.body.breakpoints[0].id });
+  assert.equal(await heard(), 'bumped-thrice');
+  await within(two, 'two output events');
+  say('outputs', { outputs });
+  await dc.disconnectRequest({});
+}
+
 async function main() {
   const dc = new DebugClient(env.HWBKPT, 'dap', 'hwbkpt', { env }, true);
   dc.defaultTimeout = TIMEOUT;
   await dc.start();
   try {
-    await (env.STORY === 'launch' ? launchStory(dc) : attachStory(dc));
+    const stories = { attach: attachStory, launch: launchStory, notify: notifyStory };
+    await stories[env.STORY](dc);
     say('done');
   } finally {
     dc.stopAdapter(); // stop() would send a second disconnect, to an adapter that ended
