@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 # reflection.aio is this module, re-exported without a type stub that names it.
@@ -23,6 +24,33 @@ __all__ = ["V1ALPHA_SERVICE", "V1_SERVICE", "enable_reflection"]
 
 V1ALPHA_SERVICE: str = reflection.SERVICE_NAME
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+V1_FILE = "grpc/reflection/v1/reflection.proto"
+
+
+def _add_v1_descriptor(pool: descriptor_pool.DescriptorPool) -> None:
+    try:
+        pool.FindFileByName(V1_FILE)
+        return  # already there (a newer grpcio-reflection, or imported twice)
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name = V1_FILE
+    proto.package = "grpc.reflection.v1"
+    proto.options.Clear()
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    for message in proto.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old, new)
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old, new)
+            method.output_type = method.output_type.replace(old, new)
+    pool.Add(proto)
+
+
+_add_v1_descriptor(descriptor_pool.Default())
 
 
 def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:

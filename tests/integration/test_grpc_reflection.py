@@ -75,3 +75,24 @@ async def test_item3_client_from_reflected_descriptors_calls_describe_machine(
         assert answer.DESCRIPTOR.file.pool is pool
         assert answer.machine == "sim"
         assert [p.name for p in answer.pools]
+
+
+async def test_item3_reflection_describes_v1_itself(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path) as d:
+        replies = await ask(
+            d.channel,
+            V1_SERVICE,
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol=V1_SERVICE),
+        )
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for r in replies
+            for raw in r.file_descriptor_response.file_descriptor_proto
+        ]
+        assert [(f.name, f.package) for f in files] == [
+            ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
+        ]
+        assert (
+            files[0].service[0].method[0].input_type
+            == ".grpc.reflection.v1.ServerReflectionRequest"
+        )
