@@ -27,9 +27,12 @@ def test_item1_data_id_by_address_and_bytes_round_trips() -> None:
 
 
 def test_item1_data_id_by_name_goes_to_the_broker() -> None:
-    data = data_id_of("&counter", 8, False)
-    assert data == DataId(length=8, symbol="counter")
+    data = data_id_of("&cfg.limit", None, False)
+    assert data == DataId(length=0, symbol="&cfg.limit")
+    assert data.text() == "sym:&cfg.limit:0"
+    assert data.describe() == "&cfg.limit (the size of its type)"
     assert parse_data_id(data.text()) == data
+    assert parse_data_id("sym:libc.so.6!environ:8") == DataId(length=8, symbol="libc.so.6!environ")
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Pure translations between DAP's data breakpoints and the broker's requests and events.
 
 A ``dataId`` is what ``dataBreakpointInfo`` hands the editor and ``setDataBreakpoints``
-gets back: ``addr:0x601040:8`` (an address and a byte count) or ``sym:NAME:8`` (a name the
-broker resolves, once it resolves user-space names). ``condition`` and ``hitCondition``
+gets back: ``addr:0x601040:8`` (an address and a byte count) or ``sym:NAME:0`` (a location the
+broker resolves; 0 bytes: the size of its type). ``condition`` and ``hitCondition``
 become the broker's filters (hwbkpt.v1.Filter):
 
 - condition ``changed`` -> changed_only; ``== V``, ``value == V`` or ``V`` -> equals V
@@ -66,31 +66,33 @@ class DataId:
 
     def describe(self) -> str:
         where = self.symbol or f"{self.address:#x}"
+        if not self.length:
+            return f"{where} (the size of its type)"
         return f"{where} ({self.length} byte{'s' if self.length != 1 else ''})"
 
 
 def data_id_of(name: str, length: int | None, as_address: bool) -> DataId:
     """``dataBreakpointInfo``'s name (an address expression or a variable name) and bytes.
 
-    A name that reads as a number is an address (``asAddress`` or not); any other is a
-    name for the broker to resolve, ``&`` dropped (``&counter`` watches ``counter``).
+    A name that reads as a number is an address (``asAddress`` or not; 8 bytes unless
+    given). Any other is a location for the broker to resolve in the target (``counter``,
+    ``&cfg.limit``, ``libc.so.6!environ``), sent as written; without a byte count the
+    broker sizes it from its type (length 0).
     """
-    count = 8 if length is None else length
-    if not 1 <= count <= _MAX_BYTES:
-        raise ValueError(f"bytes: {count} is not 1..{_MAX_BYTES}")
+    if length is not None and not 1 <= length <= _MAX_BYTES:
+        raise ValueError(f"bytes: {length} is not 1..{_MAX_BYTES}")
     text = name.strip()
     try:
         address = parse_number(text)
     except ValueError:
         if as_address:
             raise ValueError(f"name: {name!r} is not an address (0x... or decimal)") from None
-        symbol = text.removeprefix("&").strip()
-        if not symbol or any(c.isspace() for c in symbol):
+        if not text or any(c.isspace() for c in text):
             raise ValueError(f"name: {name!r} is neither an address nor a variable name") from None
-        return DataId(length=count, symbol=symbol)
+        return DataId(length=length or 0, symbol=text)
     if address < 0:
         raise ValueError(f"name: {name!r} is a negative address")
-    return DataId(length=count, address=address)
+    return DataId(length=length or 8, address=address)
 
 
 def parse_data_id(text: str) -> DataId:
