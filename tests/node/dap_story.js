@@ -132,8 +132,9 @@ async function attachStory(dc) {
 }
 
 async function launchStory(dc) {
-  await dc.initializeRequest({ adapterID: 'hwbkpt' });
+  // Listening before the request: the event follows its response, often in the same read.
   const initialized = dc.waitForEvent('initialized', TIMEOUT);
+  await dc.initializeRequest({ adapterID: 'hwbkpt' });
   await dc.launchRequest({ program: env.PROGRAM, args: ['2'], name: 'editor-launch' });
   await initialized;
   // Held at its first instruction: the breakpoint is set before the program runs, so the

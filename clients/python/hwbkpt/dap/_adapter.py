@@ -282,6 +282,10 @@ class Adapter:
             "column": 0,
             "instructionPointerReference": f"{hit.ip:#x}",
         }
+        source = _source_line(hit)
+        if source is not None:
+            frame["source"] = {"name": os.path.basename(source[0]), "path": source[0]}
+            frame["line"] = source[1]
         return {"stackFrames": [frame], "totalFrames": 1}
 
     def _scopes(self, req: Message) -> Message:
@@ -415,6 +419,16 @@ class Adapter:
 
     def _output(self, text: str) -> None:
         self._wire.event("output", {"category": "console", "output": text})
+
+
+def _source_line(hit: m.Hit) -> tuple[str, int] | None:
+    """("file.c", 42) from the broker's ``ip_line`` (names issue), where it says."""
+    # getattr: a broker and client without line tables (before issue 13) have no ip_line.
+    text = str(getattr(hit, "ip_line", "") or "")
+    file, _, line = text.rpartition(":")
+    if not file or not line.isdigit():
+        return None
+    return file, int(line)
 
 
 def _value(data: bytes) -> str:
