@@ -131,6 +131,13 @@ class HwbkptError extends Error {
  * @typedef {{seq: string, breakpointId: string, kind: string, [kind: string]: any}} BrokerEvent
  */
 
+/** @param {string} [token] @returns {grpc.Metadata} */
+function sessionMetadata(token) {
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set('hwbkpt-session-token', token);
+  return metadata;
+}
+
 /** Priority presets (any integer 0..100 works too). */
 const PRIORITY = Object.freeze({ low: 10, normal: 25, debugger: 50, high: 75 });
 
@@ -153,13 +160,19 @@ class Client {
   }
 
   /**
-   * One unary call; rejects with HwbkptError.
-   * @param {any} stub @param {string} method @param {object} request @returns {Promise<any>}
+   * One unary call; rejects with HwbkptError. A session's calls carry its token as call
+   * metadata (hwbkpt-session-token) and in the request's token field, for brokers from
+   * before the token moved to metadata (an unknown field is dropped by the encoder).
+   * @param {any} stub @param {string} method @param {object} request
+   * @param {string} [token] the session's secret
+   * @returns {Promise<any>}
    */
-  call(stub, method, request) {
+  call(stub, method, request, token) {
     const deadline = new Date(Date.now() + this.deadlineMs);
+    const metadata = sessionMetadata(token);
+    const body = token ? { ...request, token } : request;
     return new Promise((resolve, reject) => {
-      stub[method](request, { deadline }, (/** @type {any} */ err, /** @type {any} */ res) =>
+      stub[method](body, metadata, { deadline }, (/** @type {any} */ err, /** @type {any} */ res) =>
         err ? reject(new HwbkptError(decodeError(err))) : resolve(res));
     });
   }
@@ -207,18 +220,18 @@ class Session {
 
   /** @param {BreakpointSpec} spec @returns {Promise<Breakpoint>} */
   async setBreakpoint(spec) {
-    const res = await this.client.call(this.client.broker, 'setBreakpoint', { token: this.token, spec });
+    const res = await this.client.call(this.client.broker, 'setBreakpoint', { spec }, this.token);
     return res.breakpoint;
   }
 
   /** @param {string} breakpointId */
   remove(breakpointId) {
-    return this.client.call(this.client.broker, 'removeBreakpoint', { token: this.token, breakpointId });
+    return this.client.call(this.client.broker, 'removeBreakpoint', { breakpointId }, this.token);
   }
 
   /** @param {number[]} [tids] empty: every thread this session halted */
   resumeThreads(tids = []) {
-    return this.client.call(this.client.broker, 'resumeThreads', { token: this.token, tids });
+    return this.client.call(this.client.broker, 'resumeThreads', { tids }, this.token);
   }
 
   /**
@@ -253,7 +266,7 @@ class Session {
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 1000);
       try {
-        await this.client.call(this.client.broker, 'resumeSession', { token: this.token });
+        await this.client.call(this.client.broker, 'resumeSession', {}, this.token);
         this.reconnects += 1;
       } catch (err) {
         const e = /** @type {any} */ (err);
@@ -263,14 +276,15 @@ class Session {
   }
 
   _openStream() {
-    this._stream = this.client.broker.streamEvents({ token: this.token, afterSeq: this.lastSeq });
+    this._stream = this.client.broker.streamEvents(
+      { token: this.token, afterSeq: this.lastSeq }, sessionMetadata(this.token));
     return this._stream;
   }
 
   async close() {
     this._closed = true;
     try {
-      await this.client.call(this.client.broker, 'closeSession', { token: this.token });
+      await this.client.call(this.client.broker, 'closeSession', {}, this.token);
     } finally {
       if (this._stream) this._stream.cancel();
     }
