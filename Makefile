@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/hwbkpt/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: all setup proto proto-check lint typecheck test test-fast demo bench soak native-tools clean
+.PHONY: all setup node-deps proto proto-check lint typecheck test test-fast demo bench soak native-tools clean
 
 all: test
 
@@ -31,7 +31,18 @@ $(STAMP): requirements-dev.txt server/pyproject.toml clients/python/pyproject.to
 	mkdir -p $(VENV)/mypy && ln -sfn ../../server $(VENV)/mypy/hwbkptd
 	touch $@
 
-setup: $(STAMP) native-tools
+setup: $(STAMP) native-tools node-deps
+
+# Node.js packages (the DAP test client, the Node client's gRPC) pinned by package-lock.json.
+# Without node/npm the tests that need them fail and say so; as root they are installed.
+NODE_STAMP := node_modules/.installed
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json clients/node/package.json
+	@if ! command -v npm >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing: nodejs npm"; apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; fi
+	@if command -v npm >/dev/null; then \
+	  npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm missing (the Node.js tests will say so)"; fi
 
 # Regenerate the committed stubs.
 proto: $(STAMP)
@@ -74,4 +85,4 @@ soak: setup
 	HWBKPT_SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache node_modules

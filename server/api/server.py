@@ -14,7 +14,6 @@ import grpc
 import grpc.aio
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.broker_service import BrokerService
@@ -29,6 +28,7 @@ from hwbkptd.api.listeners import (
     resolve_group,
     socket_umask,
 )
+from hwbkptd.api.reflection import enable_reflection
 from hwbkptd.api.sim_service import SimService
 from hwbkptd.core.broker import Broker, BrokerConfig
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
@@ -185,9 +185,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
     health_servicer: HealthStatus = _AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (BROKER_SERVICE, SIM_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((BROKER_SERVICE, SIM_SERVICE, health.SERVICE_NAME), server)
     try:
         addresses = _bind(server, listeners, gid)
         await server.start()

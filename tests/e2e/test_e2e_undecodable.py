@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 import hwbkpt
 import hwbkpt.v1
+import hwbkptd.api.reflection  # noqa: F401 - puts grpc.reflection.v1 in the pool
 from hwbkpt.v1 import broker_pb2, sim_pb2
 
 pytestmark = pytest.mark.e2e

@@ -11,6 +11,7 @@ from hwbkpt.cli._parser import build_parser
 from hwbkpt.cli._process import cmd_attach, cmd_launch
 from hwbkpt.cli._watch import cmd_watch
 from hwbkpt.client import Client
+from hwbkpt.dap import serve_stdio, serve_tcp
 from hwbkpt.errors import HwbkptError, SessionLostError
 
 __all__ = ["build_parser", "event_line", "event_record", "main"]
@@ -33,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 1 broker failure)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "dap":
+        # The adapter opens its own connection: an attach/launch configuration may name
+        # the broker ("server"), and stdout is the protocol's, not a printer's.
+        if args.port is not None:
+            return serve_tcp(args.host, args.port, args.server)
+        return serve_stdio(args.server)
     out = Printer(args.json)
     try:
         with Client(args.server) as client:

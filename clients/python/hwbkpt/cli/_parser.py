@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hwbkpt._address import ENV_VAR, default_address
+from hwbkpt.dap import add_dap_parser
 from hwbkpt.models import PRIORITY_PRESETS
 
 __all__ = ["build_parser", "parse_location", "parse_number", "parse_priority_arg"]
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--follow-fork", action="store_true", help="trace its forked children too")
 
     _launch_parser(sub)
+
+    add_dap_parser(sub)
 
     sim = sub.add_parser("sim", help="drive the simulated machine")
     simsub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIMCOMMAND")

@@ -27,6 +27,7 @@ class _Scope:
 class _ScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Scope.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SCOPE_UNSPECIFIED: _Scope.ValueType  # 0
+    """Not a scope: refused with INVALID_ARGUMENT (spec.scope)."""
     SCOPE_KERNEL: _Scope.ValueType  # 1
     """A kernel address, armed on every CPU."""
     SCOPE_PROCESS: _Scope.ValueType  # 2
@@ -38,6 +39,7 @@ class Scope(_Scope, metaclass=_ScopeEnumTypeWrapper):
     """Scope says where a request applies."""
 
 SCOPE_UNSPECIFIED: Scope.ValueType  # 0
+"""Not a scope: refused with INVALID_ARGUMENT (spec.scope)."""
 SCOPE_KERNEL: Scope.ValueType  # 1
 """A kernel address, armed on every CPU."""
 SCOPE_PROCESS: Scope.ValueType  # 2
@@ -53,19 +55,29 @@ class _Access:
 class _AccessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Access.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ACCESS_UNSPECIFIED: _Access.ValueType  # 0
+    """Not an access: refused with INVALID_ARGUMENT (spec.access)."""
     ACCESS_EXEC: _Access.ValueType  # 1
+    """Executing the instruction at the address (an instruction breakpoint)."""
     ACCESS_WRITE: _Access.ValueType  # 2
+    """A store to the region."""
     ACCESS_READ: _Access.ValueType  # 3
+    """A load from the region (emulated where the pool has no read-only watch; see DescribeMachine notes)."""
     ACCESS_READ_WRITE: _Access.ValueType  # 4
+    """A load or a store."""
 
 class Access(_Access, metaclass=_AccessEnumTypeWrapper):
     """Access is what kind of access triggers a request."""
 
 ACCESS_UNSPECIFIED: Access.ValueType  # 0
+"""Not an access: refused with INVALID_ARGUMENT (spec.access)."""
 ACCESS_EXEC: Access.ValueType  # 1
+"""Executing the instruction at the address (an instruction breakpoint)."""
 ACCESS_WRITE: Access.ValueType  # 2
+"""A store to the region."""
 ACCESS_READ: Access.ValueType  # 3
+"""A load from the region (emulated where the pool has no read-only watch; see DescribeMachine notes)."""
 ACCESS_READ_WRITE: Access.ValueType  # 4
+"""A load or a store."""
 Global___Access: _TypeAlias = Access  # noqa: Y015
 
 class _Action:
@@ -75,6 +87,7 @@ class _Action:
 class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ACTION_UNSPECIFIED: _Action.ValueType  # 0
+    """Unset: the broker's default, ACTION_NOTIFY."""
     ACTION_NOTIFY: _Action.ValueType  # 1
     """The thread continues at once; the hit is streamed."""
     ACTION_HALT: _Action.ValueType  # 2
@@ -84,6 +97,7 @@ class Action(_Action, metaclass=_ActionEnumTypeWrapper):
     """Action is what happens to the thread on a hit."""
 
 ACTION_UNSPECIFIED: Action.ValueType  # 0
+"""Unset: the broker's default, ACTION_NOTIFY."""
 ACTION_NOTIFY: Action.ValueType  # 1
 """The thread continues at once; the hit is streamed."""
 ACTION_HALT: Action.ValueType  # 2
@@ -97,6 +111,7 @@ class _BreakpointState:
 class _BreakpointStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakpointState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     BREAKPOINT_STATE_UNSPECIFIED: _BreakpointState.ValueType  # 0
+    """Never sent by the broker."""
     BREAKPOINT_STATE_INSTALLED: _BreakpointState.ValueType  # 1
     """Installed in every thread it applies to (kernel: on every CPU)."""
     BREAKPOINT_STATE_PARTIAL: _BreakpointState.ValueType  # 2
@@ -110,6 +125,7 @@ class BreakpointState(_BreakpointState, metaclass=_BreakpointStateEnumTypeWrappe
     """BreakpointState is where a request stands."""
 
 BREAKPOINT_STATE_UNSPECIFIED: BreakpointState.ValueType  # 0
+"""Never sent by the broker."""
 BREAKPOINT_STATE_INSTALLED: BreakpointState.ValueType  # 1
 """Installed in every thread it applies to (kernel: on every CPU)."""
 BREAKPOINT_STATE_PARTIAL: BreakpointState.ValueType  # 2
@@ -127,6 +143,7 @@ class _PendingReason:
 class _PendingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PendingReason.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PENDING_REASON_UNSPECIFIED: _PendingReason.ValueType  # 0
+    """Not pending (installed everywhere it applies)."""
     PENDING_REASON_PRIORITY: _PendingReason.ValueType  # 1
     """Stronger requests hold the slots."""
     PENDING_REASON_EXTERNAL: _PendingReason.ValueType  # 2
@@ -138,6 +155,7 @@ class PendingReason(_PendingReason, metaclass=_PendingReasonEnumTypeWrapper):
     """PendingReason says why a request is not installed everywhere."""
 
 PENDING_REASON_UNSPECIFIED: PendingReason.ValueType  # 0
+"""Not pending (installed everywhere it applies)."""
 PENDING_REASON_PRIORITY: PendingReason.ValueType  # 1
 """Stronger requests hold the slots."""
 PENDING_REASON_EXTERNAL: PendingReason.ValueType  # 2
@@ -201,6 +219,7 @@ class BreakpointSpec(_message.Message):
     NONSTOP_FIELD_NUMBER: _builtins.int
     CALL_CHAIN_FIELD_NUMBER: _builtins.int
     scope: Global___Scope.ValueType
+    """Where the request applies: a thread, a process or the kernel."""
     pid: _builtins.int
     """The target process (process scope; thread scope may leave it 0)."""
     tid: _builtins.int
@@ -210,9 +229,11 @@ class BreakpointSpec(_message.Message):
     length: _builtins.int
     """Length in bytes (data: 1..32, within what the pool can split); exec: 0 means the arch instruction length."""
     access: Global___Access.ValueType
+    """What access triggers it."""
     priority: _builtins.int
     """0..100; unset means normal (25). Presets: low=10, normal=25, debugger=50, high=75."""
     action: Global___Action.ValueType
+    """What happens to the thread on a hit."""
     symbol: _builtins.str
     """A symbol to resolve instead of address ("name" or "name+0x10"); kernel scope reads /proc/kallsyms."""
     nonstop: _builtins.bool
@@ -220,7 +241,9 @@ class BreakpointSpec(_message.Message):
     call_chain: _builtins.bool
     """Kernel scope: sample the kernel call chain with every hit (Hit.call_chain)."""
     @_builtins.property
-    def filter(self) -> Global___Filter: ...
+    def filter(self) -> Global___Filter:
+        """Which hits are reported (applied in the broker)."""
+
     def __init__(
         self,
         *,
@@ -258,9 +281,13 @@ class Chunk(_message.Message):
     LENGTH_FIELD_NUMBER: _builtins.int
     ACCESS_FIELD_NUMBER: _builtins.int
     pool: _builtins.str
+    """The slot pool it needs (a Pool.name)."""
     address: _builtins.int
+    """Start of the piece, aligned to its length."""
     length: _builtins.int
+    """Length in bytes (1, 2, 4 or 8; exec: the instruction length)."""
     access: Global___Access.ValueType
+    """The access the slot is armed for."""
     def __init__(
         self,
         *,
@@ -295,9 +322,13 @@ class Breakpoint(_message.Message):
     REPORTED_COUNT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     id: _builtins.int
+    """The broker-wide request id (a decimal string in JavaScript: uint64)."""
     session_name: _builtins.str
+    """The session that owns it."""
     state: Global___BreakpointState.ValueType
+    """Where it stands now."""
     pending_reason: Global___PendingReason.ValueType
+    """Why it is not installed everywhere (PENDING_REASON_UNSPECIFIED when it is)."""
     hit_count: _builtins.int
     """Hits attributed to it, before filters."""
     reported_count: _builtins.int
@@ -305,7 +336,9 @@ class Breakpoint(_message.Message):
     priority: _builtins.int
     """The priority in force (the spec's, or the default)."""
     @_builtins.property
-    def spec(self) -> Global___BreakpointSpec: ...
+    def spec(self) -> Global___BreakpointSpec:
+        """The request as accepted (symbol resolved, defaults applied)."""
+
     @_builtins.property
     def installed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads where it is installed (kernel scope: empty; see state)."""
@@ -315,7 +348,9 @@ class Breakpoint(_message.Message):
         """Threads it applies to where it is not installed."""
 
     @_builtins.property
-    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]:
+        """The slot-sized pieces it is installed as; all are installed or none."""
+
     def __init__(
         self,
         *,
@@ -341,6 +376,8 @@ Global___Breakpoint: _TypeAlias = Breakpoint  # noqa: Y015
 
 @_typing.final
 class OpenSessionRequest(_message.Message):
+    """OpenSessionRequest opens a session (rpc OpenSession)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -369,15 +406,19 @@ Global___OpenSessionRequest: _TypeAlias = OpenSessionRequest  # noqa: Y015
 
 @_typing.final
 class OpenSessionResponse(_message.Message):
+    """OpenSessionResponse is the new session and its secret."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    """The session's id, safe to show (not a secret)."""
     token: _builtins.str
     """Secret; present it on every call of this session, and to resume it."""
     lease_seconds: _builtins.int
+    """The lease in force: seconds the session outlives a dropped event stream."""
     def __init__(
         self,
         *,
@@ -395,10 +436,13 @@ Global___OpenSessionResponse: _TypeAlias = OpenSessionResponse  # noqa: Y015
 
 @_typing.final
 class ResumeSessionRequest(_message.Message):
+    """ResumeSessionRequest takes back a session within its lease (rpc ResumeSession)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret, as OpenSession returned it."""
     def __init__(
         self,
         *,
@@ -414,13 +458,17 @@ Global___ResumeSessionRequest: _TypeAlias = ResumeSessionRequest  # noqa: Y015
 
 @_typing.final
 class ResumeSessionResponse(_message.Message):
+    """ResumeSessionResponse tells where the session stands; stream again after your last seq."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    """The session's id."""
     name: _builtins.str
+    """The session's name."""
     last_seq: _builtins.int
     """The last event number the session has produced."""
     def __init__(
@@ -440,10 +488,13 @@ Global___ResumeSessionResponse: _TypeAlias = ResumeSessionResponse  # noqa: Y015
 
 @_typing.final
 class CloseSessionRequest(_message.Message):
+    """CloseSessionRequest ends a session (rpc CloseSession)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     def __init__(
         self,
         *,
@@ -459,6 +510,8 @@ Global___CloseSessionRequest: _TypeAlias = CloseSessionRequest  # noqa: Y015
 
 @_typing.final
 class CloseSessionResponse(_message.Message):
+    """CloseSessionResponse is empty: the session is gone, its requests removed, its halted threads resumed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -474,11 +527,14 @@ Global___CloseSessionResponse: _TypeAlias = CloseSessionResponse  # noqa: Y015
 
 @_typing.final
 class StreamEventsRequest(_message.Message):
+    """StreamEventsRequest opens the session's one event stream (rpc StreamEvents)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret. A second stream for the same session is refused."""
     after_seq: _builtins.int
     """Replay events numbered above this one (0: from the oldest retained)."""
     def __init__(
@@ -503,7 +559,9 @@ class StreamEventsResponse(_message.Message):
 
     EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]:
+        """The events, oldest first; seq numbers continue from the previous batch."""
+
     def __init__(
         self,
         *,
@@ -540,25 +598,45 @@ class Event(_message.Message):
     breakpoint_id: _builtins.int
     """The request it concerns (0 for session-wide events)."""
     @_builtins.property
-    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When the broker produced it."""
+
     @_builtins.property
-    def state(self) -> Global___StateChanged: ...
+    def state(self) -> Global___StateChanged:
+        """The request's state changed."""
+
     @_builtins.property
-    def hit(self) -> Global___Hit: ...
+    def hit(self) -> Global___Hit:
+        """An access matched the request."""
+
     @_builtins.property
-    def displaced(self) -> Global___Displaced: ...
+    def displaced(self) -> Global___Displaced:
+        """A stronger request took the slot(s) of this one."""
+
     @_builtins.property
-    def restored(self) -> Global___Restored: ...
+    def restored(self) -> Global___Restored:
+        """The request got its slots back."""
+
     @_builtins.property
-    def removed(self) -> Global___Removed: ...
+    def removed(self) -> Global___Removed:
+        """The request is gone."""
+
     @_builtins.property
-    def hits_dropped(self) -> Global___HitsDropped: ...
+    def hits_dropped(self) -> Global___HitsDropped:
+        """Hits were lost because the session's buffer was full."""
+
     @_builtins.property
-    def target_exited(self) -> Global___TargetExited: ...
+    def target_exited(self) -> Global___TargetExited:
+        """A target thread or process ended."""
+
     @_builtins.property
-    def halt_timeout(self) -> Global___HaltTimeout: ...
+    def halt_timeout(self) -> Global___HaltTimeout:
+        """The broker resumed a halted thread after the halt timeout."""
+
     @_builtins.property
-    def target_exec(self) -> Global___TargetExec: ...
+    def target_exec(self) -> Global___TargetExec:
+        """A target process ran exec: its address space is new."""
+
     def __init__(
         self,
         *,
@@ -587,6 +665,8 @@ Global___Event: _TypeAlias = Event  # noqa: Y015
 
 @_typing.final
 class StateChanged(_message.Message):
+    """StateChanged is a request's new state."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATE_FIELD_NUMBER: _builtins.int
@@ -594,11 +674,17 @@ class StateChanged(_message.Message):
     INSTALLED_TIDS_FIELD_NUMBER: _builtins.int
     PENDING_TIDS_FIELD_NUMBER: _builtins.int
     state: Global___BreakpointState.ValueType
+    """The new state."""
     pending_reason: Global___PendingReason.ValueType
+    """Why it is not installed everywhere."""
     @_builtins.property
-    def installed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def installed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads where it is installed now."""
+
     @_builtins.property
-    def pending_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def pending_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads it applies to where it is not installed."""
+
     def __init__(
         self,
         *,
@@ -636,11 +722,15 @@ class Hit(_message.Message):
     VALUE_LATE_FIELD_NUMBER: _builtins.int
     CALL_CHAIN_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process that made the access."""
     tid: _builtins.int
+    """The thread that made the access."""
     cpu: _builtins.int
     """-1 when unknown."""
     ip: _builtins.int
+    """The instruction pointer after the access (x86 data watchpoints trap after the instruction)."""
     address: _builtins.int
+    """The address accessed (within the request's region)."""
     access: Global___Access.ValueType
     """What the access did. ACCESS_READ_WRITE means "read or write": the hardware did not
     say (x86) and the value did not change, or the value before is unknown, so it was a
@@ -700,6 +790,7 @@ class Frame(_message.Message):
     IP_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     ip: _builtins.int
+    """The return address."""
     symbol: _builtins.str
     """"function+0x1c" where known."""
     def __init__(
@@ -718,6 +809,8 @@ Global___Frame: _TypeAlias = Frame  # noqa: Y015
 
 @_typing.final
 class Displaced(_message.Message):
+    """Displaced says a stronger request took this request's slot(s): who, and at what priority."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIDS_FIELD_NUMBER: _builtins.int
@@ -726,10 +819,15 @@ class Displaced(_message.Message):
     BY_PRIORITY_FIELD_NUMBER: _builtins.int
     TAKEN_FIELD_NUMBER: _builtins.int
     by_breakpoint_id: _builtins.int
+    """The request that took them (0 when only holders outside the broker are to blame)."""
     by_session: _builtins.str
+    """That request's session name."""
     by_priority: _builtins.int
+    """That request's priority."""
     @_builtins.property
-    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads where it lost its slots."""
+
     @_builtins.property
     def taken(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]:
         """The breakpoint's chunks whose slots the displacing request took. A breakpoint is
@@ -756,11 +854,15 @@ Global___Displaced: _TypeAlias = Displaced  # noqa: Y015
 
 @_typing.final
 class Restored(_message.Message):
+    """Restored says the request is installed again in these threads."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TIDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads where it is installed again."""
+
     def __init__(
         self,
         *,
@@ -776,6 +878,8 @@ Global___Restored: _TypeAlias = Restored  # noqa: Y015
 
 @_typing.final
 class Removed(_message.Message):
+    """Removed says the request is gone, and why."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REASON_FIELD_NUMBER: _builtins.int
@@ -798,10 +902,13 @@ Global___Removed: _TypeAlias = Removed  # noqa: Y015
 
 @_typing.final
 class HitsDropped(_message.Message):
+    """HitsDropped says hits were lost: the session's hit buffer was full (OpenSessionRequest.hit_buffer)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNT_FIELD_NUMBER: _builtins.int
     count: _builtins.int
+    """How many hits were lost."""
     def __init__(
         self,
         *,
@@ -817,14 +924,19 @@ Global___HitsDropped: _TypeAlias = HitsDropped  # noqa: Y015
 
 @_typing.final
 class TargetExited(_message.Message):
+    """TargetExited says a target thread or process ended."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     TID_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     tid: _builtins.int
+    """The thread (0: the whole process ended)."""
     exit_code: _builtins.int
+    """The exit status; minus the signal number when a signal killed it."""
     def __init__(
         self,
         *,
@@ -842,12 +954,16 @@ Global___TargetExited: _TypeAlias = TargetExited  # noqa: Y015
 
 @_typing.final
 class HaltTimeout(_message.Message):
+    """HaltTimeout says the broker resumed a halted thread the session did not resume in time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TID_FIELD_NUMBER: _builtins.int
     SECONDS_FIELD_NUMBER: _builtins.int
     tid: _builtins.int
+    """The thread resumed."""
     seconds: _builtins.float
+    """How long it had been halted."""
     def __init__(
         self,
         *,
@@ -864,10 +980,13 @@ Global___HaltTimeout: _TypeAlias = HaltTimeout  # noqa: Y015
 
 @_typing.final
 class TargetExec(_message.Message):
+    """TargetExec says a target process ran exec; its requests are removed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     def __init__(
         self,
         *,
@@ -883,13 +1002,18 @@ Global___TargetExec: _TypeAlias = TargetExec  # noqa: Y015
 
 @_typing.final
 class SetBreakpointRequest(_message.Message):
+    """SetBreakpointRequest registers a request (rpc SetBreakpoint)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     @_builtins.property
-    def spec(self) -> Global___BreakpointSpec: ...
+    def spec(self) -> Global___BreakpointSpec:
+        """What to watch and how."""
+
     def __init__(
         self,
         *,
@@ -906,11 +1030,15 @@ Global___SetBreakpointRequest: _TypeAlias = SetBreakpointRequest  # noqa: Y015
 
 @_typing.final
 class SetBreakpointResponse(_message.Message):
+    """SetBreakpointResponse is the request as the broker placed it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def breakpoint(self) -> Global___Breakpoint: ...
+    def breakpoint(self) -> Global___Breakpoint:
+        """The new request, with its state (installed or pending, and why)."""
+
     def __init__(
         self,
         *,
@@ -926,6 +1054,8 @@ Global___SetBreakpointResponse: _TypeAlias = SetBreakpointResponse  # noqa: Y015
 
 @_typing.final
 class ModifyBreakpointRequest(_message.Message):
+    """ModifyBreakpointRequest changes one of the session's requests (rpc ModifyBreakpoint)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
@@ -934,11 +1064,17 @@ class ModifyBreakpointRequest(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     breakpoint_id: _builtins.int
+    """The request to change."""
     priority: _builtins.int
+    """The new priority (unset: unchanged)."""
     action: Global___Action.ValueType
+    """The new action (ACTION_UNSPECIFIED: unchanged)."""
     @_builtins.property
-    def filter(self) -> Global___Filter: ...
+    def filter(self) -> Global___Filter:
+        """The new filter (unset: unchanged)."""
+
     def __init__(
         self,
         *,
@@ -965,11 +1101,15 @@ Global___ModifyBreakpointRequest: _TypeAlias = ModifyBreakpointRequest  # noqa: 
 
 @_typing.final
 class ModifyBreakpointResponse(_message.Message):
+    """ModifyBreakpointResponse is the request after the change."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def breakpoint(self) -> Global___Breakpoint: ...
+    def breakpoint(self) -> Global___Breakpoint:
+        """The changed request."""
+
     def __init__(
         self,
         *,
@@ -985,12 +1125,16 @@ Global___ModifyBreakpointResponse: _TypeAlias = ModifyBreakpointResponse  # noqa
 
 @_typing.final
 class RemoveBreakpointRequest(_message.Message):
+    """RemoveBreakpointRequest removes one of the session's requests (rpc RemoveBreakpoint)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     breakpoint_id: _builtins.int
+    """The request to remove."""
     def __init__(
         self,
         *,
@@ -1007,6 +1151,8 @@ Global___RemoveBreakpointRequest: _TypeAlias = RemoveBreakpointRequest  # noqa: 
 
 @_typing.final
 class RemoveBreakpointResponse(_message.Message):
+    """RemoveBreakpointResponse is empty."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1022,10 +1168,13 @@ Global___RemoveBreakpointResponse: _TypeAlias = RemoveBreakpointResponse  # noqa
 
 @_typing.final
 class ListBreakpointsRequest(_message.Message):
+    """ListBreakpointsRequest lists the session's requests (rpc ListBreakpoints)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     def __init__(
         self,
         *,
@@ -1041,11 +1190,15 @@ Global___ListBreakpointsRequest: _TypeAlias = ListBreakpointsRequest  # noqa: Y0
 
 @_typing.final
 class ListBreakpointsResponse(_message.Message):
+    """ListBreakpointsResponse is the session's requests."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def breakpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Breakpoint]: ...
+    def breakpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Breakpoint]:
+        """The requests, oldest first."""
+
     def __init__(
         self,
         *,
@@ -1061,11 +1214,14 @@ Global___ListBreakpointsResponse: _TypeAlias = ListBreakpointsResponse  # noqa: 
 
 @_typing.final
 class ResumeThreadsRequest(_message.Message):
+    """ResumeThreadsRequest resumes threads the session halted (rpc ResumeThreads)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1086,11 +1242,15 @@ Global___ResumeThreadsRequest: _TypeAlias = ResumeThreadsRequest  # noqa: Y015
 
 @_typing.final
 class ResumeThreadsResponse(_message.Message):
+    """ResumeThreadsResponse names the threads resumed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESUMED_TIDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def resumed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def resumed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads that were halted by this session and now run."""
+
     def __init__(
         self,
         *,
@@ -1106,11 +1266,14 @@ Global___ResumeThreadsResponse: _TypeAlias = ResumeThreadsResponse  # noqa: Y015
 
 @_typing.final
 class ResumeThreadsStreamRequest(_message.Message):
+    """ResumeThreadsStreamRequest is one request on the ResumeThreadsStream call."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1131,6 +1294,8 @@ Global___ResumeThreadsStreamRequest: _TypeAlias = ResumeThreadsStreamRequest  # 
 
 @_typing.final
 class ResumeThreadsStreamResponse(_message.Message):
+    """ResumeThreadsStreamResponse answers one ResumeThreadsStreamRequest, in order."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESUMED_TIDS_FIELD_NUMBER: _builtins.int
@@ -1140,7 +1305,9 @@ class ResumeThreadsStreamResponse(_message.Message):
     message and details (BadRequest) that ResumeThreads would have failed with.
     """
     @_builtins.property
-    def resumed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def resumed_tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Threads that were halted by this session and now run."""
+
     def __init__(
         self,
         *,
@@ -1157,6 +1324,8 @@ Global___ResumeThreadsStreamResponse: _TypeAlias = ResumeThreadsStreamResponse  
 
 @_typing.final
 class DescribeMachineRequest(_message.Message):
+    """DescribeMachineRequest is empty (rpc DescribeMachine)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1172,15 +1341,21 @@ Global___DescribeMachineRequest: _TypeAlias = DescribeMachineRequest  # noqa: Y0
 
 @_typing.final
 class Pool(_message.Message):
+    """Pool is a set of interchangeable hardware slots."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     ACCESSES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """"dr" (x86_64: exec and data share the four slots), "exec" or "data" (arm64)."""
     slots: _builtins.int
+    """Slots per thread (kernel scope: per CPU)."""
     @_builtins.property
-    def accesses(self) -> _containers.RepeatedScalarFieldContainer[Global___Access.ValueType]: ...
+    def accesses(self) -> _containers.RepeatedScalarFieldContainer[Global___Access.ValueType]:
+        """The accesses its slots can watch."""
+
     def __init__(
         self,
         *,
@@ -1198,13 +1373,17 @@ Global___Pool: _TypeAlias = Pool  # noqa: Y015
 
 @_typing.final
 class Mechanism(_message.Message):
+    """Mechanism is a way the broker arms slots or stops threads."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """"ptrace", "perf", ... (as DescribeMachine lists them)."""
     available: _builtins.bool
+    """True when it can be used on this machine."""
     reason: _builtins.str
     """Why not, or what it needs."""
     def __init__(
@@ -1224,6 +1403,8 @@ Global___Mechanism: _TypeAlias = Mechanism  # noqa: Y015
 
 @_typing.final
 class DescribeMachineResponse(_message.Message):
+    """DescribeMachineResponse is the machine as the broker drives it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MACHINE_FIELD_NUMBER: _builtins.int
@@ -1241,11 +1422,17 @@ class DescribeMachineResponse(_message.Message):
     arming: _builtins.str
     """"perf", "debugreg" or "" (sim)."""
     version: _builtins.str
+    """The broker's version."""
     max_region_length: _builtins.int
+    """The longest region one request may watch, in bytes."""
     @_builtins.property
-    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Pool]: ...
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Pool]:
+        """The slot pools of each thread."""
+
     @_builtins.property
-    def mechanisms(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mechanism]: ...
+    def mechanisms(self) -> _containers.RepeatedCompositeFieldContainer[Global___Mechanism]:
+        """The mechanisms, available or not."""
+
     @_builtins.property
     def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Facts a user should know (read watch emulation, crash behaviour, ...)."""
@@ -1272,6 +1459,8 @@ Global___DescribeMachineResponse: _TypeAlias = DescribeMachineResponse  # noqa: 
 
 @_typing.final
 class GetSlotMapRequest(_message.Message):
+    """GetSlotMapRequest asks for the slot map (rpc GetSlotMap)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
@@ -1292,14 +1481,19 @@ Global___GetSlotMapRequest: _TypeAlias = GetSlotMapRequest  # noqa: Y015
 
 @_typing.final
 class Holder(_message.Message):
+    """Holder is a request that holds a slot."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
     SESSION_NAME_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     breakpoint_id: _builtins.int
+    """The request."""
     session_name: _builtins.str
+    """Its session's name."""
     priority: _builtins.int
+    """Its priority."""
     def __init__(
         self,
         *,
@@ -1317,6 +1511,8 @@ Global___Holder: _TypeAlias = Holder  # noqa: Y015
 
 @_typing.final
 class Slot(_message.Message):
+    """Slot is one hardware slot of one thread."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     POOL_FIELD_NUMBER: _builtins.int
@@ -1325,7 +1521,9 @@ class Slot(_message.Message):
     HOLDERS_FIELD_NUMBER: _builtins.int
     EXTERNAL_FIELD_NUMBER: _builtins.int
     pool: _builtins.str
+    """Its pool."""
     index: _builtins.int
+    """Its index in the pool (0-based)."""
     external: _builtins.bool
     """Held outside the broker (the kernel refused it)."""
     @_builtins.property
@@ -1333,7 +1531,9 @@ class Slot(_message.Message):
         """Unset when the slot is free."""
 
     @_builtins.property
-    def holders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Holder]: ...
+    def holders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Holder]:
+        """The requests sharing it (identical chunks share one slot)."""
+
     def __init__(
         self,
         *,
@@ -1353,6 +1553,8 @@ Global___Slot: _TypeAlias = Slot  # noqa: Y015
 
 @_typing.final
 class ThreadSlots(_message.Message):
+    """ThreadSlots is one thread's slots."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
@@ -1361,12 +1563,17 @@ class ThreadSlots(_message.Message):
     SLOTS_FIELD_NUMBER: _builtins.int
     HALTED_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     tid: _builtins.int
     """0 is the CPU context: kernel requests on every CPU."""
     generation: _builtins.int
+    """Bumped each time the thread's slots change (Hit.generation says which it ran under)."""
     halted: _builtins.bool
+    """True while a HALT hit holds it stopped."""
     @_builtins.property
-    def slots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Slot]: ...
+    def slots(self) -> _containers.RepeatedCompositeFieldContainer[Global___Slot]:
+        """Its slots, pool by pool."""
+
     def __init__(
         self,
         *,
@@ -1386,12 +1593,16 @@ Global___ThreadSlots: _TypeAlias = ThreadSlots  # noqa: Y015
 
 @_typing.final
 class GetSlotMapResponse(_message.Message):
+    """GetSlotMapResponse is who holds which slot, and what waits."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     THREADS_FIELD_NUMBER: _builtins.int
     WAITING_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def threads(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThreadSlots]: ...
+    def threads(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThreadSlots]:
+        """Each traced thread's slots (and tid 0 for the CPUs)."""
+
     @_builtins.property
     def waiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___Breakpoint]:
         """Requests not installed everywhere they apply."""
@@ -1412,13 +1623,17 @@ Global___GetSlotMapResponse: _TypeAlias = GetSlotMapResponse  # noqa: Y015
 
 @_typing.final
 class AttachProcessRequest(_message.Message):
+    """AttachProcessRequest traces a running process for the session (rpc AttachProcess)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     pid: _builtins.int
+    """The process."""
     follow_fork: _builtins.bool
     """Follow children created by fork."""
     def __init__(
@@ -1438,13 +1653,18 @@ Global___AttachProcessRequest: _TypeAlias = AttachProcessRequest  # noqa: Y015
 
 @_typing.final
 class AttachProcessResponse(_message.Message):
+    """AttachProcessResponse is the process as attached."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     @_builtins.property
-    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Its threads."""
+
     def __init__(
         self,
         *,
@@ -1461,6 +1681,8 @@ Global___AttachProcessResponse: _TypeAlias = AttachProcessResponse  # noqa: Y015
 
 @_typing.final
 class LaunchProcessRequest(_message.Message):
+    """LaunchProcessRequest starts a program held at its first instruction (rpc LaunchProcess)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -1489,12 +1711,19 @@ class LaunchProcessRequest(_message.Message):
     CWD_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     cwd: _builtins.str
+    """Its working directory (empty: the broker's)."""
     follow_fork: _builtins.bool
+    """Follow children created by fork."""
     @_builtins.property
-    def argv(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def argv(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The program and its arguments; argv[0] without a slash is looked up in the PATH of env."""
+
     @_builtins.property
-    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Its environment (empty: the broker's)."""
+
     def __init__(
         self,
         *,
@@ -1514,10 +1743,13 @@ Global___LaunchProcessRequest: _TypeAlias = LaunchProcessRequest  # noqa: Y015
 
 @_typing.final
 class LaunchProcessResponse(_message.Message):
+    """LaunchProcessResponse is the held process."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process; run it with ReleaseProcess."""
     def __init__(
         self,
         *,
@@ -1533,12 +1765,16 @@ Global___LaunchProcessResponse: _TypeAlias = LaunchProcessResponse  # noqa: Y015
 
 @_typing.final
 class ReleaseProcessRequest(_message.Message):
+    """ReleaseProcessRequest lets a launched process run (rpc ReleaseProcess)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     pid: _builtins.int
+    """The process the session launched."""
     def __init__(
         self,
         *,
@@ -1555,6 +1791,8 @@ Global___ReleaseProcessRequest: _TypeAlias = ReleaseProcessRequest  # noqa: Y015
 
 @_typing.final
 class ReleaseProcessResponse(_message.Message):
+    """ReleaseProcessResponse is empty."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -1570,12 +1808,16 @@ Global___ReleaseProcessResponse: _TypeAlias = ReleaseProcessResponse  # noqa: Y0
 
 @_typing.final
 class DetachProcessRequest(_message.Message):
+    """DetachProcessRequest ends the session's hold on a process (rpc DetachProcess)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """The session's secret."""
     pid: _builtins.int
+    """The process."""
     def __init__(
         self,
         *,
@@ -1592,6 +1834,8 @@ Global___DetachProcessRequest: _TypeAlias = DetachProcessRequest  # noqa: Y015
 
 @_typing.final
 class DetachProcessResponse(_message.Message):
+    """DetachProcessResponse says what the detach did."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RELEASED_FIELD_NUMBER: _builtins.int

@@ -27,6 +27,19 @@ if _version_not_supported:
 
 class BrokerServiceStub:
     """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
     """
 
     def __init__(self, channel):
@@ -119,6 +132,19 @@ class BrokerServiceStub:
 
 class BrokerServiceServicer:
     """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
     """
 
     def OpenSession(self, request, context):
@@ -331,6 +357,19 @@ def add_BrokerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BrokerService:
     """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
     """
 
     @staticmethod

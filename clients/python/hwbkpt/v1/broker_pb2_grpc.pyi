@@ -27,7 +27,21 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class BrokerServiceStub:
-    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions."""
+    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -75,7 +89,21 @@ class BrokerServiceStub:
 
 @_typing.type_check_only
 class BrokerServiceAsyncStub(BrokerServiceStub):
-    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions."""
+    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     OpenSession: _aio.UnaryUnaryMultiCallable[_broker_pb2.OpenSessionRequest, _broker_pb2.OpenSessionResponse]  # type: ignore[assignment]
@@ -119,7 +147,21 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
     """
 
 class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions."""
+    """BrokerService arbitrates the machine's hardware breakpoint slots between sessions.
+
+    Sessions and the lease: OpenSession returns a token, the session's secret, which every
+    call of the session presents. A session lives while its event stream is open, and for
+    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    removed, its halted threads resumed) and its token is NOT_FOUND.
+
+    One stream per session: a session has one event stream at a time; a new StreamEvents
+    call for it ends the older stream (so a client that reconnects takes over its session).
+
+    Resume protocol: events are numbered 1, 2, 3, ... per session without gaps. After a
+    break, call ResumeSession(token) within the lease, then StreamEvents(after_seq = the last
+    seq received): the broker replays the events it still holds above it. A gap between
+    after_seq and the first replayed seq is the number of events lost (the buffer is bounded).
+    """
 
     @_abc_1.abstractmethod
     def OpenSession(

@@ -21,6 +21,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class SpawnProcessRequest(_message.Message):
+    """SpawnProcessRequest creates a simulated process."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     THREADS_FIELD_NUMBER: _builtins.int
@@ -41,13 +43,18 @@ Global___SpawnProcessRequest: _TypeAlias = SpawnProcessRequest  # noqa: Y015
 
 @_typing.final
 class SpawnProcessResponse(_message.Message):
+    """SpawnProcessResponse is the new process."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process id."""
     @_builtins.property
-    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Its threads."""
+
     def __init__(
         self,
         *,
@@ -64,10 +71,13 @@ Global___SpawnProcessResponse: _TypeAlias = SpawnProcessResponse  # noqa: Y015
 
 @_typing.final
 class SpawnThreadRequest(_message.Message):
+    """SpawnThreadRequest adds a thread to a simulated process."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     def __init__(
         self,
         *,
@@ -83,10 +93,13 @@ Global___SpawnThreadRequest: _TypeAlias = SpawnThreadRequest  # noqa: Y015
 
 @_typing.final
 class SpawnThreadResponse(_message.Message):
+    """SpawnThreadResponse is the new thread."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TID_FIELD_NUMBER: _builtins.int
     tid: _builtins.int
+    """The thread id."""
     def __init__(
         self,
         *,
@@ -102,10 +115,13 @@ Global___SpawnThreadResponse: _TypeAlias = SpawnThreadResponse  # noqa: Y015
 
 @_typing.final
 class EndThreadRequest(_message.Message):
+    """EndThreadRequest ends a simulated thread."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TID_FIELD_NUMBER: _builtins.int
     tid: _builtins.int
+    """The thread."""
     def __init__(
         self,
         *,
@@ -121,6 +137,8 @@ Global___EndThreadRequest: _TypeAlias = EndThreadRequest  # noqa: Y015
 
 @_typing.final
 class EndThreadResponse(_message.Message):
+    """EndThreadResponse is empty."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -136,12 +154,16 @@ Global___EndThreadResponse: _TypeAlias = EndThreadResponse  # noqa: Y015
 
 @_typing.final
 class EndProcessRequest(_message.Message):
+    """EndProcessRequest ends a simulated process and its threads."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     exit_code: _builtins.int
+    """Its exit status."""
     def __init__(
         self,
         *,
@@ -158,6 +180,8 @@ Global___EndProcessRequest: _TypeAlias = EndProcessRequest  # noqa: Y015
 
 @_typing.final
 class EndProcessResponse(_message.Message):
+    """EndProcessResponse is empty."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -173,6 +197,8 @@ Global___EndProcessResponse: _TypeAlias = EndProcessResponse  # noqa: Y015
 
 @_typing.final
 class TouchRequest(_message.Message):
+    """TouchRequest is one access by a simulated thread."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
@@ -183,9 +209,11 @@ class TouchRequest(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     IP_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
+    """The process."""
     tid: _builtins.int
     """0 means the process's first live thread."""
     address: _builtins.int
+    """The address accessed."""
     access: _broker_pb2.Access.ValueType
     """ACCESS_WRITE, ACCESS_READ or ACCESS_EXEC."""
     value: _builtins.bytes
@@ -215,6 +243,8 @@ Global___TouchRequest: _TypeAlias = TouchRequest  # noqa: Y015
 
 @_typing.final
 class TouchResponse(_message.Message):
+    """TouchResponse says which requests the access hit."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINT_IDS_FIELD_NUMBER: _builtins.int
