@@ -104,6 +104,13 @@ class HitReport:
     #: Kernel call chain (innermost first) and its symbols, when the slot asked for it.
     call_chain: tuple[int, ...] = ()
     call_chain_symbols: tuple[str, ...] = ()
+    #: Hits of the slot not reported before this one (filtered in the kernel); -1 when
+    #: this hit was already counted that way (records of two CPUs crossed).
+    skipped: int = 0
+    #: Only ``skipped`` counts: no hit is reported (the kernel filtered the rest).
+    count_only: bool = False
+    #: Values before the access, read at the trap, when the mechanism knows them.
+    old_values: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,11 @@ class SlotConf:
     #: Per region: FILTER_NONE/CHANGED/EQUALS and the value EQUALS compares with.
     filters: tuple[tuple[int, bytes], ...] = ()
 
+    @property
+    def filtering(self) -> bool:
+        """Every holder has a filter: the program reports only hits one of them passes."""
+        return bool(self.filters) and all(k != FILTER_NONE for k, _ in self.filters)
+
     def pack(self) -> bytes:
         if len(self.regions) > MAX_REGIONS or any(n > 8 for _, n in self.regions):
             raise ValueError("the program reads up to 4 regions of up to 8 bytes")
@@ -122,8 +127,7 @@ class SlotConf:
         kinds = [k for k, _ in self.filters] + [0] * (MAX_REGIONS - len(self.filters))
         eqs = [int.from_bytes(v.ljust(8, b"\0"), "little") for _, v in self.filters]
         eqs += [0] * (MAX_REGIONS - len(eqs))
-        filtering = bool(self.filters) and all(k != FILTER_NONE for k, _ in self.filters)
-        flags = (CONF_KERNEL if self.kernel else 0) | (CONF_FILTER if filtering else 0)
+        flags = (CONF_KERNEL if self.kernel else 0) | (CONF_FILTER if self.filtering else 0)
         return CONF.pack(len(self.regions), flags, *addrs, *lens, *kinds, *eqs)
 
 

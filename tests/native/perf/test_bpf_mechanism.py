@@ -1,0 +1,195 @@
+"""BpfNotifyMechanism on real processes (issue 11): exact values at the trap, no ptrace.
+
+Items: 1 (every write of a tight loop, in order, exact values; tagged sequences of
+8 threads born after arming), 5 (an equals filter in the kernel: one record,
+every hit counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+
+import pytest
+from native_support import require_native
+from perf_support import need_kernel_perf, perf_fds
+
+from hwbkptd.arch.bpf.mechanism import BpfNotifyMechanism
+from hwbkptd.arch.bpf.pipe import probe_bpf
+from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry, SlotWrite
+from hwbkptd.core.model import Access, Chunk
+
+pytestmark = [pytest.mark.native]
+
+POOL = "dr"
+Table = Mapping[str, tuple[SlotEntry | None, ...]]
+
+
+def table(address: int) -> Table:
+    entry = SlotEntry(Chunk(POOL, address, 8, Access.WRITE), regions=((address, 8),))
+    return {POOL: (entry, None, None, None)}
+
+
+def word(data: bytes) -> int:
+    return int.from_bytes(data, "little")
+
+
+class Sink:
+    def __init__(self, mech: BpfNotifyMechanism) -> None:
+        self.mech = mech
+        self.hits: list[HitReport] = []
+        self.lost = 0
+        self.newborn_table: Table | None = None
+        self.refusals: list[Refusal] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+
+    def on_hits(self, hits: Sequence[HitReport]) -> None:
+        self.hits.extend(hits)
+        self._changed.set()
+
+    def on_hits_lost(self, tid: int, count: int) -> None:
+        self.lost += count
+        self._changed.set()
+
+    def on_thread_started(self, pid: int, tid: int) -> None:
+        if self.newborn_table is not None:
+            task = asyncio.get_running_loop().create_task(self._apply(pid, tid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _apply(self, pid: int, tid: int) -> None:
+        assert self.newborn_table is not None
+        self.refusals.extend(await self.mech.apply([SlotWrite(pid, tid, 1, self.newborn_table)]))
+
+    def on_thread_exited(self, pid: int, tid: int, exit_code: int) -> None:
+        self._changed.set()
+
+    def on_process_exited(self, pid: int, exit_code: int) -> None:
+        self._changed.set()
+
+    def on_process_exec(self, pid: int) -> None:
+        pass
+
+    def on_refusals(self, refusals: Sequence[Refusal]) -> None:
+        self.refusals.extend(refusals)
+
+    async def wait_for(self, predicate: Callable[[], bool], seconds: float = 20.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not predicate():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await self._changed.wait()
+
+
+@contextlib.asynccontextmanager
+async def started() -> AsyncIterator[tuple[BpfNotifyMechanism, Sink]]:
+    need_kernel_perf(free_slot=False, kernel_addresses=False)
+    ok, why = probe_bpf()
+    if not ok:
+        require_native(f"BPF unavailable: {why}")
+    baseline = perf_fds()
+    mech = BpfNotifyMechanism()
+    sink = Sink(mech)
+    mech.start(sink)
+    try:
+        yield mech, sink
+    finally:
+        await mech.close()
+        assert mech.open_fds() == 0
+        assert perf_fds() == baseline
+
+
+async def spawn(*argv: str) -> tuple[asyncio.subprocess.Process, int]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    address = int((await proc.stdout.readline()).decode(), 16)
+    return proc, address
+
+
+async def go_and_wait(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"g")
+    await proc.stdin.drain()
+    async with asyncio.timeout(60):
+        assert (await proc.stdout.readline()).startswith(b"done")
+        assert await proc.wait() == 0
+
+
+async def test_item1_tight_loop_every_write_exact_in_order(native_bins: dict[str, str]) -> None:
+    n = 100_000
+    async with started() as (mech, sink):
+        proc, address = await spawn(native_bins["writer"], str(n))
+        try:
+            await mech.watch(proc.pid, report_threads=False)
+            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+            await go_and_wait(proc)
+            await sink.wait_for(lambda: len(sink.hits) >= n)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert sink.lost == 0
+        assert len(sink.hits) == n
+        assert [word(h.values[0]) for h in sink.hits] == list(range(1, n + 1))
+        assert not any(h.values_late for h in sink.hits)
+        assert {h.tid for h in sink.hits} == {proc.pid}
+        assert all(h.address == address and h.cpu >= 0 for h in sink.hits)
+        assert mech.bpf_records == n
+
+
+async def test_item1_eight_threads_tagged_sequences(native_bins: dict[str, str]) -> None:
+    k, n = 8, 20_000
+    async with started() as (mech, sink):
+        proc, address = await spawn(native_bins["tagged"], str(k), str(n))
+        try:
+            sink.newborn_table = table(address)
+            await mech.watch(proc.pid, report_threads=True)
+            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+            await go_and_wait(proc)
+            await sink.wait_for(lambda: len(sink.hits) >= k * n)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert sink.lost == 0 and not sink.refusals
+        by_tid: dict[int, list[int]] = collections.defaultdict(list)
+        for hit in sink.hits:
+            by_tid[hit.tid].append(word(hit.values[0]))
+        assert len(by_tid) == k
+        tags = set()
+        for values in by_tid.values():
+            tag = values[0] >> 32
+            tags.add(tag)
+            # Every value of a thread's hits is its own write, in its order, none missing.
+            assert values == [tag << 32 | i for i in range(1, n + 1)]
+        assert tags == set(range(1, k + 1))
+
+
+async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> None:
+    """The target is never traced: TracerPid stays 0 while hits flow."""
+    async with started() as (mech, sink):
+        proc, address = await spawn(native_bins["writer"], "2000", "200")
+        try:
+            await mech.watch(proc.pid, report_threads=False)
+            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+            assert proc.stdin is not None
+            proc.stdin.write(b"g")
+            await proc.stdin.drain()
+            await sink.wait_for(lambda: len(sink.hits) >= 10)
+            status = open(f"/proc/{proc.pid}/status").read()
+            assert "TracerPid:\t0" in status
+            started_at = time.monotonic()
+            async with asyncio.timeout(30):
+                await proc.wait()
+            assert time.monotonic() - started_at < 30
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
