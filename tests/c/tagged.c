@@ -2,7 +2,8 @@
  * K threads each write their own tagged sequence into one shared variable:
  * thread t (1..K) writes (t << 32) | i for i = 1..N. Prints the variable's
  * address, waits for one byte on stdin (so the test can arm first), starts the
- * threads, joins them, prints "done".
+ * threads, joins them, prints "done", then waits for one more byte (or EOF) before
+ * it exits (its watcher may still be attributing the hits of its ended threads).
  *
  * usage: tagged K N
  */
@@ -45,5 +46,7 @@ int main(int argc, char **argv)
 		pthread_join(threads[t], NULL);
 	printf("done\n");
 	fflush(stdout);
+	if (read(0, &go, 1) < 0)
+		return 2;
 	return 0;
 }

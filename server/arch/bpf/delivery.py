@@ -41,6 +41,7 @@ class BpfDelivery(NonstopDelivery):
     def bind(self, keys: BpfKeys) -> None:
         self.keys = keys
         self._exact = {}
+        keys.on_dropped = self._lost
 
     def take(self, batches: list[tuple[int, Batch]]) -> None:
         forks = sorted((t for _, b in batches for t in b.tasks if t.kind == RECORD_FORK), key=lambda t: t.time)
@@ -71,9 +72,14 @@ class BpfDelivery(NonstopDelivery):
         wall = wall_offset_ns()
         hits: list[HitReport] = []
         for rec in records:
-            s = Sample(rec.cookie, rec.ip, rec.pid, rec.tid, rec.time, rec.addr, rec.cpu)
-            link = links.get(rec.cookie)
-            info = link[1] if link is not None else None
+            if rec.cookie:
+                link = links.get(rec.cookie)
+                info = link[1] if link is not None else None
+                eid = rec.cookie
+            else:
+                info = keys.inherited(rec.pid, rec.addr)
+                eid = self._inherited_event(rec)
+            s = Sample(eid, rec.ip, rec.pid, rec.tid, rec.time, rec.addr, rec.cpu)
             slot = table.attribute(s)
             exact = self._exact_of(rec, info)
             if slot is not None:
@@ -84,6 +90,20 @@ class BpfDelivery(NonstopDelivery):
                 self._exact[(s.id, s.tid, s.time)] = exact
         self._publish(hits)
         return len(records)
+
+    def _inherited_event(self, rec: Record) -> int:
+        """The id of the event whose copy in the thread trapped (a record without cookie)."""
+        thread = self._table.threads.get(rec.tid)
+        if thread is None:
+            return 0
+        for slot in thread.slots.values():
+            event = slot.events.get(rec.cpu)
+            if event is not None and event.chunk.address == rec.addr:
+                return event.id
+        for event in thread.carries:
+            if event.cpu == rec.cpu and event.chunk.address == rec.addr and not event.closed:
+                return event.id
+        return 0
 
     def _exact_of(self, rec: Record, info: KeyInfo | None) -> _Exact | None:
         if info is None or info.conf is None:
@@ -128,8 +148,10 @@ class BpfDelivery(NonstopDelivery):
         exact = self._exact.pop((s.id, s.tid, s.time), None) if self.keys else None
         if exact is None:
             return super().hit(s, slot, cache, wall_offset)
-        link = self.keys.links.get(s.id) if self.keys else None
-        return self._report(s, slot, exact, link[1] if link else None, wall_offset)
+        keys = self.keys
+        link = keys.links.get(s.id) if keys else None
+        info = link[1] if link else keys.inherited(s.pid, s.addr) if keys else None
+        return self._report(s, slot, exact, info, wall_offset)
 
     def count_filtered(self) -> None:
         """Hits the program counted but filtered out since the last record: count-only
@@ -139,11 +161,9 @@ class BpfDelivery(NonstopDelivery):
             return
         now = 0
         reports: list[HitReport] = []
-        for info in list(keys.by_key.values()):
+        keys.check_dropped()
+        for info in keys.filtered():
             counts = keys.pipe.counts(info.key)
-            if counts.dropped > info.dropped:
-                lost, info.dropped = counts.dropped - info.dropped, counts.dropped
-                self._lost(info.owner[0], lost)
             if info.conf is None or not info.conf.filtering or counts.hits <= info.accounted:
                 continue
             slot = info.slot

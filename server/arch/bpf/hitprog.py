@@ -4,7 +4,11 @@ One program serves every slot; what differs per slot lives in maps, so a
 placement change updates maps and never reloads the program:
 
 - ``events`` (hash, event id -> slot key u32): the link's cookie is the perf
-  event's id (inherited copies share their parent's cookie), the key names the slot.
+  event's id, the key names the slot.
+- ``by_addr`` (hash, (tgid u32, 0 u32, address u64) -> slot key): for the copies
+  an inherited event makes in later threads. They carry the program but not the
+  link's cookie (measured here, Linux 6.18: ``bpf_get_attach_cookie`` returns 0 in
+  them), so the program finds their slot by process and watched address.
 - ``conf`` (array by slot key, ``SlotConf``): the holders' regions, whether to
   read them as user or kernel memory, and each holder's in-kernel filter.
 - ``state`` (array by slot key): the previous value of each region (the old
@@ -104,7 +108,8 @@ _CTX_ADDR = 21 * 8 + 8
 _K_COOKIE = -8
 _K_SLOT = -16
 _K_ZERO = -24
-_REC = -(RECORD.size + 24)  # the record, below the keys
+_K_ADDR = -40  # (tgid, 0, address): 16 bytes
+_REC = -(RECORD.size + 40)  # the record, below the keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,7 @@ class SlotConf:
 @dataclass(frozen=True, slots=True)
 class HitMaps:
     events: int
+    by_addr: int
     conf: int
     state: int
     control: int
@@ -217,7 +223,19 @@ def hit_program(maps: HitMaps) -> bytes:
         mov(R2, FP),
         add(R2, _K_COOKIE),
         call(Helper.MAP_LOOKUP_ELEM),
+        jmp("jne", R0, 0, "found"),
+        # An inherited copy (cookie 0): find the slot by process and address.
+        call(Helper.GET_CURRENT_PID_TGID),
+        rsh(R0, 32),
+        stx(8, FP, _K_ADDR, R0),
+        ldx(8, R1, R6, _CTX_ADDR),
+        stx(8, FP, _K_ADDR + 8, R1),
+        ld_map_fd(R1, maps.by_addr),
+        mov(R2, FP),
+        add(R2, _K_ADDR),
+        call(Helper.MAP_LOOKUP_ELEM),
         jmp("jeq", R0, 0, "out"),
+        Label("found"),
         ldx(4, R1, R0, 0),
         stx(4, FP, _K_SLOT, R1),
         ld_map_fd(R1, maps.conf),

@@ -8,6 +8,7 @@ the slot. Pure bookkeeping plus the ``HitPipe`` calls that keep the maps equal t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hwbkptd.arch.bpf.hitprog import MAX_REGIONS, SlotConf
@@ -36,6 +37,7 @@ def entry_filters(entry: SlotEntry) -> tuple[tuple[int, bytes], ...]:
 @dataclass(slots=True)
 class KeyInfo:
     key: int
+    pid: int
     owner: tuple[int, Chunk]
     #: None: the program reads nothing for this key (values read late).
     conf: SlotConf | None
@@ -54,23 +56,59 @@ class BpfKeys:
     by_key: dict[int, KeyInfo] = field(default_factory=dict)
     #: event id -> (link fd, key)
     links: dict[int, tuple[int, KeyInfo]] = field(default_factory=dict)
+    #: (pid, address) -> the keys of slots watching it there; the first serves the
+    #: inherited copies (which the program finds by address: they lack the cookie).
+    by_addr: dict[tuple[int, int], list[KeyInfo]] = field(default_factory=dict)
+    #: Told (tid, count) of records the full ring dropped.
+    on_dropped: Callable[[int, int], None] | None = None
 
-    def acquire(self, tid: int, slot: ThreadSlot) -> KeyInfo:
+    def check_dropped(self, infos: list[KeyInfo] | None = None) -> None:
+        """Report records the program could not write (ring full) since the last check."""
+        for info in list(self.by_key.values()) if infos is None else infos:
+            dropped = self.pipe.counts(info.key).dropped
+            if dropped > info.dropped:
+                count, info.dropped = dropped - info.dropped, dropped
+                if self.on_dropped is not None:
+                    self.on_dropped(info.owner[0], count)
+
+    def acquire(self, pid: int, tid: int, slot: ThreadSlot) -> KeyInfo:
         owner = (tid, slot.entry.chunk)
         info = self.by_owner.get(owner)
         if info is None:
             conf = conf_of(slot.entry)
             key = self.pipe.new_slot(conf if conf is not None else SlotConf(()))
-            info = self.by_owner[owner] = self.by_key[key] = KeyInfo(key, owner, conf, slot)
+            info = KeyInfo(key, pid, owner, conf, slot)
+            self.by_owner[owner] = self.by_key[key] = info
+            users = self.by_addr.setdefault((pid, slot.entry.chunk.address), [])
+            users.append(info)
+            if len(users) == 1:
+                self.pipe.set_by_addr(pid, slot.entry.chunk.address, key)
         info.events += 1
         return info
 
     def release(self, info: KeyInfo) -> None:
         info.events -= 1
-        if info.events <= 0:
-            self.by_owner.pop(info.owner, None)
-            self.by_key.pop(info.key, None)
-            self.pipe.free_slot(info.key)
+        if info.events > 0:
+            return
+        self.check_dropped([info])
+        self.by_owner.pop(info.owner, None)
+        self.by_key.pop(info.key, None)
+        where = (info.pid, info.owner[1].address)
+        users = self.by_addr.get(where, [])
+        if info in users:
+            first = users[0] is info
+            users.remove(info)
+            if not users:
+                del self.by_addr[where]
+                self.pipe.set_by_addr(*where, None)
+            elif first:
+                self.pipe.set_by_addr(*where, users[0].key)
+        self.pipe.free_slot(info.key)
+
+    def inherited(self, pid: int, address: int) -> KeyInfo | None:
+        """The key the program uses for inherited copies trapping at ``address``."""
+        users = self.by_addr.get((pid, address))
+        return users[0] if users else None
 
     def refresh(self, tid: int, slot: ThreadSlot) -> None:
         """The owner's entry may have new holders (regions, filters): update the map."""

@@ -82,7 +82,7 @@ class BpfArmer(Armer):
         try:
             if slot is None:
                 raise OSError(0, f"no slot of thread {tid} watches {chunk}")
-            info = keys.acquire(tid, slot)
+            info = keys.acquire(pid, tid, slot)
             link = keys.pipe.attach(event.fd, event.id, info.key)
         except (OSError, IndexError) as exc:
             if info is not None:
@@ -186,14 +186,16 @@ class BpfNotifyMechanism(NonstopMechanism):
         return self._bpf_delivery.last_read
 
     def _readable(self) -> None:
-        self.bpf_wakeups += 1
         if self._read() >= BUSY_RECORDS and self._tick is None:
             self.pipe.set_wakeup(False)
             self._tick = asyncio.get_running_loop().call_later(TICK_S, self._ticked)
 
     def _ticked(self) -> None:
+        self.bpf_wakeups += 1
         if self._read():
             self._tick = asyncio.get_running_loop().call_later(TICK_S, self._ticked)
+            if self.bpf_wakeups % 16 == 0:
+                self.keys.check_dropped()
             return
         # Quiet: wake per record again, then read what came in before the switch.
         self._tick = None

@@ -31,6 +31,7 @@ __all__ = ["HitPipe", "SlotCounts", "probe_bpf"]
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_ADDR_KEY = struct.Struct("<IIQ")
 
 
 class SlotCounts:
@@ -43,11 +44,12 @@ class SlotCounts:
 class HitPipe:
     """The program and maps of one mechanism (see the module doc)."""
 
-    def __init__(self, ring_bytes: int = 1 << 22, max_events: int = 1 << 14) -> None:
+    def __init__(self, ring_bytes: int = 1 << 25, max_events: int = 1 << 14) -> None:
         fds: list[int] = []
         try:
             for args in (
                 (bpf.MAP_HASH, 8, 4, max_events, "hwbkpt_events"),
+                (bpf.MAP_HASH, 16, 4, max_events, "hwbkpt_by_addr"),
                 (bpf.MAP_ARRAY, 4, CONF.size, MAX_SLOTS, "hwbkpt_conf"),
                 (bpf.MAP_ARRAY, 4, STATE.size, MAX_SLOTS, "hwbkpt_state"),
                 (bpf.MAP_ARRAY, 4, 8, 1, "hwbkpt_control"),
@@ -97,6 +99,14 @@ class HitPipe:
             bpf.map_delete(self.maps.events, _U64.pack(event_id))
             raise
 
+    def set_by_addr(self, pid: int, address: int, key: int | None) -> None:
+        """The slot of inherited copies in ``pid`` trapping at ``address`` (None: none)."""
+        k = _ADDR_KEY.pack(pid, 0, address)
+        if key is None:
+            bpf.map_delete(self.maps.by_addr, k)
+        else:
+            bpf.map_update(self.maps.by_addr, k, _U32.pack(key))
+
     def detach(self, event_id: int, link_fd: int) -> None:
         os.close(link_fd)
         bpf.map_delete(self.maps.events, _U64.pack(event_id))
@@ -115,7 +125,8 @@ class HitPipe:
         self._closed = True
         self.reader.close()
         os.close(self.prog)
-        for fd in (self.maps.events, self.maps.conf, self.maps.state, self.maps.control):
+        maps = self.maps
+        for fd in (maps.events, maps.by_addr, maps.conf, maps.state, maps.control):
             os.close(fd)
         os.close(self.maps.ring)
 
