@@ -44,7 +44,9 @@ class BpfDelivery(NonstopDelivery):
         keys.on_dropped = self._lost
 
     def take(self, batches: list[tuple[int, Batch]]) -> None:
-        forks = sorted((t for _, b in batches for t in b.tasks if t.kind == RECORD_FORK), key=lambda t: t.time)
+        forks = sorted(
+            (t for _, b in batches for t in b.tasks if t.kind == RECORD_FORK), key=lambda t: t.time
+        )
         for task in forks:
             self._handler.on_fork(task)  # born() makes the second call (in super) a no-op
         self.last_read = self._read_ring()
@@ -172,13 +174,27 @@ class BpfDelivery(NonstopDelivery):
             reports.append(
                 HitReport(
                     self._table.threads[slot.tid].pid if slot.tid in self._table.threads else 0,
-                    slot.tid, slot.pool, slot.index, slot.gens[-1] if slot.gens else 0,
-                    0, 0, now, -1, None, (), False, False, "", 0, (), (),
-                    counts.hits - info.accounted, True,
-                )  # fmt: skip
+                    slot.tid,
+                    slot.pool,
+                    slot.index,
+                    slot.gens[-1] if slot.gens else 0,
+                    0,
+                    0,
+                    now,
+                    -1,
+                    None,
+                    (),
+                    False,
+                    False,
+                    "",
+                    0,
+                    (),
+                    (),
+                    counts.hits - info.accounted,
+                    True,
+                )
             )
             info.accounted = counts.hits
         reports = [r for r in reports if r.pid]
         if reports:
             self.emit(lambda sink: sink.on_hits(reports))
-

@@ -134,8 +134,9 @@ class BpfNotifyMechanism(NonstopMechanism):
         super().__init__(caps=caps, ring_pages=ring_pages, proc=proc, online_path=online_path)
         self.pipe = pipe if pipe is not None else HitPipe()
         self.keys = BpfKeys(self.pipe)
-        self._bpf_delivery = self._delivery
-        assert isinstance(self._bpf_delivery, BpfDelivery)
+        delivery = self._delivery
+        assert isinstance(delivery, BpfDelivery)
+        self._bpf_delivery: BpfDelivery = delivery
         assert isinstance(self._armer, BpfArmer)
         self._bpf_delivery.bind(self.keys)
         self._armer.bind(self.keys)

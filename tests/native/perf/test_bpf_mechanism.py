@@ -12,6 +12,7 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 
 import pytest
 from native_support import require_native
@@ -115,7 +116,8 @@ async def spawn(*argv: str) -> tuple[asyncio.subprocess.Process, int]:
 
 async def go_and_wait(proc: asyncio.subprocess.Process, *, ended: bool = True) -> None:
     """Start the writes and wait for "done" (and, when ``ended``, for the exit)."""
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     proc.stdin.write(b"g")
     await proc.stdin.drain()
     async with asyncio.timeout(60):
@@ -166,7 +168,8 @@ async def tagged_hits(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert sink.lost == 0 and not sink.refusals
+        assert sink.lost == 0
+        assert not sink.refusals
         assert len(sink.hits) == k * n
         by_tid: dict[int, list[int]] = collections.defaultdict(list)
         for hit in sink.hits:
@@ -211,7 +214,8 @@ async def test_item1_eight_threads_on_two_cpus_every_write_caught(
     for values in by_tid.values():
         tag = own_tag(values)
         own = [v for v in values if v >> 32 == tag]
-        assert own == sorted(own) and len(set(own)) == len(own)
+        assert own == sorted(own)
+        assert len(set(own)) == len(own)
         assert set(values) <= written
 
 
@@ -226,7 +230,7 @@ async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> N
             proc.stdin.write(b"g")
             await proc.stdin.drain()
             await sink.wait_for(lambda: len(sink.hits) >= 10)
-            status = open(f"/proc/{proc.pid}/status").read()
+            status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
             assert "TracerPid:\t0" in status
             started_at = time.monotonic()
             async with asyncio.timeout(30):
