@@ -158,7 +158,7 @@ class NativeMechanism:
             assert choice is not None
             nonstop = choice.build()
         self.nonstop: NonstopMechanism = nonstop
-        self._notify_stopless = self.notify in ("bpf", "sample")
+        self.notify_stopless = self.notify in ("bpf", "sample")
         #: Processes followed by the non-stop mechanism alone (attached with nonstop=True).
         self._nonstop_only: set[int] = set()
         #: Threads whose last table sent to the non-stop mechanism had entries.
@@ -202,7 +202,7 @@ class NativeMechanism:
         else:
             ptrace = MechanismInfo("ptrace", False, self._ptrace_reason)
         nonstop = self.nonstop.info()
-        serves = "non-stop requests" + (" and NOTIFY requests" if self._notify_stopless else "")
+        serves = "non-stop requests" + (" and NOTIFY requests" if self.notify_stopless else "")
         note = f"serves {serves} (--notify {self.notify}: {self.notify_reason})"
         nonstop = MechanismInfo(
             nonstop.name, nonstop.available, nonstop.reason, (note, *nonstop.notes), nonstop.arming
@@ -261,7 +261,7 @@ class NativeMechanism:
         nonstop: list[SlotWrite] = []
         refusals: list[Refusal] = []
         for write in writes:
-            stopping, watching = split_write(write, self._notify_stopless)
+            stopping, watching = split_write(write, self.notify_stopless)
             if _has_entries(watching) or write.tid in self._nonstop_tids:
                 nonstop.append(watching)
                 if _has_entries(watching):

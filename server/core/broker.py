@@ -101,7 +101,9 @@ class Broker:
         self._records = RequestBook()
         self._next_id = 0
         self._processes = ProcessTable(
-            attaches=self._hooks.attaches, process_of=self._hooks.process_of
+            attaches=self._hooks.attaches,
+            process_of=self._hooks.process_of,
+            notify_stopless=bool(getattr(self._hooks, "notify_stopless", False)),
         )
         m = self._m = Mutations(
             arbiter=self._arbiter,
@@ -210,7 +212,7 @@ class Broker:
                 tid = spec.tid if spec.scope is Scope.THREAD else 0
                 prepared = self._prepare(session, spec, assume=(pid, tid))
                 try:
-                    await self._process_calls.take(pid, nonstop=spec.nonstop)
+                    await self._process_calls.take(pid, nonstop=self._processes.follows_only(spec))
                 except BrokerError as err:
                     raise spec_error(err) from None
                 return await self._create(token, prepared)
