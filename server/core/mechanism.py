@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from hwbkptd.core.model import Access, Chunk
+from hwbkptd.core.model import Access, Chunk, Filter
 
 __all__ = [
     "HitReport",
@@ -50,6 +50,10 @@ class SlotEntry:
     #: The holders are kernel requests. In a thread's table such an entry only reserves
     #: the slot: the CPU context's events arm it, so thread mechanisms leave it alone.
     kernel: bool = False
+    #: Per region (holder), the holder's value filter when it has one (changed_only or
+    #: equals), else None: a mechanism may evaluate them at the trap when every holder
+    #: has one, as long as it still counts every hit (HitReport.skipped).
+    value_filters: tuple[Filter | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,35 @@ def test_item2_exact_values_beside_gdb(daemon: Daemon, bins: dict[str, str]) -> 
     assert "exited normally" in gdb_out, gdb_out
 
 
+def test_item5_equals_filtered_in_the_kernel_counts_every_hit(
+    daemon: Daemon, bins: dict[str, str]
+) -> None:
+    """One thread (born after arming) writes 1..N; one value matches: one record leaves
+    the kernel, and the request still counts every hit."""
+    n, match = 1_000_000, 654_321
+    tagged = 1 << 32  # tests/c/tagged.c: thread 1 writes (1 << 32) | i
+    target = Target([bins["tagged"], "1", str(n)])
+    try:
+        with daemon.client() as client:
+            session = client.open_session("bpf-item5")
+            bp = session.set_breakpoint(
+                address=target.address, pid=target.pid, access="write", equals=tagged | match
+            )
+            target.send("g")
+            assert target.readline() == "done"
+            until(lambda: session.list()[0].hit_count == n, 30, f"hit_count {n}")
+            seen = quiet_events(session, 0.5)
+            rc, _ = target.finish()
+    finally:
+        target.kill()
+    assert rc == 0
+    hits = hits_of(seen, bp.id)
+    assert [(h.value_int, h.old_value_int, h.hit_count) for h in hits] == [
+        (tagged | match, tagged | (match - 1), match)
+    ]
+    assert not any(h.value_late for h in hits)
+
+
 def _kill_broker_with_four_watches(tmp_path: Path, bins: dict[str, str]) -> tuple[int, str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     d = native_daemon(tmp_path, "perf", "--notify", "bpf")

@@ -42,6 +42,7 @@ class BpfDelivery(NonstopDelivery):
         self.keys = keys
         self._exact = {}
         keys.on_dropped = self._lost
+        keys.on_release = self._released
 
     def take(self, batches: list[tuple[int, Batch]]) -> None:
         forks = sorted(
@@ -92,6 +93,10 @@ class BpfDelivery(NonstopDelivery):
                 self._exact[(s.id, s.tid, s.time)] = exact
         self._publish(hits)
         return len(records)
+
+    def _released(self, info: KeyInfo) -> None:
+        """A key is about to be freed: its filtered hits are counted first."""
+        self.count_filtered([info])
 
     def _inherited_event(self, rec: Record) -> int:
         """The id of the event whose copy in the thread trapped (a record without cookie)."""
@@ -155,32 +160,36 @@ class BpfDelivery(NonstopDelivery):
         info = link[1] if link else keys.inherited(s.pid, s.addr) if keys else None
         return self._report(s, slot, exact, info, wall_offset)
 
-    def count_filtered(self) -> None:
+    def count_filtered(self, infos: list[KeyInfo] | None = None) -> None:
         """Hits the program counted but filtered out since the last record: count-only
         reports, so hit counts stay exact; and records the full ring dropped."""
         keys = self.keys
         if keys is None:
             return
-        now = 0
+        if infos is None:
+            keys.check_dropped()
+            infos = keys.filtered()
         reports: list[HitReport] = []
-        keys.check_dropped()
-        for info in keys.filtered():
+        for info in infos:
+            if info.conf is None or not info.conf.filtering:
+                continue
             counts = keys.pipe.counts(info.key)
-            if info.conf is None or not info.conf.filtering or counts.hits <= info.accounted:
+            if counts.hits <= info.accounted:
                 continue
             slot = info.slot
-            if not now:
-                now = wall_offset_ns() + time.monotonic_ns()
+            # Positional: pid, tid, pool, index, generation, ip, address, time, cpu, access,
+            # values, halted, values_late, ip_symbol, task_tid, call_chain(+symbols), skipped,
+            # count_only.
             reports.append(
                 HitReport(
-                    self._table.threads[slot.tid].pid if slot.tid in self._table.threads else 0,
+                    info.pid,
                     slot.tid,
                     slot.pool,
                     slot.index,
                     slot.gens[-1] if slot.gens else 0,
                     0,
                     0,
-                    now,
+                    wall_offset_ns() + time.monotonic_ns(),
                     -1,
                     None,
                     (),
@@ -192,9 +201,8 @@ class BpfDelivery(NonstopDelivery):
                     (),
                     counts.hits - info.accounted,
                     True,
-                )
+                )  # fmt: skip
             )
             info.accounted = counts.hits
-        reports = [r for r in reports if r.pid]
         if reports:
             self.emit(lambda sink: sink.on_hits(reports))

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hwbkptd.arch.bpf.hitprog import MAX_REGIONS, SlotConf
+from hwbkptd.arch.bpf.hitprog import (
+    FILTER_CHANGED,
+    FILTER_EQUALS,
+    FILTER_NONE,
+    MAX_REGIONS,
+    SlotConf,
+)
 from hwbkptd.arch.bpf.pipe import HitPipe
 from hwbkptd.arch.perf.nonstop_table import ThreadSlot
 from hwbkptd.core.mechanism import SlotEntry
@@ -29,9 +35,19 @@ def conf_of(entry: SlotEntry) -> SlotConf | None:
 
 
 def entry_filters(entry: SlotEntry) -> tuple[tuple[int, bytes], ...]:
-    """Per region, the filter the program evaluates (none unless the entry carries them)."""
-    kinds = getattr(entry, "kernel_filters", ())
-    return tuple(kinds)
+    """Per region, the filter the program evaluates: equals (which also covers equals with
+    changed_only: the broker checks the rest), changed, or none."""
+    out: list[tuple[int, bytes]] = []
+    for flt in entry.value_filters:
+        if flt is None:
+            out.append((FILTER_NONE, b""))
+        elif flt.equals is not None and len(flt.equals) <= 8:
+            out.append((FILTER_EQUALS, flt.equals))
+        elif flt.changed_only:
+            out.append((FILTER_CHANGED, b""))
+        else:
+            out.append((FILTER_NONE, b""))
+    return tuple(out)
 
 
 @dataclass(slots=True)
@@ -61,6 +77,8 @@ class BpfKeys:
     by_addr: dict[tuple[int, int], list[KeyInfo]] = field(default_factory=dict)
     #: Told (tid, count) of records the full ring dropped.
     on_dropped: Callable[[int, int], None] | None = None
+    #: Told of a key about to be freed (its counts are read one last time).
+    on_release: Callable[[KeyInfo], None] | None = None
 
     def check_dropped(self, infos: list[KeyInfo] | None = None) -> None:
         """Report records the program could not write (ring full) since the last check."""
@@ -91,6 +109,8 @@ class BpfKeys:
         if info.events > 0:
             return
         self.check_dropped([info])
+        if self.on_release is not None:
+            self.on_release(info)
         self.by_owner.pop(info.owner, None)
         self.by_key.pop(info.key, None)
         where = (info.pid, info.owner[1].address)
