@@ -201,7 +201,7 @@ class BpfDelivery(NonstopDelivery):
                     (),
                     counts.hits - info.accounted,
                     True,
-                )  # fmt: skip
+                )
             )
             info.accounted = counts.hits
         if reports:
