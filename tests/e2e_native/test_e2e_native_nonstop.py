@@ -41,9 +41,7 @@ def daemon(
     """Issue 11 item 7: the perf non-stop mechanism passes these under ``--notify ptrace``
     and ``--notify sample`` (where it serves NOTIFY requests too)."""
     assert not native_reason()
-    d = native_daemon(
-        tmp_path_factory.mktemp("hwbkptd-nonstop"), "perf", "--notify", request.param
-    )
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd-nonstop"), "perf", "--notify", request.param)
     yield d
     assert d.stop() == 0, d.log()
 

@@ -50,23 +50,28 @@ class RingbufReader:
         """Hand every complete record to ``handle(data, offset, length)``, in order; the
         count read. ``data`` is only valid during the call (the space is reused after)."""
         cons = _POS.unpack_from(self._cons, 0)[0]
-        prod = _POS.unpack_from(self._prod, 0)[0]
         data = self._data
         mask = self._mask
         unpack_len = _LEN.unpack_from
         n = 0
-        while cons < prod and n < limit:
-            off = cons & mask
-            length = unpack_len(data, off)[0]
-            if length & _BUSY:
-                break
-            size = length & ~(_BUSY | _DISCARD)
-            cons += (size + _HDR + 7) & ~7
-            if not length & _DISCARD:
-                handle(data, off + _HDR, size)
-                n += 1
-        _POS.pack_into(self._cons, 0, cons)
-        return n
+        while True:
+            prod = _POS.unpack_from(self._prod, 0)[0]
+            start = cons
+            while cons < prod and n < limit:
+                off = cons & mask
+                length = unpack_len(data, off)[0]
+                if length & _BUSY:
+                    break
+                size = length & ~(_BUSY | _DISCARD)
+                cons += (size + _HDR + 7) & ~7
+                if not length & _DISCARD:
+                    handle(data, off + _HDR, size)
+                    n += 1
+            _POS.pack_into(self._cons, 0, cons)
+            # A producer that wrote while we read saw the consumer behind and did not
+            # wake us (the kernel wakes only a reader that has caught up): look again.
+            if cons == start or n >= limit:
+                return n
 
     def close(self) -> None:
         self._data.release()
