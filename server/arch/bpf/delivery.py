@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Sequence
 
 from hwbkptd.arch.bpf.hitprog import RECORD
 from hwbkptd.arch.bpf.keys import BpfKeys, KeyInfo
 from hwbkptd.arch.perf.generations import wall_offset_ns
 from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery
-from hwbkptd.arch.perf.nonstop_table import ThreadSlot
+from hwbkptd.arch.perf.nonstop_table import Event, ThreadSlot
 from hwbkptd.arch.perf.ring import RECORD_FORK, Batch, Sample
 from hwbkptd.core.mechanism import HitReport
 
@@ -105,6 +106,13 @@ class BpfDelivery(NonstopDelivery):
                 self._exact[(eid, tid, t)] = exact
         self._publish(hits)
         return len(records)
+
+    def poll_lost(self, events: Sequence[Event] | None = None) -> None:
+        """Losses first, while the broker still knows the threads (before exits and closes):
+        the perf events' lost samples and the records the full BPF ring dropped."""
+        super().poll_lost(events)
+        if self.keys is not None:
+            self.keys.check_dropped()
 
     def _released(self, info: KeyInfo) -> None:
         """A key is about to be freed: its filtered hits are counted first."""

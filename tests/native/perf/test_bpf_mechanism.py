@@ -19,7 +19,7 @@ from native_support import require_native
 from perf_support import need_kernel_perf, perf_fds
 
 from hwbkptd.arch.bpf.mechanism import BpfNotifyMechanism
-from hwbkptd.arch.bpf.pipe import probe_bpf
+from hwbkptd.arch.bpf.pipe import HitPipe, probe_bpf
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import Access, Chunk
 
@@ -88,13 +88,13 @@ class Sink:
 
 
 @contextlib.asynccontextmanager
-async def started() -> AsyncIterator[tuple[BpfNotifyMechanism, Sink]]:
+async def started(ring_bytes: int = 0) -> AsyncIterator[tuple[BpfNotifyMechanism, Sink]]:
     need_kernel_perf(free_slot=False, kernel_addresses=False)
     ok, why = probe_bpf()
     if not ok:
         require_native(f"BPF unavailable: {why}")
     baseline = perf_fds()
-    mech = BpfNotifyMechanism()
+    mech = BpfNotifyMechanism(pipe=HitPipe(ring_bytes=ring_bytes) if ring_bytes else None)
     sink = Sink(mech)
     mech.start(sink)
     try:
@@ -240,3 +240,26 @@ async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> N
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_item1_records_a_full_ring_drops_are_all_reported(
+    native_bins: dict[str, str],
+) -> None:
+    """A ring of 16 KiB (about 110 records) cannot hold a tight loop's burst: every write
+    is either a hit or counted lost, never silently gone."""
+    n = 100_000
+    async with started(ring_bytes=16 * 1024) as (mech, sink):
+        proc, address = await spawn(native_bins["writer"], str(n))
+        try:
+            await mech.watch(proc.pid, report_threads=False)
+            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+            await go_and_wait(proc)
+            await sink.wait_for(lambda: len(sink.hits) + sink.lost >= n)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert sink.lost > 0
+        assert len(sink.hits) + sink.lost == n
+        values = [word(h.values[0]) for h in sink.hits]
+        assert values == sorted(values)
