@@ -41,12 +41,12 @@ def choose_notify(notify: str, caps: PerfCaps) -> NotifyChoice:
     if notify not in NOTIFY_CHOICES:
         raise InvalidArgument("notify", f"use one of {', '.join(NOTIFY_CHOICES)}, not {notify!r}")
     if notify in ("ptrace", "sample"):
-        return NotifyChoice(notify, "forced", caps, bpf=False)
+        return NotifyChoice(notify, "as asked", caps, bpf=False)
     from hwbkptd.arch.bpf.pipe import probe_bpf
 
     ok, why = probe_bpf()
     if ok:
-        return NotifyChoice("bpf", f"{'forced' if notify == 'bpf' else 'auto'}: {why}", caps, True)
+        return NotifyChoice("bpf", f"{'as asked' if notify == 'bpf' else 'auto'}: {why}", caps, True)
     if notify == "bpf":
         raise FailedPrecondition(f"--notify bpf: BPF unavailable here: {why}")
     return NotifyChoice("ptrace", f"auto: BPF unavailable ({why})", caps, bpf=False)
