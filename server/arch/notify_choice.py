@@ -46,7 +46,9 @@ def choose_notify(notify: str, caps: PerfCaps) -> NotifyChoice:
 
     ok, why = probe_bpf()
     if ok:
-        return NotifyChoice("bpf", f"{'as asked' if notify == 'bpf' else 'auto'}: {why}", caps, True)
+        return NotifyChoice(
+            "bpf", f"{'as asked' if notify == 'bpf' else 'auto'}: {why}", caps, True
+        )
     if notify == "bpf":
         raise FailedPrecondition(f"--notify bpf: BPF unavailable here: {why}")
     return NotifyChoice("ptrace", f"auto: BPF unavailable ({why})", caps, bpf=False)
