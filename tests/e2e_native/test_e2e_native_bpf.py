@@ -4,6 +4,7 @@ BPF program at the trap: exact values, no thread ever stopped, no ptrace.
 Items: 1 (every write of a tight loop, exact values and old values, over gRPC),
 2 (beside gdb: exact values, the target never in a ptrace stop of ours),
 3 (a broker kill -9 with four NOTIFY watches on a tight loop: no death),
+7 (forced --notify sample serves NOTIFY without ptrace; ptrace: the other e2e modules),
 5 (an equals filter evaluated in the kernel), info (which mechanism serves what).
 """
 
@@ -202,3 +203,31 @@ def test_info_says_bpf_serves_notify_and_what_it_needs(daemon: Daemon) -> None:
     assert "--notify bpf" in text
     assert "CAP_BPF" in text
     assert "CAP_PERFMON" in text
+
+
+def test_item7_forced_sample_serves_notify_without_ptrace(
+    tmp_path: Path, bins: dict[str, str]
+) -> None:
+    """``--notify sample``: a plain NOTIFY watch is served by perf samples (values read late),
+    its process followed, not traced."""
+    n = 2_000
+    d = native_daemon(tmp_path, "perf", "--notify", "sample")
+    target = Target([bins["writer"], str(n), "500"])
+    try:
+        with d.client() as client:
+            session = client.open_session("sample", hit_buffer=n + 100)
+            bp = session.watch(target.address, pid=target.pid)
+            assert bp.state is hwbkpt.BreakpointState.INSTALLED
+            assert tracer_pid(target.pid) == 0
+            target.send("g")
+            seen, states = _collect(session, bp.id, n, target)
+            rc, out = target.finish()
+    finally:
+        target.kill()
+        assert d.stop() == 0, d.log()
+    assert (rc, out.strip()) == (0, f"done {n}")
+    hits = hits_of(seen, bp.id)
+    assert len(hits) == n
+    assert [h.hit_count for h in hits] == list(range(1, n + 1))
+    assert all(h.value_late for h in hits)
+    assert "t" not in states, states
