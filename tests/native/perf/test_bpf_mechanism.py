@@ -21,7 +21,7 @@ from perf_support import need_kernel_perf, perf_fds
 from hwbkptd.arch.bpf.mechanism import BpfNotifyMechanism
 from hwbkptd.arch.bpf.pipe import HitPipe, probe_bpf
 from hwbkptd.core.mechanism import HitReport, Refusal, SlotEntry, SlotWrite
-from hwbkptd.core.model import Access, Chunk
+from hwbkptd.core.model import Access, Chunk, Filter
 
 pytestmark = [pytest.mark.native]
 
@@ -263,3 +263,38 @@ async def test_item1_records_a_full_ring_drops_are_all_reported(
         assert len(sink.hits) + sink.lost == n
         values = [word(h.values[0]) for h in sink.hits]
         assert values == sorted(values)
+
+
+async def test_item5_equals_in_the_kernel_one_record_every_hit_counted(
+    native_bins: dict[str, str],
+) -> None:
+    n, match = 200_000, 123_456
+    async with started() as (mech, sink):
+        proc, address = await spawn(native_bins["writer"], str(n))
+        entry = SlotEntry(
+            Chunk(POOL, address, 8, Access.WRITE),
+            regions=((address, 8),),
+            value_filters=(Filter(equals=match.to_bytes(8, "little")),),
+        )
+        try:
+            await mech.watch(proc.pid, report_threads=False)
+            write = SlotWrite(proc.pid, proc.pid, 1, {POOL: (entry, None, None, None)})
+            assert not await mech.apply([write])
+            await go_and_wait(proc)
+            await sink.wait_for(lambda: sum(h.skipped + (not h.count_only) for h in sink.hits) >= n)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert mech.bpf_records == 1  # one record left the kernel
+        reported = [h for h in sink.hits if not h.count_only]
+        assert [(word(h.values[0]), word(h.old_values[0])) for h in reported] == [
+            (match, match - 1)
+        ]
+        # Its hit count is exact: the hits filtered out before it were counted first (by
+        # count-only reports while they came, the rest by the record itself).
+        at = sink.hits.index(reported[0])
+        assert sum(h.skipped for h in sink.hits[: at + 1]) == match - 1
+        # Every hit counted: the reported one, the ones skipped before it, and the
+        # count-only reports of the ones after.
+        assert sum(h.skipped for h in sink.hits) + len(reported) == n
