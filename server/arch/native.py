@@ -32,6 +32,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from hwbkptd.arch.notify_choice import choose_notify
 from hwbkptd.arch.perf.caps import PerfCaps, check_kernel_request, detect_caps
 from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.arch.perf.nonstop import NonstopMechanism
@@ -81,15 +82,21 @@ def ptrace_status() -> tuple[bool, str]:
     return True, ""
 
 
-def split_write(write: SlotWrite) -> tuple[SlotWrite, SlotWrite]:
+def split_write(write: SlotWrite, notify_stopless: bool = False) -> tuple[SlotWrite, SlotWrite]:
     """The (ptrace, non-stop) halves of a thread's table: each keeps its own entries, None
     elsewhere. Kernel entries go to neither: the CPU context's per-CPU events arm them, and
-    the kernel already counts those against every thread's debug registers."""
+    the kernel already counts those against every thread's debug registers.
+
+    ``notify_stopless``: NOTIFY entries (no holder halts) go to the non-stop half too
+    (``--notify bpf`` or ``sample``)."""
+
+    def watching(e: SlotEntry) -> bool:
+        return e.nonstop or (notify_stopless and not e.halt)
 
     def keep(nonstop: bool) -> SlotWrite:
         pools: dict[str, tuple[SlotEntry | None, ...]] = {
             pool: tuple(
-                e if e is not None and e.nonstop is nonstop and not e.kernel else None
+                e if e is not None and watching(e) is nonstop and not e.kernel else None
                 for e in entries
             )
             for pool, entries in write.pools.items()
@@ -138,10 +145,20 @@ class NativeMechanism:
         ptrace: ProcessMechanism | None = None,
         nonstop: NonstopMechanism | None = None,
         load_ptrace: bool = True,
+        notify: str = "ptrace",
     ) -> None:
         self.caps = caps if caps is not None else detect_caps()
         self.kernel = kernel if kernel is not None else KernelPerfMechanism(caps=self.caps)
-        self.nonstop = nonstop if nonstop is not None else NonstopMechanism(caps=self.caps)
+        choice = choose_notify(notify, self.caps) if nonstop is None else None
+        #: Which mechanism serves NOTIFY requests, and why (``--notify``).
+        self.notify, self.notify_reason = (
+            (choice.name, choice.reason) if choice else (notify, "given")
+        )
+        if nonstop is None:
+            assert choice is not None
+            nonstop = choice.build()
+        self.nonstop: NonstopMechanism = nonstop
+        self.notify_stopless = self.notify in ("bpf", "sample")
         #: Threads whose last table sent to the non-stop mechanism had entries.
         self._nonstop_tids: set[int] = set()
         self._ptrace: ProcessMechanism | None = ptrace
@@ -175,13 +192,20 @@ class NativeMechanism:
 
     # --- describe ---------------------------------------------------------------
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
-        """One entry per mechanism for ``describe``: ptrace, perf-kernel, perf-nonstop."""
+        """One entry per mechanism for ``describe``: ptrace, perf-kernel, perf-nonstop or bpf;
+        the last says what serves NOTIFY requests (``--notify``) and why."""
         if self._ptrace is not None:
             p = self._ptrace.info()
             ptrace = MechanismInfo("ptrace", p.available, p.reason, p.notes, p.arming)
         else:
             ptrace = MechanismInfo("ptrace", False, self._ptrace_reason)
-        return (ptrace, self.kernel.info(), self.nonstop.info())
+        nonstop = self.nonstop.info()
+        serves = "non-stop requests" + (" and NOTIFY requests" if self.notify_stopless else "")
+        note = f"serves {serves} (--notify {self.notify}: {self.notify_reason})"
+        nonstop = MechanismInfo(
+            nonstop.name, nonstop.available, nonstop.reason, (note, *nonstop.notes), nonstop.arming
+        )
+        return (ptrace, self.kernel.info(), nonstop)
 
     def info(self) -> MechanismInfo:
         parts = self.mechanisms()
@@ -235,7 +259,7 @@ class NativeMechanism:
         nonstop: list[SlotWrite] = []
         refusals: list[Refusal] = []
         for write in writes:
-            stopping, watching = split_write(write)
+            stopping, watching = split_write(write, self.notify_stopless)
             if _has_entries(watching) or write.tid in self._nonstop_tids:
                 nonstop.append(watching)
                 if _has_entries(watching):

@@ -71,7 +71,7 @@ class BreakpointCalls:
                 tid = spec.tid if spec.scope is Scope.THREAD else 0
                 prepared = self._prepare(session, spec, assume=(pid, tid))
                 try:
-                    await self._process_calls.take(pid, nonstop=spec.nonstop)
+                    await self._process_calls.take(pid, nonstop=self._processes.follows_only(spec))
                 except BrokerError as err:
                     raise spec_error(err) from None
                 return await self._create(token, prepared)

@@ -95,7 +95,9 @@ class Broker:
         )
         self._records = RequestBook()
         self._processes = ProcessTable(
-            attaches=self._hooks.attaches, process_of=self._hooks.process_of
+            attaches=self._hooks.attaches,
+            process_of=self._hooks.process_of,
+            notify_stopless=bool(getattr(self._hooks, "notify_stopless", False)),
         )
         m = self._m = Mutations(
             arbiter=self._arbiter,

@@ -234,6 +234,10 @@ class Commit:
             nonstop=all(r.nonstop for r in requests),
             call_chain=any(r.call_chain for r in requests),
             kernel=any(r.is_kernel for r in requests),
+            value_filters=tuple(
+                r.filter if r.filter.changed_only or r.filter.equals is not None else None
+                for r in requests
+            ),
         )
 
     def _clear_externals(self) -> None:

@@ -16,7 +16,7 @@ from hwbkptd.core.filters import passes
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Action, Request
 
-__all__ = ["HitState", "count_hit", "value_at"]
+__all__ = ["HitState", "count_hit", "old_value_at", "value_at"]
 
 
 @dataclass(slots=True)
@@ -38,6 +38,12 @@ class HitState:
 def value_at(report: HitReport, index: int) -> bytes:
     """The value of the ``index``-th region of the slot entry (b"" where none was read)."""
     return report.values[index] if 0 <= index < len(report.values) else b""
+
+
+def old_value_at(report: HitReport, index: int) -> bytes | None:
+    """The value before the access of the ``index``-th region, when the mechanism read it."""
+    olds = report.old_values
+    return olds[index] if 0 <= index < len(olds) else None
 
 
 def _chain(report: HitReport) -> tuple[tuple[int, str], ...]:
@@ -66,12 +72,26 @@ def _unsaid_access(access: Access, emulated_read: bool, value: bytes, old: bytes
     return _READ_WRITE
 
 
-def count_hit(request: Request, state: HitState, report: HitReport, value: bytes) -> Hit | None:
+def count_hit(
+    request: Request,
+    state: HitState,
+    report: HitReport,
+    value: bytes,
+    old_value: bytes | None = None,
+) -> Hit | None:
     """Count one attributed hit; the event to report, or None when it is not reported.
 
     ``request`` is the request as it stands now (a modify replaces it): the owner of the
-    access, action, filter and call-chain settings."""
-    old = state.last_value
+    access, action, filter and call-chain settings. ``old_value``: the value before the
+    access when the mechanism read it at the trap (hits filtered in the kernel never
+    reached the broker, so its own last value is stale). ``report.skipped`` hits filtered
+    in the kernel are counted first.
+    """
+    if report.skipped:
+        state.hit_count += report.skipped
+    if report.count_only:
+        return None
+    old = state.last_value if old_value is None else old_value
     state.last_value = value
     if state.stopped:
         return None

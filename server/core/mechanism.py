@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from hwbkptd.core.model import Access, Chunk
+from hwbkptd.core.model import Access, Chunk, Filter
 
 __all__ = [
     "HitReport",
@@ -50,6 +50,10 @@ class SlotEntry:
     #: The holders are kernel requests. In a thread's table such an entry only reserves
     #: the slot: the CPU context's events arm it, so thread mechanisms leave it alone.
     kernel: bool = False
+    #: Per region (holder), the holder's value filter when it has one (changed_only or
+    #: equals), else None: a mechanism may evaluate them at the trap when every holder
+    #: has one, as long as it still counts every hit (HitReport.skipped).
+    value_filters: tuple[Filter | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,13 @@ class HitReport:
     #: Kernel call chain (innermost first) and its symbols, when the slot asked for it.
     call_chain: tuple[int, ...] = ()
     call_chain_symbols: tuple[str, ...] = ()
+    #: Hits of the slot not reported before this one (filtered in the kernel); -1 when
+    #: this hit was already counted that way (records of two CPUs crossed).
+    skipped: int = 0
+    #: Only ``skipped`` counts: no hit is reported (the kernel filtered the rest).
+    count_only: bool = False
+    #: Values before the access, read at the trap, when the mechanism knows them.
+    old_values: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
-from hwbkptd.core.model import Scope
+from hwbkptd.core.model import Action, Scope
 
 __all__ = ["ProcessTable", "TakenProcess"]
 
@@ -50,9 +50,14 @@ class TakenProcess:
 class ProcessTable:
     """Every method runs on the event loop and returns without awaiting the machine."""
 
-    def __init__(self, *, attaches: bool, process_of: Callable[[int], int]) -> None:
+    def __init__(
+        self, *, attaches: bool, process_of: Callable[[int], int], notify_stopless: bool = False
+    ) -> None:
         #: True when a request on an untraced process takes it (the native machine).
         self._attaches = attaches
+        #: NOTIFY requests are served without stopping threads (``--notify bpf``/``sample``):
+        #: they follow a process like non-stop requests, without tracing it.
+        self._notify_stopless = notify_stopless
         self._process_of = process_of
         self._threads: dict[int, int] = {}
         self._procs: dict[int, set[int]] = {}
@@ -110,12 +115,18 @@ class ProcessTable:
         pid, tid = spec.pid, spec.tid
         if not isinstance(pid, int) or not isinstance(tid, int) or pid < 0 or tid < 0:
             return 0  # the spec's own validation names what is wrong
+        stopless = self.follows_only(spec)
         if spec.scope is Scope.PROCESS:
-            return pid if pid > 0 and tid == 0 and self._needs_attach(pid, spec.nonstop) else 0
+            return pid if pid > 0 and tid == 0 and self._needs_attach(pid, stopless) else 0
         if tid == 0:
             return 0
         owner = self._threads.get(tid) or pid or self._process_of(tid)
-        return owner if self._needs_attach(owner, spec.nonstop) else 0
+        return owner if self._needs_attach(owner, stopless) else 0
+
+    def follows_only(self, spec: BreakpointSpec) -> bool:
+        """Whether the request's process is followed without being traced: a non-stop
+        request, or a NOTIFY one where the machine serves NOTIFY without stopping."""
+        return spec.nonstop or (self._notify_stopless and spec.action is Action.NOTIFY)
 
     def _needs_attach(self, pid: int, nonstop: bool) -> bool:
         # A process followed for non-stop watches only is not traced: a request that

@@ -20,7 +20,7 @@ from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import HaltTimeout, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HeldThreads
-from hwbkptd.core.hits import count_hit, value_at
+from hwbkptd.core.hits import count_hit, old_value_at, value_at
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session, SessionTable
@@ -71,8 +71,13 @@ class HitRouter:
                 if record is None:
                     continue
                 state = record.hits
-                request = record.request
-                hit = count_hit(request, state, report, value_at(report, index))
+                hit = count_hit(
+                    record.request,
+                    state,
+                    report,
+                    value_at(report, index),
+                    old_value_at(report, index),
+                )
                 if hit is None:
                     continue
                 record.session.emit(rid, hit, report.time_ns)

@@ -107,7 +107,9 @@ def _sim(spec: str, arming: str, reason: str, why_not_native: str) -> Machine:
     )
 
 
-def _native(arming: str, reason: str, *, require_ptrace: bool) -> Machine | str:
+def _native(
+    arming: str, reason: str, *, require_ptrace: bool, notify: str = "ptrace"
+) -> Machine | str:
     """The native machine, or (with ``require_ptrace``) why its ptrace side cannot work."""
     # Imported here: the sim must start on machines where the native modules cannot load.
     from hwbkptd.arch.native import NativeMechanism
@@ -115,7 +117,7 @@ def _native(arming: str, reason: str, *, require_ptrace: bool) -> Machine | str:
 
     try:
         layout = native_layout()
-        mechanism = NativeMechanism(arming=arming)
+        mechanism = NativeMechanism(arming=arming, notify=notify)
     except (ValueError, BrokerError) as err:
         raise MachineError(f"--machine native: {err}") from None
     parts = {part.name: part for part in mechanism.mechanisms()}
@@ -139,7 +141,7 @@ def _native(arming: str, reason: str, *, require_ptrace: bool) -> Machine | str:
     )
 
 
-def build_machine(spec: str, arming: str = "auto") -> Machine:
+def build_machine(spec: str, arming: str = "auto", notify: str = "ptrace") -> Machine:
     """The machine for ``--machine SPEC`` (auto, native, sim, sim:LAYOUT).
 
     Build it before starting threads: the ptrace mechanism blocks SIGCHLD in the
@@ -151,7 +153,9 @@ def build_machine(spec: str, arming: str = "auto") -> Machine:
     if text == "auto":
         why = native_blocker() or _privilege_blocker()
         if not why:
-            built = _native(arming, "auto: native mechanisms available", require_ptrace=True)
+            built = _native(
+                arming, "auto: native mechanisms available", require_ptrace=True, notify=notify
+            )
             if isinstance(built, Machine):
                 return built
             why = built
@@ -160,7 +164,7 @@ def build_machine(spec: str, arming: str = "auto") -> Machine:
         why = native_blocker()
         if why:
             raise MachineError(f"--machine native: {why}; use --machine sim or --machine auto")
-        built = _native(arming, "--machine native", require_ptrace=False)
+        built = _native(arming, "--machine native", require_ptrace=False, notify=notify)
         assert isinstance(built, Machine)
         return built
     if text == "sim" or text.startswith("sim:"):

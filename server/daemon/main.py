@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--arming", choices=ARMINGS, default="auto", help="how native slots are armed")
     p.add_argument(
+        "--notify",
+        choices=("auto", "bpf", "ptrace", "sample"),
+        default="ptrace",
+        help="what serves NOTIFY requests on the native machine: bpf (exact values, no stop; "
+        "needs CAP_BPF and CAP_PERFMON), ptrace (the thread stops per hit), sample (perf, "
+        "values read late), auto (bpf where it works, else ptrace); default ptrace",
+    )
+    p.add_argument(
         "--log-format",
         choices=("json", "console"),
         default=None,
@@ -143,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Before any thread exists: the ptrace mechanism blocks SIGCHLD in this thread and
         # every thread started later (gRPC's, the tracer) inherits the mask.
-        machine = build_machine(args.machine, args.arming)
+        machine = build_machine(args.machine, args.arming, args.notify)
     except MachineError as err:
         print(f"hwbkptd: error: {err}", file=sys.stderr)
         return 2

@@ -38,6 +38,11 @@ def thread_group(tid: int, proc: Path = Path("/proc")) -> int:
 class NativeHooks:
     attaches = True
 
+    @property
+    def notify_stopless(self) -> bool:
+        """NOTIFY requests are served without stopping (``--notify bpf``/``sample``)."""
+        return self._mechanism.notify_stopless
+
     def __init__(self, mechanism: NativeMechanism, kallsyms_path: Path = KALLSYMS) -> None:
         self._mechanism = mechanism
         self._kallsyms_path = kallsyms_path

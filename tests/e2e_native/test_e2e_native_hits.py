@@ -34,7 +34,10 @@ def daemon(
     bins: dict[str, str],
 ) -> Iterator[Daemon]:
     assert not native_reason()
-    d = native_daemon(tmp_path_factory.mktemp(f"hwbkptd-{request.param}"), request.param)
+    # Issue 11 item 7: NOTIFY served by ptrace, forced.
+    d = native_daemon(
+        tmp_path_factory.mktemp(f"hwbkptd-{request.param}"), request.param, "--notify", "ptrace"
+    )
     yield d
     rc = d.stop()
     assert rc == 0, f"hwbkptd exited {rc} on SIGTERM:\n{d.log()}"

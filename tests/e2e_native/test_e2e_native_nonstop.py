@@ -34,10 +34,14 @@ N_WRITES = 2_000
 DELAY_US = 1_000
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
+@pytest.fixture(scope="module", params=("ptrace", "sample"))
+def daemon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]
+) -> Iterator[Daemon]:
+    """Issue 11 item 7: the perf non-stop mechanism passes these under ``--notify ptrace``
+    and ``--notify sample`` (where it serves NOTIFY requests too)."""
     assert not native_reason()
-    d = native_daemon(tmp_path_factory.mktemp("hwbkptd-nonstop"), "perf")
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd-nonstop"), "perf", "--notify", request.param)
     yield d
     assert d.stop() == 0, d.log()
 
@@ -117,6 +121,8 @@ def test_every_write_is_a_hit_while_gdb_holds_the_process(
     assert "exited normally" in gdb_out, gdb_out
 
 
+# A plain (NOTIFY) watch traces the process only where ptrace serves NOTIFY.
+@pytest.mark.parametrize("daemon", ["ptrace"], indirect=True)
 def test_nonstop_and_ptrace_requests_share_a_threads_slots(
     daemon: Daemon, vars_target: Target
 ) -> None:
@@ -143,6 +149,8 @@ def test_nonstop_and_ptrace_requests_share_a_threads_slots(
         assert (got.value_int, got.value_late) == (5, False)
 
 
+# A plain (NOTIFY) watch traces the process only where ptrace serves NOTIFY.
+@pytest.mark.parametrize("daemon", ["ptrace"], indirect=True)
 def test_a_stopping_request_takes_a_nonstop_process_over(
     daemon: Daemon, vars_target: Target
 ) -> None:
@@ -168,6 +176,8 @@ def test_a_stopping_request_takes_a_nonstop_process_over(
     assert t.finish()[0] == 0
 
 
+# A plain (NOTIFY) watch traces the process only where ptrace serves NOTIFY.
+@pytest.mark.parametrize("daemon", ["ptrace"], indirect=True)
 def test_a_stopping_request_on_a_process_under_gdb_changes_nothing(
     daemon: Daemon, vars_target: Target
 ) -> None:

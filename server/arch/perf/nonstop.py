@@ -56,6 +56,9 @@ class NonstopMechanism:
     """Non-stop watch tables of watched processes, armed with inherited perf events."""
 
     name = "perf-nonstop"
+    #: What turns ring contents into hits and arms tables (the BPF mechanism swaps them).
+    delivery_type: type[NonstopDelivery] = NonstopDelivery
+    armer_type: type[Armer] = Armer
 
     def __init__(
         self,
@@ -73,10 +76,10 @@ class NonstopMechanism:
         self._table = NonstopTable()
         self.stats = NonstopStats()
         self._procs = FollowedProcesses(self._table, self.stats, proc)
-        self._delivery = NonstopDelivery(self._table, self.stats, self._procs)
+        self._delivery = self.delivery_type(self._table, self.stats, self._procs)
         self._ringset = RingSet(ring_pages, self._delivery, self.stats, self._open_events)
         self._rings = self._ringset.rings
-        self._armer = Armer(
+        self._armer = self.armer_type(
             self._table,
             self._rings,
             self.stats,

@@ -196,8 +196,9 @@ class RingSet:
             batch = merge(pa, pb)
             samples += len(batch.samples)
             batches.append((cpu, batch))
-        if batches:
-            self._delivery.take(batches)
+        # Always: a delivery may read hits from elsewhere too (the BPF ring), after the
+        # births these rings hold and before their exits.
+        self._delivery.take(batches)
         self._delivery.flush(defer=defer)
         return samples
 

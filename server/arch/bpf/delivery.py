@@ -1,0 +1,236 @@
+"""BPF hit records turned into hits, in the non-stop delivery's order.
+
+The non-stop delivery reads the perf rings (births, exits, execs of the
+watched threads: the trackers); this subclass reads the BPF ring in the middle
+of each read: after the births (a newborn's hits need its thread known), before
+the exits. Records are attributed like samples, by (event id, tid): the
+link's cookie is the event id, inherited copies included. Values come from the
+record, read at the trap: exact, never ``values_late``. A newborn's records
+wait with its samples for its first table; their values wait beside them.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Sequence
+
+from hwbkptd.arch.bpf.hitprog import RECORD
+from hwbkptd.arch.bpf.keys import BpfKeys, KeyInfo
+from hwbkptd.arch.perf.generations import wall_offset_ns
+from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery
+from hwbkptd.arch.perf.nonstop_table import Event, ThreadSlot
+from hwbkptd.arch.perf.ring import RECORD_FORK, Batch, Sample
+from hwbkptd.core.mechanism import HitReport
+
+__all__ = ["BpfDelivery"]
+
+_Exact = tuple[tuple[bytes, ...], tuple[bytes, ...], int]
+
+
+#: A record's fixed part (cookie, time, tid, pid, cpu, nvals, ip, addr, hits); the values follow.
+_HEAD = struct.Struct("<QQIIIIQQQ")
+_VALS = _HEAD.size
+
+
+class BpfDelivery(NonstopDelivery):
+    keys: BpfKeys | None = None
+    #: Records read by the last ``take``, and by all of them.
+    last_read = 0
+    records_total = 0
+    #: (event id, tid, time) of a buffered newborn's record -> its exact values.
+    _exact: dict[tuple[int, int, int], _Exact]
+
+    def bind(self, keys: BpfKeys) -> None:
+        self.keys = keys
+        self._exact = {}
+        keys.on_dropped = self._lost
+        keys.on_release = self._released
+
+    def take(self, batches: list[tuple[int, Batch]]) -> None:
+        forks = sorted(
+            (t for _, b in batches for t in b.tasks if t.kind == RECORD_FORK), key=lambda t: t.time
+        )
+        for task in forks:
+            self._handler.on_fork(task)  # born() makes the second call (in super) a no-op
+        self.last_read = self._read_ring()
+        self.records_total += self.last_read
+        super().take(batches)
+
+    def _read_ring(self) -> int:
+        keys = self.keys
+        if keys is None:
+            return 0
+        # (header fields, the 64 bytes of values then old values): parsed lazily, sliced
+        # as bytes (this runs up to ~100,000 times a second).
+        records: list[tuple[tuple[int, ...], bytes]] = []
+        size = RECORD.size
+        head = _HEAD.unpack_from
+        append = records.append
+
+        def collect(data: memoryview, offset: int, length: int) -> None:
+            if length >= size:
+                append((head(data, offset), bytes(data[offset + _VALS : offset + size])))
+            else:
+                self._stats.malformed += 1
+
+        keys.pipe.reader.read(collect)
+        if not records:
+            return 0
+        table = self._table
+        attribute = table.attribute
+        links = keys.links
+        wall = wall_offset_ns()
+        hits: list[HitReport] = []
+        last_cookie = -1
+        info: KeyInfo | None = None
+        for (cookie, t, tid, pid, cpu, _, ip, addr, count), raw in records:
+            if cookie:
+                eid = cookie
+                if cookie != last_cookie:
+                    link = links.get(cookie)
+                    info = link[1] if link is not None else None
+                    last_cookie = cookie
+            else:
+                last_cookie = -1
+                info = keys.inherited(pid, addr)
+                eid = self._inherited_event(tid, cpu, addr)
+            s = Sample(eid, ip, pid, tid, t, addr, cpu)
+            slot = attribute(s)
+            exact = self._exact_of(raw, count, info)
+            if slot is not None:
+                hits.append(self._report(s, slot, exact, info, wall))
+                continue
+            thread = table.threads.get(tid)
+            if thread is not None and thread.awaiting and exact is not None:
+                self._exact[(eid, tid, t)] = exact
+        self._publish(hits)
+        return len(records)
+
+    def poll_lost(self, events: Sequence[Event] | None = None) -> None:
+        """Losses first, while the broker still knows the threads (before exits and closes):
+        the perf events' lost samples and the records the full BPF ring dropped."""
+        super().poll_lost(events)
+        if self.keys is not None:
+            self.keys.check_dropped()
+
+    def _released(self, info: KeyInfo) -> None:
+        """A key is about to be freed: its filtered hits are counted first."""
+        self.count_filtered([info])
+
+    def _inherited_event(self, tid: int, cpu: int, addr: int) -> int:
+        """The id of the event whose copy in the thread trapped (a record without cookie)."""
+        thread = self._table.threads.get(tid)
+        if thread is None:
+            return 0
+        for slot in thread.slots.values():
+            event = slot.events.get(cpu)
+            if event is not None and event.chunk.address == addr:
+                return event.id
+        for event in thread.carries:
+            if event.cpu == cpu and event.chunk.address == addr and not event.closed:
+                return event.id
+        return 0
+
+    @staticmethod
+    def _exact_of(raw: bytes, count: int, info: KeyInfo | None) -> _Exact | None:
+        """Values (and, when the kernel filters, old values and hits skipped) of a record;
+        ``raw`` is its val[4] then old[4] words, little-endian."""
+        if info is None or info.conf is None:
+            return None
+        conf = info.conf
+        regions = conf.regions
+        if len(regions) == 1:
+            values: tuple[bytes, ...] = (raw[: regions[0][1]],)
+        else:
+            values = tuple(raw[8 * i : 8 * i + n] for i, (_, n) in enumerate(regions))
+        if not conf.filtering:
+            return values, (), 0
+        skipped = count - info.accounted - 1 if count > info.accounted else -1
+        info.accounted = max(info.accounted, count)
+        olds = tuple(raw[32 + 8 * i : 32 + 8 * i + n] for i, (_, n) in enumerate(regions))
+        return values, olds, skipped
+
+    def _report(
+        self,
+        s: Sample,
+        slot: ThreadSlot,
+        exact: _Exact | None,
+        info: KeyInfo | None,
+        wall: int,
+    ) -> HitReport:
+        if exact is None or info is None or info.conf is None:
+            # The program read nothing for this slot: the late read of the non-stop mode.
+            return super().hit(s, slot, {}, wall)
+        if slot.entry.regions != info.conf.regions:
+            return super().hit(s, slot, {}, wall)  # an adopter holding other regions
+        values, olds, skipped = exact
+        t = s.time
+        since = slot.since
+        generation = slot.gens[-1] if since and t >= since[-1] else slot.generation_at(t)
+        return HitReport(
+            s.pid, s.tid, slot.pool, slot.index, generation, s.ip, s.addr, t + wall, s.cpu,
+            None, values, False, False, "", 0, (), (), skipped, False, olds,
+        )  # fmt: skip
+
+    def hit(
+        self,
+        s: Sample,
+        slot: ThreadSlot,
+        cache: dict[tuple[int, tuple[tuple[int, int], ...]], tuple[bytes, ...]],
+        wall_offset: int,
+    ) -> HitReport:
+        exact = self._exact.pop((s.id, s.tid, s.time), None) if self.keys else None
+        if exact is None:
+            return super().hit(s, slot, cache, wall_offset)
+        keys = self.keys
+        link = keys.links.get(s.id) if keys else None
+        info = link[1] if link else keys.inherited(s.pid, s.addr) if keys else None
+        return self._report(s, slot, exact, info, wall_offset)
+
+    def count_filtered(self, infos: list[KeyInfo] | None = None) -> None:
+        """Hits the program counted but filtered out since the last record: count-only
+        reports, so hit counts stay exact; and records the full ring dropped."""
+        keys = self.keys
+        if keys is None:
+            return
+        if infos is None:
+            keys.check_dropped()
+            infos = keys.filtered()
+        reports: list[HitReport] = []
+        for info in infos:
+            if info.conf is None or not info.conf.filtering:
+                continue
+            counts = keys.pipe.counts(info.key)
+            if counts.hits <= info.accounted:
+                continue
+            slot = info.slot
+            # Positional: pid, tid, pool, index, generation, ip, address, time, cpu, access,
+            # values, halted, values_late, ip_symbol, task_tid, call_chain(+symbols), skipped,
+            # count_only.
+            reports.append(
+                HitReport(
+                    info.pid,
+                    slot.tid,
+                    slot.pool,
+                    slot.index,
+                    slot.gens[-1] if slot.gens else 0,
+                    0,
+                    0,
+                    wall_offset_ns() + time.monotonic_ns(),
+                    -1,
+                    None,
+                    (),
+                    False,
+                    False,
+                    "",
+                    0,
+                    (),
+                    (),
+                    counts.hits - info.accounted,
+                    True,
+                )
+            )
+            info.accounted = counts.hits
+        if reports:
+            self.emit(lambda sink: sink.on_hits(reports))
