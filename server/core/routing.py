@@ -71,8 +71,9 @@ class HitRouter:
                 if record is None:
                     continue
                 state = record.hits
+                request = record.request
                 hit = count_hit(
-                    record.request,
+                    request,
                     state,
                     report,
                     value_at(report, index),
