@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from hwbkpt.v1 import broker_pb2
+from hwbkptd.api.convert_names import fill_hit_words, resolution_to_proto
 from hwbkptd.core.broker import (
     BreakpointSpec,
     BreakpointView,
@@ -252,6 +253,7 @@ def breakpoint_to_proto(view: BreakpointView) -> broker_pb2.Breakpoint:
         id=view.id,
         session_name=view.session_name,
         spec=spec_to_proto(view.spec),
+        resolution=resolution_to_proto(view.spec.resolved),
         state=_STATES[view.state],
         pending_reason=_REASONS[view.reason],
         installed_tids=view.installed_tids,
@@ -301,6 +303,8 @@ def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
         msg.halted = True
     if hit.ip_symbol:
         msg.ip_symbol = hit.ip_symbol
+    if hit.ip_line or hit.address_symbol or hit.member:
+        fill_hit_words(msg, hit)
     if hit.value_late:
         msg.value_late = True
     for ip, symbol in hit.call_chain:

@@ -129,6 +129,7 @@ class Broker:
             stop_request=self._stop_after,
             resume=m.resume_thread,
             spawn=m.spawn,
+            names=self._hooks.names,
         )
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)
@@ -142,7 +143,9 @@ class Broker:
             process_calls=self._process_calls,
             stopping=lambda: self._stopped,
         )
-        self._news = MachineNews(mutations=m, router=self._router, sessions=self._sessions)
+        self._news = MachineNews(
+            mutations=m, router=self._router, sessions=self._sessions, names=self._hooks.names
+        )
         self._started = False
         self._stopped = False
 

@@ -98,19 +98,18 @@ class Names(Protocol):
         ...
 
 
-def member_written(resolved: Resolved, chunk_address: int, value: bytes, old: bytes) -> str:
-    """The members of ``resolved`` whose bytes changed in the chunk at ``chunk_address``
-    (``value`` after, ``old`` before); without a change, every member the chunk covers.
-    Joined by ``,``; "" for a scalar or a hit outside the region."""
+def member_written(resolved: Resolved, chunk: tuple[int, int], value: bytes, old: bytes) -> str:
+    """The members of ``resolved`` whose bytes changed (``value`` after, ``old`` before: the
+    whole region's bytes); without a change, every member the trapping ``chunk`` (address,
+    length) covers. Joined by ``,``; "" for a scalar."""
     members = resolved.members
     if not members:
         return ""
-    base = chunk_address - resolved.address
     changed = [i for i in range(min(len(value), len(old))) if value[i] != old[i]]
     if changed:
-        touched = {base + i for i in changed}
-        hit = [m.name for m in members if any(m.offset <= b < m.offset + m.size for b in touched)]
+        hit = [m.name for m in members if any(m.offset <= b < m.offset + m.size for b in changed)]
     else:
-        end = base + max(len(value), 1)
-        hit = [m.name for m in members if m.offset < end and base < m.offset + m.size]
+        lo = chunk[0] - resolved.address
+        hi = lo + max(chunk[1], 1)
+        hit = [m.name for m in members if m.offset < hi and lo < m.offset + m.size]
     return ",".join(hit)

@@ -79,7 +79,7 @@ def describe_type(die: DIE | None) -> CType:
     base = _strip(die)
     if base is None:
         return CType(spelled or "void", 0, None)
-    tag = base.tag
+    tag = str(base.tag)
     if tag == "DW_TAG_array_type":
         elem = describe_type(base.get_DIE_from_attribute("DW_AT_type"))
         counts = _array_counts(base)

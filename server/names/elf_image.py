@@ -46,7 +46,8 @@ def _build_id(elf: ELFFile) -> str:
     for seg in elf.iter_segments():
         if seg["p_type"] != "PT_NOTE":
             continue
-        for note in seg.iter_notes():
+        notes: Any = seg
+        for note in notes.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID":
                 return str(note["n_desc"])
     return ""

@@ -149,11 +149,16 @@ class Resolver:
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         try:
             words = self._words.setdefault(pid, {})
-            code = words.get(ip)
-            if code is None:
-                code = words[ip] = self._code_words(pid, ip)
             if access is Access.EXEC:
+                code = words.get(ip)
+                if code is None:
+                    code = words[ip] = self._code_words(pid, ip, ip)
                 return HitWords(code[0], code[1], code[0])
+            # A data breakpoint traps after the access (x86): the line is the one of the
+            # instruction that made it, which ends at ip. Keyed apart from exec hits.
+            code = words.get(-ip)
+            if code is None:
+                code = words[-ip] = self._code_words(pid, ip, ip - 1)
             data = self._data_words.setdefault(pid, {})
             name = data.get(address)
             if name is None:
@@ -170,7 +175,7 @@ class Resolver:
             mod = self.view(pid, fresh=True).module_at(address)
         return mod
 
-    def _code_words(self, pid: int, ip: int) -> tuple[str, str]:
+    def _code_words(self, pid: int, ip: int, line_ip: int) -> tuple[str, str]:
         mod = self._module(pid, ip)
         if mod is None:
             return "", ""
@@ -178,7 +183,8 @@ class Resolver:
         found = mod.image.containing(value)
         name = f"{found[0].name}+{found[1]:#x}" if found is not None else ""
         dwarf = mod.image.dwarf
-        line = dwarf.line_of(value) if dwarf is not None and mod.image.own_dwarf else ""
+        own = dwarf is not None and mod.image.own_dwarf
+        line = dwarf.line_of(line_ip - mod.bias) if own and dwarf is not None else ""
         return name, line
 
     def _data_name(self, pid: int, address: int) -> str:

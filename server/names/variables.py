@@ -59,8 +59,8 @@ def _candidates(
     for s in syms:
         out[s.value] = (s.value, s, None)
     for v in variables:
-        _, s, _ = out.get(v.value, (v.value, None, None))
-        out[v.value] = (v.value, s, v)
+        known = out.get(v.value)
+        out[v.value] = (v.value, known[1] if known is not None else None, v)
     return sorted(out.values(), key=lambda c: c[0])
 
 

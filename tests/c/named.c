@@ -5,10 +5,10 @@
  *
  * usage: named [count N]
  *   count N: write counter = 1..N (bump_counter), 1 ms apart, then exit 0.
- *   otherwise: print "ready", then answer "ok" to each stdin line:
+ *   otherwise: print the address of counter and "ready", then answer "ok" to each stdin line:
  *     c N       counter = N            m N   cfg.mode = N      f N   cfg.flags = N
  *     l N       cfg.limit = N          t N   cfg.tag[0] = N    a I N table[I] = N
- *     w         call worker()          x     exec this program again (prints "ready" again)
+ *     w         call worker()          x     exec this program again (prints both again)
  *     d PATH    dlopen PATH and call its lib_bump(N) with N = 1, 2, 3
  */
 #define _GNU_SOURCE
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 		count(atol(argv[2]));
 		return 0;
 	}
-	printf("ready\n");
+	printf("%p\nready\n", (void *)&counter);
 	fflush(stdout);
 	while (fgets(cmd, sizeof(cmd), stdin)) {
 		if (sscanf(cmd, "c %ld", &a) == 1)
