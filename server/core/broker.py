@@ -48,6 +48,7 @@ from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import Record, RequestBook, new_record
+from hwbkptd.core.renaming import Renamer
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
@@ -143,8 +144,13 @@ class Broker:
             process_calls=self._process_calls,
             stopping=lambda: self._stopped,
         )
+        names = self._hooks.names
         self._news = MachineNews(
-            mutations=m, router=self._router, sessions=self._sessions, names=self._hooks.names
+            mutations=m,
+            router=self._router,
+            sessions=self._sessions,
+            names=names,
+            renamer=Renamer(names, arch, self._pools) if names is not None else None,
         )
         self._started = False
         self._stopped = False

@@ -274,3 +274,39 @@ def test_item5_and_item6_a_dlopened_library_and_an_ambiguous_name(
             assert hit.ip_line == source_line("lib_counter = value;", "named_lib.c")
     finally:
         t.kill()
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_item4_a_breakpoint_by_name_survives_exec(
+    daemon: Daemon, program: str, bins: dict[str, str]
+) -> None:
+    """``worker`` by name fires, the program execs itself, and it fires in the new image
+    (for the PIE build at its new, re-randomized address); one by address ends."""
+    t = start(bins, program)
+    try:
+        with daemon.client() as c:
+            s = c.open_session("names")
+            bp = s.watch("worker", pid=t.pid, access="exec")
+            by_address = s.watch(t.address, pid=t.pid)
+            assert bp.resolution is not None
+            first = bp.resolution.address
+            command(t, "w")
+            assert _hit(s).ip == first
+            t.send("x\n")
+            new_counter = int(t.readline(), 16)
+            assert t.readline() == "ready"
+            expect_event(s, "target_exec", where=lambda e: e.breakpoint_id == bp.id)
+            removed = expect_event(s, "removed", where=lambda e: e.breakpoint_id == by_address.id)
+            assert removed.payload.reason == "target_exec"  # type: ignore[union-attr]
+            (now,) = s.list()
+            assert now.id == bp.id
+            assert now.resolution is not None
+            moved = now.resolution.address
+            assert (moved == first) is (program == "named"), (hex(first), hex(moved))
+            assert (new_counter == t.address) is (program == "named")
+            command(t, "w")
+            hit = _hit(s)
+            assert hit.ip == moved
+            assert hit.ip_symbol == "worker+0x0"
+    finally:
+        t.kill()
