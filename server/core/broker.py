@@ -130,7 +130,7 @@ class Broker:
             stop_request=self._stop_after,
             resume=m.resume_thread,
             spawn=m.spawn,
-            names=self._hooks.names,
+            names=self._hooks.names if config.hit_words else None,
         )
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)

@@ -137,3 +137,5 @@ class BrokerConfig:
     halt_timeout_seconds: float = 30.0
     max_name_length: int = 128
     extra_mechanisms: tuple[MechanismInfo, ...] = field(default=())
+    #: Put user hits in words through the machine's Names (issue 13).
+    hit_words: bool = True
