@@ -105,15 +105,18 @@ def _symbolization(resolver: Resolver, pid: int, watched: int) -> dict[str, floa
     for _ in range(n):
         resolver.describe_hit(pid, ip, watched, Access.WRITE)
     cached = (time.perf_counter() - t0) / n
-    base = resolver.resolve(Scope.PROCESS, pid, "v00000", Access.WRITE).address
-    fresh = [base + 8 * i for i in range(0, 2 * 2000, 2)]
+    fresh = [
+        resolver.resolve(Scope.PROCESS, pid, f"v{i:05d}", Access.WRITE).address + 4
+        for i in range(0, SYMBOLS, SYMBOLS // 2000)
+    ]
     t0 = time.perf_counter()
     for address in fresh:
         resolver.describe_hit(pid, ip, address, Access.WRITE)
     first = (time.perf_counter() - t0) / len(fresh)
-    check = resolver.describe_hit(pid, ip, fresh[5], Access.WRITE).address_symbol
-    if check != "v00010":
-        raise RuntimeError(f"symbolized {fresh[5]:#x} as {check!r}, not v00010")
+    named = resolver.describe_hit(pid, ip, fresh[5], Access.WRITE).address_symbol
+    want = f"v{5 * (SYMBOLS // 2000):05d}+0x4"
+    if named != want:
+        raise RuntimeError(f"symbolized {fresh[5]:#x} as {named!r}, not {want}")
     return {"hit_cached_s": cached, "hit_first_s": first}
 
 

@@ -11,6 +11,7 @@ symbols and the DWARF, as gdb reads it.
 from __future__ import annotations
 
 import bisect
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,19 +54,50 @@ def _build_id(elf: ELFFile) -> str:
     return ""
 
 
+#: Elf64_Sym, little-endian: st_name, st_info, st_other, st_shndx, st_value, st_size.
+_SYM64 = struct.Struct("<IBBHQQ")
+_STT = {2: "func", 10: "func", 1: "object", 6: "tls"}
+
+
+def _raw_symbols(
+    elf: ELFFile, section: SymbolTableSection
+) -> list[tuple[str, int, int, str, bool]]:
+    """(name, value, size, kind, local) of the defined, named symbols, read straight from
+    the section: pyelftools' per-symbol objects cost about 25 µs each, which is 1.3 s for
+    a program with 50,000 symbols; this is some 30 times faster."""
+    strtab: Any = elf.get_section(section["sh_link"])
+    names = strtab.data()
+    out = []
+    for st_name, info, _, shndx, value, size in _SYM64.iter_unpack(section.data()):
+        kind = _STT.get(info & 0xF)
+        if kind is None or shndx == 0 or st_name == 0:
+            continue
+        end = names.index(b"\0", st_name)
+        out.append((names[st_name:end].decode(errors="replace"), value, size, kind, info >> 4 == 0))
+    return out
+
+
 def _symbols(elf: ELFFile) -> tuple[list[Symbol], bool]:
     """Defined, named symbols of .symtab (else .dynsym); True when .symtab was there."""
     found: dict[tuple[str, int], Symbol] = {}
     has_symtab = False
+    fast = elf.elfclass == 64 and elf.little_endian
     for section_name in (".symtab", ".dynsym"):
         section = elf.get_section_by_name(section_name)
         if not isinstance(section, SymbolTableSection):
             continue
         has_symtab = has_symtab or section_name == ".symtab"
+        if fast:
+            for raw, value, size, kind, local in _raw_symbols(elf, section):
+                # Versioned dynamic names (errno@@GLIBC_PRIVATE) are found by their plain name.
+                name = raw.split("@", 1)[0]
+                if (name, value) not in found:
+                    found[(name, value)] = Symbol(name, value, size, kind, local)
+            continue
         for sym in section.iter_symbols():
             entry: Any = sym.entry
-            kind = _KINDS.get(entry["st_info"]["type"])
-            if kind is None or entry["st_shndx"] == "SHN_UNDEF" or not sym.name:
+            slow_kind = _KINDS.get(entry["st_info"]["type"])
+            if slow_kind is None or entry["st_shndx"] == "SHN_UNDEF" or not sym.name:
                 continue
             # Versioned dynamic names (errno@@GLIBC_PRIVATE) are found by their plain name.
             name = sym.name.split("@", 1)[0]
@@ -75,7 +107,7 @@ def _symbols(elf: ELFFile) -> tuple[list[Symbol], bool]:
                     name=name,
                     value=key[1],
                     size=int(entry["st_size"]),
-                    kind=kind,
+                    kind=slow_kind,
                     local=entry["st_info"]["bind"] == "STB_LOCAL",
                 )
     return list(found.values()), has_symtab
