@@ -43,12 +43,12 @@ class NativeHooks:
         self,
         mechanism: NativeMechanism,
         kallsyms_path: Path = KALLSYMS,
-        names: Resolver | None = None,
+        names: Names | None = None,
     ) -> None:
         self._mechanism = mechanism
         self._kallsyms_path = kallsyms_path
         self._kallsyms: Kallsyms | None = None
-        self._names = names if names is not None else Resolver()
+        self._names: Names = names if names is not None else Resolver()
 
     @property
     def names(self) -> Names | None:

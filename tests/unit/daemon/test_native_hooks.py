@@ -13,6 +13,7 @@ from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.model import Access, Scope
+from hwbkptd.core.names import HitWords, Resolved
 from hwbkptd.daemon.native_hooks import NativeHooks, thread_group
 
 KALLSYMS = """\
@@ -95,3 +96,30 @@ def test_thread_group(tmp_path: Path) -> None:
     with pytest.raises(NotFound) as err:
         thread_group(999, tmp_path)
     assert err.value.field == "spec.tid"
+
+
+class _Names:
+    """A Names that answers one location (issue 13)."""
+
+    def resolve(self, scope: Scope, pid: int, location: str, access: Access) -> Resolved:
+        if location != "counter":
+            raise NotFound("spec.symbol", location)
+        return Resolved(location, 0x404040 + pid, 8, "counter")
+
+    def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
+        return HitWords()
+
+    def forget(self, pid: int) -> None:
+        pass
+
+
+def test_item1_user_names_go_to_the_names_port(tmp_path: Path) -> None:
+    c = caps()
+    mech = NativeMechanism(caps=c, kernel=KernelPerfMechanism(caps=c), load_ptrace=False)
+    names = _Names()
+    h = NativeHooks(mech, kallsyms_path=tmp_path / "missing", names=names)
+    assert h.names is names
+    got = h.resolve(Scope.PROCESS, 2, "counter", Access.WRITE)
+    assert (got.address, got.length) == (0x404042, 8)
+    with pytest.raises(NotFound):
+        h.resolve(Scope.THREAD, 2, "other", Access.WRITE)
