@@ -21,7 +21,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from hwbkptd.names.dwarf_info import DwarfInfo
 
-__all__ = ["DEBUG_ROOT", "ElfImage", "Symbol", "debug_file_for"]
+__all__ = ["DEBUG_ROOT", "ElfImage", "Symbol", "debug_file_for", "read_symbols"]
 
 DEBUG_ROOT = Path("/usr/lib/debug/.build-id")
 _KINDS = {"STT_FUNC": "func", "STT_GNU_IFUNC": "func", "STT_OBJECT": "object", "STT_TLS": "tls"}
@@ -77,11 +77,12 @@ def _raw_symbols(
     return out
 
 
-def _symbols(elf: ELFFile) -> tuple[list[Symbol], bool]:
-    """Defined, named symbols of .symtab (else .dynsym); True when .symtab was there."""
+def read_symbols(elf: ELFFile, *, fast: bool = True) -> tuple[list[Symbol], bool]:
+    """Defined, named symbols of .symtab and .dynsym; True when .symtab was there. ``fast``
+    reads 64-bit little-endian tables straight from the section (else through pyelftools)."""
     found: dict[tuple[str, int], Symbol] = {}
     has_symtab = False
-    fast = elf.elfclass == 64 and elf.little_endian
+    fast = fast and elf.elfclass == 64 and elf.little_endian
     for section_name in (".symtab", ".dynsym"):
         section = elf.get_section_by_name(section_name)
         if not isinstance(section, SymbolTableSection):
@@ -174,7 +175,7 @@ class ElfImage:
                 default=0,
             )
             is_pie = elf["e_type"] == "ET_DYN"
-            symbols, has_symtab = _symbols(elf)
+            symbols, has_symtab = read_symbols(elf)
             own_dwarf = elf.get_section_by_name(".debug_info") is not None
             dwarf = DwarfInfo(path) if own_dwarf else None
         debug_path = ""
@@ -182,7 +183,7 @@ class ElfImage:
         if debug is not None and debug.is_file() and (not has_symtab or dwarf is None):
             with debug.open("rb") as g:
                 delf = ELFFile(g)
-                dsyms, dsymtab = _symbols(delf)
+                dsyms, dsymtab = read_symbols(delf)
                 if dsymtab:
                     symbols, has_symtab = _merge(symbols, dsyms), True
                 if dwarf is None and delf.get_section_by_name(".debug_info") is not None:
