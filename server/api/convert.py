@@ -98,6 +98,7 @@ _REASONS: dict[PendingReason, broker_pb2.PendingReason.ValueType] = {
     PendingReason.PRIORITY: broker_pb2.PENDING_REASON_PRIORITY,
     PendingReason.EXTERNAL: broker_pb2.PENDING_REASON_EXTERNAL,
     PendingReason.NO_THREADS: broker_pb2.PENDING_REASON_NO_THREADS,
+    PendingReason.UNRESOLVED: broker_pb2.PENDING_REASON_UNRESOLVED,
 }
 
 

@@ -38,13 +38,14 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event
+from hwbkptd.core.events import Event, Removed
 from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
 from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.names import NotMappedYet
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import Record, RequestBook, new_record
@@ -53,6 +54,7 @@ from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
+from hwbkptd.core.waiting_names import WaitingName, WaitingNames
 
 __all__ = [
     "MAX_HIT_BUFFER",
@@ -145,6 +147,13 @@ class Broker:
             stopping=lambda: self._stopped,
         )
         names = self._hooks.names
+        self._waiting = WaitingNames(
+            names=self._hooks.names,
+            clock=self._clock,
+            place=self._place_waiting,
+            spawn=m.spawn,
+            alive=lambda sid: self._sessions.by_id(sid) is not None,
+        )
         self._news = MachineNews(
             mutations=m,
             router=self._router,
@@ -169,6 +178,7 @@ class Broker:
         if self._stopped:
             return
         self._stopped = True
+        self._waiting.close()
         self._commit.close()
         sessions = list(self._sessions)
         for session in sessions:
@@ -208,10 +218,37 @@ class Broker:
 
     # --- requests ---------------------------------------------------------------
     async def set_breakpoint(self, token: str, spec: BreakpointSpec) -> BreakpointView:
+        try:
+            return await self._set(token, spec)
+        except NotMappedYet:
+            if spec.scope is not Scope.PROCESS:
+                raise
+            # Everything but the address was judged: it waits for its module (issue 13).
+            session = self._sessions.get(token)
+            self._next_id += 1
+            entry = WaitingName(self._next_id, session.id, session.name, spec)
+            self._waiting.add(entry)
+            audit("breakpoint_set", session, breakpoint_id=entry.id, waits_for=spec.symbol)
+            return self._waiting.view(entry)
+
+    async def _place_waiting(self, entry: WaitingName) -> None:
+        """A waiting name's module is mapped: set it under its id, or end it saying why."""
+        session = self._sessions.by_id(entry.session_id)
+        if session is None:
+            return
+        try:
+            await self._set(session.token, entry.spec, rid=entry.id)
+        except BrokerError as err:
+            gone = isinstance(err, NotFound) and err.field == "spec.pid"
+            reason = "target_exited" if gone else "unresolved"
+            _log.info("waiting_name_ended", breakpoint_id=entry.id, reason=reason, error=str(err))
+            session.emit(entry.id, Removed(reason=reason))
+
+    async def _set(self, token: str, spec: BreakpointSpec, rid: int = 0) -> BreakpointView:
         session = self._sessions.get(token)
         pid = self._processes.attach_target(spec)
         if not pid:
-            return await self._create(token, self._prepare(session, spec))
+            return await self._create(token, self._prepare(session, spec), rid)
         try:
             with self._processes.pinned(pid):
                 # Judged before attaching, the target taken as traced: a bad request
@@ -222,12 +259,13 @@ class Broker:
                     await self._process_calls.take(pid, nonstop=spec.nonstop)
                 except BrokerError as err:
                     raise spec_error(err) from None
-                return await self._create(token, prepared)
+                return await self._create(token, prepared, rid)
         except BaseException:
             self._m.spawn(self._m.sweep())
             raise
 
-    async def _create(self, token: str, prepared: Prepared) -> BreakpointView:
+    async def _create(self, token: str, prepared: Prepared, rid: int = 0) -> BreakpointView:
+        """Create the request; ``rid``: under this id (given to a waiting name), else a new one."""
         norm = prepared.spec
         value = await self._m.read_value(norm)
         # The awaits let other calls run: the session or the target may be gone now.
@@ -239,12 +277,12 @@ class Broker:
             processes=self._processes.processes,
             owned=len(session.requests),
         )
-        rid = self._next_id + 1
+        rid = rid or self._next_id + 1
         record = new_record(
             rid, session, norm, prepared.chunks, read_emulated=self._arch.read_emulated, value=value
         )
         delta = self._arbiter.add_request(record.request)
-        self._next_id = rid
+        self._next_id = max(self._next_id, rid)
         self._records.add(record)
         session.requests.add(rid)
         self._commit.created(rid, delta)
@@ -274,6 +312,10 @@ class Broker:
         filter: Filter | None = None,
     ) -> BreakpointView:
         session = self._sessions.get(token)
+        if self._waits(session, breakpoint_id):
+            raise FailedPrecondition(
+                f"breakpoint {breakpoint_id} waits for its module to be loaded"
+            )
         record = self._own(session, breakpoint_id)
         old = record.request
         request = modified_request(
@@ -303,6 +345,11 @@ class Broker:
 
     async def remove_breakpoint(self, token: str, breakpoint_id: int) -> None:
         session = self._sessions.get(token)
+        if self._waits(session, breakpoint_id):
+            self._waiting.pop(breakpoint_id)
+            session.emit(breakpoint_id, Removed(reason="client"))
+            audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
+            return
         self._own(session, breakpoint_id)
         self._m.remove(breakpoint_id, "client")
         audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
@@ -310,7 +357,14 @@ class Broker:
 
     def list_breakpoints(self, token: str) -> tuple[BreakpointView, ...]:
         session = self._sessions.get(token)
-        return tuple(self._view(self._records[rid]) for rid in sorted(session.requests))
+        views = [self._view(self._records[rid]) for rid in session.requests]
+        views += [self._waiting.view(w) for w in self._waiting.of_session(session.id)]
+        return tuple(sorted(views, key=lambda v: v.id))
+
+    def _waits(self, session: Session, breakpoint_id: int) -> bool:
+        """True when ``breakpoint_id`` is this session's and waits for its module."""
+        entry = self._waiting.get(breakpoint_id)
+        return entry is not None and entry.session_id == session.id
 
     async def resume_threads(self, token: str, tids: Sequence[int]) -> tuple[int, ...]:
         """Let go of threads this session holds halted (all of them for ``()``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from hwbkptd.core.errors import FailedPrecondition
+from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.model import Access, Scope
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Member",
     "MissingDebugInfo",
     "Names",
+    "NotMappedYet",
     "Resolved",
     "member_written",
 ]
@@ -31,6 +32,11 @@ class MissingDebugInfo(FailedPrecondition):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class NotMappedYet(NotFound):
+    """``MODULE!SYMBOL`` names a module the process has not mapped (yet): a process-scope
+    request waits for it (PENDING, reason UNRESOLVED) instead of failing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.core.names import HitWords, MissingDebugInfo, Resolved
+from hwbkptd.core.names import HitWords, MissingDebugInfo, NotMappedYet, Resolved
 from hwbkptd.names.elf_image import DEBUG_ROOT
 from hwbkptd.names.locations import FIELD, Location, parse
 from hwbkptd.names.process_view import ImageCache, Module, ProcessView
@@ -79,7 +79,7 @@ class Resolver:
             modules = view.named(loc.module)
             if not modules:
                 mapped = ", ".join(sorted({m.basename for m in view.modules})) or "none"
-                raise NotFound(
+                raise NotMappedYet(
                     FIELD, f"no module {loc.module!r} is mapped in process {pid} (mapped: {mapped})"
                 )
         found: list[Resolved] = []

@@ -217,7 +217,7 @@ def test_item6_unknown_and_malformed_names(daemon: Daemon, bins: dict[str, str])
             assert "no member 'nope'" in err.message
             err = _refused(s, "&table[8]", t.pid)
             assert (err.code, err.fields) == ("INVALID_ARGUMENT", ("spec.symbol",))
-            err = _refused(s, "nomodule.so!counter", t.pid)
+            err = _refused(s, "no_such_name+0x8", t.pid)
             assert (err.code, err.fields) == ("NOT_FOUND", ("spec.symbol",))
             err = _refused(s, "libc.so.6!errno", t.pid)
             assert err.code == "FAILED_PRECONDITION"
@@ -308,5 +308,62 @@ def test_item4_a_breakpoint_by_name_survives_exec(
             hit = _hit(s)
             assert hit.ip == moved
             assert hit.ip_symbol == "worker+0x0"
+    finally:
+        t.kill()
+
+
+def test_item5_a_name_in_a_library_not_loaded_yet_waits_then_reports(
+    daemon: Daemon, bins: dict[str, str]
+) -> None:
+    """``libnamed_lib.so!lib_counter`` before dlopen: PENDING, reason UNRESOLVED; once the
+    library is mapped it is installed under the same id and reports hits in words."""
+    t = start(bins, "named-pie")
+    lib = bins["named_lib"]
+    try:
+        with daemon.client() as c:
+            s = c.open_session("names")
+            bp = s.watch(f"{Path(lib).name}!lib_counter", pid=t.pid)
+            assert bp.state is hwbkpt.BreakpointState.PENDING
+            assert bp.pending_reason is hwbkpt.PendingReason.UNRESOLVED
+            (listed,) = s.list()
+            assert (listed.id, listed.pending_reason) == (bp.id, hwbkpt.PendingReason.UNRESOLVED)
+            with pytest.raises(hwbkpt.HwbkptError) as err:
+                s.modify(bp.id, priority=60)
+            assert err.value.code == "FAILED_PRECONDITION"
+            t.send(f"d {lib}\n")
+            assert t.readline() == "loaded"
+            expect_event(
+                s,
+                "state",
+                where=lambda e: (
+                    e.breakpoint_id == bp.id and e.payload.state is hwbkpt.BreakpointState.INSTALLED
+                ),  # type: ignore[union-attr]
+            )
+            (now,) = s.list()
+            assert now.id == bp.id
+            assert now.resolution is not None
+            assert now.resolution.module == lib
+            t.send("go\n")
+            assert t.readline() == "ok"
+            hit = _hit(s, 1)
+            assert hit.address == now.resolution.address
+            assert hit.address_symbol == "lib_counter"
+            assert hit.ip_symbol.startswith("lib_bump+0x")
+    finally:
+        t.kill()
+
+
+def test_item5_a_waiting_name_can_be_removed(daemon: Daemon, bins: dict[str, str]) -> None:
+    t = start(bins, "named")
+    try:
+        with daemon.client() as c:
+            s = c.open_session("names")
+            bp = s.watch("libnamed_lib.so!lib_counter", pid=t.pid)
+            assert bp.pending_reason is hwbkpt.PendingReason.UNRESOLVED
+            s.remove(bp.id)
+            removed = expect_event(s, "removed", where=lambda e: e.breakpoint_id == bp.id)
+            assert removed.payload.reason == "client"  # type: ignore[union-attr]
+            assert s.list() == []
+            assert tracer_pid(t.pid) == 0  # waiting attached nothing
     finally:
         t.kill()

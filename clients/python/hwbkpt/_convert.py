@@ -57,6 +57,7 @@ _REASON_FROM_PB: dict[pb.PendingReason.ValueType, m.PendingReason] = {
     pb.PENDING_REASON_PRIORITY: m.PendingReason.PRIORITY,
     pb.PENDING_REASON_EXTERNAL: m.PendingReason.EXTERNAL,
     pb.PENDING_REASON_NO_THREADS: m.PendingReason.NO_THREADS,
+    pb.PENDING_REASON_UNRESOLVED: m.PendingReason.UNRESOLVED,
 }
 
 

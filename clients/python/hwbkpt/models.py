@@ -78,6 +78,8 @@ class PendingReason(enum.StrEnum):
     PRIORITY = "priority"
     EXTERNAL = "external"
     NO_THREADS = "no_threads"
+    #: The location names a library not loaded yet; placed when it is mapped.
+    UNRESOLVED = "unresolved"
 
 
 def le_int(data: bytes) -> int | None:

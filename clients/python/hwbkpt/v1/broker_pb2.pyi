@@ -133,6 +133,10 @@ class _PendingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Pending
     """The kernel refused the slot (ENOSPC): something outside the broker holds it."""
     PENDING_REASON_NO_THREADS: _PendingReason.ValueType  # 3
     """The target has no threads yet."""
+    PENDING_REASON_UNRESOLVED: _PendingReason.ValueType  # 4
+    """The location names a module the target has not loaded yet ("libfoo.so!name" before
+    dlopen): placed when the module is mapped.
+    """
 
 class PendingReason(_PendingReason, metaclass=_PendingReasonEnumTypeWrapper):
     """PendingReason says why a request is not installed everywhere."""
@@ -144,6 +148,10 @@ PENDING_REASON_EXTERNAL: PendingReason.ValueType  # 2
 """The kernel refused the slot (ENOSPC): something outside the broker holds it."""
 PENDING_REASON_NO_THREADS: PendingReason.ValueType  # 3
 """The target has no threads yet."""
+PENDING_REASON_UNRESOLVED: PendingReason.ValueType  # 4
+"""The location names a module the target has not loaded yet ("libfoo.so!name" before
+dlopen): placed when the module is mapped.
+"""
 Global___PendingReason: _TypeAlias = PendingReason  # noqa: Y015
 
 @_typing.final
@@ -893,7 +901,8 @@ class Removed(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
-    "detached" (DetachProcess)
+    "detached" (DetachProcess), "unresolved" (a waiting name could not be placed once its
+    module was mapped)
     """
     def __init__(
         self,
