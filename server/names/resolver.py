@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
+import structlog
+
+from hwbkptd.core.errors import BrokerError, InvalidArgument, NotFound
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import HitWords, MissingDebugInfo, NotMappedYet, Resolved
 from hwbkptd.names.elf_image import DEBUG_ROOT
@@ -28,6 +30,7 @@ from hwbkptd.names.variables import resolve_in_module
 __all__ = ["Resolver"]
 
 _NO_WORDS = HitWords()
+_log = structlog.get_logger("hwbkptd.names")
 
 
 class Resolver:
@@ -37,6 +40,7 @@ class Resolver:
         self._views: dict[int, ProcessView] = {}
         self._words: dict[int, dict[int, tuple[str, str]]] = {}
         self._data_words: dict[int, dict[int, str]] = {}
+        self._warned: set[int] = set()
 
     # --- the process's modules -------------------------------------------------------
     def view(self, pid: int, *, fresh: bool = False) -> ProcessView:
@@ -68,6 +72,17 @@ class Resolver:
 
     # --- names -> addresses ------------------------------------------------------------
     def resolve(self, scope: Scope, pid: int, location: str, access: Access) -> Resolved:
+        try:
+            return self._resolve(pid, location, access)
+        except BrokerError:
+            raise
+        except Exception as err:  # pyelftools on a binary it cannot parse: say so, not INTERNAL
+            _log.warning("names_unreadable", pid=pid, location=location, error=repr(err))
+            raise MissingDebugInfo(
+                FIELD, f"{location!r}: the binaries' symbols or DWARF cannot be read: {err!r}"
+            ) from None
+
+    def _resolve(self, pid: int, location: str, access: Access) -> Resolved:
         loc = parse(location)
         if loc.kind == "address":
             return Resolved(location=location, address=loc.address, length=0, by_name=False)
@@ -164,7 +179,10 @@ class Resolver:
             if name is None:
                 name = data[address] = self._data_name(pid, address)
             return HitWords(code[0], code[1], name)
-        except (OSError, FailedPrecondition, NotFound, ValueError):
+        except Exception as err:  # the hit path never fails for want of words
+            if pid not in self._warned:
+                self._warned.add(pid)
+                _log.warning("hit_words_failed", pid=pid, ip=hex(ip), error=repr(err))
             return _NO_WORDS
 
     def _module(self, pid: int, address: int) -> Module | None:

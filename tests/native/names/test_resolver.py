@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from c_programs import nm_address
 
-from hwbkptd.core.errors import InvalidArgument
+from hwbkptd.core.errors import InvalidArgument, NotFound
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.core.names import MissingDebugInfo
+from hwbkptd.core.names import HitWords, MissingDebugInfo
 from hwbkptd.names.resolver import Resolver
 
 
@@ -119,3 +120,25 @@ def test_item6_stripped_says_which_file_and_section(c_bins: dict[str, str]) -> N
         assert ".symtab" in err.value.message
     finally:
         p.stop()
+
+
+def test_item6_a_process_that_is_gone() -> None:
+    r = Resolver()
+    with pytest.raises(NotFound) as err:
+        r.resolve(Scope.PROCESS, 2**22 + 12345, "counter", Access.WRITE)
+    assert err.value.field == "spec.pid"
+    # The hit path never raises: no words.
+    assert r.describe_hit(2**22 + 12345, 0x401000, 0x404000, Access.WRITE) == HitWords()
+
+
+def test_item6_an_unreadable_binary_is_skipped(tmp_path: Path) -> None:
+    """A mapped file that is not ELF (or is damaged) has no names; it breaks nothing."""
+    junk = tmp_path / "junk.so"
+    junk.write_bytes(b"\x7fELF" + b"\xff" * 60)
+    proc = tmp_path / "proc"
+    (proc / "77").mkdir(parents=True)
+    (proc / "77" / "maps").write_text(f"7f0000000000-7f0000001000 r-xp 00000000 fe:00 1 {junk}\n")
+    r = Resolver(proc=proc)
+    with pytest.raises(NotFound):
+        r.resolve(Scope.PROCESS, 77, "anything", Access.WRITE)
+    assert r.describe_hit(77, 0x7F0000000010, 0, Access.EXEC) == HitWords()
