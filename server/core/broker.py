@@ -38,7 +38,7 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event, Removed
+from hwbkptd.core.events import Event
 from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
@@ -54,7 +54,7 @@ from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
-from hwbkptd.core.waiting_names import WaitingName, WaitingNames
+from hwbkptd.core.waiting_names import WaitingNames
 
 __all__ = [
     "MAX_HIT_BUFFER",
@@ -148,11 +148,11 @@ class Broker:
         )
         names = self._hooks.names
         self._waiting = WaitingNames(
-            names=self._hooks.names,
+            names=names,
             clock=self._clock,
-            place=self._place_waiting,
+            sessions=self._sessions,
+            set_under=self._set,
             spawn=m.spawn,
-            alive=lambda sid: self._sessions.by_id(sid) is not None,
         )
         self._news = MachineNews(
             mutations=m,
@@ -224,25 +224,8 @@ class Broker:
             if spec.scope is not Scope.PROCESS:
                 raise
             # Everything but the address was judged: it waits for its module (issue 13).
-            session = self._sessions.get(token)
             self._next_id += 1
-            entry = WaitingName(self._next_id, session.id, session.name, spec)
-            self._waiting.add(entry)
-            audit("breakpoint_set", session, breakpoint_id=entry.id, waits_for=spec.symbol)
-            return self._waiting.view(entry)
-
-    async def _place_waiting(self, entry: WaitingName) -> None:
-        """A waiting name's module is mapped: set it under its id, or end it saying why."""
-        session = self._sessions.by_id(entry.session_id)
-        if session is None:
-            return
-        try:
-            await self._set(session.token, entry.spec, rid=entry.id)
-        except BrokerError as err:
-            gone = isinstance(err, NotFound) and err.field == "spec.pid"
-            reason = "target_exited" if gone else "unresolved"
-            _log.info("waiting_name_ended", breakpoint_id=entry.id, reason=reason, error=str(err))
-            session.emit(entry.id, Removed(reason=reason))
+            return self._waiting.wait(self._sessions.get(token), spec, self._next_id)
 
     async def _set(self, token: str, spec: BreakpointSpec, rid: int = 0) -> BreakpointView:
         session = self._sessions.get(token)
@@ -312,10 +295,7 @@ class Broker:
         filter: Filter | None = None,
     ) -> BreakpointView:
         session = self._sessions.get(token)
-        if self._waits(session, breakpoint_id):
-            raise FailedPrecondition(
-                f"breakpoint {breakpoint_id} waits for its module to be loaded"
-            )
+        self._waiting.check_modify(session, breakpoint_id)
         record = self._own(session, breakpoint_id)
         old = record.request
         request = modified_request(
@@ -345,10 +325,7 @@ class Broker:
 
     async def remove_breakpoint(self, token: str, breakpoint_id: int) -> None:
         session = self._sessions.get(token)
-        if self._waits(session, breakpoint_id):
-            self._waiting.pop(breakpoint_id)
-            session.emit(breakpoint_id, Removed(reason="client"))
-            audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
+        if self._waiting.remove(session, breakpoint_id):
             return
         self._own(session, breakpoint_id)
         self._m.remove(breakpoint_id, "client")
@@ -358,13 +335,8 @@ class Broker:
     def list_breakpoints(self, token: str) -> tuple[BreakpointView, ...]:
         session = self._sessions.get(token)
         views = [self._view(self._records[rid]) for rid in session.requests]
-        views += [self._waiting.view(w) for w in self._waiting.of_session(session.id)]
+        views += self._waiting.views(session)
         return tuple(sorted(views, key=lambda v: v.id))
-
-    def _waits(self, session: Session, breakpoint_id: int) -> bool:
-        """True when ``breakpoint_id`` is this session's and waits for its module."""
-        entry = self._waiting.get(breakpoint_id)
-        return entry is not None and entry.session_id == session.id
 
     async def resume_threads(self, token: str, tids: Sequence[int]) -> tuple[int, ...]:
         """Let go of threads this session holds halted (all of them for ``()``)."""

@@ -18,11 +18,14 @@ from typing import Any
 
 import structlog
 
+from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BreakpointSpec, BreakpointView
 from hwbkptd.core.clock import Clock, Timer
-from hwbkptd.core.errors import BrokerError
+from hwbkptd.core.errors import BrokerError, FailedPrecondition, NotFound
+from hwbkptd.core.events import Removed
 from hwbkptd.core.model import DEFAULT_PRIORITY, PendingReason, RequestState
 from hwbkptd.core.names import Names, NotMappedYet
+from hwbkptd.core.sessions import Session, SessionTable
 
 __all__ = ["POLL_SECONDS", "WaitingName", "WaitingNames"]
 
@@ -42,27 +45,26 @@ class WaitingName:
 
 
 class WaitingNames:
-    """The waiting requests, by id. ``place`` is the broker's: once the name resolves (or
-    resolving fails for another reason than the module not being mapped) it validates the
-    request again and creates it under the waiting id, or ends it telling its owner why
-    (process gone, session gone, a name the request cannot take). Either way the entry
-    leaves this table."""
+    """The waiting requests, by id, and the calls that touch them. ``set_under`` is the
+    broker's SetBreakpoint under a given id: once a name resolves (or resolving fails for
+    another reason than the module not being mapped) it validates the request again and
+    creates it, or the request ends, its owner told why (``removed``: ``target_exited``,
+    ``unresolved``). Either way it leaves this table."""
 
     def __init__(
         self,
         *,
         names: Names | None,
         clock: Clock,
-        place: Callable[[WaitingName], Coroutine[Any, Any, None]],
+        sessions: SessionTable,
+        set_under: Callable[[str, BreakpointSpec, int], Coroutine[Any, Any, BreakpointView]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
-        alive: Callable[[str], bool],
     ) -> None:
         self._names = names
         self._clock = clock
-        self._place = place
+        self._sessions = sessions
+        self._set_under = set_under
         self._spawn = spawn
-        #: Whether a session id still names a session (a closed one's names stop waiting).
-        self._alive = alive
         self._waiting: dict[int, WaitingName] = {}
         self._timer: Timer | None = None
         self._placing: set[int] = set()
@@ -73,13 +75,37 @@ class WaitingNames:
     def get(self, rid: int) -> WaitingName | None:
         return self._waiting.get(rid)
 
-    def of_session(self, session_id: str) -> list[WaitingName]:
-        return [w for w in self._waiting.values() if w.session_id == session_id]
-
-    def add(self, entry: WaitingName) -> None:
-        self._waiting[entry.id] = entry
+    # --- the session calls ---------------------------------------------------------------
+    def wait(self, session: Session, spec: BreakpointSpec, rid: int) -> BreakpointView:
+        """SetBreakpoint of a name whose module is not mapped: it waits under ``rid``."""
+        entry = WaitingName(rid, session.id, session.name, spec)
+        self._waiting[rid] = entry
         self._arm()
+        audit("breakpoint_set", session, breakpoint_id=rid, waits_for=spec.symbol)
+        return self.view(entry)
 
+    def views(self, session: Session) -> list[BreakpointView]:
+        return [self.view(w) for w in self._waiting.values() if w.session_id == session.id]
+
+    def check_modify(self, session: Session, rid: int) -> None:
+        """FAILED_PRECONDITION for a ModifyBreakpoint of a waiting request."""
+        if self._owns(session, rid):
+            raise FailedPrecondition(f"breakpoint {rid} waits for its module to be loaded")
+
+    def remove(self, session: Session, rid: int) -> bool:
+        """RemoveBreakpoint of a waiting request (True), or not one (False)."""
+        if not self._owns(session, rid):
+            return False
+        self.pop(rid)
+        session.emit(rid, Removed(reason="client"))
+        audit("breakpoint_removed", session, breakpoint_id=rid, reason="client")
+        return True
+
+    def _owns(self, session: Session, rid: int) -> bool:
+        entry = self._waiting.get(rid)
+        return entry is not None and entry.session_id == session.id
+
+    # --- the table -----------------------------------------------------------------------
     def pop(self, rid: int) -> WaitingName | None:
         entry = self._waiting.pop(rid, None)
         if not self._waiting and self._timer is not None:
@@ -109,6 +135,7 @@ class WaitingNames:
             priority=spec.priority if spec.priority is not None else DEFAULT_PRIORITY,
         )
 
+    # --- watching the mappings -----------------------------------------------------------
     def _arm(self) -> None:
         if self._timer is None and self._waiting:
             self._timer = self._clock.call_later(POLL_SECONDS, self._poll)
@@ -117,8 +144,8 @@ class WaitingNames:
         self._timer = None
         names = self._names
         for entry in list(self._waiting.values()):
-            if not self._alive(entry.session_id):
-                self.pop(entry.id)
+            if self._sessions.by_id(entry.session_id) is None:
+                self.pop(entry.id)  # its session ended: nobody waits for it
                 continue
             if entry.id in self._placing or names is None:
                 continue
@@ -128,16 +155,27 @@ class WaitingNames:
             except NotMappedYet:
                 continue
             except BrokerError as err:
-                # The process is gone, or the name now says something else: the broker's
-                # place() will judge it and say why.
+                # The process is gone, or the name now says something else: placing it
+                # judges it and says why.
                 _log.info("waiting_name_unresolvable", breakpoint_id=entry.id, error=str(err))
             self._placing.add(entry.id)
-            self._spawn(self._placed(entry))
+            self._spawn(self._place(entry))
         self._arm()
 
-    async def _placed(self, entry: WaitingName) -> None:
+    async def _place(self, entry: WaitingName) -> None:
         try:
-            await self._place(entry)
+            session = self._sessions.by_id(entry.session_id)
+            if session is None:
+                return
+            try:
+                await self._set_under(session.token, entry.spec, entry.id)
+            except BrokerError as err:
+                gone = isinstance(err, NotFound) and err.field == "spec.pid"
+                reason = "target_exited" if gone else "unresolved"
+                _log.info(
+                    "waiting_name_ended", breakpoint_id=entry.id, reason=reason, error=str(err)
+                )
+                session.emit(entry.id, Removed(reason=reason))
         finally:
             self._placing.discard(entry.id)
             self.pop(entry.id)
