@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "footprint": "7. Footprint",
     "births": "8. Thread birth and death",
     "bpf_notify": "9. NOTIFY through BPF",
+    "names": "10. Names (issue 13)",
 }
 
 

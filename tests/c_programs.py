@@ -2,7 +2,10 @@
 
 Native and native end-to-end tests run them; tests/conftest.py's ``c_bins`` compiles
 them all once per session into a temporary directory. They are built without PIE, so the
-address ``nm`` gives for a symbol is its run-time address (``nm_address``).
+address ``nm`` gives for a symbol is its run-time address (``nm_address``). A line
+``hwbkpt-build: WORDS`` in a source asks for more: ``pie`` adds NAME-pie (PIE, ASLR),
+``stripped`` adds NAME-stripped (no symbol table), ``shared`` builds libNAME.so instead
+(keyed NAME).
 """
 
 from __future__ import annotations
@@ -29,17 +32,39 @@ def build_all(out: Path) -> dict[str, str]:
         require_native("needs gcc to build the test C programs (tests/c)")
     bins: dict[str, str] = {}
     for src in sorted(C_DIR.glob("*.c")):
+        words = _build_words(src)
+        if "shared" in words:
+            lib = out / f"lib{src.stem}.so"
+            _gcc(src, lib, ("-O1", "-g", "-Wall", "-Werror", "-fPIC", "-shared"))
+            bins[src.stem] = str(lib)
+            continue
         exe = out / src.stem
-        done = subprocess.run(
-            ["gcc", *GCC_FLAGS, "-o", str(exe), str(src)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"gcc failed on {src}:\n{done.stderr}")
+        _gcc(src, exe, GCC_FLAGS)
         bins[src.stem] = str(exe)
+        if "pie" in words:
+            pie = out / f"{src.stem}-pie"
+            _gcc(src, pie, (*(f for f in GCC_FLAGS if f != "-no-pie"), "-fPIE", "-pie"))
+            bins[f"{src.stem}-pie"] = str(pie)
+        if "stripped" in words:
+            stripped = out / f"{src.stem}-stripped"
+            subprocess.run(["strip", "-o", str(stripped), str(exe)], check=True)
+            bins[f"{src.stem}-stripped"] = str(stripped)
     return bins
+
+
+def _build_words(src: Path) -> set[str]:
+    for line in src.read_text().splitlines()[:20]:
+        if "hwbkpt-build:" in line:
+            return set(line.split("hwbkpt-build:", 1)[1].split())
+    return set()
+
+
+def _gcc(src: Path, out: Path, flags: tuple[str, ...]) -> None:
+    done = subprocess.run(
+        ["gcc", *flags, "-o", str(out), str(src)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"gcc failed on {src}:\n{done.stderr}")
 
 
 def nm_address(exe: str, symbol: str) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from hwbkpt.v1 import broker_pb2
+from hwbkptd.api.convert_names import resolution_to_proto
 from hwbkptd.core.broker import (
     BreakpointSpec,
     BreakpointView,
@@ -86,6 +87,7 @@ REASON_TO_WIRE: dict[PendingReason, broker_pb2.PendingReason.ValueType] = {
     PendingReason.PRIORITY: broker_pb2.PENDING_REASON_PRIORITY,
     PendingReason.EXTERNAL: broker_pb2.PENDING_REASON_EXTERNAL,
     PendingReason.NO_THREADS: broker_pb2.PENDING_REASON_NO_THREADS,
+    PendingReason.UNRESOLVED: broker_pb2.PENDING_REASON_UNRESOLVED,
 }
 
 
@@ -241,6 +243,7 @@ def breakpoint_to_proto(view: BreakpointView) -> broker_pb2.Breakpoint:
         id=view.id,
         session_name=view.session_name,
         spec=spec_to_proto(view.spec),
+        resolution=resolution_to_proto(view.spec.resolved),
         state=STATE_TO_WIRE[view.state],
         pending_reason=REASON_TO_WIRE[view.reason],
         installed_tids=view.installed_tids,

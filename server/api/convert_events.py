@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api.convert import ACCESS_TO_WIRE, REASON_TO_WIRE, STATE_TO_WIRE, chunk_to_proto
+from hwbkptd.api.convert_names import fill_hit_words
 from hwbkptd.core.events import (
     Displaced,
     Event,
@@ -46,6 +47,8 @@ def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
         msg.halted = True
     if hit.ip_symbol:
         msg.ip_symbol = hit.ip_symbol
+    if hit.ip_line or hit.address_symbol or hit.member:
+        fill_hit_words(msg, hit)
     if hit.value_late:
         msg.value_late = True
     for ip, symbol in hit.call_chain:

@@ -87,6 +87,8 @@ class ServerConfig:
     insecure_loopback_tcp: bool = False
     #: Written with the bound addresses, one per line, once the server is serving.
     ready_file: str | None = None
+    #: Put user hits in words (issue 13); off only to measure what it costs (bench/names).
+    hit_words: bool = True
     grace_seconds: float = 5.0
 
 
@@ -176,6 +178,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
             hit_buffer=config.hit_buffer,
             halt_timeout_seconds=config.halt_timeout_seconds,
             extra_mechanisms=machine.unavailable,
+            hit_words=config.hit_words,
         ),
         hooks=machine.hooks,
     )

@@ -17,6 +17,7 @@ from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BreakpointSpec, BreakpointView
+from hwbkptd.core.clock import Clock
 from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.halts import HeldThreads
@@ -24,10 +25,12 @@ from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks
 from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.names import Names, NotMappedYet
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.records import Record, RequestBook, new_record
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
+from hwbkptd.core.waiting_names import WaitingNames
 
 __all__ = ["BreakpointCalls"]
 
@@ -45,6 +48,8 @@ class BreakpointCalls:
         commit: Commit,
         halts: HeldThreads,
         process_calls: ProcessCalls,
+        clock: Clock,
+        names: Names | None,
     ) -> None:
         self._arch = arch
         self._pools = pools
@@ -58,12 +63,33 @@ class BreakpointCalls:
         self._halts = halts
         self._process_calls = process_calls
         self._next_id = 0
+        #: Requests by name in a module not mapped yet (issue 13): they wait here.
+        self._waiting = WaitingNames(
+            names=names,
+            clock=clock,
+            sessions=sessions,
+            set_under=self._set,
+            spawn=mutations.spawn,
+        )
+
+    def close(self) -> None:
+        self._waiting.close()
 
     async def set(self, token: str, spec: BreakpointSpec) -> BreakpointView:
+        try:
+            return await self._set(token, spec)
+        except NotMappedYet:
+            if spec.scope is not Scope.PROCESS:
+                raise
+            # Everything but the address was judged: it waits for its module (issue 13).
+            self._next_id += 1
+            return self._waiting.wait(self._sessions.get(token), spec, self._next_id)
+
+    async def _set(self, token: str, spec: BreakpointSpec, rid: int = 0) -> BreakpointView:
         session = self._sessions.get(token)
         pid = self._processes.attach_target(spec)
         if not pid:
-            return await self._create(token, self._prepare(session, spec))
+            return await self._create(token, self._prepare(session, spec), rid)
         try:
             with self._processes.pinned(pid):
                 # Judged before attaching, the target taken as traced: a bad request
@@ -74,12 +100,13 @@ class BreakpointCalls:
                     await self._process_calls.take(pid, nonstop=self._processes.follows_only(spec))
                 except BrokerError as err:
                     raise spec_error(err) from None
-                return await self._create(token, prepared)
+                return await self._create(token, prepared, rid)
         except BaseException:
             self._mutations.spawn(self._mutations.sweep())
             raise
 
-    async def _create(self, token: str, prepared: Prepared) -> BreakpointView:
+    async def _create(self, token: str, prepared: Prepared, rid: int = 0) -> BreakpointView:
+        """Create the request; ``rid``: under this id (given to a waiting name), else a new one."""
         norm = prepared.spec
         value = await self._mutations.read_value(norm)
         # The awaits let other calls run: the session or the target may be gone now.
@@ -91,12 +118,12 @@ class BreakpointCalls:
             processes=self._processes.processes,
             owned=len(session.requests),
         )
-        rid = self._next_id + 1
+        rid = rid or self._next_id + 1
         record = new_record(
             rid, session, norm, prepared.chunks, read_emulated=self._arch.read_emulated, value=value
         )
         delta = self._arbiter.add_request(record.request)
-        self._next_id = rid
+        self._next_id = max(self._next_id, rid)
         self._records.add(record)
         session.requests.add(rid)
         self._commit.created(rid, delta)
@@ -126,6 +153,7 @@ class BreakpointCalls:
         filter: Filter | None = None,
     ) -> BreakpointView:
         session = self._sessions.get(token)
+        self._waiting.check_modify(session, breakpoint_id)
         record = self._own(session, breakpoint_id)
         old = record.request
         request = modified_request(
@@ -153,6 +181,8 @@ class BreakpointCalls:
 
     async def remove(self, token: str, breakpoint_id: int) -> None:
         session = self._sessions.get(token)
+        if self._waiting.remove(session, breakpoint_id):
+            return
         self._own(session, breakpoint_id)
         self._mutations.remove(breakpoint_id, "client")
         audit("breakpoint_removed", session, breakpoint_id=breakpoint_id, reason="client")
@@ -160,7 +190,9 @@ class BreakpointCalls:
 
     def list(self, token: str) -> tuple[BreakpointView, ...]:
         session = self._sessions.get(token)
-        return tuple(self._view(self._records[rid]) for rid in sorted(session.requests))
+        views = [self._view(self._records[rid]) for rid in session.requests]
+        views += self._waiting.views(session)
+        return tuple(sorted(views, key=lambda v: v.id))
 
     async def resume_threads(self, token: str, tids: Sequence[int]) -> tuple[int, ...]:
         """Let go of threads this session holds halted (all of them for ``()``)."""

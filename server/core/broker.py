@@ -44,6 +44,7 @@ from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import RequestBook
+from hwbkptd.core.renaming import Renamer
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import SessionTable
@@ -125,6 +126,7 @@ class Broker:
             stop_request=lambda rid: self._breakpoint_calls.stop_after(rid),
             resume=m.resume_thread,
             spawn=m.spawn,
+            names=self._hooks.names if config.hit_words else None,
         )
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)
@@ -148,8 +150,17 @@ class Broker:
             commit=self._commit,
             halts=self._halts,
             process_calls=self._process_calls,
+            clock=self._clock,
+            names=self._hooks.names,
         )
-        self._news = MachineNews(mutations=m, router=self._router, sessions=self._sessions)
+        names = self._hooks.names
+        self._news = MachineNews(
+            mutations=m,
+            router=self._router,
+            sessions=self._sessions,
+            names=names,
+            renamer=Renamer(names, arch, self._pools) if names is not None else None,
+        )
         self._started = False
         self._stopped = False
 
@@ -167,6 +178,7 @@ class Broker:
         if self._stopped:
             return
         self._stopped = True
+        self._breakpoint_calls.close()
         self._commit.close()
         sessions = list(self._sessions)
         for session in sessions:

@@ -19,6 +19,7 @@ from hwbkptd.core.model import (
     RequestState,
     Scope,
 )
+from hwbkptd.core.names import Resolved
 
 __all__ = [
     "BreakpointSpec",
@@ -55,9 +56,12 @@ class BreakpointSpec:
     priority: int | None = None
     action: Action = Action.NOTIFY
     filter: Filter = Filter()  # noqa: RUF009 - Filter is a frozen dataclass
+    #: A location string (issue 13): resolved by the machine's hooks into ``resolved``.
     symbol: str = ""
     nonstop: bool = False
     call_chain: bool = False
+    #: What ``symbol`` named, filled in by validation (None for a request by address).
+    resolved: Resolved | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +137,5 @@ class BrokerConfig:
     halt_timeout_seconds: float = 30.0
     max_name_length: int = 128
     extra_mechanisms: tuple[MechanismInfo, ...] = field(default=())
+    #: Put user hits in words through the machine's Names (issue 13).
+    hit_words: bool = True

@@ -54,6 +54,10 @@ class Hit:
     value_late: bool = False
     #: Kernel call chain as (ip, symbol) pairs, innermost first; empty unless asked for.
     call_chain: tuple[tuple[int, str], ...] = ()
+    #: In words (issue 13): ``file.c:42`` of ip, ``counter+0x8``, the struct member written.
+    ip_line: str = ""
+    address_symbol: str = ""
+    member: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from typing import Protocol
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.mechanism import MechanismInfo
-from hwbkptd.core.model import Scope
+from hwbkptd.core.model import Access, Scope
+from hwbkptd.core.names import Names, Resolved
 
 __all__ = ["NO_SYMBOLS", "MachineHooks", "SimHooks"]
 
@@ -27,8 +28,13 @@ class MachineHooks(Protocol):
         """True when a request on a process the broker does not trace yet attaches it."""
         ...
 
-    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
-        """The address of ``symbol`` (``name`` or ``name+off``). Errors name ``spec.symbol``."""
+    @property
+    def names(self) -> Names | None:
+        """User-space names and hit words (issue 13); None where the machine has none."""
+        ...
+
+    def resolve(self, scope: Scope, pid: int, symbol: str, access: Access) -> Resolved:
+        """What the location ``symbol`` names. Errors name ``spec.symbol``."""
         ...
 
     def check(self, spec: BreakpointSpec) -> None:
@@ -52,8 +58,9 @@ class SimHooks:
     """The simulated machine: every process already exists in the broker; no symbols."""
 
     attaches = False
+    names: Names | None = None
 
-    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+    def resolve(self, scope: Scope, pid: int, symbol: str, access: Access) -> Resolved:
         raise FailedPrecondition(NO_SYMBOLS)
 
     def check(self, spec: BreakpointSpec) -> None:

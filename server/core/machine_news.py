@@ -15,6 +15,8 @@ from hwbkptd.core.events import TargetExec, TargetExited
 from hwbkptd.core.mechanism import HitReport, Refusal
 from hwbkptd.core.model import CPU_CONTEXT
 from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.names import Names
+from hwbkptd.core.renaming import Renamer
 from hwbkptd.core.routing import HitRouter
 from hwbkptd.core.sessions import SessionTable
 
@@ -22,10 +24,22 @@ __all__ = ["MachineNews"]
 
 
 class MachineNews:
-    def __init__(self, *, mutations: Mutations, router: HitRouter, sessions: SessionTable) -> None:
+    def __init__(
+        self,
+        *,
+        mutations: Mutations,
+        router: HitRouter,
+        sessions: SessionTable,
+        names: Names | None = None,
+        renamer: Renamer | None = None,
+    ) -> None:
         self._m = mutations
         self._router = router
         self._sessions = sessions
+        #: Told when a process's mappings become stale (exec, exit).
+        self._names = names
+        #: Re-resolves requests made by name after an exec (issue 13).
+        self._renamer = renamer
 
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         self._router.on_hits(hits)
@@ -51,6 +65,8 @@ class MachineNews:
 
     def on_process_exited(self, pid: int, exit_code: int) -> None:
         m = self._m
+        if self._names is not None:
+            self._names.forget(pid)
         gone = TargetExited(pid=pid, tid=0, exit_code=exit_code)
         for rid in m.requests.of_process(pid):
             m.remove(rid, "target_exited", gone)
@@ -64,9 +80,13 @@ class MachineNews:
 
     def on_process_exec(self, pid: int) -> None:
         m = self._m
-        # The address space is gone: an address means nothing in the new program.
-        for rid in m.requests.of_process(pid):
-            m.remove(rid, "target_exec", TargetExec(pid=pid))
+        if self._renamer is not None:
+            # A request made by name is resolved again in the new program.
+            self._renamer.after_exec(m, pid)
+        else:
+            # The address space is gone: an address means nothing in the new program.
+            for rid in m.requests.of_process(pid):
+                m.remove(rid, "target_exec", TargetExec(pid=pid))
         m.spawn(m.commit_and_sweep())
 
     def on_refusals(self, refusals: Sequence[Refusal]) -> None:

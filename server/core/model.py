@@ -61,6 +61,8 @@ class PendingReason(enum.Enum):
     PRIORITY = "priority"
     EXTERNAL = "external"
     NO_THREADS = "no_threads"
+    #: The location names a module not loaded yet (issue 13): no address to place.
+    UNRESOLVED = "unresolved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,10 @@ from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import HaltTimeout, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HeldThreads
+from hwbkptd.core.hit_words import add_words
 from hwbkptd.core.hits import count_hit, old_value_at, value_at
 from hwbkptd.core.mechanism import HitReport
+from hwbkptd.core.names import Names
 from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session, SessionTable
 
@@ -42,6 +44,7 @@ class HitRouter:
         stop_request: Callable[[int], None],
         resume: Callable[[int], Coroutine[Any, Any, None]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        names: Names | None = None,
     ) -> None:
         self._arbiter = arbiter
         self._records = records
@@ -51,12 +54,14 @@ class HitRouter:
         self._stop_request = stop_request
         self._resume = resume
         self._spawn = spawn
+        self._names = names
         self.halts = HeldThreads()
 
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         halted: set[int] = set()
         holders_at = self._arbiter.holders_at
         records = self._records
+        names = self._names
         # A batch is mostly hits of a few slots: look each (slot, generation) up once.
         seen: dict[tuple[int, str, int, int], tuple[int, ...]] = {}
         for report in hits:
@@ -81,6 +86,8 @@ class HitRouter:
                 )
                 if hit is None:
                     continue
+                if names is not None and report.tid:
+                    add_words(names, hit, report, record.spec.resolved, record.request.chunks)
                 record.session.emit(rid, hit, report.time_ns)
                 if hit.halted:
                     self._hold(report.pid, report.tid, record.session, rid)

@@ -164,18 +164,22 @@ def prepare_spec(
     pid, tid = _target(spec, threads, processes)
     if not isinstance(spec.address, int) or not isinstance(spec.length, int):
         raise InvalidArgument("spec.address", "address and length are integers")
-    address = spec.address
+    address, length = spec.address, spec.length
+    resolved = None
     if spec.symbol:
         if not isinstance(spec.symbol, str):
             raise InvalidArgument("spec.symbol", "must be a string")
-        address = hooks.resolve(spec.scope, pid, spec.symbol)
+        resolved = hooks.resolve(spec.scope, pid, spec.symbol, spec.access)
+        address = resolved.address
         if spec.address and spec.address != address:
             raise InvalidArgument(
                 "spec.address",
                 f"give an address or a symbol, not both ({spec.symbol!r} is {address:#x})",
             )
-    chunks = arch.split(address, spec.length, spec.access, kernel=kernel, pools=pools)
-    length = spec.length
+        if length == 0 and spec.access is not Access.EXEC:
+            # A named region's length is its type's (issue 13): &cfg is all 24 bytes.
+            length = resolved.length or 8
+    chunks = arch.split(address, length, spec.access, kernel=kernel, pools=pools)
     if spec.access is Access.EXEC and length == 0:
         length = arch.exec_length
     flt = spec.filter if isinstance(spec.filter, Filter) else None
@@ -183,7 +187,13 @@ def prepare_spec(
         raise InvalidArgument("spec.filter", "not a filter")
     validate_filter(flt, length=length, access=spec.access, field="spec.filter")
     normal = dataclasses.replace(
-        spec, pid=pid, tid=tid, priority=priority, length=length, address=address
+        spec,
+        pid=pid,
+        tid=tid,
+        priority=priority,
+        length=length,
+        address=address,
+        resolved=resolved,
     )
     hooks.check(normal)
     return Prepared(spec=normal, chunks=chunks)

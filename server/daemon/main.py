@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plain TCP listeners on loopback addresses (no authentication)",
     )
     p.add_argument(
+        "--no-hit-words",
+        action="store_true",
+        help="report user hits without function, line and symbol names (to measure their cost)",
+    )
+    p.add_argument(
         "--ready-file",
         metavar="PATH",
         help="write the bound addresses here, one per line, once serving",
@@ -125,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         group=args.group,
         insecure_loopback_tcp=args.insecure_loopback_tcp,
         ready_file=args.ready_file,
+        hit_words=not args.no_hit_words,
     )
 
 

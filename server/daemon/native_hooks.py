@@ -3,8 +3,9 @@
 Kernel symbols resolve through /proc/kallsyms (read once, on first use).
 Kernel requests are judged against the capabilities ``NativeMechanism``
 detected at start (``check_kernel_request``): a kernel exec breakpoint on a
-kernel without kprobes is refused before any system call. User-space symbols
-need an ELF reader and come with a later issue.
+kernel without kprobes is refused before any system call. User-space names
+resolve in the target's own binaries (``hwbkptd.names.Resolver``, issue 13), which
+also puts user hits in words.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from hwbkptd.arch.perf.kallsyms import KALLSYMS, Kallsyms
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.mechanism import MechanismInfo
-from hwbkptd.core.model import Scope
+from hwbkptd.core.model import Access, Scope
+from hwbkptd.core.names import Names, Resolved
+from hwbkptd.names.resolver import Resolver
 
-__all__ = ["USER_SYMBOLS", "NativeHooks", "thread_group"]
-
-USER_SYMBOLS = "user-space symbols are not supported yet: give the address"
+__all__ = ["NativeHooks", "thread_group"]
 
 
 def thread_group(tid: int, proc: Path = Path("/proc")) -> int:
@@ -43,10 +44,20 @@ class NativeHooks:
         """NOTIFY requests are served without stopping (``--notify bpf``/``sample``)."""
         return self._mechanism.notify_stopless
 
-    def __init__(self, mechanism: NativeMechanism, kallsyms_path: Path = KALLSYMS) -> None:
+    def __init__(
+        self,
+        mechanism: NativeMechanism,
+        kallsyms_path: Path = KALLSYMS,
+        names: Names | None = None,
+    ) -> None:
         self._mechanism = mechanism
         self._kallsyms_path = kallsyms_path
         self._kallsyms: Kallsyms | None = None
+        self._names: Names = names if names is not None else Resolver()
+
+    @property
+    def names(self) -> Names | None:
+        return self._names
 
     def _symbols(self) -> Kallsyms:
         if self._kallsyms is None:
@@ -58,10 +69,11 @@ class NativeHooks:
                 ) from None
         return self._kallsyms
 
-    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+    def resolve(self, scope: Scope, pid: int, symbol: str, access: Access) -> Resolved:
         if scope is not Scope.KERNEL:
-            raise FailedPrecondition(USER_SYMBOLS)
-        return self._symbols().resolve(symbol, "spec.symbol")
+            return self._names.resolve(scope, pid, symbol, access)
+        address = self._symbols().resolve(symbol, "spec.symbol")
+        return Resolved(location=symbol, address=address, length=0, symbol=symbol, by_name=False)
 
     def check(self, spec: BreakpointSpec) -> None:
         if spec.scope is Scope.KERNEL:

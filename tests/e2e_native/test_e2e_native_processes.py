@@ -270,10 +270,11 @@ def test_item5_a_launch_the_cli_gives_up_leaves_no_process(
     """Issue 9 item 5: ``hwbkpt launch`` refuses the watch (exit 2) after the program
     was started; the program must not run on untraced."""
     done = daemon.cli(
-        "--json", "launch", "--watch", "counter", "--", bins["writer"], "1000000", "1000", "nowait"
-    )
+        "--json", "launch", "--watch", "no_such_symbol", "--",
+        bins["writer"], "1000000", "1000", "nowait",
+    )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "symbols are not supported" in done.stderr
+    assert "no symbol 'no_such_symbol'" in done.stderr
     launched = json.loads(done.stdout.splitlines()[0])
     assert launched["event"] == "launched"
     # Closing the session, which the CLI waits for, killed and reaped it.

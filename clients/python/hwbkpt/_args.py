@@ -197,7 +197,8 @@ def _spec(
             raise ValueError("scope: give pid, tid or scope='kernel'")
     length = args.get("length")
     if length is None:
-        length = 0 if access is m.Access.EXEC else 8
+        # A named location's length is the broker's to find (its DWARF type, issue 13).
+        length = 0 if access is m.Access.EXEC or symbol else 8
     return m.BreakpointSpec(
         scope=parse_scope(scope),
         pid=pid,

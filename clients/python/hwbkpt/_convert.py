@@ -57,6 +57,7 @@ _REASON_FROM_PB: dict[pb.PendingReason.ValueType, m.PendingReason] = {
     pb.PENDING_REASON_PRIORITY: m.PendingReason.PRIORITY,
     pb.PENDING_REASON_EXTERNAL: m.PendingReason.EXTERNAL,
     pb.PENDING_REASON_NO_THREADS: m.PendingReason.NO_THREADS,
+    pb.PENDING_REASON_UNRESOLVED: m.PendingReason.UNRESOLVED,
 }
 
 
@@ -153,6 +154,22 @@ def breakpoint_from_pb(msg: pb.Breakpoint) -> m.Breakpoint:
         hit_count=msg.hit_count,
         reported_count=msg.reported_count,
         priority=msg.priority,
+        resolution=_resolution_from_pb(msg.resolution) if msg.HasField("resolution") else None,
+    )
+
+
+def _resolution_from_pb(r: pb.Resolution) -> m.Resolution:
+    return m.Resolution(
+        location=r.location,
+        address=r.address,
+        length=r.length,
+        symbol=r.symbol,
+        module=r.module,
+        build_id=r.build_id,
+        load_bias=r.load_bias,
+        type_name=r.type_name,
+        source=r.source,
+        members=tuple(m.Member(x.offset, x.size, x.name) for x in r.members),
     )
 
 
@@ -170,7 +187,7 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
         h = msg.hit
         # Positional, in field order (runs once per hit; keywords cost a third more):
         # pid, tid, cpu, ip, address, access, value, old_value, hit_count, generation,
-        # halted, ip_symbol, value_late, call_chain.
+        # halted, ip_symbol, value_late, call_chain, ip_line, address_symbol, member.
         return _new_hit(
             h.pid,
             h.tid,
@@ -186,6 +203,9 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
             h.ip_symbol,
             h.value_late,
             tuple(m.Frame(f.ip, f.symbol) for f in h.call_chain) if h.call_chain else (),
+            h.ip_line,
+            h.address_symbol,
+            h.member,
         )
     if kind == "displaced":
         d = msg.displaced

@@ -78,6 +78,8 @@ class PendingReason(enum.StrEnum):
     PRIORITY = "priority"
     EXTERNAL = "external"
     NO_THREADS = "no_threads"
+    #: The location names a library not loaded yet; placed when it is mapped.
+    UNRESOLVED = "unresolved"
 
 
 def le_int(data: bytes) -> int | None:
@@ -124,6 +126,34 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """One leaf of a resolved struct or array: ``name`` at ``offset``, ``size`` bytes."""
+
+    offset: int
+    size: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a request's location string named in the target (issue 13)."""
+
+    location: str
+    address: int
+    #: Bytes its type covers (0: unknown; the request's length applied).
+    length: int
+    #: Canonical words: ``cfg.limit``, ``table[3]``, ``main+0x10``, ``named.c:42``.
+    symbol: str
+    module: str
+    build_id: str
+    load_bias: int
+    type_name: str
+    #: ``file.c:42`` of the instruction or of the variable's declaration.
+    source: str
+    members: tuple[Member, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Breakpoint:
     id: int
     session_name: str
@@ -136,6 +166,8 @@ class Breakpoint:
     hit_count: int
     reported_count: int
     priority: int
+    #: What ``spec.symbol`` resolved to; None for a request made by address.
+    resolution: Resolution | None = None
 
 
 # --- events -----------------------------------------------------------------------------
@@ -192,6 +224,12 @@ class Hit:
     value_late: bool = False
     #: The kernel call chain, innermost first, when the request asked for it.
     call_chain: tuple[Frame, ...] = ()
+    #: ``file.c:42`` of ``ip``, where the binary has line tables (issue 13).
+    ip_line: str = ""
+    #: ``address`` as ``symbol`` or ``symbol+0x8``, where known.
+    address_symbol: str = ""
+    #: For a request resolved to a struct or an array: the member(s) whose bytes changed.
+    member: str = ""
 
     @property
     def value_int(self) -> int | None:

@@ -27,6 +27,7 @@ def test_a_built_hit_is_the_constructed_one(
     pid, tid, cpu, ip, address, count, gen = ints
     args = (pid, tid, cpu, ip, address, m.Access.WRITE, value, b"", count, gen, *flags)
     args += (symbol, (m.Frame(ip, symbol),))
+    args += (f"{symbol}.c:1", symbol, symbol)  # ip_line, address_symbol, member (issue 13)
     built, made = new_hit(*args), m.Hit(*args)
     assert built == made
     assert hash(built) == hash(made)

@@ -14,7 +14,7 @@ def test_sim_hooks() -> None:
     hooks: MachineHooks = SimHooks()
     assert not hooks.attaches
     with pytest.raises(FailedPrecondition, match=NO_SYMBOLS):
-        hooks.resolve(Scope.KERNEL, 0, "init_stack")
+        hooks.resolve(Scope.KERNEL, 0, "init_stack", Access.WRITE)
     hooks.check(BreakpointSpec(Scope.KERNEL, 0xFFFF_FFFF_8100_0000, 1, Access.EXEC))
     with pytest.raises(NotFound) as err:
         hooks.process_of(1)

@@ -23,6 +23,7 @@ from hwbkptd.core.errors import (
 from hwbkptd.core.events import Event, Removed, TargetExited
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, RequestState, Scope
+from hwbkptd.core.names import Resolved
 
 LOCAL = Identity()
 VAR = 0x601000
@@ -104,12 +105,14 @@ class Hooks:
     def __init__(self, sim: OutsideSim) -> None:
         self._sim = sim
 
-    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+    names = None
+
+    def resolve(self, scope: Scope, pid: int, symbol: str, access: Access) -> Resolved:
         if scope is not Scope.KERNEL:
             raise FailedPrecondition("user-space symbols are not supported yet")
         if symbol != "init_stack":
             raise NotFound("spec.symbol", f"kernel symbol {symbol!r} is not in /proc/kallsyms")
-        return KSYM
+        return Resolved(symbol, KSYM, 0)
 
     def check(self, spec: Spec) -> None:
         if spec.scope is Scope.KERNEL and spec.access is Access.EXEC:

@@ -14,6 +14,7 @@ from hwbkptd.core.errors import (
     ResourceExhausted,
 )
 from hwbkptd.core.model import Access, Action, Filter, Request, Scope
+from hwbkptd.core.names import Resolved
 from hwbkptd.core.specs import NO_SYMBOLS, check_name, modified_request, prepare_spec
 
 LAYOUT = parse_layout("sim")
@@ -155,11 +156,12 @@ class _Resolving:
     """Hooks that know one kernel symbol and refuse kernel exec, as the native machine does."""
 
     attaches = False
+    names = None
 
-    def resolve(self, scope: Scope, pid: int, symbol: str) -> int:
+    def resolve(self, scope: Scope, pid: int, symbol: str, access: Access) -> Resolved:
         if symbol != "init_stack":
             raise NotFound("spec.symbol", symbol)
-        return 0xFFFF_FFFF_8200_0000
+        return Resolved(symbol, 0xFFFF_FFFF_8200_0000, 0)
 
     def check(self, spec: BreakpointSpec) -> None:
         if spec.access is Access.EXEC and spec.scope is Scope.KERNEL:

@@ -13,7 +13,8 @@ from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.daemon.native_hooks import USER_SYMBOLS, NativeHooks, thread_group
+from hwbkptd.core.names import HitWords, Resolved
+from hwbkptd.daemon.native_hooks import NativeHooks, thread_group
 
 KALLSYMS = """\
 ffffffff81000000 T _stext
@@ -47,14 +48,14 @@ def hooks(tmp_path: Path, **kw: bool) -> NativeHooks:
 def test_kernel_symbols_resolve(tmp_path: Path) -> None:
     h = hooks(tmp_path)
     assert h.attaches
-    assert h.resolve(Scope.KERNEL, 0, "schedule") == 0xFFFF_FFFF_8100_1000
-    assert h.resolve(Scope.KERNEL, 0, "schedule+0x10") == 0xFFFF_FFFF_8100_1010
-    assert h.resolve(Scope.KERNEL, 0, "init_stack") == KADDR  # through __start_init_stack
+    w = Access.WRITE
+    assert h.resolve(Scope.KERNEL, 0, "schedule", w).address == 0xFFFF_FFFF_8100_1000
+    assert h.resolve(Scope.KERNEL, 0, "schedule+0x10", w).address == 0xFFFF_FFFF_8100_1010
+    # through __start_init_stack
+    assert h.resolve(Scope.KERNEL, 0, "init_stack", w).address == KADDR
     with pytest.raises(NotFound) as err:
-        h.resolve(Scope.KERNEL, 0, "no_such_symbol")
+        h.resolve(Scope.KERNEL, 0, "no_such_symbol", w)
     assert err.value.field == "spec.symbol"
-    with pytest.raises(FailedPrecondition, match=USER_SYMBOLS):
-        h.resolve(Scope.PROCESS, 1, "main")
 
 
 def test_an_unreadable_table_says_so(tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_an_unreadable_table_says_so(tmp_path: Path) -> None:
     mech = NativeMechanism(caps=c, kernel=KernelPerfMechanism(caps=c), load_ptrace=False)
     h = NativeHooks(mech, kallsyms_path=tmp_path / "missing")
     with pytest.raises(FailedPrecondition, match="cannot be read"):
-        h.resolve(Scope.KERNEL, 0, "schedule")
+        h.resolve(Scope.KERNEL, 0, "schedule", Access.WRITE)
 
 
 def test_kernel_exec_is_refused_up_front_without_kprobes(tmp_path: Path) -> None:
@@ -95,3 +96,30 @@ def test_thread_group(tmp_path: Path) -> None:
     with pytest.raises(NotFound) as err:
         thread_group(999, tmp_path)
     assert err.value.field == "spec.tid"
+
+
+class _Names:
+    """A Names that answers one location (issue 13)."""
+
+    def resolve(self, scope: Scope, pid: int, location: str, access: Access) -> Resolved:
+        if location != "counter":
+            raise NotFound("spec.symbol", location)
+        return Resolved(location, 0x404040 + pid, 8, "counter")
+
+    def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
+        return HitWords()
+
+    def forget(self, pid: int) -> None:
+        pass
+
+
+def test_item1_user_names_go_to_the_names_port(tmp_path: Path) -> None:
+    c = caps()
+    mech = NativeMechanism(caps=c, kernel=KernelPerfMechanism(caps=c), load_ptrace=False)
+    names = _Names()
+    h = NativeHooks(mech, kallsyms_path=tmp_path / "missing", names=names)
+    assert h.names is names
+    got = h.resolve(Scope.PROCESS, 2, "counter", Access.WRITE)
+    assert (got.address, got.length) == (0x404042, 8)
+    with pytest.raises(NotFound):
+        h.resolve(Scope.THREAD, 2, "other", Access.WRITE)

@@ -28,6 +28,7 @@ __all__ = [
     "follow",
     "initial_state",
     "print_event",
+    "print_resolution",
     "stop_on_signals",
 ]
 
@@ -88,6 +89,18 @@ def initial_state(bp: m.Breakpoint) -> m.Event:
 
 def print_event(out: Printer, ev: m.Event) -> None:
     out.emit(event_record(ev), event_line(ev))
+
+
+def print_resolution(out: Printer, bp: m.Breakpoint) -> None:
+    """What a location resolved to, in text mode only (JSON readers have ``list``)."""
+    r = bp.resolution
+    if r is None or out.as_json:
+        return
+    facts = [f"{bp.spec.length} bytes" if bp.spec.length else "exec"]
+    facts += [x for x in (r.type_name, r.source, r.module) if x]
+    out.emit(
+        {}, f"bp {bp.id}: {r.location} is {r.symbol or '?'} at {r.address:#x} ({', '.join(facts)})"
+    )
 
 
 @dataclass(frozen=True, slots=True)

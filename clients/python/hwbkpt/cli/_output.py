@@ -106,6 +106,12 @@ def event_record(ev: m.Event) -> dict[str, Any]:
             rec["access_reason"] = p.access_reason
         if p.ip_symbol:
             rec["ip_symbol"] = p.ip_symbol
+        if p.ip_line:
+            rec["ip_line"] = p.ip_line
+        if p.address_symbol:
+            rec["address_symbol"] = p.address_symbol
+        if p.member:
+            rec["member"] = p.member
         if p.value_late:
             rec["value_late"] = True
         if p.call_chain:
@@ -149,8 +155,13 @@ def event_line(ev: m.Event) -> str:
     p = ev.payload
     if isinstance(p, m.Hit):
         where = f"{p.ip:#x}" + (f" <{p.ip_symbol}>" if p.ip_symbol else "")
+        if p.ip_line:
+            where += f" {p.ip_line}"
+        data = f"{p.address:#x}" + (f" <{p.address_symbol}>" if p.address_symbol else "")
+        if p.member:
+            data += f" member {p.member}"
         text = (
-            f"{head}  tid {p.tid}  {_hit_access(p)} {p.address:#x}  "
+            f"{head}  tid {p.tid}  {_hit_access(p)} {data}  "
             f"value {_value_text(p.value)}  old {_value_text(p.old_value)}  "
             f"ip {where}  count {p.hit_count}"
         )

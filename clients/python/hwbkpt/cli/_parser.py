@@ -11,7 +11,9 @@ from hwbkpt.models import PRIORITY_PRESETS
 __all__ = ["build_parser", "parse_location", "parse_number", "parse_priority_arg"]
 
 _WATCH_EPILOG = """\
-ADDRESS is hex (0x...), decimal, or a symbol name (sent to the broker to resolve).
+ADDRESS is hex (0x...), decimal, or a location the broker resolves in the target's own
+binaries: SYMBOL, SYMBOL+OFFSET, MODULE!SYMBOL, FILE:LINE (exec), &VAR, &VAR.member, &array[3]
+(kernel: a /proc/kallsyms name). A named region's default length is its type's size.
 The watch prints its state, then one line per event, until --count hits, --timeout seconds,
 Ctrl-C or SIGTERM; then it removes the request and closes its session.
 --count N is counted by the broker (stop_after): exactly N hits are printed, then "removed".
@@ -36,7 +38,8 @@ Exit status 0 after --timeout or the process's exit, 130 after Ctrl-C, 143 after
 
 _LAUNCH_EPILOG = """\
 The program starts under the broker, held before its first instruction; each --watch is set
-(LOCATION is an address, hex or decimal; symbol names once user-space symbols are supported),
+(LOCATION is an address, hex or decimal, or a name as for watch: PIE programs are resolved
+at the exec stop, where the load bias is known),
 then the program runs. Prints the pid first, then the state of each watch and one line per
 event until the program exits, --count hits, --timeout seconds or Ctrl-C. The program
 inherits the broker's standard streams. If it still runs at the end, it is let go, not

@@ -14,6 +14,7 @@ from hwbkpt.cli._follow import (
     follow,
     initial_state,
     print_event,
+    print_resolution,
     stop_on_signals,
 )
 from hwbkpt.cli._output import Printer
@@ -70,6 +71,7 @@ def cmd_launch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             request = watch_args(args, pid=pid)
             bps = [session.watch(location, **request) for location in args.watch or ()]
             for bp in bps:
+                print_resolution(out, bp)
                 print_event(out, initial_state(bp))
             session.release_process(pid)
             # --count is counted here, over all the watches: each is one request.

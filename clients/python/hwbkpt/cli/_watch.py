@@ -19,6 +19,7 @@ from hwbkpt.cli._follow import (
     follow,
     initial_state,
     print_event,
+    print_resolution,
     stop_on_signals,
 )
 from hwbkpt.cli._output import Printer
@@ -69,6 +70,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
         try:
             # Every event received is printed: the stream's first state repeats the
             # reply's (seq 0), and hiding it would leave a hole in the numbers.
+            print_resolution(out, bp)
             print_event(out, initial_state(bp))
             until = Until(timeout=args.timeout, count=args.count, removal_of=bp.id)
             removed = follow(session, out, stop, until) is Ended.REMOVED

@@ -150,6 +150,10 @@ class _PendingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Pending
     """The kernel refused the slot (ENOSPC): something outside the broker holds it."""
     PENDING_REASON_NO_THREADS: _PendingReason.ValueType  # 3
     """The target has no threads yet."""
+    PENDING_REASON_UNRESOLVED: _PendingReason.ValueType  # 4
+    """The location names a module the target has not loaded yet ("libfoo.so!name" before
+    dlopen): placed when the module is mapped.
+    """
 
 class PendingReason(_PendingReason, metaclass=_PendingReasonEnumTypeWrapper):
     """PendingReason says why a request is not installed everywhere."""
@@ -162,6 +166,10 @@ PENDING_REASON_EXTERNAL: PendingReason.ValueType  # 2
 """The kernel refused the slot (ENOSPC): something outside the broker holds it."""
 PENDING_REASON_NO_THREADS: PendingReason.ValueType  # 3
 """The target has no threads yet."""
+PENDING_REASON_UNRESOLVED: PendingReason.ValueType  # 4
+"""The location names a module the target has not loaded yet ("libfoo.so!name" before
+dlopen): placed when the module is mapped.
+"""
 Global___PendingReason: _TypeAlias = PendingReason  # noqa: Y015
 
 @_typing.final
@@ -235,7 +243,12 @@ class BreakpointSpec(_message.Message):
     action: Global___Action.ValueType
     """What happens to the thread on a hit."""
     symbol: _builtins.str
-    """A symbol to resolve instead of address ("name" or "name+0x10"); kernel scope reads /proc/kallsyms."""
+    """A location to resolve instead of address. Kernel scope: "name" or "name+0x10" from
+    /proc/kallsyms. Process and thread scope, in the target's own binaries as mapped: ADDRESS,
+    SYMBOL, SYMBOL+OFFSET, MODULE!SYMBOL ("libc.so.6!environ"), FILE:LINE (exec), &VARIABLE,
+    &VARIABLE.member, &array[3]. With a location, length 0 means the size of its DWARF type
+    (else of its ELF symbol, else 8). The resolution is in Breakpoint.resolution.
+    """
     nonstop: _builtins.bool
     """Use the perf helper without stopping the target (no ptrace)."""
     call_chain: _builtins.bool
@@ -321,6 +334,7 @@ class Breakpoint(_message.Message):
     HIT_COUNT_FIELD_NUMBER: _builtins.int
     REPORTED_COUNT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """The broker-wide request id (a decimal string in JavaScript: uint64)."""
     session_name: _builtins.str
@@ -351,6 +365,10 @@ class Breakpoint(_message.Message):
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]:
         """The slot-sized pieces it is installed as; all are installed or none."""
 
+    @_builtins.property
+    def resolution(self) -> Global___Resolution:
+        """What spec.symbol resolved to (unset for a request made by address)."""
+
     def __init__(
         self,
         *,
@@ -365,14 +383,102 @@ class Breakpoint(_message.Message):
         hit_count: _builtins.int = ...,
         reported_count: _builtins.int = ...,
         priority: _builtins.int = ...,
+        resolution: Global___Resolution | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "hit_count", b"hit_count", "id", b"id", "installed_tids", b"installed_tids", "pending_reason", b"pending_reason", "pending_tids", b"pending_tids", "priority", b"priority", "reported_count", b"reported_count", "session_name", b"session_name", "spec", b"spec", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "hit_count", b"hit_count", "id", b"id", "installed_tids", b"installed_tids", "pending_reason", b"pending_reason", "pending_tids", b"pending_tids", "priority", b"priority", "reported_count", b"reported_count", "resolution", b"resolution", "session_name", b"session_name", "spec", b"spec", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Breakpoint: _TypeAlias = Breakpoint  # noqa: Y015
+
+@_typing.final
+class Resolution(_message.Message):
+    """Resolution is what a location string named in the target, as mapped when it was resolved."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCATION_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    MODULE_FIELD_NUMBER: _builtins.int
+    BUILD_ID_FIELD_NUMBER: _builtins.int
+    LOAD_BIAS_FIELD_NUMBER: _builtins.int
+    TYPE_NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    location: _builtins.str
+    """What the client wrote (spec.symbol)."""
+    address: _builtins.int
+    length: _builtins.int
+    """Bytes its type covers (0: the name has no size; the request's length applies)."""
+    symbol: _builtins.str
+    """The name in canonical words: "cfg", "cfg.limit", "table[3]", "main+0x10", "named.c:42"."""
+    module: _builtins.str
+    """The binary it was found in, as mapped ("" for the kernel or an address)."""
+    build_id: _builtins.str
+    load_bias: _builtins.int
+    """Where the module is loaded relative to its link-time addresses (PIE, ASLR)."""
+    type_name: _builtins.str
+    """The variable's C type ("struct config"), when DWARF says."""
+    source: _builtins.str
+    """"file.c:42": the instruction's line (exec) or the variable's declaration."""
+    @_builtins.property
+    def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]:
+        """The leaves of a struct or an array, which Hit.member names."""
+
+    def __init__(
+        self,
+        *,
+        location: _builtins.str = ...,
+        address: _builtins.int = ...,
+        length: _builtins.int = ...,
+        symbol: _builtins.str = ...,
+        module: _builtins.str = ...,
+        build_id: _builtins.str = ...,
+        load_bias: _builtins.int = ...,
+        type_name: _builtins.str = ...,
+        source: _builtins.str = ...,
+        members: _abc.Iterable[Global___Member] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "build_id", b"build_id", "length", b"length", "load_bias", b"load_bias", "location", b"location", "members", b"members", "module", b"module", "source", b"source", "symbol", b"symbol", "type_name", b"type_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Resolution: _TypeAlias = Resolution  # noqa: Y015
+
+@_typing.final
+class Member(_message.Message):
+    """Member is one leaf of a resolved struct or array."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Bytes from the start of the resolved region."""
+    size: _builtins.int
+    name: _builtins.str
+    """"cfg.limit", "table[3]"."""
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        size: _builtins.int = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "offset", b"offset", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Member: _TypeAlias = Member  # noqa: Y015
 
 @_typing.final
 class OpenSessionRequest(_message.Message):
@@ -721,6 +827,9 @@ class Hit(_message.Message):
     IP_SYMBOL_FIELD_NUMBER: _builtins.int
     VALUE_LATE_FIELD_NUMBER: _builtins.int
     CALL_CHAIN_FIELD_NUMBER: _builtins.int
+    IP_LINE_FIELD_NUMBER: _builtins.int
+    ADDRESS_SYMBOL_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """The process that made the access."""
     tid: _builtins.int
@@ -751,6 +860,14 @@ class Hit(_message.Message):
     """Symbolized ip ("function+0x1c") where known."""
     value_late: _builtins.bool
     """True when the value was read after the thread ran on (non-stop mode)."""
+    ip_line: _builtins.str
+    """"file.c:42" of ip, from the binary's line table, where known."""
+    address_symbol: _builtins.str
+    """The accessed address as "symbol" or "symbol+0x8", where known."""
+    member: _builtins.str
+    """For a request resolved to a struct or an array: the members whose bytes changed (the
+    ones the access touched when none changed), comma-separated ("cfg.limit").
+    """
     @_builtins.property
     def call_chain(self) -> _containers.RepeatedCompositeFieldContainer[Global___Frame]:
         """The kernel call chain, innermost first, when the request asked for it."""
@@ -772,10 +889,13 @@ class Hit(_message.Message):
         ip_symbol: _builtins.str = ...,
         value_late: _builtins.bool = ...,
         call_chain: _abc.Iterable[Global___Frame] | None = ...,
+        ip_line: _builtins.str = ...,
+        address_symbol: _builtins.str = ...,
+        member: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "address", b"address", "call_chain", b"call_chain", "cpu", b"cpu", "generation", b"generation", "halted", b"halted", "hit_count", b"hit_count", "ip", b"ip", "ip_symbol", b"ip_symbol", "old_value", b"old_value", "pid", b"pid", "tid", b"tid", "value", b"value", "value_late", b"value_late"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "address", b"address", "address_symbol", b"address_symbol", "call_chain", b"call_chain", "cpu", b"cpu", "generation", b"generation", "halted", b"halted", "hit_count", b"hit_count", "ip", b"ip", "ip_line", b"ip_line", "ip_symbol", b"ip_symbol", "member", b"member", "old_value", b"old_value", "pid", b"pid", "tid", b"tid", "value", b"value", "value_late", b"value_late"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -885,7 +1005,8 @@ class Removed(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
-    "detached" (DetachProcess)
+    "detached" (DetachProcess), "unresolved" (a waiting name could not be placed once its
+    module was mapped)
     """
     def __init__(
         self,
