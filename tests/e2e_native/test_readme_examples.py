@@ -293,8 +293,12 @@ def check_slots(ex: Examples, argv: list[str], env: dict[str, str]) -> None:
         run = _run(argv, env, ex.workdir)
     assert run.returncode == 0, run.describe()
     lines = run.stdout.splitlines()
-    assert lines[0].startswith(f"pid {ex.target.pid} tid {ex.target.pid}  generation "), lines
-    held = rf"^  dr\d\s+{ex.target.address:#x}/8 write\s+readme#{bp.id}\(25\)$"
+    # One table row per slot: server, pid, tid, generation, slot, what it watches, holders.
+    pid = ex.target.pid
+    held = (
+        rf"^│ {re.escape(ex.native.address)}\s+│ {pid}\s+│ {pid}\s+│ \d+\s+│ dr\d\s+"
+        rf"│ {ex.target.address:#x}/8 write\s+│ readme#{bp.id}\(25\)\s+│$"
+    )
     assert any(re.match(held, line) for line in lines), run.describe()
 
 

@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from grpc_health.v1 import health_pb2_grpc
 
 from hwbkpt import _calls as calls
 from hwbkpt._address import default_address, grpc_target
+from hwbkpt._health import health_request, status_name
 from hwbkpt.errors import HwbkptError, from_rpc_error
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import broker_pb2_grpc, sim_pb2_grpc
@@ -56,6 +58,15 @@ class Transport:
         self._channel = grpc.insecure_channel(grpc_target(self.address), options=CHANNEL_OPTIONS)
         self._broker = broker_pb2_grpc.BrokerServiceStub(self._channel)
         self._sim = sim_pb2_grpc.SimServiceStub(self._channel)
+
+    def health(self, service: str, timeout: float) -> str:
+        """The gRPC health service's answer for ``service`` ("" the whole server)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            answer = stub.Check(health_request(service), timeout=timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return status_name(answer)
 
     def call(self, call: calls.Call[T], timeout: float | None = None) -> T:
         stub: Any = self._broker if call.service == "broker" else self._sim

@@ -68,6 +68,11 @@ class AsyncClient:
     async def slot_map(self, pid: int = 0) -> m.SlotMap:
         return await self._transport.call(calls.slot_map(pid))
 
+    async def health(self, service: str = "", timeout: float = 3.0) -> str:  # noqa: ASYNC109
+        """The broker's gRPC health status ("SERVING", "NOT_SERVING", ...) for ``service``
+        ("": the whole server), as container and Kubernetes probes ask it."""
+        return await self._transport.health(service, timeout)
+
     # --- sessions ----------------------------------------------------------------------
     async def open_session(
         self, name: str, lease_seconds: int = 0, hit_buffer: int = 0

@@ -68,6 +68,11 @@ class Client:
     def slot_map(self, pid: int = 0) -> m.SlotMap:
         return self._transport.call(calls.slot_map(pid))
 
+    def health(self, service: str = "", timeout: float = 3.0) -> str:
+        """The broker's gRPC health status ("SERVING", "NOT_SERVING", ...) for ``service``
+        ("": the whole server), as container and Kubernetes probes ask it."""
+        return self._transport.health(service, timeout)
+
     # --- sessions ----------------------------------------------------------------------
     def open_session(self, name: str, lease_seconds: int = 0, hit_buffer: int = 0) -> Session:
         """Open a session and start its event stream at once (the lease runs without one)."""
