@@ -59,11 +59,7 @@ def test_item5_slots_of_two_brokers_in_one_table(two: tuple[Daemon, Daemon]) -> 
         assert "0x602000/4 write" in held_b[0], done.stdout
         # The x86 sim has one pool of four (dr0..dr3), the other two pools of two.
         slots_a = {
-            m.group(1)
-            for r in rows
-            if a.address in r
-            for m in [re.search(r"\b(dr\d)\b", r)]
-            if m
+            m.group(1) for r in rows if a.address in r for m in [re.search(r"\b(dr\d)\b", r)] if m
         }
         slots_b = {
             m.group(1)
