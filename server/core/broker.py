@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core.activity import Activity
 from hwbkptd.core.answers import breakpoint_view, describe_machine, slot_map
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
@@ -386,6 +387,11 @@ class Broker:
         return await self._process_calls.detach(token, pid)
 
     # --- public views -----------------------------------------------------------
+    @property
+    def activity(self) -> Activity:
+        """Every session's events and comings and goings, for observers (metrics, watches)."""
+        return self._sessions.activity
+
     def describe(self) -> MachineDescription:
         return describe_machine(
             self._arch,

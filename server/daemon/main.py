@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow plain TCP listeners on loopback addresses (no authentication)",
     )
     p.add_argument(
+        "--metrics",
+        metavar="tcp:HOST:PORT",
+        default=None,
+        help="serve Prometheus metrics over HTTP here (GET /metrics; port 0 picks a free "
+        "port, logged at start)",
+    )
+    p.add_argument(
         "--config",
         metavar="FILE",
         help="read settings from this TOML file: each key is a flag's long name "
@@ -129,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         group=args.group,
         insecure_loopback_tcp=args.insecure_loopback_tcp,
         ready_file=args.ready_file,
+        metrics=args.metrics,
     )
 
 
