@@ -31,6 +31,9 @@ class ActivityListener(Protocol):
     def delivered(self, session_id: str, name: str, events: Sequence[Event], now_ns: int) -> None:
         """A session's stream handed ``events`` to its client at ``now_ns``."""
 
+    def broker_stopping(self) -> None:
+        """The broker is shutting down: every session has been told its last event."""
+
 
 class Activity:
     def __init__(self) -> None:
@@ -66,3 +69,7 @@ class Activity:
     def delivered(self, session_id: str, name: str, events: Sequence[Event], now_ns: int) -> None:
         for listener in list(self._listeners):
             listener.delivered(session_id, name, events, now_ns)
+
+    def broker_stopping(self) -> None:
+        for listener in list(self._listeners):
+            listener.broker_stopping()

@@ -173,6 +173,7 @@ class Broker:
             await self._m.resume_thread(tid)
         for session in sessions:
             session.close()
+        self._sessions.activity.broker_stopping()
         await self.finish_background_work()
         await self._processes.close()
         await self._mechanism.close()
@@ -391,6 +392,10 @@ class Broker:
     def activity(self) -> Activity:
         """Every session's events and comings and goings, for observers (metrics, watches)."""
         return self._sessions.activity
+
+    def open_sessions(self) -> tuple[tuple[str, str], ...]:
+        """(session id, session name) of every open session; everyone sees names."""
+        return tuple((s.id, s.name) for s in self._sessions)
 
     def describe(self) -> MachineDescription:
         return describe_machine(

@@ -100,6 +100,9 @@ class BrokerMetrics:
             # Traps the mechanism lost (a session's own overflow is counted hit by hit).
             self.dropped[key] += kind.count
 
+    def broker_stopping(self) -> None:
+        pass  # the last scrape still shows the final counts
+
     def delivered(self, session_id: str, name: str, events: Sequence[Event], now_ns: int) -> None:
         for event in events:
             if isinstance(event.kind, Hit):

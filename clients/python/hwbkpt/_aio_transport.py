@@ -13,6 +13,8 @@ import grpc.aio
 from grpc_health.v1 import health_pb2_grpc
 
 from hwbkpt import _calls as calls
+from hwbkpt import _convert as cv
+from hwbkpt import models as m
 from hwbkpt._address import default_address, grpc_target
 from hwbkpt._health import health_request, status_name
 from hwbkpt._transport import CALL_TIMEOUT, CHANNEL_OPTIONS, EventBatch
@@ -61,6 +63,19 @@ class AsyncTransport:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
         return status_name(answer)
+
+    async def watch_slot_map(
+        self, request: pb.WatchSlotMapRequest
+    ) -> AsyncIterator[m.SlotMapUpdate]:
+        """The WatchSlotMap stream's updates; closing the iterator (or the channel) ends it."""
+        call = self._broker.WatchSlotMap(request)
+        try:
+            async for answer in call:
+                yield cv.slot_update_from_pb(answer)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     def stream_events(self, request: pb.StreamEventsRequest) -> AsyncEventStream:
         return AsyncEventStream(self._broker.StreamEvents(request))

@@ -30,6 +30,9 @@ class Recorder:
     def delivered(self, session_id: str, name: str, events: Sequence[Event], now_ns: int) -> None:
         self.seen.append(("delivered", session_id, [e.seq for e in events]))
 
+    def broker_stopping(self) -> None:
+        self.seen.append(("stopping",))
+
 
 def _hit() -> Hit:
     return Hit(1, 1, 0, 0x400000, 0x601000, None, b"", b"", 1, 1)
@@ -50,13 +53,14 @@ def test_subscribers_see_sessions_and_events_and_unsubscribe() -> None:
     stop_first()
     table.remove(session)
     table.remove(session)  # twice: told once
+    activity.broker_stopping()
     assert first.seen == [
         ("opened", "s1", "ide"),
         ("event", "s1", 3, "Hit", True),
         ("event", "s1", 3, "Hit", False),
         ("event", "s1", 3, "Restored", True),
     ]
-    assert second.seen == [*first.seen, ("closed", "s1", "ide")]
+    assert second.seen == [*first.seen, ("closed", "s1", "ide"), ("stopping",)]
 
 
 async def test_delivered_batches_are_told() -> None:

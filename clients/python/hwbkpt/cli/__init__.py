@@ -12,6 +12,7 @@ from hwbkpt.cli._output import Printer, event_line, event_record
 from hwbkpt.cli._parser import build_parser
 from hwbkpt.cli._process import cmd_attach, cmd_launch
 from hwbkpt.cli._slots import cmd_health, cmd_slots
+from hwbkpt.cli._top import cmd_top
 from hwbkpt.cli._watch import cmd_watch
 from hwbkpt.client import Client
 from hwbkpt.errors import HwbkptError, SessionLostError
@@ -33,6 +34,7 @@ _COMMANDS = {
 _FLEET_COMMANDS: dict[str, Callable[[Sequence[Client], argparse.Namespace, Printer], int]] = {
     "slots": cmd_slots,
     "health": cmd_health,
+    "top": cmd_top,
 }
 
 

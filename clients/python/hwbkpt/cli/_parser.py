@@ -168,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--timeout", type=_seconds, default=3.0, help="seconds (default 3)")
 
+    top = sub.add_parser(
+        "top",
+        help="a live view of the slots: holders, priorities, hit rates, what waits, "
+        "displacements as they happen (q quits)",
+    )
+    top.add_argument("--pid", type=_count, default=0, help="only this process")
+    top.add_argument(
+        "--duration", type=_seconds, default=0.0, help="quit after S seconds (default: on q)"
+    )
+
     w = sub.add_parser(
         "watch",
         help="set one request and print its events",
