@@ -76,8 +76,8 @@ class TopView:
             return 0.0
         first_time, first = samples[0]
         latest = samples[-1][1]
-        # Before the window filled up, the rate is over the time actually watched.
-        span = max(now - first_time, 1.0) if first_time > now - RATE_WINDOW else RATE_WINDOW
+        # From the last sample at or before the window's start (or the first one) to now.
+        span = max(now - first_time, 1.0)
         return (latest.get(breakpoint_id, 0) - first.get(breakpoint_id, 0)) / span
 
     def render(self, now: float) -> RenderableType:
@@ -95,8 +95,9 @@ class TopView:
         ):
             slots.add_column(column, no_wrap=True)
         waiting = Table(expand=False, title="waiting", title_justify="left")
-        for column in (("server",) if several else ()) + ("request", "why"):
-            waiting.add_column(column, no_wrap=True)
+        for column in (("server",) if several else ()) + ("why", "request"):
+            # A long request line folds onto the next line rather than losing its end.
+            waiting.add_column(column, overflow="fold", no_wrap=column != "request")
         sessions: list[str] = []
         for server in self._servers:
             b = self._brokers[server]
@@ -141,7 +142,7 @@ class TopView:
                         watches = '"'
             for bp in b.update.slot_map.waiting:
                 why = bp.pending_reason.value
-                waiting.add_row(*lead, breakpoint_line(bp), why)
+                waiting.add_row(*lead, why, breakpoint_line(bp))
         head = Text.assemble(
             ("hwbkpt top", "bold"),
             f"  {datetime.now().strftime('%H:%M:%S')}  ",
