@@ -39,7 +39,7 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event
+from hwbkptd.core.events import Event, Removed
 from hwbkptd.core.launching import spec_error
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
@@ -172,6 +172,9 @@ class Broker:
             self._halts.drop(tid)
             await self._m.resume_thread(tid)
         for session in sessions:
+            # The session's own last word, after its requests' removals: even a session
+            # without requests learns why its stream ends (breakpoint 0: session-wide).
+            session.emit(0, Removed(reason="shutdown"))
             session.close()
         self._sessions.activity.broker_stopping()
         await self.finish_background_work()
