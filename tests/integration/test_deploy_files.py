@@ -106,3 +106,26 @@ def test_item1_daemonset_shape() -> None:
     assert volumes["tls"]["secret"]["secretName"] == "hwbkptd-tls"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["socket-dir"] == "/run/hwbkpt"
+
+
+def _shipped_configs() -> list[tuple[str, str]]:
+    cm = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d["kind"] == "ConfigMap"]
+    return [
+        ("deploy/hwbkptd.toml", (REPO / "deploy/hwbkptd.toml").read_text()),
+        ("the DaemonSet's ConfigMap", cm[0]["data"]["hwbkptd.toml"]),
+    ]
+
+
+@pytest.mark.parametrize(("where", "text"), _shipped_configs())
+def test_item1_shipped_configs_are_accepted(where: str, text: str, tmp_path: Path) -> None:
+    """The config files the unit and the DaemonSet use pass hwbkptd's own checks."""
+    conf = tmp_path / "hwbkptd.toml"
+    conf.write_text(text)
+    done = subprocess.run(
+        [str(HWBKPTD), "--config", str(conf), "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, f"{where}: {done.stderr}"
+    assert f"# from file {conf}" in done.stdout
