@@ -26,8 +26,9 @@ __all__ = [
     "resolve_settings",
 ]
 
-#: Flags about the run itself, not settings: never keys of the file.
-NOT_IN_FILE = frozenset({"help", "config", "print_config"})
+#: Flags about the run itself, not settings: never keys of the file (``check_policy``:
+#: the security work's "validate a policy file and exit").
+NOT_IN_FILE = frozenset({"help", "config", "print_config", "check_policy"})
 
 DEFAULT, FLAG = "default", "flag"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hwbkptd.daemon.config_file import (
+    NOT_IN_FILE,
     ConfigFileError,
     config_keys,
     render_settings,
@@ -33,7 +34,7 @@ def test_every_flag_is_a_key() -> None:
     flags = {
         max(a.option_strings, key=len).lstrip("-")
         for a in parser._actions  # noqa: SLF001 - the test checks the same list
-        if a.option_strings and a.dest not in {"help", "config", "print_config"}
+        if a.option_strings and a.dest not in NOT_IN_FILE
     }
     assert set(keys) == flags
     assert {"listen", "machine", "lease", "hit-buffer", "insecure-loopback-tcp"} <= set(keys)
