@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert, convert_events
+from hwbkptd.api.slot_watch import watch_slot_map
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError
@@ -160,6 +161,13 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         self, request: broker_pb2.GetSlotMapRequest, context: Context
     ) -> broker_pb2.GetSlotMapResponse:
         return convert.slot_map_to_proto(self._broker.slot_map(request.pid))
+
+    @guard_stream
+    async def WatchSlotMap(
+        self, request: broker_pb2.WatchSlotMapRequest, context: Context
+    ) -> AsyncIterator[broker_pb2.WatchSlotMapResponse]:
+        async for update in watch_slot_map(self._broker, request):
+            yield update
 
     # --- processes --------------------------------------------------------------
     @guard

@@ -14,6 +14,7 @@ import grpc
 import grpc.aio
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client.registry import CollectorRegistry
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.broker_service import BrokerService
@@ -32,6 +33,8 @@ from hwbkptd.api.reflection import enable_reflection
 from hwbkptd.api.sim_service import SimService
 from hwbkptd.core.broker import Broker, BrokerConfig
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
+from hwbkptd.daemon.metrics import BrokerMetrics, MetricsCollector
+from hwbkptd.daemon.metrics_http import MetricsServer, start_metrics
 
 __all__ = [
     "BROKER_SERVICE",
@@ -90,6 +93,8 @@ class ServerConfig:
     #: Put user hits in words (issue 13); off only to measure what it costs (bench/names).
     hit_words: bool = True
     grace_seconds: float = 5.0
+    #: ``tcp:HOST:PORT`` for Prometheus metrics (daemon/metrics.py); None: no metrics.
+    metrics: str | None = None
 
 
 @dataclass
@@ -103,6 +108,8 @@ class RunningServer:
     config: ServerConfig
     _unix_paths: tuple[str, ...] = ()
     _stopped: bool = False
+    #: The metrics endpoint, when ``config.metrics`` asked for one.
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end the event streams, release everything; idempotent."""
@@ -121,6 +128,8 @@ class RunningServer:
         except Exception:
             _log.exception("broker stop failed")
         await stopping
+        if self.metrics is not None:
+            await self.metrics.close()
         for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -156,6 +165,19 @@ def _bind(server: grpc.aio.Server, listeners: Sequence[Listener], gid: int) -> l
     return bound
 
 
+async def _start_metrics(
+    config: ServerConfig, broker: Broker, machine: Machine
+) -> MetricsServer | None:
+    """The Prometheus endpoint, counting from the broker's activity feed from now on."""
+    if not config.metrics:
+        return None
+    counts = BrokerMetrics()
+    broker.activity.subscribe(counts)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(counts, broker.slot_map, list(machine.pools)))
+    return await start_metrics(config.metrics, registry)
+
+
 async def start_server(config: ServerConfig, machine: Machine | None = None) -> RunningServer:
     """Start the broker and serve it; raises ConfigError before serving anything on bad input."""
     listeners = [
@@ -183,6 +205,11 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         hooks=machine.hooks,
     )
     await broker.start()
+    try:
+        metrics = await _start_metrics(config, broker, machine)
+    except BaseException:
+        await broker.stop()
+        raise
     server = grpc.aio.server(options=_OPTIONS, interceptors=(RejectUndecodable(),))
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
@@ -195,6 +222,8 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
     except BaseException:
         await server.stop(None)
         await broker.stop()
+        if metrics is not None:
+            await metrics.close()
         raise
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
@@ -211,6 +240,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         addresses=tuple(addresses),
         config=config,
         _unix_paths=tuple(lst.host_or_path for lst in listeners if lst.kind == "unix"),
+        metrics=metrics,
     )
     _log.info(
         f"hwbkptd: listening on {', '.join(addresses)}, "
@@ -219,6 +249,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         machine=machine.machine,
         reason=machine.reason,
         pid=os.getpid(),
+        metrics=metrics.address if metrics is not None else None,
     )
     if config.ready_file:
         _write_ready_file(config.ready_file, addresses)

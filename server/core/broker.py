@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core.activity import Activity
 from hwbkptd.core.answers import describe_machine, slot_map
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
@@ -35,7 +36,7 @@ from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import (
     NotFound,
 )
-from hwbkptd.core.events import Event
+from hwbkptd.core.events import Event, Removed
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
@@ -190,7 +191,11 @@ class Broker:
             self._halts.drop(tid)
             await self._m.resume_thread(tid)
         for session in sessions:
+            # The session's own last word, after its requests' removals: even a session
+            # without requests learns why its stream ends (breakpoint 0: session-wide).
+            session.emit(0, Removed(reason="shutdown"))
             session.close()
+        self._sessions.activity.broker_stopping()
         await self.finish_background_work()
         await self._processes.close()
         await self._mechanism.close()
@@ -271,6 +276,15 @@ class Broker:
         return await self._process_calls.detach(token, pid)
 
     # --- public views -----------------------------------------------------------
+    @property
+    def activity(self) -> Activity:
+        """Every session's events and comings and goings, for observers (metrics, watches)."""
+        return self._sessions.activity
+
+    def open_sessions(self) -> tuple[tuple[str, str], ...]:
+        """(session id, session name) of every open session; everyone sees names."""
+        return tuple((s.id, s.name) for s in self._sessions)
+
     def describe(self) -> MachineDescription:
         return describe_machine(
             self._arch,

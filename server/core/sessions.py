@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
+from hwbkptd.core.activity import Activity
 from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import NotFound
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
@@ -38,6 +39,7 @@ class Session:
         log: EventLog,
         clock: Clock,
         on_expire: Callable[[Session], None],
+        activity: Activity | None = None,
     ) -> None:
         self.id = session_id
         self.name = name
@@ -52,6 +54,7 @@ class Session:
         self.closed = False
         self._clock = clock
         self._on_expire = on_expire
+        self._activity = activity if activity is not None else Activity()
         self._stream = 0
         self._streams = 0
         self._wake: asyncio.Event | None = None
@@ -61,8 +64,11 @@ class Session:
     # --- events -----------------------------------------------------------------
     def emit(self, breakpoint_id: int, kind: EventKind, time_ns: int | None = None) -> None:
         when = self._clock.time_ns() if time_ns is None else time_ns
-        if self.log.append(breakpoint_id, kind, when) is not None and self._wake is not None:
+        queued = self.log.append(breakpoint_id, kind, when) is not None
+        if queued and self._wake is not None:
             self._wake.set()
+        if self._activity:
+            self._activity.event(self.id, self.name, breakpoint_id, kind, queued)
 
     @property
     def attached(self) -> bool:
@@ -81,6 +87,8 @@ class Session:
                 batch = self.log.take(cursor, self._clock.time_ns(), MAX_BATCH)
                 if batch:
                     cursor = batch[-1].seq
+                    if self._activity:
+                        self._activity.delivered(self.id, self.name, batch, self._clock.time_ns())
                     yield batch
                     continue
                 if self.closed:
@@ -139,9 +147,16 @@ class Session:
 class SessionTable:
     """Every live session by token and by id."""
 
-    def __init__(self, clock: Clock, on_expire: Callable[[Session], None]) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        on_expire: Callable[[Session], None],
+        activity: Activity | None = None,
+    ) -> None:
         self._clock = clock
         self._on_expire = on_expire
+        #: Told of every session opened and removed, and of every session's events.
+        self.activity = activity if activity is not None else Activity()
         self._by_token: dict[str, Session] = {}
         self._by_id: dict[str, Session] = {}
         self._count = 0
@@ -166,9 +181,11 @@ class SessionTable:
             log=EventLog(hit_buffer=hit_buffer, retention=retention),
             clock=self._clock,
             on_expire=self._on_expire,
+            activity=self.activity,
         )
         self._by_token[token] = session
         self._by_id[session.id] = session
+        self.activity.session_opened(session.id, name)
         session.start_lease()
         return session
 
@@ -188,7 +205,8 @@ class SessionTable:
         session.ending = True
         session.cancel_lease()
         self._by_token.pop(session.token, None)
-        self._by_id.pop(session.id, None)
+        if self._by_id.pop(session.id, None) is not None:
+            self.activity.session_closed(session.id, session.name)
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_id.values()))

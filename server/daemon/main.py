@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
 from hwbkptd.daemon import logging as hwlog
+from hwbkptd.daemon.config_file import ConfigFileError, render_settings, resolve_settings
 from hwbkptd.daemon.machines import ARMINGS, MachineError, build_machine
 
 __all__ = ["GC_THRESHOLD0", "build_parser", "config_from_args", "main", "tune_gc"]
@@ -112,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="report user hits without function, line and symbol names (to measure their cost)",
     )
     p.add_argument(
+        "--metrics",
+        metavar="tcp:HOST:PORT",
+        default=None,
+        help="serve Prometheus metrics over HTTP here (GET /metrics; port 0 picks a free "
+        "port, logged at start)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read settings from this TOML file: each key is a flag's long name "
+        "(hit-buffer = 8192); flags on the command line win",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings and where each came from, then exit",
+    )
+    p.add_argument(
         "--ready-file",
         metavar="PATH",
         help="write the bound addresses here, one per line, once serving",
@@ -131,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         insecure_loopback_tcp=args.insecure_loopback_tcp,
         ready_file=args.ready_file,
         hit_words=not args.no_hit_words,
+        metrics=args.metrics,
     )
 
 
@@ -151,8 +171,18 @@ def tune_gc() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = resolve_settings(build_parser, argv, build_parser().parse_args(argv))
+    except ConfigFileError as err:
+        print(f"hwbkptd: error: --config {err}", file=sys.stderr)
+        return 2
+    args = settings.values
+    if args.listen is None:
+        args.listen = [DEFAULT_LISTEN]
+    if args.print_config:
+        print("\n".join(render_settings(settings)))
+        return 0
     hwlog.configure(args.log_format, args.log_level)
     try:
         # Before any thread exists: the ptrace mechanism blocks SIGCHLD in this thread and

@@ -239,7 +239,22 @@ def _check_watch_output(run: Run, as_json: bool, count: int, end: str) -> list[d
 
 
 # --- the rules ------------------------------------------------------------------------------
+def check_print_config(argv: list[str]) -> None:
+    """``--print-config`` prints every setting with its source and starts nothing."""
+    done = subprocess.run(
+        [str(HWBKPTD), *argv[1:]], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    keys = {line.lstrip("# ").split(" ", 1)[0] for line in lines}
+    assert {"listen", "machine", "lease", "metrics"} <= keys, lines
+    assert all(re.search(r"  # from (default|flag|file \S+)$", line) for line in lines), lines
+
+
 def check_daemon(argv: list[str], tmp: Path) -> None:
+    if "--print-config" in argv:
+        check_print_config(argv)
+        return
     parsed = daemon_parser().parse_args(argv[1:])
     d = start_daemon(tmp, machine="auto", extra=tuple(argv[1:]))
     try:
@@ -293,8 +308,23 @@ def check_slots(ex: Examples, argv: list[str], env: dict[str, str]) -> None:
         run = _run(argv, env, ex.workdir)
     assert run.returncode == 0, run.describe()
     lines = run.stdout.splitlines()
-    assert lines[0].startswith(f"pid {ex.target.pid} tid {ex.target.pid}  generation "), lines
-    held = rf"^  dr\d\s+{ex.target.address:#x}/8 write\s+readme#{bp.id}\(25\)$"
+    if build_parser().parse_args(argv[1:]).json:
+        records = [json.loads(line) for line in lines]
+        held = [
+            (r["pid"], s["chunk"]["address"], h["session"], h["breakpoint"])
+            for r in records
+            if "slots" in r
+            for s in r["slots"]
+            for h in s["holders"]
+        ]
+        assert (ex.target.pid, ex.target.address, "readme", bp.id) in held, run.describe()
+        return
+    # One table row per slot: server, pid, tid, generation, slot, what it watches, holders.
+    pid = ex.target.pid
+    held = (
+        rf"^│ {re.escape(ex.native.address)}\s+│ {pid}\s+│ {pid}\s+│ \d+\s+│ dr\d\s+"
+        rf"│ {ex.target.address:#x}/8 write\s+│ readme#{bp.id}\(25\)\s+│$"
+    )
     assert any(re.match(held, line) for line in lines), run.describe()
 
 
@@ -354,6 +384,10 @@ def check_cli(ex: Examples, argv: list[str]) -> None:
         check_attach(ex, argv, env)
     elif args.command == "info":
         check_info(ex, argv, env)
+    elif args.command == "health":
+        run = _run(argv, env, ex.workdir)
+        assert run.returncode == 0, run.describe()
+        assert run.stdout == f"{ex.native.address} SERVING\n", run.describe()
     else:
         pytest.fail(f"README runs `hwbkpt {args.command}`, which this test has no check for")
 

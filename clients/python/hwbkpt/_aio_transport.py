@@ -10,9 +10,13 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from grpc_health.v1 import health_pb2_grpc
 
 from hwbkpt import _calls as calls
+from hwbkpt import _convert as cv
+from hwbkpt import models as m
 from hwbkpt._address import default_address, grpc_target
+from hwbkpt._health import health_request, status_name
 from hwbkpt._transport import CALL_TIMEOUT, CHANNEL_OPTIONS, EventBatch
 from hwbkpt.errors import HwbkptError, from_rpc_error
 from hwbkpt.v1 import broker_pb2 as pb
@@ -50,6 +54,28 @@ class AsyncTransport:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
         return call.answer(resp)
+
+    async def health(self, service: str, timeout: float) -> str:  # noqa: ASYNC109
+        """The gRPC health service's answer for ``service`` ("" the whole server)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            answer = await stub.Check(health_request(service), timeout=timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return status_name(answer)
+
+    async def watch_slot_map(
+        self, request: pb.WatchSlotMapRequest
+    ) -> AsyncIterator[m.SlotMapUpdate]:
+        """The WatchSlotMap stream's updates; closing the iterator (or the channel) ends it."""
+        call = self._broker.WatchSlotMap(request)
+        try:
+            async for answer in call:
+                yield cv.slot_update_from_pb(answer)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     def stream_events(self, request: pb.StreamEventsRequest) -> AsyncEventStream:
         return AsyncEventStream(self._broker.StreamEvents(request))

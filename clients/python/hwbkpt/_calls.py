@@ -45,6 +45,7 @@ __all__ = [
     "sim_touch",
     "slot_map",
     "stream_events",
+    "watch_slot_map",
 ]
 
 T = TypeVar("T")
@@ -87,6 +88,12 @@ def slot_map(pid: int) -> Call[m.SlotMap]:
 
 
 # --- sessions --------------------------------------------------------------------------
+def watch_slot_map(pid: int, min_interval: float) -> pb.WatchSlotMapRequest:
+    if min_interval < 0:
+        raise ValueError(f"min_interval {min_interval} must not be negative")
+    return pb.WatchSlotMapRequest(pid=pid, min_interval_ms=round(min_interval * 1000))
+
+
 def open_session(name: str, lease_seconds: int, hit_buffer: int) -> Call[SessionTicket]:
     def answer(resp: pb.OpenSessionResponse) -> SessionTicket:
         return SessionTicket(resp.session_id, name, resp.token, resp.lease_seconds or DEFAULT_LEASE)

@@ -305,6 +305,22 @@ def slot_map_from_pb(msg: pb.GetSlotMapResponse) -> m.SlotMap:
     )
 
 
+def slot_update_from_pb(msg: pb.WatchSlotMapResponse) -> m.SlotMapUpdate:
+    news = []
+    for item in msg.news:
+        event = event_from_pb(item.event)
+        if event is not None:  # a kind this client does not know yet
+            news.append(m.SessionNews(item.session_id, item.session_name, event))
+    return m.SlotMapUpdate(
+        slot_map=slot_map_from_pb(msg.slot_map),
+        hits={h.breakpoint_id: h.hits for h in msg.hits},
+        dropped={h.breakpoint_id: h.dropped for h in msg.hits if h.dropped},
+        news=tuple(news),
+        sessions=tuple((s.session_id, s.session_name) for s in msg.sessions),
+        time=time_from_pb(msg.time),
+    )
+
+
 def spawned_from_pb(msg: simpb.SpawnProcessResponse) -> m.SpawnedProcess:
     return m.SpawnedProcess(pid=msg.pid, tids=_tids(msg.tids))
 

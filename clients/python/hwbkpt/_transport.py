@@ -11,9 +11,13 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+from grpc_health.v1 import health_pb2_grpc
 
 from hwbkpt import _calls as calls
+from hwbkpt import _convert as cv
+from hwbkpt import models as m
 from hwbkpt._address import default_address, grpc_target
+from hwbkpt._health import health_request, status_name
 from hwbkpt.errors import HwbkptError, from_rpc_error
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import broker_pb2_grpc, sim_pb2_grpc
@@ -57,6 +61,15 @@ class Transport:
         self._broker = broker_pb2_grpc.BrokerServiceStub(self._channel)
         self._sim = sim_pb2_grpc.SimServiceStub(self._channel)
 
+    def health(self, service: str, timeout: float) -> str:
+        """The gRPC health service's answer for ``service`` ("" the whole server)."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            answer = stub.Check(health_request(service), timeout=timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        return status_name(answer)
+
     def call(self, call: calls.Call[T], timeout: float | None = None) -> T:
         stub: Any = self._broker if call.service == "broker" else self._sim
         try:
@@ -66,6 +79,17 @@ class Transport:
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
         return call.answer(resp)
+
+    def watch_slot_map(self, request: pb.WatchSlotMapRequest) -> Iterator[m.SlotMapUpdate]:
+        """The WatchSlotMap stream's updates; closing the iterator (or the channel) ends it."""
+        call = self._broker.WatchSlotMap(request)
+        try:
+            for answer in call:
+                yield cv.slot_update_from_pb(answer)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
     def stream_events(self, request: pb.StreamEventsRequest) -> EventStream:
         return EventStream(self._broker.StreamEvents(request))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
@@ -67,6 +68,21 @@ class AsyncClient:
 
     async def slot_map(self, pid: int = 0) -> m.SlotMap:
         return await self._transport.call(calls.slot_map(pid))
+
+    async def watch_slot_map(
+        self, pid: int = 0, min_interval: float = 0.1
+    ) -> AsyncIterator[m.SlotMapUpdate]:
+        """The slot map now, then again after each change, with what happened in between
+        (at most one update per ``min_interval`` seconds; nothing while nothing changes).
+        Ends when the broker stops; close the iterator (or the client) to stop watching."""
+        request = calls.watch_slot_map(pid, min_interval)
+        async for update in self._transport.watch_slot_map(request):
+            yield update
+
+    async def health(self, service: str = "", timeout: float = 3.0) -> str:  # noqa: ASYNC109
+        """The broker's gRPC health status ("SERVING", "NOT_SERVING", ...) for ``service``
+        ("": the whole server), as container and Kubernetes probes ask it."""
+        return await self._transport.health(service, timeout)
 
     # --- sessions ----------------------------------------------------------------------
     async def open_session(

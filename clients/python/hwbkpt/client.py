@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
@@ -67,6 +68,17 @@ class Client:
 
     def slot_map(self, pid: int = 0) -> m.SlotMap:
         return self._transport.call(calls.slot_map(pid))
+
+    def watch_slot_map(self, pid: int = 0, min_interval: float = 0.1) -> Iterator[m.SlotMapUpdate]:
+        """The slot map now, then again after each change, with what happened in between
+        (at most one update per ``min_interval`` seconds; nothing while nothing changes).
+        Ends when the broker stops; close the iterator (or the client) to stop watching."""
+        yield from self._transport.watch_slot_map(calls.watch_slot_map(pid, min_interval))
+
+    def health(self, service: str = "", timeout: float = 3.0) -> str:
+        """The broker's gRPC health status ("SERVING", "NOT_SERVING", ...) for ``service``
+        ("": the whole server), as container and Kubernetes probes ask it."""
+        return self._transport.health(service, timeout)
 
     # --- sessions ----------------------------------------------------------------------
     def open_session(self, name: str, lease_seconds: int = 0, hit_buffer: int = 0) -> Session:

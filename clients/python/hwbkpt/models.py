@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal
@@ -32,8 +33,10 @@ __all__ = [
     "Removed",
     "Restored",
     "Scope",
+    "SessionNews",
     "Slot",
     "SlotMap",
+    "SlotMapUpdate",
     "SpawnedProcess",
     "StateChanged",
     "TargetExec",
@@ -393,6 +396,31 @@ class SlotMap:
     threads: tuple[ThreadSlots, ...]
     #: Requests not installed everywhere they apply.
     waiting: tuple[Breakpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionNews:
+    """One event a session was told, as a slot-map watcher sees it (``seq`` is 0)."""
+
+    session_id: str
+    session_name: str
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class SlotMapUpdate:
+    """One update of ``watch_slot_map``: the slot map now and what happened since the last."""
+
+    slot_map: SlotMap
+    #: Hits per breakpoint id since the watch began (the rate is the difference over time).
+    hits: Mapping[int, int]
+    #: Hits dropped per breakpoint id (its session's buffer was full) since the watch began.
+    dropped: Mapping[int, int]
+    #: State changes, displacements, restores and removals since the previous update.
+    news: tuple[SessionNews, ...]
+    #: (session id, session name) of every open session.
+    sessions: tuple[tuple[str, str], ...]
+    time: datetime
 
 
 # --- simulated machine -----------------------------------------------------------------

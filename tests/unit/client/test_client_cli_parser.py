@@ -9,7 +9,7 @@ from hwbkpt.cli._parser import build_parser, parse_location, parse_number, parse
 
 def test_global_options_come_before_the_subcommand() -> None:
     args = build_parser().parse_args(["--server", "unix:/tmp/s.sock", "--json", "info"])
-    assert (args.server, args.json, args.command) == ("unix:/tmp/s.sock", True, "info")
+    assert (args.server, args.json, args.command) == (["unix:/tmp/s.sock"], True, "info")
 
 
 def test_global_options_after_the_subcommand_are_refused(
@@ -136,3 +136,10 @@ def test_launch_takes_the_program_after_double_dash() -> None:
     assert args.program == ["--", "./prog", "--flag", "-x"]  # cmd_launch drops the "--"
     bare = build_parser().parse_args(["launch", "/bin/true"])
     assert (bare.watch, bare.program) == (None, ["/bin/true"])
+
+
+def test_item5_server_repeats_for_the_fleet_commands() -> None:
+    """Issue 14, item 5: ``--server`` may be given once per broker."""
+    args = build_parser().parse_args(["--server", "unix:/a", "--server", "tcp:h:1", "slots"])
+    assert (args.server, args.command) == (["unix:/a", "tcp:h:1"], "slots")
+    assert build_parser().parse_args(["slots"]).server is None

@@ -49,6 +49,8 @@ INTENDED = {
     "Scope",
     "Slot",
     "SlotMap",
+    "SlotMapUpdate",
+    "SessionNews",
     "SpawnedProcess",
     "StateChanged",
     "TargetExec",

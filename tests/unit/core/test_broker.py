@@ -702,8 +702,9 @@ async def test_stop_removes_everything_and_ends_streams() -> None:
     stream = w.broker.events(a.token)
     await asyncio.wait_for(anext(stream), 1)
     await w.broker.stop()
-    rest = [e.kind async for batch in stream for e in batch]
-    assert rest == [Removed("shutdown")]
+    rest = [(e.breakpoint_id, e.kind) async for batch in stream for e in batch]
+    # The request's removal, then the session's own last event (issue 14, item 4).
+    assert rest == [(view.id, Removed("shutdown")), (0, Removed("shutdown"))]
     assert not w.sim.halted(tid)
     assert w.sim.closed
     assert view.id == 1

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from hwbkpt.cli._commands import cmd_info, cmd_sim, cmd_slots
+from hwbkpt.cli._commands import cmd_info, cmd_sim
 from hwbkpt.cli._output import Printer, event_line, event_record
 from hwbkpt.cli._parser import build_parser
 from hwbkpt.cli._process import cmd_attach, cmd_launch
+from hwbkpt.cli._slots import cmd_health, cmd_slots
+from hwbkpt.cli._top import cmd_top
 from hwbkpt.cli._watch import cmd_watch
 from hwbkpt.client import Client
 from hwbkpt.dap import serve_stdio, serve_tcp
@@ -22,11 +26,16 @@ _TRANSPORT_CODES = frozenset(
 )
 _COMMANDS = {
     "info": cmd_info,
-    "slots": cmd_slots,
     "watch": cmd_watch,
     "attach": cmd_attach,
     "launch": cmd_launch,
     "sim": cmd_sim,
+}
+#: Commands that take several brokers (``--server A --server B``) and show them together.
+_FLEET_COMMANDS: dict[str, Callable[[Sequence[Client], argparse.Namespace, Printer], int]] = {
+    "slots": cmd_slots,
+    "health": cmd_health,
+    "top": cmd_top,
 }
 
 
@@ -41,9 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_tcp(args.host, args.port, args.server)
         return serve_stdio(args.server)
     out = Printer(args.json)
+    servers: list[str | None] = list(args.server or [None])
+    if len(servers) > 1 and args.command not in _FLEET_COMMANDS:
+        fleet = ", ".join(_FLEET_COMMANDS)
+        print(
+            f"error: --server: {args.command} talks to one broker ({fleet} take several)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        with Client(args.server) as client:
-            return _COMMANDS[args.command](client, args, out)
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(Client(address)) for address in servers]
+            fleet_command = _FLEET_COMMANDS.get(args.command)
+            if fleet_command is not None:
+                return fleet_command(clients, args, out)
+            return _COMMANDS[args.command](clients[0], args, out)
     except SessionLostError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,37 +1,18 @@
-"""``hwbkpt info``, ``hwbkpt slots`` and ``hwbkpt sim ...``."""
+"""``hwbkpt info`` and ``hwbkpt sim ...`` (``hwbkpt slots`` is in ``_slots``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from hwbkpt.cli._output import (
-    Printer,
-    machine_lines,
-    machine_record,
-    slot_map_lines,
-    thread_record,
-    waiting_record,
-)
+from hwbkpt.cli._output import Printer, machine_lines, machine_record
 from hwbkpt.client import Client
 
-__all__ = ["cmd_info", "cmd_sim", "cmd_slots"]
+__all__ = ["cmd_info", "cmd_sim"]
 
 
 def cmd_info(client: Client, args: argparse.Namespace, out: Printer) -> int:
     info = client.describe()
     out.emit(machine_record(info), machine_lines(info))
-    return 0
-
-
-def cmd_slots(client: Client, args: argparse.Namespace, out: Printer) -> int:
-    sm = client.slot_map(args.pid)
-    if out.as_json:
-        for t in sm.threads:
-            out.emit(thread_record(t), "")
-        for bp in sm.waiting:
-            out.emit(waiting_record(bp), "")
-    else:
-        out.emit({}, slot_map_lines(sm))
     return 0
 
 

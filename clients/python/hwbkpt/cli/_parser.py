@@ -149,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server",
         metavar="ADDR",
+        action="append",
         default=None,
         help=f"unix:PATH, tcp:HOST:PORT or HOST:PORT (default ${ENV_VAR}, "
-        f"else {default_address()})",
+        f"else {default_address()}); repeat it for slots, top and health to see several "
+        "brokers at once",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -160,6 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     slots = sub.add_parser("slots", help="who holds which slot in each thread, and what waits")
     slots.add_argument("--pid", type=_count, default=0, help="only this process")
+
+    health = sub.add_parser(
+        "health",
+        help="ask each broker's gRPC health service; exit 0 when all are SERVING, else 1",
+    )
+    health.add_argument(
+        "--service", default="", help="the service to ask about (default: the whole server)"
+    )
+    health.add_argument("--timeout", type=_seconds, default=3.0, help="seconds (default 3)")
+
+    top = sub.add_parser(
+        "top",
+        help="a live view of the slots: holders, priorities, hit rates, what waits, "
+        "displacements as they happen (q quits)",
+    )
+    top.add_argument("--pid", type=_count, default=0, help="only this process")
+    top.add_argument(
+        "--duration", type=_seconds, default=0.0, help="quit after S seconds (default: on q)"
+    )
 
     w = sub.add_parser(
         "watch",

@@ -412,6 +412,7 @@ class Resolution(_message.Message):
     location: _builtins.str
     """What the client wrote (spec.symbol)."""
     address: _builtins.int
+    """The first byte it names, in the target's address space (load bias applied)."""
     length: _builtins.int
     """Bytes its type covers (0: the name has no size; the request's length applies)."""
     symbol: _builtins.str
@@ -419,6 +420,7 @@ class Resolution(_message.Message):
     module: _builtins.str
     """The binary it was found in, as mapped ("" for the kernel or an address)."""
     build_id: _builtins.str
+    """The module's GNU build-id in hex: the key of the broker's symbol cache."""
     load_bias: _builtins.int
     """Where the module is loaded relative to its link-time addresses (PIE, ASLR)."""
     type_name: _builtins.str
@@ -463,6 +465,7 @@ class Member(_message.Message):
     offset: _builtins.int
     """Bytes from the start of the resolved region."""
     size: _builtins.int
+    """Its length in bytes."""
     name: _builtins.str
     """"cfg.limit", "table[3]"."""
     def __init__(
@@ -1741,6 +1744,168 @@ class GetSlotMapResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSlotMapResponse: _TypeAlias = GetSlotMapResponse  # noqa: Y015
+
+@_typing.final
+class WatchSlotMapRequest(_message.Message):
+    """WatchSlotMapRequest asks for the slot map as it changes (rpc WatchSlotMap)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PID_FIELD_NUMBER: _builtins.int
+    MIN_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    pid: _builtins.int
+    """0: every traced process."""
+    min_interval_ms: _builtins.int
+    """Least time between two updates in milliseconds (0: 100); changes in between are merged."""
+    def __init__(
+        self,
+        *,
+        pid: _builtins.int = ...,
+        min_interval_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_interval_ms", b"min_interval_ms", "pid", b"pid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSlotMapRequest: _TypeAlias = WatchSlotMapRequest  # noqa: Y015
+
+@_typing.final
+class SessionNews(_message.Message):
+    """SessionNews is one event a session was told, as the slot map's watchers see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    SESSION_NAME_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session that was told (its id, not its secret)."""
+    session_name: _builtins.str
+    """Its name as opened."""
+    @_builtins.property
+    def event(self) -> Global___Event:
+        """What it was told."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        session_name: _builtins.str = ...,
+        event: Global___Event | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "session_id", b"session_id", "session_name", b"session_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionNews: _TypeAlias = SessionNews  # noqa: Y015
+
+@_typing.final
+class BreakpointHits(_message.Message):
+    """BreakpointHits counts the hits of one request since the watch began."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    breakpoint_id: _builtins.int
+    """The request."""
+    hits: _builtins.int
+    """Its hits since the watch began."""
+    dropped: _builtins.int
+    """Hits dropped for its session (a full buffer) since the watch began."""
+    def __init__(
+        self,
+        *,
+        breakpoint_id: _builtins.int = ...,
+        hits: _builtins.int = ...,
+        dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "dropped", b"dropped", "hits", b"hits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreakpointHits: _TypeAlias = BreakpointHits  # noqa: Y015
+
+@_typing.final
+class OpenSessionSummary(_message.Message):
+    """OpenSession names one open session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    SESSION_NAME_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session's id (not its secret)."""
+    session_name: _builtins.str
+    """Its name as opened."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        session_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "session_name", b"session_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenSessionSummary: _TypeAlias = OpenSessionSummary  # noqa: Y015
+
+@_typing.final
+class WatchSlotMapResponse(_message.Message):
+    """WatchSlotMapResponse is one update of the live slot map."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOT_MAP_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    NEWS_FIELD_NUMBER: _builtins.int
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def slot_map(self) -> Global___GetSlotMapResponse:
+        """The slot map as it stands now."""
+
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___BreakpointHits]:
+        """Every request hit since the watch began."""
+
+    @_builtins.property
+    def news(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionNews]:
+        """What the sessions were told since the previous update (hits excepted), in order."""
+
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpenSessionSummary]:
+        """The sessions open now."""
+
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When this update was made (wall clock)."""
+
+    def __init__(
+        self,
+        *,
+        slot_map: Global___GetSlotMapResponse | None = ...,
+        hits: _abc.Iterable[Global___BreakpointHits] | None = ...,
+        news: _abc.Iterable[Global___SessionNews] | None = ...,
+        sessions: _abc.Iterable[Global___OpenSessionSummary] | None = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot_map", b"slot_map", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "news", b"news", "sessions", b"sessions", "slot_map", b"slot_map", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSlotMapResponse: _TypeAlias = WatchSlotMapResponse  # noqa: Y015
 
 @_typing.final
 class AttachProcessRequest(_message.Message):

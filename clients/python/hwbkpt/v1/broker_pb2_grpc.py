@@ -108,6 +108,11 @@ class BrokerServiceStub:
                 request_serializer=hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapRequest.SerializeToString,
                 response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapResponse.FromString,
                 _registered_method=True)
+        self.WatchSlotMap = channel.unary_stream(
+                '/hwbkpt.v1.BrokerService/WatchSlotMap',
+                request_serializer=hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapRequest.SerializeToString,
+                response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapResponse.FromString,
+                _registered_method=True)
         self.AttachProcess = channel.unary_unary(
                 '/hwbkpt.v1.BrokerService/AttachProcess',
                 request_serializer=hwbkpt_dot_v1_dot_broker__pb2.AttachProcessRequest.SerializeToString,
@@ -234,6 +239,15 @@ class BrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSlotMap(self, request, context):
+        """WatchSlotMap streams the slot map: at once, then again after each change (placements,
+        sessions, hits), with the sessions' state changes, displacements, restores and
+        removals in between. Nothing is sent while nothing changes. Operators' live view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AttachProcess(self, request, context):
         """AttachProcess puts a running process under the broker (native machines).
         """
@@ -326,6 +340,11 @@ def add_BrokerServiceServicer_to_server(servicer, server):
                     servicer.GetSlotMap,
                     request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapRequest.FromString,
                     response_serializer=hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapResponse.SerializeToString,
+            ),
+            'WatchSlotMap': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSlotMap,
+                    request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapRequest.FromString,
+                    response_serializer=hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapResponse.SerializeToString,
             ),
             'AttachProcess': grpc.unary_unary_rpc_method_handler(
                     servicer.AttachProcess,
@@ -686,6 +705,33 @@ class BrokerService:
             '/hwbkpt.v1.BrokerService/GetSlotMap',
             hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapRequest.SerializeToString,
             hwbkpt_dot_v1_dot_broker__pb2.GetSlotMapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSlotMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hwbkpt.v1.BrokerService/WatchSlotMap',
+            hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapRequest.SerializeToString,
+            hwbkpt_dot_v1_dot_broker__pb2.WatchSlotMapResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,11 @@ class BrokerServiceStub:
     """DescribeMachine reports the machine, its pools and the mechanisms available."""
     GetSlotMap: _grpc.UnaryUnaryMultiCallable[_broker_pb2.GetSlotMapRequest, _broker_pb2.GetSlotMapResponse]
     """GetSlotMap shows who holds which slot in each thread, and what waits."""
+    WatchSlotMap: _grpc.UnaryStreamMultiCallable[_broker_pb2.WatchSlotMapRequest, _broker_pb2.WatchSlotMapResponse]
+    """WatchSlotMap streams the slot map: at once, then again after each change (placements,
+    sessions, hits), with the sessions' state changes, displacements, restores and
+    removals in between. Nothing is sent while nothing changes. Operators' live view.
+    """
     AttachProcess: _grpc.UnaryUnaryMultiCallable[_broker_pb2.AttachProcessRequest, _broker_pb2.AttachProcessResponse]
     """AttachProcess puts a running process under the broker (native machines)."""
     LaunchProcess: _grpc.UnaryUnaryMultiCallable[_broker_pb2.LaunchProcessRequest, _broker_pb2.LaunchProcessResponse]
@@ -134,6 +139,11 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
     """DescribeMachine reports the machine, its pools and the mechanisms available."""
     GetSlotMap: _aio.UnaryUnaryMultiCallable[_broker_pb2.GetSlotMapRequest, _broker_pb2.GetSlotMapResponse]  # type: ignore[assignment]
     """GetSlotMap shows who holds which slot in each thread, and what waits."""
+    WatchSlotMap: _aio.UnaryStreamMultiCallable[_broker_pb2.WatchSlotMapRequest, _broker_pb2.WatchSlotMapResponse]  # type: ignore[assignment]
+    """WatchSlotMap streams the slot map: at once, then again after each change (placements,
+    sessions, hits), with the sessions' state changes, displacements, restores and
+    removals in between. Nothing is sent while nothing changes. Operators' live view.
+    """
     AttachProcess: _aio.UnaryUnaryMultiCallable[_broker_pb2.AttachProcessRequest, _broker_pb2.AttachProcessResponse]  # type: ignore[assignment]
     """AttachProcess puts a running process under the broker (native machines)."""
     LaunchProcess: _aio.UnaryUnaryMultiCallable[_broker_pb2.LaunchProcessRequest, _broker_pb2.LaunchProcessResponse]  # type: ignore[assignment]
@@ -262,6 +272,17 @@ class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.GetSlotMapResponse, _abc.Awaitable[_broker_pb2.GetSlotMapResponse]]:
         """GetSlotMap shows who holds which slot in each thread, and what waits."""
+
+    @_abc_1.abstractmethod
+    def WatchSlotMap(
+        self,
+        request: _broker_pb2.WatchSlotMapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_broker_pb2.WatchSlotMapResponse], _abc.AsyncIterator[_broker_pb2.WatchSlotMapResponse]]:
+        """WatchSlotMap streams the slot map: at once, then again after each change (placements,
+        sessions, hits), with the sessions' state changes, displacements, restores and
+        removals in between. Nothing is sent while nothing changes. Operators' live view.
+        """
 
     @_abc_1.abstractmethod
     def AttachProcess(
