@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
+from hwbkptd.api.slot_pages import slot_map_page
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError
@@ -153,13 +154,25 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def DescribeMachine(
         self, request: broker_pb2.DescribeMachineRequest, context: Context
     ) -> broker_pb2.DescribeMachineResponse:
-        return convert.machine_to_proto(self._broker.describe())
+        desc = self._broker.describe()
+        answer = convert.machine_to_proto(desc)
+        answer.limits.extend(
+            broker_pb2.Limit(name=x.name, value=float(x.value), flag=x.flag, description=x.what)
+            for x in desc.limits
+        )
+        return answer
 
     @guard
     async def GetSlotMap(
         self, request: broker_pb2.GetSlotMapRequest, context: Context
     ) -> broker_pb2.GetSlotMapResponse:
-        return convert.slot_map_to_proto(self._broker.slot_map(request.pid))
+        return slot_map_page(
+            self._broker.slot_map(request.pid),
+            pools=self._broker.describe().pools,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            pool=request.pool,
+        )
 
     # --- processes --------------------------------------------------------------
     @guard

@@ -37,9 +37,11 @@ from hwbkptd.core.errors import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from hwbkptd.core.events import Event
 from hwbkptd.core.launching import spec_error
+from hwbkptd.core.limits import IdentityQuotas, MemoryBudget
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
@@ -49,12 +51,11 @@ from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import Record, RequestBook, new_record
 from hwbkptd.core.routing import HitRouter
-from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
+from hwbkptd.core.session_calls import MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
 
 __all__ = [
-    "MAX_HIT_BUFFER",
     "MAX_LEASE_SECONDS",
     "BreakpointSpec",
     "BreakpointView",
@@ -95,8 +96,10 @@ class Broker:
         self._config = config
         self._arbiter = Arbiter(self._pools)
         self._clock: Clock = clock or SystemClock()
+        self.quotas = IdentityQuotas(config.limits, self._clock)
+        self.budget = MemoryBudget(config.limits.memory_budget_bytes)
         self._sessions = SessionTable(
-            self._clock, lambda session: self._session_calls.lease_ended(session)
+            self._clock, lambda session: self._session_calls.lease_ended(session), self.budget
         )
         self._records = RequestBook()
         self._next_id = 0
@@ -141,6 +144,8 @@ class Broker:
             mutations=m,
             process_calls=self._process_calls,
             stopping=lambda: self._stopped,
+            quotas=self.quotas,
+            budget=self.budget,
         )
         self._news = MachineNews(mutations=m, router=self._router, sessions=self._sessions)
         self._started = False
@@ -171,7 +176,7 @@ class Broker:
             self._halts.drop(tid)
             await self._m.resume_thread(tid)
         for session in sessions:
-            session.close()
+            session.close(Unavailable("the broker is shutting down"))
         await self.finish_background_work()
         await self._processes.close()
         await self._mechanism.close()
@@ -229,6 +234,7 @@ class Broker:
             threads=self._processes.threads,
             processes=self._processes.processes,
             owned=len(session.requests),
+            limits=self._config.limits,
         )
         rid = self._next_id + 1
         record = new_record(
@@ -338,6 +344,7 @@ class Broker:
             processes=procs,
             owned=len(session.requests),
             hooks=self._hooks,
+            limits=self._config.limits,
         )
 
     def _own(self, session: Session, breakpoint_id: int) -> Record:

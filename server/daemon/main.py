@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
 from hwbkptd.daemon import logging as hwlog
+from hwbkptd.daemon.limit_flags import add_limit_flags, limits_from_args
 from hwbkptd.daemon.machines import ARMINGS, MachineError, build_machine
 
 __all__ = ["GC_THRESHOLD0", "build_parser", "config_from_args", "main", "tune_gc"]
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the bound addresses here, one per line, once serving",
     )
+    add_limit_flags(p)
     return p
 
 
@@ -117,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         group=args.group,
         insecure_loopback_tcp=args.insecure_loopback_tcp,
         ready_file=args.ready_file,
+        limits=limits_from_args(args),
     )
 
 
