@@ -15,12 +15,14 @@ from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.commit import EXTERNAL_RETRY_SECONDS
 from hwbkptd.core.errors import (
+    Aborted,
     BrokerError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
 from hwbkptd.core.events import (
     Displaced,
@@ -382,7 +384,7 @@ async def test_newer_stream_ends_the_older_one(world: World) -> None:
     new = broker.events(info.token)
     new_pending = asyncio.ensure_future(anext(new))
     await asyncio.sleep(0)  # the new one attaches
-    with pytest.raises(StopAsyncIteration):
+    with pytest.raises(Aborted, match="replaced by a newer stream"):  # issue 12
         await asyncio.wait_for(pending, 1)
     assert not new_pending.done()
     new_pending.cancel()
@@ -652,7 +654,10 @@ async def test_close_session_removes_requests_and_restores(world: World) -> None
     got = await asyncio.wait_for(anext(stream), 1)
     await a.take()
     await broker.close_session(b.token)
-    rest = [e async for batch in stream for e in batch]  # drains, then ends
+    rest: list[Event] = []
+    with pytest.raises(FailedPrecondition, match="session was closed"):  # issue 12
+        async for batch in stream:  # drains, then ends
+            rest += batch
     assert [(e.breakpoint_id, e.kind) for e in rest] == [(vb.id, Removed("session_closed"))]
     assert got[0].seq == 1
     assert rest[0].seq == got[-1].seq + 1
@@ -702,7 +707,10 @@ async def test_stop_removes_everything_and_ends_streams() -> None:
     stream = w.broker.events(a.token)
     await asyncio.wait_for(anext(stream), 1)
     await w.broker.stop()
-    rest = [e.kind async for batch in stream for e in batch]
+    rest: list[EventKind] = []
+    with pytest.raises(Unavailable, match="shutting down"):  # issue 12
+        async for batch in stream:
+            rest += [e.kind for e in batch]
     assert rest == [Removed("shutdown")]
     assert not w.sim.halted(tid)
     assert w.sim.closed
