@@ -31,6 +31,7 @@ from hwbkptd.api.listeners import (
     socket_umask,
 )
 from hwbkptd.api.sim_service import SimService
+from hwbkptd.api.status import limit_refusal_log
 from hwbkptd.core.broker import Broker, BrokerConfig
 from hwbkptd.core.limits import Limits
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
@@ -189,6 +190,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         hooks=machine.hooks,
     )
     await broker.start()
+    limit_refusal_log(config.limits.refusal_log_per_second, config.limits.refusal_log_burst)
     server = grpc.aio.server(
         options=_options(config.limits),
         interceptors=(RejectUndecodable(), AdmitCalls(broker.quotas)),

@@ -87,6 +87,10 @@ class Limits:
     call_burst: int = 5000
     #: Memory for all sessions together: their events (buffered and replay) and themselves.
     memory_budget_bytes: int = 256 * _MIB
+    #: Log lines of refused calls and errors a second (all clients together), and the
+    #: burst; the rest are counted in an "N similar lines suppressed" line.
+    refusal_log_per_second: float = 20.0
+    refusal_log_burst: int = 50
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -117,6 +121,8 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "calls_per_second": ("--calls-per-second", "calls per second per identity"),
     "call_burst": ("--call-burst", "calls an identity may make at once above the rate"),
     "memory_budget_bytes": ("--memory-budget", "bytes of events and sessions, all together"),
+    "refusal_log_per_second": ("--refusal-log-rate", "log lines of refusals per second"),
+    "refusal_log_burst": ("--refusal-log-burst", "log lines of refusals at once above the rate"),
 }
 
 
