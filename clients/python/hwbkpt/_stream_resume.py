@@ -27,8 +27,8 @@ from hwbkpt.v1 import broker_pb2 as pb
 __all__ = [
     "FATAL_CODES",
     "HEALTHY_STREAM",
-    "STREAM_END_CODES",
     "RESUME_TIMEOUT",
+    "STREAM_END_CODES",
     "EventCursor",
     "Lose",
     "ReadStream",

@@ -24,7 +24,7 @@ def cmd_info(client: Client, args: argparse.Namespace, out: Printer) -> int:
 
 
 def cmd_slots(client: Client, args: argparse.Namespace, out: Printer) -> int:
-    sm = client.slot_map(args.pid)
+    sm = client.slot_map(args.pid, args.pool)
     if out.as_json:
         for t in sm.threads:
             out.emit(thread_record(t), "")
