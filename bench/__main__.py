@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "fanout": "6. Fan-out",
     "footprint": "7. Footprint",
     "births": "8. Thread birth and death",
+    "abuse": "9. Memory under abuse (limits)",
 }
 
 
