@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
+from hwbkptd.api.answer_size import split_events
 from hwbkptd.api.slot_pages import slot_map_page
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
@@ -72,7 +73,8 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         batches = self._broker.events(token, request.after_seq)
         try:
             async for batch in batches:
-                yield convert.events_to_proto(batch)
+                for msg in split_events(convert.events_to_proto(batch)):
+                    yield msg
         finally:
             # On cancellation (the client went away) the broker's iterator must
             # learn it now, not when the garbage collector finds it: that is what
