@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
 from hwbkptd.api.answer_size import split_events
-from hwbkptd.api.slot_pages import slot_map_page
+from hwbkptd.api.slot_pages import breakpoints_page, slot_map_page
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError
@@ -123,7 +123,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         self, request: broker_pb2.ListBreakpointsRequest, context: Context
     ) -> broker_pb2.ListBreakpointsResponse:
         views = self._broker.list_breakpoints(convert.token_from_proto(request.token))
-        return broker_pb2.ListBreakpointsResponse(breakpoints=convert.breakpoints_to_proto(views))
+        return breakpoints_page(views, page_size=request.page_size, page_token=request.page_token)
 
     @guard
     async def ResumeThreads(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api import convert
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_BYTES",
     "MAX_PAGE_SIZE",
+    "breakpoints_page",
     "decode_token",
     "encode_token",
     "slot_map_page",
@@ -114,4 +115,31 @@ def slot_map_page(
         size += cost
         count += 1
         last = key
+    return answer
+
+
+def breakpoints_page(
+    views: Sequence[BreakpointView], *, page_size: int, page_token: str
+) -> broker_pb2.ListBreakpointsResponse:
+    """One page of a session's requests (by id), cut like the slot map's pages."""
+    start = decode_token(page_token)
+    if start[0] == "t":
+        raise InvalidArgument("page_token", "a slot map token, not a request list's")
+    limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    answer = broker_pb2.ListBreakpointsResponse()
+    size = 0
+    last = 0
+    for view in sorted(views, key=lambda v: v.id):
+        if not _after(("w", view.id, 0), start):
+            continue
+        msg = convert.breakpoint_to_proto(view)
+        cost = msg.ByteSize() + 6
+        if len(answer.breakpoints) >= limit or (
+            answer.breakpoints and size + cost > MAX_PAGE_BYTES
+        ):
+            answer.next_page_token = encode_token(("w", last, 0))
+            return answer
+        answer.breakpoints.append(msg)
+        size += cost
+        last = view.id
     return answer

@@ -210,3 +210,22 @@ async def test_item12_refusals_are_logged_at_a_bounded_rate(tmp_path: Path) -> N
     assert 20 <= len(refused) <= 20 + 10 * elapsed + 1
     assert summaries
     assert len(refused) + sum(e["suppressed"] for e in summaries) == 500
+
+
+async def test_item12_list_breakpoints_comes_in_pages_the_session_follows(tmp_path: Path) -> None:
+    async with daemon(tmp_path) as server, AsyncClient(server.addresses[0]) as client:
+        spawned = await client.sim_spawn(threads=1)
+        session = await client.open_session("many")
+        with structlog.testing.capture_logs():
+            for i in range(300):  # more than one page of the default size (256)
+                await session.set_breakpoint(
+                    scope="process", pid=spawned.pid, address=0x601000 + 8 * (i % 64),
+                    length=8, access="write",
+                )  # fmt: skip
+        async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
+            b = broker_pb2_grpc.BrokerServiceStub(channel)
+            first = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=session.token))
+            assert len(first.breakpoints) == 256
+            assert first.next_page_token
+        listed = await session.list()
+        assert [bp.id for bp in listed] == list(range(1, 301))

@@ -154,11 +154,14 @@ def remove(token: str, breakpoint_id: int) -> Call[None]:
     return Call("broker", "RemoveBreakpoint", req, _nothing)
 
 
-def list_breakpoints(token: str) -> Call[list[m.Breakpoint]]:
-    def answer(resp: pb.ListBreakpointsResponse) -> list[m.Breakpoint]:
-        return [cv.breakpoint_from_pb(b) for b in resp.breakpoints]
+def list_breakpoints(token: str, page_token: str = "") -> Call[tuple[list[m.Breakpoint], str]]:
+    """One page of the session's requests, and the token of the next ("" on the last)."""
 
-    return Call("broker", "ListBreakpoints", pb.ListBreakpointsRequest(token=token), answer)
+    def answer(resp: pb.ListBreakpointsResponse) -> tuple[list[m.Breakpoint], str]:
+        return [cv.breakpoint_from_pb(b) for b in resp.breakpoints], resp.next_page_token
+
+    req = pb.ListBreakpointsRequest(token=token, page_token=page_token)
+    return Call("broker", "ListBreakpoints", req, answer)
 
 
 # --- halted threads --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hwbkptd.api.slot_pages import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_BYTES,
     MAX_PAGE_SIZE,
+    breakpoints_page,
     decode_token,
     encode_token,
     slot_map_page,
@@ -153,3 +154,22 @@ def test_item12_a_token_the_broker_did_not_give_is_invalid(token: str) -> None:
 @given(st.sampled_from(["t", "w"]), st.integers(0, 2**32), st.integers(0, 2**32))
 def test_item12_tokens_round_trip(kind: str, a: int, b: int) -> None:
     assert decode_token(encode_token((kind, a, b))) == (kind, a, b)
+
+
+def test_item12_a_sessions_requests_come_in_pages_under_the_cap() -> None:
+    # 1,024 requests (the per-session limit) on a process of 10,000 threads: 30 MB at once.
+    views = [_waiting(rid, 10_000) for rid in range(1, 1025)]
+    assert sum(convert.breakpoint_to_proto(v).ByteSize() for v in views[:300]) > 4 * 1024 * 1024
+    pages = []
+    token = ""
+    while True:
+        page = breakpoints_page(views, page_size=MAX_PAGE_SIZE, page_token=token)
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            break
+    assert max(p.ByteSize() for p in pages) <= MAX_PAGE_BYTES
+    assert [b.id for p in pages for b in p.breakpoints] == list(range(1, 1025))
+    with pytest.raises(InvalidArgument) as err:
+        breakpoints_page(views, page_size=0, page_token=encode_token(("t", 1, 1)))
+    assert err.value.field == "page_token"
