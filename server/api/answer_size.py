@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hwbkpt.v1 import broker_pb2
-from hwbkptd.api.slot_pages import MAX_PAGE_BYTES
+from hwbkptd.api.pages import MAX_PAGE_BYTES
 
 __all__ = ["MAX_MESSAGE_BYTES", "split_events"]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert
 from hwbkptd.api.answer_size import split_events
-from hwbkptd.api.slot_pages import breakpoints_page, slot_map_page
+from hwbkptd.api.pages import breakpoints_page, slot_map_page
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError

@@ -20,7 +20,7 @@ import hwbkpt
 from hwbkpt.aio import AsyncClient
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.server import RunningServer, ServerConfig, start_server
-from hwbkptd.api.slot_pages import MAX_PAGE_BYTES
+from hwbkptd.api.pages import MAX_PAGE_BYTES
 from hwbkptd.core.limits import Limits
 
 RESOURCE = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -165,7 +165,7 @@ async def test_item12_a_message_over_the_size_limit_is_resource_exhausted(tmp_pa
 async def test_item12_a_slot_map_over_a_page_comes_in_pages_the_client_follows(
     tmp_path: Path,
 ) -> None:
-    # 300 threads: more than one page of the default size (the byte cap: test_slot_pages).
+    # 300 threads: more than one page of the default size (the byte cap: test_pages).
     async with daemon(tmp_path) as server:
         async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
             b = broker_pb2_grpc.BrokerServiceStub(channel)

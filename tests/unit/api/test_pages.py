@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api import convert
-from hwbkptd.api.slot_pages import (
+from hwbkptd.api.pages import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_BYTES,
     MAX_PAGE_SIZE,
