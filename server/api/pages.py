@@ -1,4 +1,4 @@
-"""GetSlotMap and ListBreakpoints in pages: no answer a client can provoke nears a stock client's 4 MiB limit.
+"""GetSlotMap and ListBreakpoints in pages: no answer a client can provoke nears 4 MiB.
 
 The whole map of 1,024 threads under 400 kernel requests is about 8 MB. An answer
 holds at most ``page_size`` entries (threads first, in the map's order, then the

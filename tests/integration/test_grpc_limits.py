@@ -19,8 +19,8 @@ from grpc_checks import EventReader, expect_error, spec
 import hwbkpt
 from hwbkpt.aio import AsyncClient
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
-from hwbkptd.api.server import RunningServer, ServerConfig, start_server
 from hwbkptd.api.pages import MAX_PAGE_BYTES
+from hwbkptd.api.server import RunningServer, ServerConfig, start_server
 from hwbkptd.core.limits import Limits
 
 RESOURCE = grpc.StatusCode.RESOURCE_EXHAUSTED
