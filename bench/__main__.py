@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "births": "8. Thread birth and death",
     "bpf_notify": "9. NOTIFY through BPF",
     "names": "10. Names (issue 13)",
+    "abuse": "11. Memory under abuse (limits)",
 }
 
 

@@ -89,6 +89,10 @@ class Broker:
             "json",
             "--log-level",
             "warning",
+            # The hit benches buffer every hit of a run (hit_buffer n + 1024), above the
+            # default cap of 65,536 (issue 12); the memory budget still applies.
+            "--max-hit-buffer",
+            "1000000",
             *self._extra,
         ]
         with self.log_path.open("wb") as log:

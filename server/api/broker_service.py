@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert, convert_events
+from hwbkptd.api.answer_size import split_events
+from hwbkptd.api.pages import breakpoints_page, slot_map_page
 from hwbkptd.api.slot_watch import watch_slot_map
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
 from hwbkptd.core.broker import Broker, Identity
@@ -72,7 +74,8 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         batches = self._broker.events(token, request.after_seq)
         try:
             async for batch in batches:
-                yield convert_events.events_to_proto(batch)
+                for msg in split_events(convert_events.events_to_proto(batch)):
+                    yield msg
         finally:
             # On cancellation (the client went away) the broker's iterator must
             # learn it now, not when the garbage collector finds it: that is what
@@ -121,7 +124,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         self, request: broker_pb2.ListBreakpointsRequest, context: Context
     ) -> broker_pb2.ListBreakpointsResponse:
         views = self._broker.list_breakpoints(convert.token_from_proto(request.token))
-        return broker_pb2.ListBreakpointsResponse(breakpoints=convert.breakpoints_to_proto(views))
+        return breakpoints_page(views, page_size=request.page_size, page_token=request.page_token)
 
     @guard
     async def ResumeThreads(
@@ -154,13 +157,25 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def DescribeMachine(
         self, request: broker_pb2.DescribeMachineRequest, context: Context
     ) -> broker_pb2.DescribeMachineResponse:
-        return convert.machine_to_proto(self._broker.describe())
+        desc = self._broker.describe()
+        answer = convert.machine_to_proto(desc)
+        answer.limits.extend(
+            broker_pb2.Limit(name=x.name, value=float(x.value), flag=x.flag, description=x.what)
+            for x in desc.limits
+        )
+        return answer
 
     @guard
     async def GetSlotMap(
         self, request: broker_pb2.GetSlotMapRequest, context: Context
     ) -> broker_pb2.GetSlotMapResponse:
-        return convert.slot_map_to_proto(self._broker.slot_map(request.pid))
+        return slot_map_page(
+            self._broker.slot_map(request.pid),
+            pools=self._broker.describe().pools,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            pool=request.pool,
+        )
 
     @guard_stream
     async def WatchSlotMap(

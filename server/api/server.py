@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client.registry import CollectorRegistry
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
+from hwbkptd.api.admission import AdmitCalls
 from hwbkptd.api.broker_service import BrokerService
 from hwbkptd.api.decoding import RejectUndecodable
 from hwbkptd.api.listeners import (
@@ -31,7 +32,9 @@ from hwbkptd.api.listeners import (
 )
 from hwbkptd.api.reflection import enable_reflection
 from hwbkptd.api.sim_service import SimService
+from hwbkptd.api.status import limit_refusal_log
 from hwbkptd.core.broker import Broker, BrokerConfig
+from hwbkptd.core.limits import Limits
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
 from hwbkptd.daemon.metrics import BrokerMetrics, MetricsCollector
 from hwbkptd.daemon.metrics_http import MetricsServer, start_metrics
@@ -51,17 +54,21 @@ BROKER_SERVICE: str = broker_pb2.DESCRIPTOR.services_by_name["BrokerService"].fu
 SIM_SERVICE: str = sim_pb2.DESCRIPTOR.services_by_name["SimService"].full_name
 
 #: gRPC's default 4 MiB receive limit would answer an oversized message with
-#: RESOURCE_EXHAUSTED before the broker sees it. 16 MiB lets the broker read, say,
+#: RESOURCE_EXHAUSTED before the broker sees it. 16 MiB (the default of
+#: ``Limits.max_message_bytes``, flag --max-message-bytes) lets the broker read, say,
 #: a 10 MB session name and answer what is actually wrong (INVALID_ARGUMENT
 #: "name"), while still bounding what one call can make the daemon hold.
-MAX_RECEIVE_BYTES = 16 * 1024 * 1024
+MAX_RECEIVE_BYTES = Limits().max_message_bytes
 
-_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-    # With SO_REUSEPORT (grpc's default on Linux) a second daemon could bind the
-    # same TCP port and take half the connections; fail to start instead.
-    ("grpc.so_reuseport", 0),
-)
+
+def _options(limits: Limits) -> tuple[tuple[str, int], ...]:
+    return (
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        # With SO_REUSEPORT (grpc's default on Linux) a second daemon could bind the
+        # same TCP port and take half the connections; fail to start instead.
+        ("grpc.so_reuseport", 0),
+    )
+
 
 _log = structlog.get_logger("hwbkptd")
 
@@ -95,6 +102,8 @@ class ServerConfig:
     grace_seconds: float = 5.0
     #: ``tcp:HOST:PORT`` for Prometheus metrics (daemon/metrics.py); None: no metrics.
     metrics: str | None = None
+    #: Quotas, sizes and the memory budget (core/limits.py).
+    limits: Limits = Limits()  # noqa: RUF009 - Limits is a frozen dataclass
 
 
 @dataclass
@@ -199,6 +208,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
             lease_seconds=config.lease_seconds,
             hit_buffer=config.hit_buffer,
             halt_timeout_seconds=config.halt_timeout_seconds,
+            limits=config.limits,
             extra_mechanisms=machine.unavailable,
             hit_words=config.hit_words,
         ),
@@ -210,7 +220,11 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
     except BaseException:
         await broker.stop()
         raise
-    server = grpc.aio.server(options=_OPTIONS, interceptors=(RejectUndecodable(),))
+    limit_refusal_log(config.limits.refusal_log_per_second, config.limits.refusal_log_burst)
+    server = grpc.aio.server(
+        options=_options(config.limits),
+        interceptors=(RejectUndecodable(), AdmitCalls(broker.quotas)),
+    )
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
     health_servicer: HealthStatus = _AioHealthServicer()

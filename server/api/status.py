@@ -20,14 +20,18 @@ import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hwbkptd.core.clock import SystemClock
 from hwbkptd.core.errors import (
+    Aborted,
     BrokerError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
+from hwbkptd.core.log_limit import LineLimiter, Summary
 
 __all__ = [
     "GUARD_MARK",
@@ -38,6 +42,7 @@ __all__ = [
     "guard_stream",
     "internal_status",
     "is_guarded",
+    "limit_refusal_log",
     "log_refusal",
     "refuse",
     "to_rpc_status",
@@ -62,6 +67,8 @@ _CODES: tuple[tuple[type[BrokerError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (Aborted, grpc.StatusCode.ABORTED),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 _Svc = TypeVar("_Svc")
@@ -125,9 +132,27 @@ async def _abort(context: Context, status: grpc.Status) -> NoReturn:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+def _suppressed(held: Summary) -> None:
+    total = sum(held.values())
+    _log.info(f"{total} similar lines suppressed", suppressed=total, by_kind=held)
+
+
+#: Refusals and unexpected errors are what a client can make the broker log in a loop:
+#: at most 50 at once, then 20 a second, and a count of the rest (issue 12).
+_limiter = [LineLimiter(SystemClock(), _suppressed)]
+
+
+def limit_refusal_log(per_second: float, burst: int) -> LineLimiter:
+    """Set the rate of refusal and error lines (the daemon's --refusal-log-* flags)."""
+    _limiter[0] = LineLimiter(SystemClock(), _suppressed, per_second=per_second, burst=burst)
+    return _limiter[0]
+
+
 def log_refusal(method: str, err: BrokerError) -> None:
-    """The one log line of a refused call."""
-    _log.info("rpc refused", method=method, code=code_for(err).name, error=_clip(err.message))
+    """The one log line of a refused call (at a bounded rate)."""
+    code = code_for(err).name
+    if _limiter[0].allow(f"rpc refused {method} {code}"):
+        _log.info("rpc refused", method=method, code=code, error=_clip(err.message))
 
 
 async def refuse(context: Context, method: str, err: BrokerError) -> NoReturn:
@@ -139,7 +164,8 @@ async def refuse(context: Context, method: str, err: BrokerError) -> NoReturn:
 async def _fail(context: Context, method: str, exc: Exception) -> NoReturn:
     if isinstance(exc, BrokerError):
         await refuse(context, method, exc)
-    _log.exception("rpc failed unexpectedly", method=method)
+    if _limiter[0].allow(f"rpc failed {method}"):
+        _log.exception("rpc failed unexpectedly", method=method)
     await _abort(context, internal_status(method))
 
 

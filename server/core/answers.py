@@ -150,6 +150,7 @@ def describe_machine(
         arming=info.arming,
         notes=tuple(notes_),
         max_region_length=arch.max_region_length,
+        limits=config.limits.describe(),
     )
 
 

@@ -22,6 +22,7 @@ from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.halts import HeldThreads
 from hwbkptd.core.launching import spec_error
+from hwbkptd.core.limits import Limits
 from hwbkptd.core.machine_hooks import MachineHooks
 from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
@@ -50,6 +51,7 @@ class BreakpointCalls:
         process_calls: ProcessCalls,
         clock: Clock,
         names: Names | None,
+        limits: Limits,
     ) -> None:
         self._arch = arch
         self._pools = pools
@@ -62,6 +64,7 @@ class BreakpointCalls:
         self._commit = commit
         self._halts = halts
         self._process_calls = process_calls
+        self._limits = limits
         self._next_id = 0
         #: Requests by name in a module not mapped yet (issue 13): they wait here.
         self._waiting = WaitingNames(
@@ -117,6 +120,7 @@ class BreakpointCalls:
             threads=self._processes.threads,
             processes=self._processes.processes,
             owned=len(session.requests),
+            limits=self._limits,
         )
         rid = rid or self._next_id + 1
         record = new_record(
@@ -229,6 +233,7 @@ class BreakpointCalls:
             processes=procs,
             owned=len(session.requests),
             hooks=self._hooks,
+            limits=self._limits,
         )
 
     def _own(self, session: Session, breakpoint_id: int) -> Record:

@@ -35,8 +35,10 @@ from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import (
     NotFound,
+    Unavailable,
 )
 from hwbkptd.core.events import Event, Removed
+from hwbkptd.core.limits import IdentityQuotas, MemoryBudget
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
@@ -47,11 +49,10 @@ from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import RequestBook
 from hwbkptd.core.renaming import Renamer
 from hwbkptd.core.routing import HitRouter
-from hwbkptd.core.session_calls import MAX_HIT_BUFFER, MAX_LEASE_SECONDS, SessionCalls
+from hwbkptd.core.session_calls import MAX_LEASE_SECONDS, SessionCalls
 from hwbkptd.core.sessions import SessionTable
 
 __all__ = [
-    "MAX_HIT_BUFFER",
     "MAX_LEASE_SECONDS",
     "BreakpointSpec",
     "BreakpointView",
@@ -92,8 +93,12 @@ class Broker:
         self._config = config
         self._arbiter = Arbiter(self._pools)
         self._clock: Clock = clock or SystemClock()
+        self.quotas = IdentityQuotas(config.limits, self._clock)
+        self.budget = MemoryBudget(config.limits.memory_budget_bytes)
         self._sessions = SessionTable(
-            self._clock, lambda session: self._session_calls.lease_ended(session)
+            self._clock,
+            lambda session: self._session_calls.lease_ended(session),
+            budget=self.budget,
         )
         self._records = RequestBook()
         self._processes = ProcessTable(
@@ -140,6 +145,8 @@ class Broker:
             mutations=m,
             process_calls=self._process_calls,
             stopping=lambda: self._stopped,
+            quotas=self.quotas,
+            budget=self.budget,
         )
         self._breakpoint_calls = BreakpointCalls(
             arch=arch,
@@ -153,6 +160,7 @@ class Broker:
             process_calls=self._process_calls,
             clock=self._clock,
             names=self._hooks.names,
+            limits=config.limits,
         )
         names = self._hooks.names
         self._news = MachineNews(
@@ -194,7 +202,7 @@ class Broker:
             # The session's own last word, after its requests' removals: even a session
             # without requests learns why its stream ends (breakpoint 0: session-wide).
             session.emit(0, Removed(reason="shutdown"))
-            session.close()
+            session.close(Unavailable("the broker is shutting down"))
         self._sessions.activity.broker_stopping()
         await self.finish_background_work()
         await self._processes.close()

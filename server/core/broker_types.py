@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hwbkptd.core.limits import LimitInfo, Limits
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import (
     Access,
@@ -125,6 +126,8 @@ class MachineDescription:
     notes: tuple[str, ...]
     max_region_length: int
     version: str = "0.1.0"
+    #: Every limit and its value (hwbkptd flags set them).
+    limits: tuple[LimitInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,9 @@ class BrokerConfig:
     machine: str = "sim"
     lease_seconds: float = 15.0
     hit_buffer: int = 4096
-    #: Delivered events kept for replay after a reconnect.
-    replay_retention: int = 65536
     halt_timeout_seconds: float = 30.0
-    max_name_length: int = 128
+    #: Names, quotas, buffers, replay and the memory budget (core/limits.py).
+    limits: Limits = Limits()  # noqa: RUF009 - Limits is a frozen dataclass
     extra_mechanisms: tuple[MechanismInfo, ...] = field(default=())
     #: Put user hits in words through the machine's Names (issue 13).
     hit_words: bool = True

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "Aborted",
     "BrokerError",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
+    "Unavailable",
 ]
 
 
@@ -51,3 +53,11 @@ class FailedPrecondition(BrokerError):
 
 class ResourceExhausted(BrokerError):
     pass
+
+
+class Aborted(BrokerError):
+    """The call lost to a newer one (an event stream replaced by a newer stream)."""
+
+
+class Unavailable(BrokerError):
+    """The broker cannot serve this now (it is shutting down); a retry may succeed."""

@@ -6,11 +6,21 @@ are kept (up to ``retention``) so a client that lost its connection can ask for
 them again. Undelivered state events are never dropped; undelivered hits are
 bounded by ``hit_buffer``, and the hits beyond it are counted and reported as
 one ``HitsDropped`` event, so a slow client never holds a target back.
+
+With a :class:`~hwbkptd.core.limits.MemoryBudget` the log counts what it holds there;
+while the budget is pressed it keeps no replay and takes a hit only while fewer than
+``PRESSURE_HIT_FLOOR`` are undelivered (a reader keeps its events, a hog loses its own).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hwbkptd.core.events import Event, EventKind, Hit, HitsDropped
+from hwbkptd.core.limits import PRESSURE_HIT_FLOOR
+
+if TYPE_CHECKING:
+    from hwbkptd.core.limits import MemoryBudget
 
 __all__ = ["MAX_BATCH", "EventLog"]
 
@@ -22,7 +32,9 @@ _TRIM_STEP = 1024
 
 
 class EventLog:
-    def __init__(self, *, hit_buffer: int, retention: int) -> None:
+    def __init__(
+        self, *, hit_buffer: int, retention: int, budget: MemoryBudget | None = None
+    ) -> None:
         if hit_buffer < 1:
             raise ValueError("hit_buffer must be at least 1")
         if retention < 0:
@@ -37,6 +49,9 @@ class EventLog:
         self._undelivered_hits = 0
         self._dropped = 0
         self.total_dropped = 0
+        self._budget = budget
+        if budget is not None:
+            budget.session_opened(self)
 
     @property
     def last_seq(self) -> int:
@@ -60,12 +75,19 @@ class EventLog:
     @property
     def oldest_seq(self) -> int:
         """The oldest number a reader can still be given (``last_seq + 1`` if none)."""
-        return max(self._base, self._delivered - self._retention + 1)
+        budget = self._budget
+        retention = 0 if budget is not None and budget.pressed else self._retention
+        return max(self._base, self._delivered - retention + 1)
 
     def append(self, breakpoint_id: int, kind: EventKind, time_ns: int) -> Event | None:
         """Queue an event; returns it, or None for a hit dropped because the buffer is full."""
         if isinstance(kind, Hit):
-            if self._undelivered_hits >= self._hit_buffer:
+            budget = self._budget
+            if self._undelivered_hits >= self._hit_buffer or (
+                budget is not None
+                and budget.pressed
+                and self._undelivered_hits >= PRESSURE_HIT_FLOOR
+            ):
                 self._dropped += 1
                 self.total_dropped += 1
                 return None
@@ -102,6 +124,8 @@ class EventLog:
         event = Event(self._next, time_ns, breakpoint_id, kind)  # positional: once per hit
         self._next += 1
         self._events.append(event)
+        if self._budget is not None:
+            self._budget.add_events(1)
         return event
 
     def _flush_drops(self, time_ns: int) -> None:
@@ -112,5 +136,24 @@ class EventLog:
     def _trim(self) -> None:
         excess = self.oldest_seq - self._base
         if excess >= _TRIM_STEP or (excess > 0 and excess * 2 >= len(self._events)):
-            del self._events[:excess]
-            self._base += excess
+            self._drop_prefix(excess)
+
+    def _drop_prefix(self, count: int) -> None:
+        del self._events[:count]
+        self._base += count
+        if self._budget is not None:
+            self._budget.remove_events(count)
+
+    def drop_replay(self) -> None:
+        """Let go of every delivered event now (the memory budget is pressed)."""
+        excess = min(self._delivered + 1, self._next) - self._base
+        if excess > 0:
+            self._drop_prefix(excess)
+
+    def release(self) -> None:
+        """The session is gone: what this log still holds no longer counts in the budget
+        (its stream may still hand out the last events; then the log is freed)."""
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.remove_events(len(self._events))
+            budget.session_ended(self)

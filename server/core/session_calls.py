@@ -10,16 +10,17 @@ from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BrokerConfig, Identity, SessionInfo
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
 from hwbkptd.core.events import Event
+from hwbkptd.core.limits import IdentityQuotas, MemoryBudget, check_hit_buffer
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import check_name
 
-__all__ = ["MAX_HIT_BUFFER", "MAX_LEASE_SECONDS", "SessionCalls"]
+__all__ = ["MAX_LEASE_SECONDS", "SessionCalls"]
 
-#: Upper bounds for what a session may ask for when it opens.
+#: Upper bound for the lease a session may ask for when it opens (its hit buffer's is
+#: a limit: ``Limits.max_hit_buffer``).
 MAX_LEASE_SECONDS = 86_400.0
-MAX_HIT_BUFFER = 1_000_000
 
 
 class SessionCalls:
@@ -31,7 +32,11 @@ class SessionCalls:
         mutations: Mutations,
         process_calls: ProcessCalls,
         stopping: Callable[[], bool],
+        quotas: IdentityQuotas,
+        budget: MemoryBudget,
     ) -> None:
+        self._quotas = quotas
+        self._budget = budget
         self._sessions = sessions
         self._config = config
         self._mutations = mutations
@@ -41,25 +46,26 @@ class SessionCalls:
     def open(
         self, name: str, lease_seconds: float, hit_buffer: int, identity: Identity
     ) -> SessionInfo:
-        check_name(name, self._config.max_name_length)
+        limits = self._config.limits
+        check_name(name, limits.max_name_length)
         if not 0 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise InvalidArgument(
                 "lease_seconds",
                 f"must be 0 (default) to {MAX_LEASE_SECONDS:g}, got {lease_seconds}",
             )
-        if not 0 <= hit_buffer <= MAX_HIT_BUFFER:
-            raise InvalidArgument(
-                "hit_buffer", f"must be 0 (default) to {MAX_HIT_BUFFER}, got {hit_buffer}"
-            )
+        check_hit_buffer(hit_buffer, limits)
         if self._stopping():
             raise FailedPrecondition("the broker is shutting down")
+        self._quotas.check_session(identity.name)
+        self._budget.check_session()
         session = self._sessions.open(
             name,
             identity=identity,
             lease_seconds=lease_seconds or self._config.lease_seconds,
-            hit_buffer=hit_buffer or self._config.hit_buffer,
-            retention=self._config.replay_retention,
+            hit_buffer=min(hit_buffer or self._config.hit_buffer, limits.max_hit_buffer),
+            retention=limits.replay_events,
         )
+        self._quotas.session_opened(identity.name)
         audit("session_opened", session, lease_seconds=session.lease_seconds)
         return _session_info(session)
 
@@ -85,6 +91,7 @@ class SessionCalls:
         if session.ending:
             return
         self._sessions.remove(session)
+        self._quotas.session_ended(session.identity.name)
         for rid in sorted(session.requests):
             self._mutations.remove(rid, reason)
         held = self._mutations.halts.held_by(session.id)

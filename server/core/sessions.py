@@ -4,6 +4,10 @@ A session lives while its event stream is attached. Without one (right after
 it is opened, or after its client went away) its lease runs; any call with its
 token starts the lease again, and when the lease ends the owner's
 ``on_expire`` callback removes it. A newer stream ends the older one.
+
+A stream never ends with OK: a reconnect loop must tell why it ended. Replaced by a
+newer stream of the session: ABORTED. Its session closed: FAILED_PRECONDITION (and
+UNAVAILABLE when the broker shuts down, which a client may retry elsewhere or later).
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ from typing import TYPE_CHECKING
 
 from hwbkptd.core.activity import Activity
 from hwbkptd.core.clock import Clock, Timer
-from hwbkptd.core.errors import NotFound
+from hwbkptd.core.errors import Aborted, BrokerError, FailedPrecondition, NotFound
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
 from hwbkptd.core.events import Event, EventKind
 
 if TYPE_CHECKING:
     from hwbkptd.core.broker_types import Identity
+    from hwbkptd.core.limits import MemoryBudget
 
-__all__ = ["Session", "SessionTable"]
+__all__ = ["STREAM_REPLACED", "Session", "SessionTable"]
+
+#: How a stream that a newer stream of its session replaced ends.
+STREAM_REPLACED = "the event stream was replaced by a newer stream of this session"
 
 _TOKEN_BYTES = 24
 
@@ -52,6 +60,8 @@ class Session:
         #: Being removed: calls with its token fail, its last events are still queued.
         self.ending = False
         self.closed = False
+        #: How the session's stream ends once it has handed out what was queued.
+        self.close_error: BrokerError = FailedPrecondition("the session was closed")
         self._clock = clock
         self._on_expire = on_expire
         self._activity = activity if activity is not None else Activity()
@@ -77,8 +87,9 @@ class Session:
     async def stream(self, after_seq: int) -> AsyncIterator[list[Event]]:
         """Batches of events numbered above ``after_seq``: the retained ones, then live ones.
 
-        Ends when a newer stream attaches or when the session is closed (after
-        handing out what was queued). However it ends, the lease starts.
+        Ends when a newer stream attaches (raising ``Aborted``) or when the session is
+        closed (after handing out what was queued, raising ``close_error``). However it
+        ends, the lease starts.
         """
         number, wake = self._attach()
         cursor = after_seq
@@ -92,9 +103,10 @@ class Session:
                     yield batch
                     continue
                 if self.closed:
-                    return
+                    raise self.close_error
                 wake.clear()
                 await wake.wait()
+            raise Aborted(STREAM_REPLACED)
         finally:
             self._detach(number)
 
@@ -136,8 +148,11 @@ class Session:
             self._lease = None
         self.lease_deadline = None
 
-    def close(self) -> None:
-        """No more calls: the stream hands out what is queued, then ends."""
+    def close(self, error: BrokerError | None = None) -> None:
+        """No more calls: the stream hands out what is queued, then ends with ``error``
+        (default: FAILED_PRECONDITION "the session was closed")."""
+        if error is not None:
+            self.close_error = error
         self.closed = True
         self.cancel_lease()
         if self._wake is not None:
@@ -152,8 +167,10 @@ class SessionTable:
         clock: Clock,
         on_expire: Callable[[Session], None],
         activity: Activity | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self._clock = clock
+        self._budget = budget
         self._on_expire = on_expire
         #: Told of every session opened and removed, and of every session's events.
         self.activity = activity if activity is not None else Activity()
@@ -178,7 +195,7 @@ class SessionTable:
             token=token,
             identity=identity,
             lease_seconds=lease_seconds,
-            log=EventLog(hit_buffer=hit_buffer, retention=retention),
+            log=EventLog(hit_buffer=hit_buffer, retention=retention, budget=self._budget),
             clock=self._clock,
             on_expire=self._on_expire,
             activity=self.activity,
@@ -207,6 +224,7 @@ class SessionTable:
         self._by_token.pop(session.token, None)
         if self._by_id.pop(session.id, None) is not None:
             self.activity.session_closed(session.id, session.name)
+        session.log.release()
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_id.values()))

@@ -18,9 +18,9 @@ from hwbkptd.core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
 )
 from hwbkptd.core.filters import validate_filter
+from hwbkptd.core.limits import Limits, check_request_count
 from hwbkptd.core.machine_hooks import NO_SYMBOLS, MachineHooks, SimHooks
 from hwbkptd.core.model import (
     DEFAULT_PRIORITY,
@@ -34,6 +34,7 @@ from hwbkptd.core.model import (
 )
 
 __all__ = [
+    "FIRST_PAGE",
     "NO_SYMBOLS",
     "Prepared",
     "check_action",
@@ -45,6 +46,12 @@ __all__ = [
 ]
 
 _SIM_HOOKS = SimHooks()
+_LIMITS = Limits()
+
+#: Process and thread requests below this address are refused: no process maps its
+#: first page, and an address of 0 is what a client's failed conversion sends (a hex
+#: string that protobuf turned into 0), not a place anyone means to watch.
+FIRST_PAGE = 0x1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,7 @@ def prepare_spec(
     processes: Container[int],
     owned: int,
     hooks: MachineHooks = _SIM_HOOKS,
+    limits: Limits = _LIMITS,
 ) -> Prepared:
     """Check a spec against the machine, the targets and the caller's rights.
 
@@ -157,10 +165,7 @@ def prepare_spec(
         raise PermissionDenied(
             f"identity {identity.name!r} may not watch kernel addresses", field="spec.scope"
         )
-    if owned >= identity.max_requests:
-        raise ResourceExhausted(
-            f"identity {identity.name!r} may hold at most {identity.max_requests} requests"
-        )
+    check_request_count(owned, identity.max_requests, identity.name, limits)
     pid, tid = _target(spec, threads, processes)
     if not isinstance(spec.address, int) or not isinstance(spec.length, int):
         raise InvalidArgument("spec.address", "address and length are integers")
@@ -179,6 +184,13 @@ def prepare_spec(
         if length == 0 and spec.access is not Access.EXEC:
             # A named region's length is its type's (issue 13): &cfg is all 24 bytes.
             length = resolved.length or 8
+    if not kernel and address < FIRST_PAGE:
+        field = "spec.symbol" if spec.symbol else "spec.address"
+        raise InvalidArgument(
+            field,
+            f"{address:#x} is below the first page ({FIRST_PAGE:#x}): nothing is mapped there; "
+            "was the address lost in conversion?",
+        )
     chunks = arch.split(address, length, spec.access, kernel=kernel, pools=pools)
     if spec.access is Access.EXEC and length == 0:
         length = arch.exec_length
@@ -206,13 +218,11 @@ def recheck_spec(
     threads: Mapping[int, int],
     processes: Container[int],
     owned: int,
+    limits: Limits = _LIMITS,
 ) -> None:
     """Check again, after an ``await``, what the await can change about a prepared ``spec``:
     its target may have gone, and the session may hold more requests now."""
-    if owned >= identity.max_requests:
-        raise ResourceExhausted(
-            f"identity {identity.name!r} may hold at most {identity.max_requests} requests"
-        )
+    check_request_count(owned, identity.max_requests, identity.name, limits)
     _target(spec, threads, processes)
 
 

@@ -20,6 +20,7 @@ from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
 from hwbkptd.daemon import logging as hwlog
 from hwbkptd.daemon.config_file import ConfigFileError, render_settings, resolve_settings
+from hwbkptd.daemon.limit_flags import add_limit_flags, limits_from_args
 from hwbkptd.daemon.machines import ARMINGS, MachineError, build_machine
 
 __all__ = ["GC_THRESHOLD0", "build_parser", "config_from_args", "main", "tune_gc"]
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the bound addresses here, one per line, once serving",
     )
+    add_limit_flags(p)
     return p
 
 
@@ -151,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ready_file=args.ready_file,
         hit_words=not args.no_hit_words,
         metrics=args.metrics,
+        limits=limits_from_args(args),
     )
 
 

@@ -33,6 +33,10 @@ from hwbkpt.v1 import broker_pb2, sim_pb2
 
 pytestmark = pytest.mark.e2e
 
+#: These tests count one log line per refusal; the rate limit of those lines (issue 12,
+#: tested in test_item12_limits) is set out of their way.
+HWBKPTD_OPTIONS = {"extra": ("--refusal-log-rate", "100000", "--refusal-log-burst", "100000")}
+
 TIMEOUT = 10.0
 #: Truncated or impossible wire data, bad for every message type: a tag of wire type 6,
 #: a length-delimited tag with no length, a varint that never ends, an unopened group end.
@@ -219,7 +223,7 @@ def _with_token(method: MethodDescriptor, token: str) -> list[bytes]:
 @pytest.fixture
 def own_daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A daemon of this test alone, so its whole log is this test's run."""
-    d = start_daemon(tmp_path)
+    d = start_daemon(tmp_path, **HWBKPTD_OPTIONS)
     yield d
     d.stop()
 

@@ -3,6 +3,7 @@ SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,7 +90,12 @@ def test_serves_and_stops_cleanly(spawn: list[Proc], tmp_path: Path, sig: signal
         token = stub.OpenSession(broker_pb2.OpenSessionRequest(name="d")).token
         stream = stub.StreamEvents(broker_pb2.StreamEventsRequest(token=token))
         received: list[object] = []
-        reader = threading.Thread(target=lambda: received.extend(stream), daemon=True)
+
+        def read() -> None:
+            with contextlib.suppress(grpc.RpcError):  # it ends UNAVAILABLE (issue 12)
+                received.extend(stream)
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         time.sleep(0.2)  # let the stream reach the server before the signal
 
@@ -99,7 +105,9 @@ def test_serves_and_stops_cleanly(spawn: list[Proc], tmp_path: Path, sig: signal
         assert time.monotonic() - began < 5
         reader.join(timeout=5)
         assert not reader.is_alive()
-        assert stream.code() == grpc.StatusCode.OK  # ended cleanly, not cut off
+        # Ended by the broker, saying why (issue 12: a stream never ends quietly), not cut off.
+        assert stream.code() == grpc.StatusCode.UNAVAILABLE
+        assert stream.details() == "the broker is shutting down"
     assert not sock.exists()
     assert not proc.ready.exists()
     events = [e["event"] for e in proc.logs()]

@@ -116,7 +116,9 @@ async def test_every_rpc(daemon: Daemon) -> None:
     assert list(listed.breakpoints) == []
 
     await b.CloseSession(broker_pb2.CloseSessionRequest(token=token))
-    assert await events.end() == grpc.StatusCode.OK
+    # Issue 12: the stream says its session was closed (not OK and silent).
+    assert await events.end() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await events.call.details() == "the session was closed"
     await expect_error(
         b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=token)), NOT_FOUND, "token"
     )

@@ -21,6 +21,7 @@ from hwbkpt.v1 import sim_pb2 as simpb
 
 __all__ = [
     "DEFAULT_LEASE",
+    "MAX_SLOT_MAP_PAGES",
     "Call",
     "SessionTicket",
     "attach_process",
@@ -43,7 +44,7 @@ __all__ = [
     "sim_spawn",
     "sim_spawn_thread",
     "sim_touch",
-    "slot_map",
+    "slot_map_page",
     "stream_events",
     "watch_slot_map",
 ]
@@ -83,8 +84,18 @@ def describe() -> Call[m.MachineInfo]:
     return Call("broker", "DescribeMachine", pb.DescribeMachineRequest(), cv.machine_from_pb)
 
 
-def slot_map(pid: int) -> Call[m.SlotMap]:
-    return Call("broker", "GetSlotMap", pb.GetSlotMapRequest(pid=pid), cv.slot_map_from_pb)
+def slot_map_page(pid: int, pool: str, page_token: str) -> Call[pb.GetSlotMapResponse]:
+    """One page of the slot map; the clients follow ``next_page_token`` to the end."""
+    req = pb.GetSlotMapRequest(pid=pid, pool=pool, page_token=page_token)
+    return Call("broker", "GetSlotMap", req, _page)
+
+
+def _page(resp: pb.GetSlotMapResponse) -> pb.GetSlotMapResponse:
+    return resp
+
+
+#: More pages than this in one walk is a broker that does not move on: stop, do not loop.
+MAX_SLOT_MAP_PAGES = 100_000
 
 
 # --- sessions --------------------------------------------------------------------------
@@ -150,11 +161,14 @@ def remove(token: str, breakpoint_id: int) -> Call[None]:
     return Call("broker", "RemoveBreakpoint", req, _nothing)
 
 
-def list_breakpoints(token: str) -> Call[list[m.Breakpoint]]:
-    def answer(resp: pb.ListBreakpointsResponse) -> list[m.Breakpoint]:
-        return [cv.breakpoint_from_pb(b) for b in resp.breakpoints]
+def list_breakpoints(token: str, page_token: str = "") -> Call[tuple[list[m.Breakpoint], str]]:
+    """One page of the session's requests, and the token of the next ("" on the last)."""
 
-    return Call("broker", "ListBreakpoints", pb.ListBreakpointsRequest(token=token), answer)
+    def answer(resp: pb.ListBreakpointsResponse) -> tuple[list[m.Breakpoint], str]:
+        return [cv.breakpoint_from_pb(b) for b in resp.breakpoints], resp.next_page_token
+
+    req = pb.ListBreakpointsRequest(token=token, page_token=page_token)
+    return Call("broker", "ListBreakpoints", req, answer)
 
 
 # --- halted threads --------------------------------------------------------------------

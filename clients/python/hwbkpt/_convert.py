@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -20,6 +20,7 @@ __all__ = [
     "event_from_pb",
     "filter_to_pb",
     "machine_from_pb",
+    "slot_map_from_pages",
     "slot_map_from_pb",
     "spawned_from_pb",
     "spec_to_pb",
@@ -271,6 +272,10 @@ def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:
         notes=tuple(msg.notes),
         version=msg.version,
         max_region_length=msg.max_region_length,
+        limits=tuple(
+            m.Limit(name=x.name, value=x.value, flag=x.flag, description=x.description)
+            for x in msg.limits
+        ),
     )
 
 
@@ -290,6 +295,11 @@ def _slot_from_pb(msg: pb.Slot) -> m.Slot:
 
 
 def slot_map_from_pb(msg: pb.GetSlotMapResponse) -> m.SlotMap:
+    return slot_map_from_pages((msg,))
+
+
+def slot_map_from_pages(pages: Sequence[pb.GetSlotMapResponse]) -> m.SlotMap:
+    """The slot map from every page of a GetSlotMap walk, in order."""
     return m.SlotMap(
         threads=tuple(
             m.ThreadSlots(
@@ -299,9 +309,10 @@ def slot_map_from_pb(msg: pb.GetSlotMapResponse) -> m.SlotMap:
                 slots=tuple(_slot_from_pb(s) for s in t.slots),
                 halted=t.halted,
             )
+            for msg in pages
             for t in msg.threads
         ),
-        waiting=tuple(breakpoint_from_pb(b) for b in msg.waiting),
+        waiting=tuple(breakpoint_from_pb(b) for msg in pages for b in msg.waiting),
     )
 
 

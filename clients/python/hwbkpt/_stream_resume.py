@@ -28,6 +28,7 @@ __all__ = [
     "FATAL_CODES",
     "HEALTHY_STREAM",
     "RESUME_TIMEOUT",
+    "STREAM_END_CODES",
     "EventCursor",
     "Lose",
     "ReadStream",
@@ -46,6 +47,11 @@ HEALTHY_STREAM = 1.0
 FATAL_CODES = frozenset(
     {"NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_ARGUMENT", "UNIMPLEMENTED"}
 )
+#: How the broker ends a stream on purpose, and why resuming would be wrong: ABORTED, a
+#: newer stream of the session took over (another reader has it: taking it back would
+#: make the two fight); FAILED_PRECONDITION, the session was closed. (UNAVAILABLE, the
+#: broker shutting down, is worth a resume: it may be back within the lease.)
+STREAM_END_CODES = frozenset({"ABORTED", "FAILED_PRECONDITION"})
 
 
 @dataclass(slots=True)
@@ -146,8 +152,10 @@ class StreamResume:
         return self._read()
 
     def stream_ended(self, failure: HwbkptError | None) -> Wait | Lose:
-        """The stream ended: with ``failure``, or cleanly (the broker closed it)."""
-        if failure is not None and failure.code in FATAL_CODES:
+        """The stream ended: with ``failure``, or cleanly (a broker before issue 12)."""
+        if failure is not None and (
+            failure.code in FATAL_CODES or failure.code in STREAM_END_CODES
+        ):
             return self._lose(failure)
         now = self._clock()
         # A stream that stayed up for a while was healthy: a new break gets a new lease.

@@ -9,11 +9,13 @@ from types import TracebackType
 from typing import Self
 
 from hwbkpt import _calls as calls
+from hwbkpt import _convert as cv
 from hwbkpt import models as m
 from hwbkpt._aio_transport import AsyncTransport
 from hwbkpt._transport import CALL_TIMEOUT
 from hwbkpt.aio_session import AsyncSession
 from hwbkpt.errors import HwbkptError
+from hwbkpt.v1 import broker_pb2 as pb
 
 __all__ = ["AsyncClient", "AsyncSession"]
 
@@ -66,8 +68,18 @@ class AsyncClient:
     async def describe(self) -> m.MachineInfo:
         return await self._transport.call(calls.describe())
 
-    async def slot_map(self, pid: int = 0) -> m.SlotMap:
-        return await self._transport.call(calls.slot_map(pid))
+    async def slot_map(self, pid: int = 0, pool: str = "") -> m.SlotMap:
+        """Who holds which slot (``pid``: one process; ``pool``: one pool's slots), every
+        page of the broker's answer followed."""
+        pages: list[pb.GetSlotMapResponse] = []
+        token = ""
+        while len(pages) < calls.MAX_SLOT_MAP_PAGES:
+            page = await self._transport.call(calls.slot_map_page(pid, pool, token))
+            pages.append(page)
+            token = page.next_page_token
+            if not token:
+                break
+        return cv.slot_map_from_pages(pages)
 
     async def watch_slot_map(
         self, pid: int = 0, min_interval: float = 0.1

@@ -123,7 +123,14 @@ class AsyncSession:
         await self._transport.call(calls.remove(self.token, breakpoint_id))
 
     async def list(self) -> list[m.Breakpoint]:
-        return await self._transport.call(calls.list_breakpoints(self.token))
+        found: list[m.Breakpoint] = []
+        page = ""
+        for _ in range(calls.MAX_SLOT_MAP_PAGES):  # every page of the answer, in order
+            part, page = await self._transport.call(calls.list_breakpoints(self.token, page))
+            found += part
+            if not page:
+                break
+        return found
 
     async def resume_threads(self, tids: Sequence[int] = ()) -> tuple[int, ...]:
         """Resume threads this session halted; no tids means all of them.

@@ -8,10 +8,12 @@ from types import TracebackType
 from typing import Self
 
 from hwbkpt import _calls as calls
+from hwbkpt import _convert as cv
 from hwbkpt import models as m
 from hwbkpt._transport import CALL_TIMEOUT, Transport
 from hwbkpt.errors import HwbkptError
 from hwbkpt.session import Session
+from hwbkpt.v1 import broker_pb2 as pb
 
 __all__ = ["Client", "Session"]
 
@@ -66,8 +68,18 @@ class Client:
     def describe(self) -> m.MachineInfo:
         return self._transport.call(calls.describe())
 
-    def slot_map(self, pid: int = 0) -> m.SlotMap:
-        return self._transport.call(calls.slot_map(pid))
+    def slot_map(self, pid: int = 0, pool: str = "") -> m.SlotMap:
+        """Who holds which slot (``pid``: one process; ``pool``: one pool's slots), every
+        page of the broker's answer followed."""
+        pages: list[pb.GetSlotMapResponse] = []
+        token = ""
+        while len(pages) < calls.MAX_SLOT_MAP_PAGES:
+            page = self._transport.call(calls.slot_map_page(pid, pool, token))
+            pages.append(page)
+            token = page.next_page_token
+            if not token:
+                break
+        return cv.slot_map_from_pages(pages)
 
     def watch_slot_map(self, pid: int = 0, min_interval: float = 0.1) -> Iterator[m.SlotMapUpdate]:
         """The slot map now, then again after each change, with what happened in between

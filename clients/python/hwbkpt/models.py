@@ -26,6 +26,7 @@ __all__ = [
     "Hit",
     "HitsDropped",
     "Holder",
+    "Limit",
     "MachineInfo",
     "Mechanism",
     "PendingReason",
@@ -344,6 +345,17 @@ class Pool:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """One of the broker's limits: a call over it is refused naming it."""
+
+    name: str
+    value: float
+    #: The hwbkptd flag that sets it.
+    flag: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Mechanism:
     name: str
     available: bool
@@ -361,6 +373,8 @@ class MachineInfo:
     notes: tuple[str, ...]
     version: str
     max_region_length: int
+    #: Empty from a broker before issue 12.
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,14 @@ class Session:
         self._transport.call(calls.remove(self.token, breakpoint_id))
 
     def list(self) -> list[m.Breakpoint]:
-        return self._transport.call(calls.list_breakpoints(self.token))
+        found: list[m.Breakpoint] = []
+        page = ""
+        for _ in range(calls.MAX_SLOT_MAP_PAGES):  # every page of the answer, in order
+            part, page = self._transport.call(calls.list_breakpoints(self.token, page))
+            found += part
+            if not page:
+                break
+        return found
 
     def resume_threads(self, tids: Sequence[int] = ()) -> tuple[int, ...]:
         """Resume threads this session halted; no tids means all of them.

@@ -13,6 +13,7 @@ from hwbkpt.cli._output import (
     event_record,
     json_value,
     machine_lines,
+    machine_record,
     slot_map_lines,
     thread_record,
 )
@@ -147,6 +148,30 @@ def test_machine_lines_say_why_a_mechanism_is_missing() -> None:
     assert "dr       4 slots (exec, write)" in text
     assert "ptrace       not available: simulated machine selected" in text
     assert "read watches are emulated" in text
+
+
+def test_item12_info_lists_the_limits() -> None:
+    info = m.MachineInfo(
+        machine="sim",
+        arch="x86_64",
+        pools=(),
+        mechanisms=(),
+        arming="",
+        notes=(),
+        version="0.1.0",
+        max_region_length=32,
+        limits=(
+            m.Limit("max_sessions_per_identity", 1024.0, "--max-sessions", "open sessions"),
+            m.Limit("calls_per_second", 2.5, "--calls-per-second", "calls per second"),
+        ),
+    )
+    text = "\n".join(machine_lines(info))
+    assert "max_sessions_per_identity  1024       --max-sessions: open sessions" in text
+    assert "calls_per_second           2.5" in text
+    assert machine_record(info)["limits"] == {
+        "max_sessions_per_identity": 1024,
+        "calls_per_second": 2.5,
+    }
 
 
 def test_item7_a_hit_the_broker_could_not_tell_is_read_or_write_with_the_reason() -> None:

@@ -152,3 +152,27 @@ def test_item10_a_stream_that_stays_up_earns_a_new_lease() -> None:
         assert resume.stream_ended(UNAVAILABLE) == Wait(POLICY.initial)
         assert isinstance(resume.resume_answered(None), ReadStream)
     assert resume.reconnects == 10
+
+
+# Issue 12: the broker ends a stream on purpose with its own status; the loop tells them apart.
+def test_item12_a_replaced_stream_is_lost_without_resuming() -> None:
+    resume, _ = _resume()
+    resume.start()
+    replaced = HwbkptError("ABORTED", "the event stream was replaced by a newer stream")
+    step = resume.stream_ended(replaced)
+    assert isinstance(step, Lose)  # no ResumeSession: it would take the stream back
+    assert step.error.code == "ABORTED"
+    assert "replaced by a newer stream" in step.error.message
+
+
+def test_item12_a_closed_session_is_lost_and_a_shutdown_is_resumed() -> None:
+    resume, _ = _resume()
+    resume.start()
+    step = resume.stream_ended(HwbkptError("FAILED_PRECONDITION", "the session was closed"))
+    assert isinstance(step, Lose)
+    assert step.error.code == "FAILED_PRECONDITION"
+    resume, _ = _resume()
+    resume.start()
+    shutdown = HwbkptError("UNAVAILABLE", "the broker is shutting down")
+    assert resume.stream_ended(shutdown) == Wait(POLICY.initial)
+    assert resume.waited() == Resume()

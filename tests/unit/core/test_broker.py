@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -15,12 +15,14 @@ from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.commit import EXTERNAL_RETRY_SECONDS
 from hwbkptd.core.errors import (
+    Aborted,
     BrokerError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
 from hwbkptd.core.events import (
     Displaced,
@@ -382,7 +384,7 @@ async def test_newer_stream_ends_the_older_one(world: World) -> None:
     new = broker.events(info.token)
     new_pending = asyncio.ensure_future(anext(new))
     await asyncio.sleep(0)  # the new one attaches
-    with pytest.raises(StopAsyncIteration):
+    with pytest.raises(Aborted, match="replaced by a newer stream"):  # issue 12
         await asyncio.wait_for(pending, 1)
     assert not new_pending.done()
     new_pending.cancel()
@@ -640,6 +642,17 @@ async def test_held_outside_slots_are_retried_on_the_broker_clock(world: World) 
 
 
 # --- sessions and the rest of the API --------------------------------------------------
+async def _drain(stream: AsyncIterator[Sequence[Event]]) -> tuple[list[Event], Exception]:
+    """A stream's events and the error it ends with (issue 12: never a quiet end)."""
+    got: list[Event] = []
+    try:
+        async for batch in stream:
+            got += batch
+    except Exception as err:
+        return got, err
+    raise AssertionError("the stream ended without saying why")
+
+
 async def test_close_session_removes_requests_and_restores(world: World) -> None:
     broker, sim = world.broker, world.sim
     pid, _ = sim.spawn_process(1)
@@ -652,7 +665,9 @@ async def test_close_session_removes_requests_and_restores(world: World) -> None
     got = await asyncio.wait_for(anext(stream), 1)
     await a.take()
     await broker.close_session(b.token)
-    rest = [e async for batch in stream for e in batch]  # drains, then ends
+    rest, end = await _drain(stream)  # drains, then ends
+    assert isinstance(end, FailedPrecondition)  # issue 12: it says the session was closed
+    assert end.message == "the session was closed"
     assert [(e.breakpoint_id, e.kind) for e in rest] == [(vb.id, Removed("session_closed"))]
     assert got[0].seq == 1
     assert rest[0].seq == got[-1].seq + 1
@@ -702,9 +717,13 @@ async def test_stop_removes_everything_and_ends_streams() -> None:
     stream = w.broker.events(a.token)
     await asyncio.wait_for(anext(stream), 1)
     await w.broker.stop()
-    rest = [(e.breakpoint_id, e.kind) async for batch in stream for e in batch]
+    events, end = await _drain(stream)
+    assert isinstance(end, Unavailable)  # issue 12: it says why
     # The request's removal, then the session's own last event (issue 14, item 4).
-    assert rest == [(view.id, Removed("shutdown")), (0, Removed("shutdown"))]
+    assert [(e.breakpoint_id, e.kind) for e in events] == [
+        (view.id, Removed("shutdown")),
+        (0, Removed("shutdown")),
+    ]
     assert not w.sim.halted(tid)
     assert w.sim.closed
     assert view.id == 1

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
 from hwbkptd.core.events import Hit, HitsDropped, Removed
+from hwbkptd.core.limits import EVENT_BYTES, PRESSURE_HIT_FLOOR, SESSION_BYTES, MemoryBudget
 from hwbkptd.core.model import Access
 
 
@@ -123,3 +124,52 @@ def test_numbering_has_no_gaps_and_drops_add_up(ops: list[tuple[str, int]], buff
     # Hits keep their order; a drop never hides one that was delivered.
     counts = [k.hit_count for k in kinds if isinstance(k, Hit)]
     assert counts == sorted(counts)
+
+
+# --- issue 12: the memory budget ------------------------------------------------------
+def test_item12_the_log_counts_what_it_holds_in_the_budget() -> None:
+    budget = MemoryBudget(1 << 30)
+    log = EventLog(hit_buffer=100, retention=10, budget=budget)
+    assert (budget.sessions, budget.events) == (1, 0)
+    for n in range(50):
+        log.append(1, hit(n), time_ns=n)
+    assert budget.events == 50
+    while log.take(log.delivered_seq, 0):
+        pass
+    # Delivered: only the replay (10) stays, trimmed in steps; the budget follows the list.
+    assert budget.events == log.last_seq - log.oldest_seq + 1 <= 50
+    log.drop_replay()
+    assert budget.events == 0
+    assert log.oldest_seq == log.last_seq + 1
+    log.append(1, hit(99), time_ns=99)
+    log.release()
+    log.release()
+    assert (budget.sessions, budget.events) == (0, 0)
+
+
+def test_item12_under_pressure_a_reader_keeps_its_hits_and_a_hog_loses_its_own() -> None:
+    floor = PRESSURE_HIT_FLOOR
+    budget = MemoryBudget(2 * SESSION_BYTES + (3 * floor) * EVENT_BYTES)
+    hog = EventLog(hit_buffer=100_000, retention=100_000, budget=budget)
+    reader = EventLog(hit_buffer=100_000, retention=100_000, budget=budget)
+    n = 0
+    while not budget.pressed:
+        hog.append(1, hit(n), time_ns=n)
+        n += 1
+    held = hog.undelivered_hits
+    assert held > floor
+    for m in range(1000):  # a reader that takes every hit keeps getting them
+        reader.append(2, hit(m), time_ns=m)
+        (event,) = reader.take(reader.delivered_seq, 0)
+        assert isinstance(event.kind, Hit)
+    assert reader.total_dropped == 0
+    assert reader.oldest_seq == reader.last_seq + 1  # no replay kept while pressed
+    hog.append(1, hit(n), time_ns=n)  # the hog's new hit is dropped, and counted
+    assert hog.undelivered_hits == held
+    assert hog.pending_drops == 1
+    # The hog reads: the budget is relieved, and it hears how many it lost.
+    events = []
+    while batch := hog.take(hog.delivered_seq, 0):
+        events += batch
+    assert not budget.pressed
+    assert [e.kind for e in events if isinstance(e.kind, HitsDropped)] == [HitsDropped(1)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from hwbkptd.core.broker_types import Identity
 from hwbkptd.core.clock import ManualClock
-from hwbkptd.core.errors import NotFound
-from hwbkptd.core.events import Removed
+from hwbkptd.core.errors import Aborted, FailedPrecondition, NotFound, Unavailable
+from hwbkptd.core.events import Event, Removed
 from hwbkptd.core.sessions import Session, SessionTable
 
 
@@ -96,7 +97,20 @@ async def test_removed_and_closed_sessions_keep_no_lease() -> None:
     assert expired == []
 
 
-async def test_a_newer_stream_ends_the_older_one() -> None:
+async def drain(stream: AsyncIterator[list[Event]]) -> tuple[list[Event], Exception]:
+    """Every event of a stream, and the error it ended with (a stream never ends quietly)."""
+    got: list[Event] = []
+    try:
+        async for batch in stream:
+            got += batch
+    except Exception as err:
+        return got, err
+    raise AssertionError("the stream ended without saying why")
+
+
+# Issue 12: a replaced stream and a closed session's stream end differently (ABORTED vs
+# FAILED_PRECONDITION), so that a reconnect loop can tell them apart.
+async def test_item12_a_newer_stream_ends_the_older_one_aborted() -> None:
     sessions = table([])
     a = open_one(sessions)
     old = a.stream(0)
@@ -105,7 +119,7 @@ async def test_a_newer_stream_ends_the_older_one() -> None:
     new = a.stream(0)
     new_waiting = asyncio.ensure_future(anext(new))
     await asyncio.sleep(0)
-    with pytest.raises(StopAsyncIteration):
+    with pytest.raises(Aborted, match="replaced by a newer stream"):
         await asyncio.wait_for(waiting, 1)
     assert a.attached  # the old one's end does not detach the new one
     a.emit(3, Removed("client"))
@@ -114,14 +128,26 @@ async def test_a_newer_stream_ends_the_older_one() -> None:
     await new.aclose()  # type: ignore[attr-defined]
 
 
-async def test_close_hands_out_what_is_queued_then_ends() -> None:
+async def test_item12_close_hands_out_what_is_queued_then_fails_precondition() -> None:
     sessions = table([])
     a = open_one(sessions)
     a.emit(1, Removed("x"))
     a.emit(2, Removed("y"))
     a.close()
-    got = [e.breakpoint_id async for batch in a.stream(0) for e in batch]
-    assert got == [1, 2]
+    got, err = await drain(a.stream(0))
+    assert [e.breakpoint_id for e in got] == [1, 2]
+    assert isinstance(err, FailedPrecondition)
+    assert err.message == "the session was closed"
+
+
+async def test_item12_a_shutdown_ends_the_stream_unavailable() -> None:
+    sessions = table([])
+    a = open_one(sessions)
+    a.emit(1, Removed("x"))
+    a.close(Unavailable("the broker is shutting down"))
+    got, err = await drain(a.stream(0))
+    assert [e.breakpoint_id for e in got] == [1]
+    assert isinstance(err, Unavailable)
 
 
 async def test_replay_after_a_given_number() -> None:
@@ -130,5 +156,5 @@ async def test_replay_after_a_given_number() -> None:
     for n in range(5):
         a.emit(n, Removed("x"), time_ns=n)
     a.close()
-    got = [e.seq async for batch in a.stream(3) for e in batch]
-    assert got == [4, 5]
+    got, _ = await drain(a.stream(3))
+    assert [e.seq for e in got] == [4, 5]

@@ -271,7 +271,12 @@ def machine_record(info: m.MachineInfo) -> dict[str, Any]:
         "arming": info.arming or None,
         "max_region_length": info.max_region_length,
         "notes": list(info.notes),
+        "limits": {x.name: _limit_value(x.value) for x in info.limits},
     }
+
+
+def _limit_value(value: float) -> int | float:
+    return int(value) if value.is_integer() else value
 
 
 def machine_lines(info: m.MachineInfo) -> list[str]:
@@ -288,6 +293,12 @@ def machine_lines(info: m.MachineInfo) -> list[str]:
     for x in info.mechanisms:
         status = "available" if x.available else "not available"
         lines.append(f"  {x.name:<12} {status}" + (f": {x.reason}" if x.reason else ""))
+    if info.limits:
+        lines.append("limits")
+        lines.extend(
+            f"  {x.name:<26} {_limit_value(x.value):<10} {x.flag}: {x.description}"
+            for x in info.limits
+        )
     if info.notes:
         lines.append("notes")
         lines.extend(f"  - {n}" for n in info.notes)

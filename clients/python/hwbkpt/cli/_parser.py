@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     slots = sub.add_parser("slots", help="who holds which slot in each thread, and what waits")
     slots.add_argument("--pid", type=_count, default=0, help="only this process")
+    slots.add_argument("--pool", default="", help="only this pool's slots (e.g. dr)")
 
     health = sub.add_parser(
         "health",

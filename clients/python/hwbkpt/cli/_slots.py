@@ -66,7 +66,7 @@ def table_text(table: Table, out: TextIO) -> None:
 
 
 def cmd_slots(clients: Sequence[Client], args: argparse.Namespace, out: Printer) -> int:
-    maps = [(c.address, c.slot_map(args.pid)) for c in clients]
+    maps = [(c.address, c.slot_map(args.pid, args.pool)) for c in clients]
     if out.as_json:
         for server, sm in maps:
             for t in sm.threads:

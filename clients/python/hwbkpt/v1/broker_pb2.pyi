@@ -1297,16 +1297,26 @@ class ListBreakpointsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The session's secret."""
+    page_size: _builtins.int
+    """Most requests in one answer; 0 means the broker's default (256). An answer also
+    stops short of 1 MiB (a request lists every thread it applies to).
+    """
+    page_token: _builtins.str
+    """The next_page_token of the previous answer; empty for the first page."""
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1319,6 +1329,9 @@ class ListBreakpointsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BREAKPOINTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the rest; empty on the last page."""
     @_builtins.property
     def breakpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Breakpoint]:
         """The requests, oldest first."""
@@ -1327,10 +1340,11 @@ class ListBreakpointsResponse(_message.Message):
         self,
         *,
         breakpoints: _abc.Iterable[Global___Breakpoint] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoints", b"breakpoints"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoints", b"breakpoints", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1539,6 +1553,7 @@ class DescribeMachineResponse(_message.Message):
     NOTES_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     MAX_REGION_LENGTH_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     machine: _builtins.str
     """"sim", "sim:arm64", "sim:exec=2,data=2", "native"."""
     arch: _builtins.str
@@ -1561,6 +1576,10 @@ class DescribeMachineResponse(_message.Message):
     def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Facts a user should know (read watch emulation, crash behaviour, ...)."""
 
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___Limit]:
+        """The broker's limits (hwbkptd flags set them); a call over one is refused naming it."""
+
     def __init__(
         self,
         *,
@@ -1572,14 +1591,48 @@ class DescribeMachineResponse(_message.Message):
         notes: _abc.Iterable[_builtins.str] | None = ...,
         version: _builtins.str = ...,
         max_region_length: _builtins.int = ...,
+        limits: _abc.Iterable[Global___Limit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "arming", b"arming", "machine", b"machine", "max_region_length", b"max_region_length", "mechanisms", b"mechanisms", "notes", b"notes", "pools", b"pools", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "arming", b"arming", "limits", b"limits", "machine", b"machine", "max_region_length", b"max_region_length", "mechanisms", b"mechanisms", "notes", b"notes", "pools", b"pools", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DescribeMachineResponse: _TypeAlias = DescribeMachineResponse  # noqa: Y015
+
+@_typing.final
+class Limit(_message.Message):
+    """Limit is one of the broker's limits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    FLAG_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"max_sessions_per_identity", "memory_budget_bytes", ..."""
+    value: _builtins.float
+    flag: _builtins.str
+    """The hwbkptd flag that sets it."""
+    description: _builtins.str
+    """What it bounds."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.float = ...,
+        flag: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "flag", b"flag", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Limit: _TypeAlias = Limit  # noqa: Y015
 
 @_typing.final
 class GetSlotMapRequest(_message.Message):
@@ -1588,16 +1641,30 @@ class GetSlotMapRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """0: every traced process."""
+    page_size: _builtins.int
+    """Most entries (threads and waiting requests) in one answer; 0 means the broker's
+    default (256). An answer also stops short of 1 MiB, so none nears a client's 4 MiB.
+    """
+    page_token: _builtins.str
+    """The next_page_token of the previous answer; empty for the first page."""
+    pool: _builtins.str
+    """Only this pool's slots, and the waiting requests with a chunk in it ("" for all)."""
     def __init__(
         self,
         *,
         pid: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        pool: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pid", b"pid", "pool", b"pool"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1723,6 +1790,11 @@ class GetSlotMapResponse(_message.Message):
 
     THREADS_FIELD_NUMBER: _builtins.int
     WAITING_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass it as page_token for the rest; empty on the last page. Pages are cut by
+    position (thread, then request id), so what changes between pages is not repeated.
+    """
     @_builtins.property
     def threads(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThreadSlots]:
         """Each traced thread's slots (and tid 0 for the CPUs)."""
@@ -1736,10 +1808,11 @@ class GetSlotMapResponse(_message.Message):
         *,
         threads: _abc.Iterable[Global___ThreadSlots] | None = ...,
         waiting: _abc.Iterable[Global___Breakpoint] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["threads", b"threads", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "threads", b"threads", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
