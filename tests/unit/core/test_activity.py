@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from hwbkptd.core.activity import Activity
 from hwbkptd.core.broker_types import Identity
 from hwbkptd.core.clock import ManualClock
+from hwbkptd.core.errors import FailedPrecondition
 from hwbkptd.core.events import Event, EventKind, Hit, Restored
 from hwbkptd.core.sessions import SessionTable
 
@@ -73,6 +76,10 @@ async def test_delivered_batches_are_told() -> None:
     session.emit(1, _hit())
     session.emit(1, _hit())
     session.close()
-    batches = [batch async for batch in session.stream(0)]
+    batches = []
+    # A closed session's stream hands out what was queued, then says why it ends (issue 12).
+    with pytest.raises(FailedPrecondition):
+        async for batch in session.stream(0):
+            batches.append(batch)
     assert [[e.seq for e in b] for b in batches] == [[1, 2]]
     assert rec.seen[-1] == ("delivered", "s1", [1, 2])
