@@ -76,10 +76,14 @@ async def test_delivered_batches_are_told() -> None:
     session.emit(1, _hit())
     session.emit(1, _hit())
     session.close()
-    batches = []
-    # A closed session's stream hands out what was queued, then says why it ends (issue 12).
-    with pytest.raises(FailedPrecondition):
+    batches: list[Sequence[Event]] = []
+
+    async def drain() -> None:
         async for batch in session.stream(0):
             batches.append(batch)
+
+    # A closed session's stream hands out what was queued, then says why it ends (issue 12).
+    with pytest.raises(FailedPrecondition):
+        await drain()
     assert [[e.seq for e in b] for b in batches] == [[1, 2]]
     assert rec.seen[-1] == ("delivered", "s1", [1, 2])
