@@ -11,10 +11,11 @@ changes both share with the broker are ``mutations``. See docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core import policy
 from hwbkptd.core.answers import breakpoint_view, describe_machine, slot_map
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.arch_port import Arch
@@ -133,7 +134,10 @@ class Broker:
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)
         self._process_calls = ProcessCalls(
-            sessions=self._sessions, mutations=m, stopping=lambda: self._stopped
+            sessions=self._sessions,
+            mutations=m,
+            stopping=lambda: self._stopped,
+            process_facts=self._hooks.process_facts,
         )
         self._session_calls = SessionCalls(
             sessions=self._sessions,
@@ -186,6 +190,10 @@ class Broker:
         self, name: str, *, lease_seconds: float = 0, hit_buffer: int = 0, identity: Identity
     ) -> SessionInfo:
         return self._session_calls.open(name, lease_seconds, hit_buffer, identity)
+
+    async def reauthorize(self, rights_of: Callable[[Identity], Identity | None]) -> list[str]:
+        """A reloaded policy: see ``SessionCalls.reauthorize``."""
+        return await self._session_calls.reauthorize(rights_of)
 
     def resume_session(self, token: str) -> SessionInfo:
         return self._session_calls.resume(token)
@@ -344,7 +352,7 @@ class Broker:
         if breakpoint_id in session.requests:
             return self._records[breakpoint_id]
         other = self._records.get(breakpoint_id)
-        if other is not None:
+        if other is not None and other.session.identity.name == session.identity.name:
             # The slot map shows every request with its session anyway: say what is wrong.
             raise PermissionDenied(
                 f"breakpoint {breakpoint_id} belongs to session {other.session.name!r}",
@@ -400,7 +408,7 @@ class Broker:
         threads, procs = self._processes.threads, self._processes.processes
         if pid and pid not in procs:
             raise NotFound("pid", f"no traced process {pid}")
-        return slot_map(
+        shown = slot_map(
             self._arbiter,
             self._pools,
             pid=pid,
@@ -409,6 +417,9 @@ class Broker:
             halted=self._halts,
             refused=self._commit.refused,
             view=lambda rid: self._view(self._records[rid]),
+        )
+        return policy.slot_map_for(
+            policy.CALLER.get(), shown, lambda rid: self._records[rid].session.identity.name
         )
 
     def attribute(self, hit: HitReport) -> tuple[int, ...]:

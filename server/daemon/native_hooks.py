@@ -9,6 +9,7 @@ need an ELF reader and come with a later issue.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hwbkptd.arch.native import NativeMechanism, check_kernel_request
@@ -17,8 +18,9 @@ from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Scope
+from hwbkptd.core.policy import ProcessFacts
 
-__all__ = ["USER_SYMBOLS", "NativeHooks", "thread_group"]
+__all__ = ["USER_SYMBOLS", "NativeHooks", "process_facts", "thread_group"]
 
 USER_SYMBOLS = "user-space symbols are not supported yet: give the address"
 
@@ -33,6 +35,25 @@ def thread_group(tid: int, proc: Path = Path("/proc")) -> int:
         if line.startswith("Tgid:"):
             return int(line.split(":", 1)[1])
     raise NotFound("spec.tid", f"no thread {tid}")
+
+
+def process_facts(pid: int, proc: Path = Path("/proc")) -> ProcessFacts:
+    """A process's real, effective and saved uids and its executable, for the policy."""
+    try:
+        text = (proc / str(pid) / "status").read_text()
+    except OSError:
+        raise NotFound("pid", f"no process {pid}") from None
+    uids: tuple[int, ...] = ()
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            uids = tuple(int(u) for u in line.split()[1:4])
+    try:
+        exe = os.readlink(proc / str(pid) / "exe")
+    except OSError:
+        exe = ""  # a kernel thread, or gone meanwhile: no glob can match it
+    if not uids:
+        raise NotFound("pid", f"no process {pid}")
+    return ProcessFacts(pid=pid, uids=uids, exe=exe)
 
 
 class NativeHooks:
@@ -68,6 +89,9 @@ class NativeHooks:
 
     def process_of(self, tid: int) -> int:
         return thread_group(tid)
+
+    def process_facts(self, pid: int) -> ProcessFacts:
+        return process_facts(pid)
 
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         return self._mechanism.mechanisms()
