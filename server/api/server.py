@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.broker_service import BrokerService
 from hwbkptd.api.decoding import RejectUndecodable
+from hwbkptd.api.gate import Authenticate, Gate
 from hwbkptd.api.listeners import (
     DEFAULT_LISTEN,
     ConfigError,
@@ -30,7 +31,9 @@ from hwbkptd.api.listeners import (
     socket_umask,
 )
 from hwbkptd.api.sim_service import SimService
+from hwbkptd.api.socket_dir import write_ready_file
 from hwbkptd.core.broker import Broker, BrokerConfig
+from hwbkptd.daemon.access import AccessFiles, load_rules, reload_rules, tls_credentials
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
 
 __all__ = [
@@ -88,6 +91,8 @@ class ServerConfig:
     #: Written with the bound addresses, one per line, once the server is serving.
     ready_file: str | None = None
     grace_seconds: float = 5.0
+    #: The policy, token file and TLS material (DESIGN section 7); none: local socket only.
+    access: AccessFiles = field(default_factory=AccessFiles)
 
 
 @dataclass
@@ -99,8 +104,15 @@ class RunningServer:
     #: The bound addresses as ``unix:PATH`` / ``tcp:HOST:PORT`` (real ports).
     addresses: tuple[str, ...]
     config: ServerConfig
+    gate: Gate
     _unix_paths: tuple[str, ...] = ()
     _stopped: bool = False
+
+    async def reload(self) -> bool:
+        """Read the access files again (SIGHUP); False when they were refused."""
+        old = self.gate.rules
+        self.gate.rules = await reload_rules(self.config.access, old, self.broker)
+        return self.gate.rules is not old
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end the event streams, release everything; idempotent."""
@@ -129,24 +141,29 @@ class RunningServer:
 
 
 def _write_ready_file(path: str, addresses: Sequence[str]) -> None:
-    # Write then rename, so a waiting test or demo never reads half a file.
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write("".join(f"{a}\n" for a in addresses))
-    os.replace(tmp, path)
+    # Whole at once (a waiting test or demo never reads half a file), through no link.
+    write_ready_file(path, "".join(f"{a}\n" for a in addresses))
 
 
-def _bind(server: grpc.aio.Server, listeners: Sequence[Listener], gid: int) -> list[str]:
+def _bind(
+    server: grpc.aio.Server,
+    listeners: Sequence[Listener],
+    gid: int,
+    tls: grpc.ServerCredentials | None,
+) -> list[str]:
     bound: list[str] = []
     for listener in listeners:
         if listener.kind == "unix":
             prepare_unix_socket(listener, gid)
         try:
             with socket_umask():
-                port = server.add_insecure_port(listener.grpc_address)
+                if listener.kind == "tls" and tls is not None:
+                    port = server.add_secure_port(listener.grpc_address, tls)
+                else:
+                    port = server.add_insecure_port(listener.grpc_address)
         except RuntimeError as err:
             raise ConfigError(f"cannot listen on {listener.bound(listener.port)}: {err}") from None
-        if port == 0 and listener.kind == "tcp":
+        if port == 0 and listener.kind != "unix":
             raise ConfigError(f"cannot listen on {listener.bound(listener.port)}")
         if listener.kind == "unix":
             finish_unix_socket(listener, gid)
@@ -156,8 +173,12 @@ def _bind(server: grpc.aio.Server, listeners: Sequence[Listener], gid: int) -> l
 
 async def start_server(config: ServerConfig, machine: Machine | None = None) -> RunningServer:
     """Start the broker and serve it; raises ConfigError before serving anything on bad input."""
+    rules = load_rules(config.access)
+    tls = tls_credentials(config.access, rules)
     listeners = [
-        parse_listener(text, insecure_loopback_tcp=config.insecure_loopback_tcp)
+        parse_listener(
+            text, insecure_loopback_tcp=config.insecure_loopback_tcp, tls=tls is not None
+        )
         for text in (config.listen or (DEFAULT_LISTEN,))
     ]
     gid = resolve_group(config.group)
@@ -180,7 +201,12 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         hooks=machine.hooks,
     )
     await broker.start()
-    server = grpc.aio.server(options=_OPTIONS, interceptors=(RejectUndecodable(),))
+    gate = Gate(rules)
+    # The gate first: a caller without credentials learns nothing, not even that its
+    # bytes did not parse.
+    server = grpc.aio.server(
+        options=_OPTIONS, interceptors=(Authenticate(gate), RejectUndecodable())
+    )
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
     health_servicer: HealthStatus = _AioHealthServicer()
@@ -189,7 +215,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         (BROKER_SERVICE, SIM_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        addresses = _bind(server, listeners, gid)
+        addresses = _bind(server, listeners, gid, tls)
         await server.start()
     except BaseException:
         await server.stop(None)
@@ -209,6 +235,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         health=health_servicer,
         addresses=tuple(addresses),
         config=config,
+        gate=gate,
         _unix_paths=tuple(lst.host_or_path for lst in listeners if lst.kind == "unix"),
     )
     _log.info(
@@ -232,9 +259,18 @@ async def serve(config: ServerConfig, machine: Machine | None = None) -> None:
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = asyncio.ensure_future(running.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await stop.wait()
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
         # The handlers stay while shutting down, so a second signal cannot kill the
         # daemon halfway through releasing what it holds.
         try:

@@ -47,6 +47,7 @@ __all__ = [
     "check_session_owner",
     "check_sim",
     "check_target",
+    "describe_rights",
     "parse_policy",
     "slot_map_for",
     "still_allowed",
@@ -191,6 +192,25 @@ def slot_map_for(
         dataclasses.replace(w, session_name=name(w.id, w.session_name)) for w in view.waiting
     )
     return SlotMapView(threads=tuple(slots(t) for t in view.threads), waiting=waiting)
+
+
+def describe_rights(identity: Identity) -> str:
+    """One line saying what ``identity`` may do (``hwbkptd --check-policy``)."""
+    if identity.any_target:
+        targets = "any process"
+    else:
+        parts = [f"uids {sorted(identity.target_uids)}"] if identity.target_uids else []
+        parts += [f"pids {sorted(identity.target_pids)}"] if identity.target_pids else []
+        parts += [f"exe {list(identity.target_exes)}"] if identity.target_exes else []
+        targets = ", ".join(parts) or "no process"
+    yes = {True: "yes", False: "no"}
+    return (
+        f"targets {targets}; kernel {yes[identity.may_kernel]}; "
+        f"priority <= {identity.max_priority}; halt {yes[identity.may_halt]}; "
+        f"launch {yes[identity.may_launch]}; requests/session {identity.max_requests}; "
+        f"sessions {identity.max_sessions if identity.max_sessions is not None else 'any'}; "
+        f"sees session names {yes[identity.sees_session_names]}; sim {yes[identity.may_sim]}"
+    )
 
 
 # --- the policy file -----------------------------------------------------------------------

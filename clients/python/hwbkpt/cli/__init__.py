@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Printer(args.json)
     try:
-        with Client(args.server) as client:
+        with Client(
+            args.server, ca=args.ca, cert=args.cert, key=args.key, token_file=args.token_file
+        ) as client:
             return _COMMANDS[args.command](client, args, out)
     except SessionLostError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"unix:PATH, tcp:HOST:PORT or HOST:PORT (default ${ENV_VAR}, "
         f"else {default_address()})",
     )
+    p.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM): use TLS")
+    p.add_argument("--cert", metavar="FILE", help="client certificate (PEM), with --key")
+    p.add_argument("--key", metavar="FILE", help="the client certificate's key (PEM)")
+    p.add_argument("--token-file", metavar="FILE", help="a bearer token to present")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -397,16 +397,12 @@ Global___OpenSessionResponse: _TypeAlias = OpenSessionResponse  # noqa: Y015
 class ResumeSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     def __init__(
         self,
-        *,
-        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -442,16 +438,12 @@ Global___ResumeSessionResponse: _TypeAlias = ResumeSessionResponse  # noqa: Y015
 class CloseSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     def __init__(
         self,
-        *,
-        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -476,20 +468,17 @@ Global___CloseSessionResponse: _TypeAlias = CloseSessionResponse  # noqa: Y015
 class StreamEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     after_seq: _builtins.int
     """Replay events numbered above this one (0: from the oldest retained)."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         after_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -885,20 +874,17 @@ Global___TargetExec: _TypeAlias = TargetExec  # noqa: Y015
 class SetBreakpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     @_builtins.property
     def spec(self) -> Global___BreakpointSpec: ...
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         spec: Global___BreakpointSpec | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -928,12 +914,10 @@ Global___SetBreakpointResponse: _TypeAlias = SetBreakpointResponse  # noqa: Y015
 class ModifyBreakpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     breakpoint_id: _builtins.int
     priority: _builtins.int
     action: Global___Action.ValueType
@@ -942,7 +926,6 @@ class ModifyBreakpointRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         breakpoint_id: _builtins.int = ...,
         priority: _builtins.int | None = ...,
         action: Global___Action.ValueType = ...,
@@ -950,7 +933,7 @@ class ModifyBreakpointRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "filter", b"filter", "priority", b"priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "action", b"action", "breakpoint_id", b"breakpoint_id", "filter", b"filter", "priority", b"priority", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "action", b"action", "breakpoint_id", b"breakpoint_id", "filter", b"filter", "priority", b"priority"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__filter: _TypeAlias = _typing.Literal["filter"]  # noqa: Y015
     _WhichOneofArgType__filter: _TypeAlias = _typing.Literal["_filter", b"_filter"]  # noqa: Y015
@@ -987,19 +970,16 @@ Global___ModifyBreakpointResponse: _TypeAlias = ModifyBreakpointResponse  # noqa
 class RemoveBreakpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     breakpoint_id: _builtins.int
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         breakpoint_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1024,16 +1004,12 @@ Global___RemoveBreakpointResponse: _TypeAlias = RemoveBreakpointResponse  # noqa
 class ListBreakpointsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     def __init__(
         self,
-        *,
-        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1063,9 +1039,7 @@ Global___ListBreakpointsResponse: _TypeAlias = ListBreakpointsResponse  # noqa: 
 class ResumeThreadsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1073,12 +1047,11 @@ class ResumeThreadsRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         tids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1108,9 +1081,7 @@ Global___ResumeThreadsResponse: _TypeAlias = ResumeThreadsResponse  # noqa: Y015
 class ResumeThreadsStreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1118,12 +1089,11 @@ class ResumeThreadsStreamRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         tids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1414,23 +1384,20 @@ Global___GetSlotMapResponse: _TypeAlias = GetSlotMapResponse  # noqa: Y015
 class AttachProcessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     pid: _builtins.int
     follow_fork: _builtins.bool
     """Follow children created by fork."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
         follow_fork: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_fork", b"follow_fork", "pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_fork", b"follow_fork", "pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1483,12 +1450,10 @@ class LaunchProcessRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     ARGV_FIELD_NUMBER: _builtins.int
     ENV_FIELD_NUMBER: _builtins.int
     CWD_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     cwd: _builtins.str
     follow_fork: _builtins.bool
     @_builtins.property
@@ -1498,7 +1463,6 @@ class LaunchProcessRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         argv: _abc.Iterable[_builtins.str] | None = ...,
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         cwd: _builtins.str = ...,
@@ -1506,7 +1470,7 @@ class LaunchProcessRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "cwd", b"cwd", "env", b"env", "follow_fork", b"follow_fork", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "cwd", b"cwd", "env", b"env", "follow_fork", b"follow_fork"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1535,19 +1499,16 @@ Global___LaunchProcessResponse: _TypeAlias = LaunchProcessResponse  # noqa: Y015
 class ReleaseProcessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     pid: _builtins.int
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1572,19 +1533,16 @@ Global___ReleaseProcessResponse: _TypeAlias = ReleaseProcessResponse  # noqa: Y0
 class DetachProcessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
     pid: _builtins.int
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
