@@ -37,8 +37,9 @@ def identity_for(context: Context) -> Identity:
 
 def session_token(context: Context) -> str:
     """The session secret of this call, from its metadata (never from a message body)."""
+    # Refusals name it "token", as they did when it was a field of the request.
     return convert.token_from_proto(
-        metadata_value(context.invocation_metadata(), SESSION_TOKEN_KEY), SESSION_TOKEN_KEY
+        metadata_value(context.invocation_metadata(), SESSION_TOKEN_KEY), "token"
     )
 
 

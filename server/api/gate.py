@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +40,13 @@ from hwbkptd.core.policy import LOCAL, LOOPBACK, Policy
 
 __all__ = [
     "AUDITED_METHODS",
+    "CALL_PEER",
     "OPEN_PREFIXES",
     "AccessRules",
     "Authenticate",
     "Gate",
     "Unauthenticated",
+    "caller_fields",
 ]
 
 #: Methods anyone may call, with or without credentials: health checks.
@@ -72,6 +75,9 @@ AUDITED_METHODS = frozenset(
 )
 
 _audit = structlog.get_logger("hwbkptd.audit")
+
+#: The peer of the call being served, beside ``policy.CALLER``.
+CALL_PEER: ContextVar[str] = ContextVar("hwbkpt_peer", default="")
 
 #: An unauthenticated caller let through by the allowlist: no rights beyond the call.
 _ANONYMOUS = Identity(
@@ -160,7 +166,7 @@ class Gate:
         cert = certificate_name(auth)
         if cert:
             return (cert, "certificate")
-        if not auth.get("transport_security_type"):
+        if b"ssl" not in list(auth.get("transport_security_type") or ()):
             # Plain TCP: only on loopback, and only with the operator's explicit flag.
             if rules.policy is None:
                 return Identity(name=LOOPBACK, via=LOOPBACK)
@@ -168,12 +174,21 @@ class Gate:
         return None
 
 
-def _code_of(context: Any, default: grpc.StatusCode) -> str:
+@contextlib.contextmanager
+def _peer_of_call(peer: str) -> Iterator[None]:
+    reset = CALL_PEER.set(peer)
     try:
-        code = context.code()
-    except Exception:  # an older grpc without ServicerContext.code()
-        code = None
-    return (code if isinstance(code, grpc.StatusCode) else default).name
+        yield
+    finally:
+        CALL_PEER.reset(reset)
+
+
+def caller_fields() -> dict[str, str]:
+    """Who the call being served is, for its log lines (``status.log_refusal``)."""
+    identity = policy.CALLER.get()
+    if identity is None:
+        return {}
+    return {"identity": identity.name, "via": identity.via, "peer": CALL_PEER.get()}
 
 
 def _log(identity: Identity | None, peer: str, method: str, outcome: str, why: str = "") -> None:
@@ -282,16 +297,17 @@ def _async_unary(
             return None
         outcome = "OK"
         try:
-            with policy.calling(identity):
+            with policy.calling(identity), _peer_of_call(admitted.peer):
                 return await behaviour(request, context)
         except grpc.aio.AbortError:
-            outcome = _code_of(context, grpc.StatusCode.UNKNOWN)
+            # Refused: ``status.log_refusal`` wrote the one line, with identity and peer.
+            outcome = ""
             raise
         except BaseException:
             outcome = "CANCELLED"
             raise
         finally:
-            if audited:
+            if audited and outcome:
                 _log(identity, admitted.peer, method, outcome)
 
     return single
@@ -307,12 +323,14 @@ def _async_stream(
             await context.abort(admitted.code, admitted.why)
         outcome = "OK"
         reset = policy.CALLER.set(identity)
+        reset_peer = CALL_PEER.set(admitted.peer)
         inner = behaviour(request, context)
         try:
             async for response in inner:
                 yield response
         except grpc.aio.AbortError:
-            outcome = _code_of(context, grpc.StatusCode.UNKNOWN)
+            # Refused: ``status.log_refusal`` wrote the one line, with identity and peer.
+            outcome = ""
             raise
         except BaseException:
             outcome = "CANCELLED"
@@ -323,7 +341,8 @@ def _async_stream(
             await inner.aclose()
             with contextlib.suppress(ValueError):  # closed from another context
                 policy.CALLER.reset(reset)
-            if audited:
+                CALL_PEER.reset(reset_peer)
+            if audited and outcome:
                 _log(identity, admitted.peer, method, outcome)
 
     return responses

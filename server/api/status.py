@@ -20,6 +20,7 @@ import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hwbkptd.api.gate import caller_fields
 from hwbkptd.core.errors import (
     BrokerError,
     FailedPrecondition,
@@ -127,7 +128,13 @@ async def _abort(context: Context, status: grpc.Status) -> NoReturn:
 
 def log_refusal(method: str, err: BrokerError) -> None:
     """The one log line of a refused call."""
-    _log.info("rpc refused", method=method, code=code_for(err).name, error=_clip(err.message))
+    _log.info(
+        "rpc refused",
+        method=method,
+        code=code_for(err).name,
+        error=_clip(err.message),
+        **caller_fields(),
+    )
 
 
 async def refuse(context: Context, method: str, err: BrokerError) -> NoReturn:
