@@ -46,16 +46,18 @@ class Secured:
         return hwbkpt.Client(self.tcp, ca=str(self.pki.ca), token_file=token, **kw)
 
 
-def start_secured(workdir: Path, *, mtls: bool = False, policy: str = POLICY) -> Secured:
-    """A sim broker on its Unix socket and on TLS at 127.0.0.1 (client certificates
-    required with ``mtls``), alice, bob and carol holding tokens."""
+def start_secured(
+    workdir: Path, *, mtls: bool = False, policy: str = POLICY, machine: str = "sim"
+) -> Secured:
+    """A broker on its Unix socket and on TLS at 127.0.0.1 (client certificates required
+    with ``mtls``), alice, bob, carol and u1000 holding tokens."""
     pki = make_pki(workdir / "pki")
     crt, key = pki.issue("server", "hwbkptd", san="IP:127.0.0.1,DNS:localhost")
     policy_path = workdir / "policy.toml"
     policy_path.write_text(policy)
     tokens: dict[str, Path] = {}
     lines = []
-    for name in ("alice", "bob", "carol"):
+    for name in ("alice", "bob", "carol", "u1000"):
         tokens[name], line = make_token(pki.dir, name)
         lines.append(line)
     token_file = workdir / "tokens"
@@ -66,6 +68,6 @@ def start_secured(workdir: Path, *, mtls: bool = False, policy: str = POLICY) ->
     ]  # fmt: skip
     if mtls:
         extra += ["--client-ca", str(pki.ca)]
-    daemon = start_daemon(workdir, extra=tuple(extra))
+    daemon = start_daemon(workdir, machine=machine, extra=tuple(extra))
     tcp = next(a for a in (workdir / "ready").read_text().split() if a.startswith("tcp:"))
     return Secured(daemon, pki, tcp, workdir, policy_path, tokens)
