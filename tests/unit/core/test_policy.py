@@ -31,8 +31,7 @@ def test_item2_a_policy_gives_each_identity_its_rights_and_the_least_by_default(
     assert (dev.max_priority, dev.may_halt, dev.max_sessions, dev.via) == (40, True, 2, "token")
     ro = found.identity("ro", "certificate")
     assert ro is not None
-    assert not (ro.any_target or ro.may_kernel)
-    assert not (ro.may_halt or ro.may_launch)
+    assert (ro.any_target, ro.may_kernel, ro.may_halt, ro.may_launch) == (False,) * 4
     assert not ro.sees_session_names
     assert found.identity("stranger", "token") is None
     # The local socket stays fully trusted unless the policy names it.
