@@ -7,6 +7,7 @@ is in tests/e2e_native/test_e2e_native_policy.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from security_support import POLICY, Secured, start_secured
 from session_metadata import session_md
 
 import hwbkpt
+from hwbkpt.aio import AsyncClient
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2
 
 pytestmark = pytest.mark.e2e
@@ -341,3 +343,21 @@ def test_item6_check_policy(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "identities.x.uids: -1 is not a whole number of at least 0" in done.stderr
+
+
+def test_item1_the_async_client_takes_the_same_credentials(secured: Secured) -> None:
+    async def run() -> tuple[str, list[int]]:
+        async with AsyncClient(
+            secured.tcp, ca=str(secured.pki.ca), token_file=str(secured.tokens["alice"])
+        ) as client:
+            session = await client.open_session("alice-aio")
+            machine = (await client.describe()).machine
+            ids = [b.id for b in await session.list()]
+            await session.close()
+        async with AsyncClient(secured.tcp, ca=str(secured.pki.ca), timeout=5) as anonymous:
+            with pytest.raises(hwbkpt.HwbkptError) as info:
+                await anonymous.describe()
+            assert info.value.code == "UNAUTHENTICATED"
+        return machine, ids
+
+    assert asyncio.run(run()) == ("sim", [])
