@@ -31,6 +31,7 @@ import grpc.aio
 
 from bench._broker import Broker
 from bench._support import ratio, row
+from hwbkpt._credentials import SESSION_TOKEN_KEY
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 
 __all__ = ["run"]
@@ -43,9 +44,13 @@ MIB = 1024  # KiB per MiB
 BUDGET_MIB = 256
 
 
-def _watch(token: str, pid: int) -> broker_pb2.SetBreakpointRequest:
+def _md(token: str) -> tuple[tuple[str, str], ...]:
+    # The session's secret travels in call metadata (issue 12), never in a message.
+    return ((SESSION_TOKEN_KEY, token),)
+
+
+def _watch(pid: int) -> broker_pb2.SetBreakpointRequest:
     return broker_pb2.SetBreakpointRequest(
-        token=token,
         spec=broker_pb2.BreakpointSpec(
             scope=broker_pb2.SCOPE_PROCESS,
             pid=pid,
@@ -94,19 +99,23 @@ async def _abuse(broker: Broker) -> dict[str, Any]:
         spawned = await sim.SpawnProcess(sim_pb2.SpawnProcessRequest(threads=1))
         pid, tid = spawned.pid, spawned.tids[0]
         good = await b.OpenSession(broker_pb2.OpenSessionRequest(name="well-behaved"))
-        await b.SetBreakpoint(_watch(good.token, pid))
+        await b.SetBreakpoint(_watch(pid), metadata=_md(good.token))
         counts = {"hits": 0, "dropped": 0}
         reader = asyncio.ensure_future(
-            _good_reader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=good.token)), counts)
+            _good_reader(
+                b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=_md(good.token)), counts
+            )
         )
         hogs: list[Any] = []
         async with grpc.aio.insecure_channel(broker.address) as hog_channel:
             hb = broker_pb2_grpc.BrokerServiceStub(hog_channel)
             for i in range(HOGS):
                 hog = await hb.OpenSession(broker_pb2.OpenSessionRequest(name=f"hog-{i}"))
-                await hb.SetBreakpoint(_watch(hog.token, pid))
+                await hb.SetBreakpoint(_watch(pid), metadata=_md(hog.token))
                 # Opened and never read: the broker's writes stop at flow control.
-                hogs.append(hb.StreamEvents(broker_pb2.StreamEventsRequest(token=hog.token)))
+                hogs.append(
+                    hb.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=_md(hog.token))
+                )
             await asyncio.sleep(1.0)
             t0 = time.monotonic()
             for n in range(TOUCHES):

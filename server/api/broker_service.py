@@ -12,26 +12,38 @@ from collections.abc import AsyncIterator
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert, convert_events
 from hwbkptd.api.answer_size import split_events
+from hwbkptd.api.credentials import SESSION_TOKEN_KEY, metadata_value
 from hwbkptd.api.pages import breakpoints_page, slot_map_page
 from hwbkptd.api.slot_watch import watch_slot_map
 from hwbkptd.api.status import Context, guard, guard_stream, to_rpc_status
+from hwbkptd.core import policy
 from hwbkptd.core.broker import Broker, Identity
 from hwbkptd.core.errors import BrokerError
 
-__all__ = ["BrokerService", "identity_for"]
+__all__ = ["BrokerService", "identity_for", "session_token"]
 
 
 def identity_for(context: Context) -> Identity:
-    """Who is calling.
+    """Who is calling: what ``hwbkptd.api.gate`` found for this call.
 
-    There is no policy file yet, so only two kinds of listener exist: the Unix
-    socket, gated by its file permissions, and plain TCP on loopback, which the
-    operator enabled explicitly. Both are fully trusted (DESIGN section 7).
+    Without the gate (a servicer used on its own) the caller is judged by its listener
+    as before the policy existed: the Unix socket and plain loopback TCP, fully trusted.
     """
+    identity = policy.CALLER.get()
+    if identity is not None:
+        return identity
     peer = context.peer() or ""
     if peer.startswith("unix:"):
-        return Identity(name="local")
-    return Identity(name="loopback")
+        return Identity(name=policy.LOCAL, via=policy.LOCAL)
+    return Identity(name=policy.LOOPBACK, via=policy.LOOPBACK)
+
+
+def session_token(context: Context) -> str:
+    """The session secret of this call, from its metadata (never from a message body)."""
+    # Refusals name it "token", as they did when it was a field of the request.
+    return convert.token_from_proto(
+        metadata_value(context.invocation_metadata(), SESSION_TOKEN_KEY), "token"
+    )
 
 
 class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
@@ -56,21 +68,21 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def ResumeSession(
         self, request: broker_pb2.ResumeSessionRequest, context: Context
     ) -> broker_pb2.ResumeSessionResponse:
-        info = self._broker.resume_session(convert.token_from_proto(request.token))
+        info = self._broker.resume_session(session_token(context))
         return convert.session_to_resume_response(info)
 
     @guard
     async def CloseSession(
         self, request: broker_pb2.CloseSessionRequest, context: Context
     ) -> broker_pb2.CloseSessionResponse:
-        await self._broker.close_session(convert.token_from_proto(request.token))
+        await self._broker.close_session(session_token(context))
         return broker_pb2.CloseSessionResponse()
 
     @guard_stream
     async def StreamEvents(
         self, request: broker_pb2.StreamEventsRequest, context: Context
     ) -> AsyncIterator[broker_pb2.StreamEventsResponse]:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         batches = self._broker.events(token, request.after_seq)
         try:
             async for batch in batches:
@@ -89,7 +101,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def SetBreakpoint(
         self, request: broker_pb2.SetBreakpointRequest, context: Context
     ) -> broker_pb2.SetBreakpointResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         spec = convert.spec_from_proto(request.spec)
         view = await self._broker.set_breakpoint(token, spec)
         return broker_pb2.SetBreakpointResponse(breakpoint=convert.breakpoint_to_proto(view))
@@ -98,7 +110,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def ModifyBreakpoint(
         self, request: broker_pb2.ModifyBreakpointRequest, context: Context
     ) -> broker_pb2.ModifyBreakpointResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         priority = (
             convert.priority_from_proto(request.priority, "priority")
             if request.HasField("priority")
@@ -115,7 +127,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def RemoveBreakpoint(
         self, request: broker_pb2.RemoveBreakpointRequest, context: Context
     ) -> broker_pb2.RemoveBreakpointResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         await self._broker.remove_breakpoint(token, request.breakpoint_id)
         return broker_pb2.RemoveBreakpointResponse()
 
@@ -123,14 +135,14 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def ListBreakpoints(
         self, request: broker_pb2.ListBreakpointsRequest, context: Context
     ) -> broker_pb2.ListBreakpointsResponse:
-        views = self._broker.list_breakpoints(convert.token_from_proto(request.token))
+        views = self._broker.list_breakpoints(session_token(context))
         return breakpoints_page(views, page_size=request.page_size, page_token=request.page_token)
 
     @guard
     async def ResumeThreads(
         self, request: broker_pb2.ResumeThreadsRequest, context: Context
     ) -> broker_pb2.ResumeThreadsResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         resumed = await self._broker.resume_threads(token, tuple(request.tids))
         return broker_pb2.ResumeThreadsResponse(resumed_tids=resumed)
 
@@ -144,7 +156,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         # stream: the client keeps its stream for the next hit.
         async for request in requests:
             try:
-                token = convert.token_from_proto(request.token)
+                token = session_token(context)
                 resumed = await self._broker.resume_threads(token, tuple(request.tids))
             except BrokerError as err:
                 status = to_rpc_status(err).SerializeToString()
@@ -189,7 +201,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def AttachProcess(
         self, request: broker_pb2.AttachProcessRequest, context: Context
     ) -> broker_pb2.AttachProcessResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         tids = await self._broker.attach_process(
             token, request.pid, follow_fork=request.follow_fork
         )
@@ -199,7 +211,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def LaunchProcess(
         self, request: broker_pb2.LaunchProcessRequest, context: Context
     ) -> broker_pb2.LaunchProcessResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         pid = await self._broker.launch_process(
             token,
             tuple(request.argv),
@@ -213,7 +225,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def ReleaseProcess(
         self, request: broker_pb2.ReleaseProcessRequest, context: Context
     ) -> broker_pb2.ReleaseProcessResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         await self._broker.release_process(token, request.pid)
         return broker_pb2.ReleaseProcessResponse()
 
@@ -221,6 +233,6 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     async def DetachProcess(
         self, request: broker_pb2.DetachProcessRequest, context: Context
     ) -> broker_pb2.DetachProcessResponse:
-        token = convert.token_from_proto(request.token)
+        token = session_token(context)
         released, removed = await self._broker.detach_process(token, request.pid)
         return broker_pb2.DetachProcessResponse(released=released, removed_breakpoint_ids=removed)

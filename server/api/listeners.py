@@ -19,6 +19,8 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from hwbkptd.api.socket_dir import UnsafePath, secure_directory
+
 __all__ = [
     "DEFAULT_LISTEN",
     "DIR_MODE",
@@ -45,7 +47,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    kind: str  # "unix" or "tcp"
+    kind: str  # "unix", "tcp" (plain, loopback only) or "tls"
     #: The path of a Unix socket, or the host of a TCP listener.
     host_or_path: str
     port: int = 0
@@ -76,8 +78,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def parse_listener(text: str, *, insecure_loopback_tcp: bool) -> Listener:
-    """Parse ``unix:PATH`` or ``tcp:HOST:PORT``; refuse what would expose the broker."""
+def parse_listener(text: str, *, insecure_loopback_tcp: bool, tls: bool = False) -> Listener:
+    """Parse ``unix:PATH`` or ``tcp:HOST:PORT``; refuse what would expose the broker.
+
+    With ``tls`` every TCP listener is a TLS one (kind ``tls``), on any address."""
     scheme, colon, rest = text.partition(":")
     if not colon or scheme not in ("unix", "tcp"):
         raise ConfigError(f"--listen {text!r}: expected unix:PATH or tcp:HOST:PORT")
@@ -95,12 +99,14 @@ def parse_listener(text: str, *, insecure_loopback_tcp: bool) -> Listener:
         raise ConfigError(f"--listen {text!r}: expected tcp:HOST:PORT with a port 0..65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if tls:
+        return Listener("tls", host, int(port_text))
     if not _is_loopback(host):
         raise ConfigError(
             f"--listen {text!r}: refusing plain TCP on {host}, which is not a loopback "
             "address: anyone who can reach it could stop any process on this machine. "
-            "TLS is not supported yet; use a Unix socket, or tcp:127.0.0.1:PORT "
-            "with --insecure-loopback-tcp"
+            "give --tls-cert and --tls-key (and a --policy) to listen with TLS, use a "
+            "Unix socket, or tcp:127.0.0.1:PORT with --insecure-loopback-tcp"
         )
     if not insecure_loopback_tcp:
         raise ConfigError(
@@ -139,23 +145,21 @@ def _socket_in_use(path: str) -> bool:
 
 
 def prepare_unix_socket(listener: Listener, gid: int) -> None:
-    """Create the socket's directory (root, ``gid``, 0750) and clear a stale socket.
+    """Check the socket's directory at every level, create what is missing (root,
+    ``gid``, 0750; see ``socket_dir``) and clear a stale socket.
 
-    An existing directory is left as it is: it may be shared (``/tmp``), and the
-    socket's own mode still gates access. A live socket means another daemon
-    runs there; grpc would silently take its path over, so refuse instead.
+    A live socket means another daemon runs there; grpc would silently take its path
+    over, so refuse instead.
     """
     path = listener.host_or_path
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        try:
-            os.makedirs(parent, mode=DIR_MODE)
-        except OSError as err:
-            raise ConfigError(f"cannot create {parent}: {err.strerror}") from None
-        os.chmod(parent, DIR_MODE)  # makedirs' mode is masked by the umask
-        _chown(parent, gid)
+    try:
+        secure_directory(os.path.dirname(path), DIR_MODE, gid)
+    except UnsafePath as err:
+        raise ConfigError(f"refusing the socket {path}: {err}") from None
     if not os.path.lexists(path):
         return
+    if os.path.islink(path):
+        raise ConfigError(f"refusing the socket {path}: it is a symbolic link")
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise ConfigError(f"{path} exists and is not a socket; not touching it")
     if _socket_in_use(path):

@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -20,6 +20,7 @@ from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 from hwbkptd.api.admission import AdmitCalls
 from hwbkptd.api.broker_service import BrokerService
 from hwbkptd.api.decoding import RejectUndecodable
+from hwbkptd.api.gate import Authenticate, Gate
 from hwbkptd.api.listeners import (
     DEFAULT_LISTEN,
     ConfigError,
@@ -32,9 +33,11 @@ from hwbkptd.api.listeners import (
 )
 from hwbkptd.api.reflection import enable_reflection
 from hwbkptd.api.sim_service import SimService
+from hwbkptd.api.socket_dir import write_ready_file
 from hwbkptd.api.status import limit_refusal_log
 from hwbkptd.core.broker import Broker, BrokerConfig
 from hwbkptd.core.limits import Limits
+from hwbkptd.daemon.access import AccessFiles, load_rules, reload_rules, tls_credentials
 from hwbkptd.daemon.machines import Machine, MachineError, build_machine
 from hwbkptd.daemon.metrics import BrokerMetrics, MetricsCollector
 from hwbkptd.daemon.metrics_http import MetricsServer, start_metrics
@@ -104,6 +107,8 @@ class ServerConfig:
     metrics: str | None = None
     #: Quotas, sizes and the memory budget (core/limits.py).
     limits: Limits = Limits()  # noqa: RUF009 - Limits is a frozen dataclass
+    #: The policy, token file and TLS material (DESIGN section 7); none: local socket only.
+    access: AccessFiles = field(default_factory=AccessFiles)
 
 
 @dataclass
@@ -115,10 +120,17 @@ class RunningServer:
     #: The bound addresses as ``unix:PATH`` / ``tcp:HOST:PORT`` (real ports).
     addresses: tuple[str, ...]
     config: ServerConfig
+    gate: Gate
     _unix_paths: tuple[str, ...] = ()
     _stopped: bool = False
     #: The metrics endpoint, when ``config.metrics`` asked for one.
     metrics: MetricsServer | None = None
+
+    async def reload(self) -> bool:
+        """Read the access files again (SIGHUP); False when they were refused."""
+        old = self.gate.rules
+        self.gate.rules = await reload_rules(self.config.access, old, self.broker)
+        return self.gate.rules is not old
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end the event streams, release everything; idempotent."""
@@ -149,24 +161,29 @@ class RunningServer:
 
 
 def _write_ready_file(path: str, addresses: Sequence[str]) -> None:
-    # Write then rename, so a waiting test or demo never reads half a file.
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write("".join(f"{a}\n" for a in addresses))
-    os.replace(tmp, path)
+    # Whole at once (a waiting test or demo never reads half a file), through no link.
+    write_ready_file(path, "".join(f"{a}\n" for a in addresses))
 
 
-def _bind(server: grpc.aio.Server, listeners: Sequence[Listener], gid: int) -> list[str]:
+def _bind(
+    server: grpc.aio.Server,
+    listeners: Sequence[Listener],
+    gid: int,
+    tls: grpc.ServerCredentials | None,
+) -> list[str]:
     bound: list[str] = []
     for listener in listeners:
         if listener.kind == "unix":
             prepare_unix_socket(listener, gid)
         try:
             with socket_umask():
-                port = server.add_insecure_port(listener.grpc_address)
+                if listener.kind == "tls" and tls is not None:
+                    port = server.add_secure_port(listener.grpc_address, tls)
+                else:
+                    port = server.add_insecure_port(listener.grpc_address)
         except RuntimeError as err:
             raise ConfigError(f"cannot listen on {listener.bound(listener.port)}: {err}") from None
-        if port == 0 and listener.kind == "tcp":
+        if port == 0 and listener.kind != "unix":
             raise ConfigError(f"cannot listen on {listener.bound(listener.port)}")
         if listener.kind == "unix":
             finish_unix_socket(listener, gid)
@@ -189,8 +206,12 @@ async def _start_metrics(
 
 async def start_server(config: ServerConfig, machine: Machine | None = None) -> RunningServer:
     """Start the broker and serve it; raises ConfigError before serving anything on bad input."""
+    rules = load_rules(config.access)
+    tls = tls_credentials(config.access, rules)
     listeners = [
-        parse_listener(text, insecure_loopback_tcp=config.insecure_loopback_tcp)
+        parse_listener(
+            text, insecure_loopback_tcp=config.insecure_loopback_tcp, tls=tls is not None
+        )
         for text in (config.listen or (DEFAULT_LISTEN,))
     ]
     gid = resolve_group(config.group)
@@ -221,9 +242,12 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         await broker.stop()
         raise
     limit_refusal_log(config.limits.refusal_log_per_second, config.limits.refusal_log_burst)
+    gate = Gate(rules)
+    # The gate first: a caller without credentials learns nothing, not even that its
+    # bytes did not parse; admission (quotas per identity) needs the identity it sets.
     server = grpc.aio.server(
         options=_options(config.limits),
-        interceptors=(RejectUndecodable(), AdmitCalls(broker.quotas)),
+        interceptors=(Authenticate(gate), RejectUndecodable(), AdmitCalls(broker.quotas)),
     )
     broker_pb2_grpc.add_BrokerServiceServicer_to_server(BrokerService(broker), server)
     sim_pb2_grpc.add_SimServiceServicer_to_server(SimService(broker, machine.sim), server)
@@ -231,7 +255,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection((BROKER_SERVICE, SIM_SERVICE, health.SERVICE_NAME), server)
     try:
-        addresses = _bind(server, listeners, gid)
+        addresses = _bind(server, listeners, gid, tls)
         await server.start()
     except BaseException:
         await server.stop(None)
@@ -253,6 +277,7 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
         health=health_servicer,
         addresses=tuple(addresses),
         config=config,
+        gate=gate,
         _unix_paths=tuple(lst.host_or_path for lst in listeners if lst.kind == "unix"),
         metrics=metrics,
     )
@@ -278,9 +303,18 @@ async def serve(config: ServerConfig, machine: Machine | None = None) -> None:
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = asyncio.ensure_future(running.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await stop.wait()
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
         # The handlers stay while shutting down, so a second signal cannot kill the
         # daemon halfway through releasing what it holds.
         try:

@@ -20,6 +20,7 @@ import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hwbkptd.api.gate import caller_fields
 from hwbkptd.core.clock import SystemClock
 from hwbkptd.core.errors import (
     Aborted,
@@ -152,7 +153,9 @@ def log_refusal(method: str, err: BrokerError) -> None:
     """The one log line of a refused call (at a bounded rate)."""
     code = code_for(err).name
     if _limiter[0].allow(f"rpc refused {method} {code}"):
-        _log.info("rpc refused", method=method, code=code, error=_clip(err.message))
+        _log.info(
+            "rpc refused", method=method, code=code, error=_clip(err.message), **caller_fields()
+        )
 
 
 async def refuse(context: Context, method: str, err: BrokerError) -> NoReturn:

@@ -11,10 +11,11 @@ changes both share with the broker are ``mutations``. See docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core import policy
 from hwbkptd.core.activity import Activity
 from hwbkptd.core.answers import describe_machine, slot_map
 from hwbkptd.core.arbiter import Arbiter
@@ -137,7 +138,10 @@ class Broker:
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)
         self._process_calls = ProcessCalls(
-            sessions=self._sessions, mutations=m, stopping=lambda: self._stopped
+            sessions=self._sessions,
+            mutations=m,
+            stopping=lambda: self._stopped,
+            process_facts=self._hooks.process_facts,
         )
         self._session_calls = SessionCalls(
             sessions=self._sessions,
@@ -218,6 +222,10 @@ class Broker:
         self, name: str, *, lease_seconds: float = 0, hit_buffer: int = 0, identity: Identity
     ) -> SessionInfo:
         return self._session_calls.open(name, lease_seconds, hit_buffer, identity)
+
+    async def reauthorize(self, rights_of: Callable[[Identity], Identity | None]) -> list[str]:
+        """A reloaded policy: see ``SessionCalls.reauthorize``."""
+        return await self._session_calls.reauthorize(rights_of)
 
     def resume_session(self, token: str) -> SessionInfo:
         return self._session_calls.resume(token)
@@ -307,7 +315,7 @@ class Broker:
         threads, procs = self._processes.threads, self._processes.processes
         if pid and pid not in procs:
             raise NotFound("pid", f"no traced process {pid}")
-        return slot_map(
+        shown = slot_map(
             self._arbiter,
             self._pools,
             pid=pid,
@@ -316,6 +324,9 @@ class Broker:
             halted=self._halts,
             refused=self._commit.refused,
             view=self._breakpoint_calls.view,
+        )
+        return policy.slot_map_for(
+            policy.CALLER.get(), shown, lambda rid: self._records[rid].session.identity.name
         )
 
     def attribute(self, hit: HitReport) -> tuple[int, ...]:

@@ -37,13 +37,34 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who is calling. Without a policy file the local socket is fully trusted."""
+    """Who is calling, and what they may do (DESIGN section 7).
+
+    The defaults are full trust: what the local socket gets without a policy file.
+    ``hwbkptd.core.policy`` builds the others from the policy file and holds every
+    check that reads these fields.
+    """
 
     name: str = "local"
     may_kernel: bool = True
     max_priority: int = 100
     may_halt: bool = True
+    #: Requests one session of this identity may hold at once.
     max_requests: int = 10_000
+    may_launch: bool = True
+    #: Sessions this identity may have open at once; None: no cap from the policy.
+    max_sessions: int | None = None
+    #: Every process may be a target; otherwise only those the three lists below match.
+    any_target: bool = True
+    target_uids: frozenset[int] = frozenset()
+    target_pids: frozenset[int] = frozenset()
+    #: fnmatch globs over the target's executable path.
+    target_exes: tuple[str, ...] = ()
+    #: The slot map shows other identities' session names (else they read as hidden).
+    sees_session_names: bool = True
+    #: May use the simulated machine's SimService.
+    may_sim: bool = True
+    #: How the caller proved who it is: "local", "loopback", "certificate", "token".
+    via: str = field(default="local", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import Names, Resolved
+from hwbkptd.core.policy import ProcessFacts
 
 __all__ = ["NO_SYMBOLS", "MachineHooks", "SimHooks"]
 
@@ -45,6 +46,10 @@ class MachineHooks(Protocol):
         """The process a thread belongs to; NotFound ``spec.tid`` when there is none."""
         ...
 
+    def process_facts(self, pid: int) -> ProcessFacts:
+        """Its uids and executable, for the policy's target check; NotFound ``pid``."""
+        ...
+
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         """One entry per mechanism for ``describe``; () to describe the mechanism itself."""
         ...
@@ -68,6 +73,11 @@ class SimHooks:
 
     def process_of(self, tid: int) -> int:
         raise NotFound("spec.tid", f"no traced thread {tid}")
+
+    def process_facts(self, pid: int) -> ProcessFacts:
+        # Simulated processes belong to no one: they count as root's, so only an identity
+        # allowed any process (or their pid) may touch them.
+        return ProcessFacts(pid=pid, uids=(0,), exe="")
 
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         return ()

@@ -15,17 +15,21 @@ from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
+from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.launching import check_launch
+from hwbkptd.core.machine_hooks import SimHooks
 from hwbkptd.core.mechanism import ProcessControl
 from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.policy import ProcessFacts
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.sessions import Session, SessionTable
 
 __all__ = ["ProcessCalls"]
 
 _log = structlog.get_logger("hwbkptd.broker")
+_SIM_HOOKS = SimHooks()
 
 
 class ProcessCalls:
@@ -35,7 +39,9 @@ class ProcessCalls:
         sessions: SessionTable,
         mutations: Mutations,
         stopping: Callable[[], bool],
+        process_facts: Callable[[int], ProcessFacts] = _SIM_HOOKS.process_facts,
     ) -> None:
+        self._process_facts = process_facts
         self._sessions = sessions
         self._mutations = mutations
         self._processes: ProcessTable = mutations.processes
@@ -77,6 +83,7 @@ class ProcessCalls:
         session = self._sessions.get(token)
         if pid <= 0:
             raise InvalidArgument("pid", f"not a process id: {pid}")
+        policy.check_target(session.identity, pid, self._process_facts, "pid")
         tids = await self.take(pid, session_id=session.id, follow_fork=follow_fork)
         audit("process_attached", session, pid=pid, tids=list(tids))
         await self._commit_for(session)
@@ -91,6 +98,7 @@ class ProcessCalls:
         follow_fork: bool,
     ) -> int:
         session = self._sessions.get(token)
+        policy.check_launch(session.identity)
         args, environment, where = check_launch(argv, env, cwd)
         if self._stopping():
             raise FailedPrecondition("the broker is shutting down")

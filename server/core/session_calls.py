@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BrokerConfig, Identity, SessionInfo
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
 from hwbkptd.core.events import Event
 from hwbkptd.core.limits import IdentityQuotas, MemoryBudget, check_hit_buffer
+from hwbkptd.core.model import Action
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.sessions import Session, SessionTable
@@ -56,6 +58,7 @@ class SessionCalls:
         check_hit_buffer(hit_buffer, limits)
         if self._stopping():
             raise FailedPrecondition("the broker is shutting down")
+        policy.check_session_count(identity, self._sessions.count_of(identity.name))
         self._quotas.check_session(identity.name)
         self._budget.check_session()
         session = self._sessions.open(
@@ -83,6 +86,26 @@ class SessionCalls:
         if after_seq < 0:
             raise InvalidArgument("after_seq", f"must not be negative, got {after_seq}")
         return session.stream(after_seq)
+
+    async def reauthorize(self, rights_of: Callable[[Identity], Identity | None]) -> list[str]:
+        """Apply a reloaded policy: each session takes its identity's new rights, and a
+        session whose identity is gone, or which holds a request the new rights forbid, is
+        ended. The ids of the sessions ended."""
+        ended: list[str] = []
+        for session in self._sessions:
+            new = rights_of(session.identity)
+            if new is None or not all(
+                policy.still_allowed(
+                    new, r.request.is_kernel, r.request.priority, r.request.action is Action.HALT
+                )
+                for rid in session.requests
+                if (r := self._mutations.requests.get(rid)) is not None
+            ):
+                ended.append(session.id)
+                await self._end_session(session, "policy")
+            else:
+                session.identity = new
+        return ended
 
     def lease_ended(self, session: Session) -> None:
         self._mutations.spawn(self._end_session(session, "lease"))

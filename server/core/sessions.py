@@ -22,6 +22,7 @@ from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import Aborted, BrokerError, FailedPrecondition, NotFound
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
 from hwbkptd.core.events import Event, EventKind
+from hwbkptd.core.policy import check_session_owner
 
 if TYPE_CHECKING:
     from hwbkptd.core.broker_types import Identity
@@ -211,6 +212,7 @@ class SessionTable:
         session = self._by_token.get(token)
         if session is None or session.ending or session.closed:
             raise NotFound("token", "no such session")
+        check_session_owner(session.identity)
         session.start_lease()
         return session
 
@@ -228,6 +230,10 @@ class SessionTable:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_id.values()))
+
+    def count_of(self, identity_name: str) -> int:
+        """How many live sessions ``identity_name`` has open."""
+        return sum(1 for s in self._by_id.values() if s.identity.name == identity_name)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -12,12 +12,12 @@ import unicodedata
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
+from hwbkptd.core import policy
 from hwbkptd.core.arch_port import Arch
 from hwbkptd.core.broker_types import BreakpointSpec, Identity
 from hwbkptd.core.errors import (
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from hwbkptd.core.filters import validate_filter
 from hwbkptd.core.limits import Limits, check_request_count
@@ -79,12 +79,7 @@ def check_priority(priority: int | None, identity: Identity, field: str) -> int:
         raise InvalidArgument(field, f"must be an integer 0..{MAX_PRIORITY}")
     if not 0 <= priority <= MAX_PRIORITY:
         raise InvalidArgument(field, f"must be 0..{MAX_PRIORITY}, got {priority}")
-    if priority > identity.max_priority:
-        raise PermissionDenied(
-            f"identity {identity.name!r} may use priorities up to {identity.max_priority}, "
-            f"not {priority}",
-            field=field,
-        )
+    policy.check_priority_cap(identity, priority, field)
     return priority
 
 
@@ -94,8 +89,7 @@ def check_action(
     if not isinstance(action, Action):
         raise InvalidArgument(field, "must be notify or halt")
     if action is Action.HALT:
-        if not identity.may_halt:
-            raise PermissionDenied(f"identity {identity.name!r} may not halt threads")
+        policy.check_halt(identity, field)
         if kernel:
             raise InvalidArgument(field, "a kernel request cannot halt: kernel code is not stopped")
         if nonstop:
@@ -161,12 +155,13 @@ def prepare_spec(
     if spec.call_chain and not kernel:
         raise InvalidArgument("spec.call_chain", "call chains are sampled for kernel scope only")
     check_action(spec.action, identity, kernel=kernel, nonstop=spec.nonstop, field="spec.action")
-    if kernel and not identity.may_kernel:
-        raise PermissionDenied(
-            f"identity {identity.name!r} may not watch kernel addresses", field="spec.scope"
-        )
+    if kernel:
+        policy.check_kernel(identity, "spec.scope")
+    policy.check_request_count(identity, owned)
     check_request_count(owned, identity.max_requests, identity.name, limits)
     pid, tid = _target(spec, threads, processes)
+    if pid:
+        policy.check_target(identity, pid, hooks.process_facts, "spec.tid" if tid else "spec.pid")
     if not isinstance(spec.address, int) or not isinstance(spec.length, int):
         raise InvalidArgument("spec.address", "address and length are integers")
     address, length = spec.address, spec.length
@@ -222,6 +217,7 @@ def recheck_spec(
 ) -> None:
     """Check again, after an ``await``, what the await can change about a prepared ``spec``:
     its target may have gone, and the session may hold more requests now."""
+    policy.check_request_count(identity, owned)
     check_request_count(owned, identity.max_requests, identity.name, limits)
     _target(spec, threads, processes)
 

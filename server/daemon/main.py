@@ -18,12 +18,21 @@ from collections.abc import Sequence
 
 from hwbkptd.api.listeners import DEFAULT_LISTEN, ConfigError
 from hwbkptd.api.server import ServerConfig, serve
+from hwbkptd.core.policy import describe_rights
 from hwbkptd.daemon import logging as hwlog
+from hwbkptd.daemon.access import AccessFiles, check_policy_file
 from hwbkptd.daemon.config_file import ConfigFileError, render_settings, resolve_settings
 from hwbkptd.daemon.limit_flags import add_limit_flags, limits_from_args
 from hwbkptd.daemon.machines import ARMINGS, MachineError, build_machine
 
-__all__ = ["GC_THRESHOLD0", "build_parser", "config_from_args", "main", "tune_gc"]
+__all__ = [
+    "GC_THRESHOLD0",
+    "build_parser",
+    "check_policy",
+    "config_from_args",
+    "main",
+    "tune_gc",
+]
 
 
 def _positive(text: str) -> float:
@@ -132,6 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective settings and where each came from, then exit",
     )
     p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="TOML policy: what each identity may do (needed for TLS listeners and tokens; "
+        "reloaded on SIGHUP)",
+    )
+    p.add_argument(
+        "--check-policy",
+        metavar="FILE",
+        help="validate a policy file, print what it allows and exit (0: valid, 2: not)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="bearer tokens: lines 'NAME SHA256-HEX' of each token (reloaded on SIGHUP)",
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM): TCP uses TLS")
+    p.add_argument("--tls-key", metavar="FILE", help="the server certificate's key (PEM)")
+    p.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="CA of client certificates (PEM): every TLS client must present one it signed",
+    )
+    p.add_argument(
         "--ready-file",
         metavar="PATH",
         help="write the bound addresses here, one per line, once serving",
@@ -154,7 +186,29 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         hit_words=not args.no_hit_words,
         metrics=args.metrics,
         limits=limits_from_args(args),
+        access=AccessFiles(
+            policy=args.policy,
+            tokens=args.token_file,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            client_ca=args.client_ca,
+        ),
     )
+
+
+def check_policy(path: str) -> int:
+    """``--check-policy``: one line per identity, or the reason the file is refused."""
+    try:
+        found = check_policy_file(path)
+    except ConfigError as err:
+        print(f"hwbkptd: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{path}: valid, {len(found.identities)} identities")
+    for name, who in sorted(found.identities.items()):
+        print(f"  {name}: {describe_rights(who)}")
+    if found.unauthenticated_methods:
+        print(f"  without credentials: {', '.join(sorted(found.unauthenticated_methods))}")
+    return 0
 
 
 #: Allocations between young-generation collections (CPython's default is 700).
@@ -186,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print("\n".join(render_settings(settings)))
         return 0
+    if args.check_policy:
+        return check_policy(args.check_policy)
     hwlog.configure(args.log_format, args.log_level)
     try:
         # Before any thread exists: the ptrace mechanism blocks SIGCHLD in this thread and

@@ -10,6 +10,7 @@ also puts user hits in words.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hwbkptd.arch.native import NativeMechanism, check_kernel_request
@@ -19,9 +20,10 @@ from hwbkptd.core.errors import FailedPrecondition, NotFound
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import Names, Resolved
+from hwbkptd.core.policy import ProcessFacts
 from hwbkptd.names.resolver import Resolver
 
-__all__ = ["NativeHooks", "thread_group"]
+__all__ = ["NativeHooks", "process_facts", "thread_group"]
 
 
 def thread_group(tid: int, proc: Path = Path("/proc")) -> int:
@@ -34,6 +36,25 @@ def thread_group(tid: int, proc: Path = Path("/proc")) -> int:
         if line.startswith("Tgid:"):
             return int(line.split(":", 1)[1])
     raise NotFound("spec.tid", f"no thread {tid}")
+
+
+def process_facts(pid: int, proc: Path = Path("/proc")) -> ProcessFacts:
+    """A process's real, effective and saved uids and its executable, for the policy."""
+    try:
+        text = (proc / str(pid) / "status").read_text()
+    except OSError:
+        raise NotFound("pid", f"no process {pid}") from None
+    uids: tuple[int, ...] = ()
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            uids = tuple(int(u) for u in line.split()[1:4])
+    try:
+        exe = os.readlink(proc / str(pid) / "exe")
+    except OSError:
+        exe = ""  # a kernel thread, or gone meanwhile: no glob can match it
+    if not uids:
+        raise NotFound("pid", f"no process {pid}")
+    return ProcessFacts(pid=pid, uids=uids, exe=exe)
 
 
 class NativeHooks:
@@ -85,6 +106,9 @@ class NativeHooks:
 
     def process_of(self, tid: int) -> int:
         return thread_group(tid)
+
+    def process_facts(self, pid: int) -> ProcessFacts:
+        return process_facts(pid)
 
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         return self._mechanism.mechanisms()

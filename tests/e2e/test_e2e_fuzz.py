@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hwbkpt._credentials import SESSION_TOKEN_KEY
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -208,7 +209,8 @@ def _plausible_set(live: Live) -> st.SearchStrategy[Message]:
         if spec.scope == broker_pb2.SCOPE_THREAD:
             spec.pid = 0
             spec.tid = live.tids[-1] if spec.address % 16 else live.tids[0]
-        return broker_pb2.SetBreakpointRequest(token=pick.resolve(live), spec=spec)
+        # The session's secret travels in call metadata (issue 12): _send picks one.
+        return broker_pb2.SetBreakpointRequest(spec=spec)
 
     return st.builds(build, _pick("tokens"), _plausible_spec(live))
 
@@ -250,7 +252,20 @@ def _raw(value: Any) -> bytes:
     return value if isinstance(value, bytes) else value.SerializeToString()
 
 
-def _send(channel: grpc.Channel, live: Live, name: str, request: Any) -> grpc.StatusCode:
+def _session_md(live: Live, token: str | None) -> tuple[tuple[str, str], ...]:
+    """The session secret to send: ``token``, else a live one, every seventh call a wrong one."""
+    if token is None:
+        if not live.tokens or live.calls % 7 == 0:
+            token = f"not-a-token-{live.calls}"
+        else:
+            token = live.tokens[live.calls % len(live.tokens)]
+    return ((SESSION_TOKEN_KEY, token),)
+
+
+def _send(
+    channel: grpc.Channel, live: Live, name: str, request: Any, token: str | None = None
+) -> grpc.StatusCode:
+    md = _session_md(live, token)
     path = f"/{SERVICE.full_name}/{name}"
     method = METHODS[name]
     out = _class(method.output_type)
@@ -258,17 +273,17 @@ def _send(channel: grpc.Channel, live: Live, name: str, request: Any) -> grpc.St
     try:
         if not method.client_streaming and not method.server_streaming:
             call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-            answer = out.FromString(call(_raw(request), timeout=TIMEOUT))
+            answer = out.FromString(call(_raw(request), timeout=TIMEOUT, metadata=md))
             _learn(live, name, answer)
             return grpc.StatusCode.OK
         if method.server_streaming and not method.client_streaming:
             stream = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
-            it = stream(_raw(request), timeout=0.02)
+            it = stream(_raw(request), timeout=0.02, metadata=md)
             for _ in it:
                 it.cancel()
             return grpc.StatusCode.OK
         both = channel.stream_stream(path, request_serializer=None, response_deserializer=None)
-        for _ in both(iter([_raw(request), _raw(request)]), timeout=TIMEOUT):
+        for _ in both(iter([_raw(request), _raw(request)]), timeout=TIMEOUT, metadata=md):
             pass
         return grpc.StatusCode.OK
     except grpc.RpcError as err:
@@ -346,7 +361,7 @@ def _check_after(fuzzed: tuple[Daemon, grpc.Channel, Live], at_least: int) -> No
     assert daemon.proc.poll() is None
     broker = broker_pb2_grpc.BrokerServiceStub(channel)
     closing = [
-        _send(channel, live, "CloseSession", broker_pb2.CloseSessionRequest(token=t))
+        _send(channel, live, "CloseSession", broker_pb2.CloseSessionRequest(), token=t)
         for t in live.tokens
     ]
     # NOT_FOUND: closed by the fuzz already, or its lease ended.

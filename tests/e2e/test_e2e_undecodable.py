@@ -21,10 +21,11 @@ from typing import Any
 import grpc
 import pytest
 from e2e_support import Daemon, start_daemon
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2  # noqa: F401 - puts grpc.health.v1 in the pool
 from grpc_reflection.v1alpha import reflection_pb2
+from session_metadata import session_md
 
 import hwbkpt
 import hwbkpt.v1
@@ -113,30 +114,38 @@ def _raw_call(channel: grpc.Channel, method: MethodDescriptor) -> Callable[..., 
     return callable_
 
 
-def _complete(channel: grpc.Channel, method: MethodDescriptor, request: Any) -> None:
-    answer = _raw_call(channel, method)(request, timeout=TIMEOUT)
+def _complete(
+    channel: grpc.Channel, method: MethodDescriptor, request: Any, metadata: Any = None
+) -> None:
+    answer = _raw_call(channel, method)(request, timeout=TIMEOUT, metadata=metadata)
     if method.server_streaming:
         list(answer)
 
 
-def _send_alone(channel: grpc.Channel, method: MethodDescriptor, raw: bytes) -> grpc.RpcError:
+def _send_alone(
+    channel: grpc.Channel, method: MethodDescriptor, raw: bytes, metadata: Any = None
+) -> grpc.RpcError:
     request: Any = iter([raw]) if method.client_streaming else raw
     with pytest.raises(grpc.RpcError) as info:
-        _complete(channel, method, request)
+        _complete(channel, method, request, metadata)
     return info.value
 
 
 def _send_after_good(
-    channel: grpc.Channel, method: MethodDescriptor, good: bytes, raw: bytes
+    channel: grpc.Channel,
+    method: MethodDescriptor,
+    good: bytes,
+    raw: bytes,
+    metadata: Any = None,
 ) -> grpc.RpcError:
     """``good`` first (answered, for a bidi stream), then ``raw`` on the same stream."""
     call = _raw_call(channel, method)
     if not method.server_streaming:
         with pytest.raises(grpc.RpcError) as info:
-            call(iter([good, raw]), timeout=TIMEOUT)
+            call(iter([good, raw]), timeout=TIMEOUT, metadata=metadata)
         return info.value
     sent: queue.Queue[bytes | None] = queue.Queue()
-    responses = call(iter(sent.get, None), timeout=TIMEOUT)
+    responses = call(iter(sent.get, None), timeout=TIMEOUT, metadata=metadata)
     try:
         sent.put(good)
         next(responses)  # the good message was read and answered
@@ -201,23 +210,26 @@ def test_item11_undecodable_bytes_are_invalid_argument_on_every_method(daemon: D
 
 # --- item 12 -----------------------------------------------------------------------------
 def _token_methods() -> list[MethodDescriptor]:
-    """Every broker method whose request carries a session token."""
+    """Every broker method of a session: its request once had the token field, now
+    reserved (issue 12: the token travels in call metadata)."""
     service = broker_pb2.DESCRIPTOR.services_by_name["BrokerService"]
-    return [m for m in service.methods if "token" in m.input_type.fields_by_name]
+    out = []
+    for m in service.methods:
+        proto = descriptor_pb2.DescriptorProto()
+        m.input_type.CopyToProto(proto)
+        if "token" in proto.reserved_name:
+            out.append(m)
+    assert len(out) >= 12, [m.name for m in out]
+    return out
 
 
-def _with_token(method: MethodDescriptor, token: str) -> list[bytes]:
-    """The request holding ``token``, made unreadable: corrupt bytes after it, or the
-    token itself followed by a byte that is not UTF-8."""
+def _unreadable(method: MethodDescriptor) -> list[bytes]:
+    """Requests of ``method`` that do not parse."""
     cls = message_factory.GetMessageClass(method.input_type)
-    data: bytes = cls(token=token).SerializeToString()
-    tag = _varint(method.input_type.fields_by_name["token"].number << 3 | 2)
-    bad = token.encode() + b"\xff"
-    cases = [data + tail for tail in CORRUPT] + [tag + _varint(len(bad)) + bad]
-    for raw in cases:
+    for raw in CORRUPT:
         with pytest.raises(Exception, match="Error parsing message"):
             cls.FromString(raw)
-    return cases
+    return list(CORRUPT)
 
 
 @pytest.fixture
@@ -259,16 +271,17 @@ def test_item12_no_session_token_reaches_the_log(own_daemon: Daemon) -> None:
             assert hit.halted
             # A stream whose earlier message carried the token (and resumed the thread the
             # session halted), then bytes that do not parse.
-            for n, raw in enumerate((*CORRUPT, b"\x0a\x02\xff\xfe")):
+            secret = session_md(session.token)
+            for n, raw in enumerate(CORRUPT):
                 good = broker_pb2.ResumeThreadsStreamRequest(
-                    token=session.token, tids=[tids[0]] if n == 0 else []
+                    tids=[tids[0]] if n == 0 else []
                 ).SerializeToString()
-                _send_after_good(channel, resume_stream, good, raw)
+                _send_after_good(channel, resume_stream, good, raw, secret)
                 refused += 1
-            # Every method taking a token, sent a request with the token that does not parse.
+            # Every method of a session, with the token, sent a request that does not parse.
             for method in _token_methods():
-                for raw in _with_token(method, session.token):
-                    _send_alone(channel, method, raw)
+                for raw in _unreadable(method):
+                    _send_alone(channel, method, raw, secret)
                     refused += 1
             # Requests that parse but fail, with a real token in them.
             for call_fails in (
@@ -279,8 +292,8 @@ def test_item12_no_session_token_reaches_the_log(own_daemon: Daemon) -> None:
                 with pytest.raises(hwbkpt.HwbkptError):
                     call_fails()
                 refused += 1
-            unresumable = broker_pb2.ResumeThreadsRequest(token=session.token, tids=[999999])
-            _send_alone(channel, resume_threads, unresumable.SerializeToString())
+            unresumable = broker_pb2.ResumeThreadsRequest(tids=[999999])
+            _send_alone(channel, resume_threads, unresumable.SerializeToString(), secret)
             refused += 1
             # The library resumes on ResumeThreadsStream: refused in an answer, not logged.
             with pytest.raises(hwbkpt.HwbkptError):

@@ -23,6 +23,7 @@ from native_e2e_support import (
     tracer_pid,
     until,
 )
+from session_metadata import session_md
 
 import hwbkpt
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
@@ -214,7 +215,9 @@ def test_nonstop_refuses_halt_and_kernel_scope(daemon: Daemon, vars_target: Targ
             nonstop=True,
         )
         with pytest.raises(grpc.RpcError) as err:
-            stub.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=spec))
+            stub.SetBreakpoint(
+                broker_pb2.SetBreakpointRequest(spec=spec), metadata=session_md(token)
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert tracer_pid(vars_target.pid) == 0  # refused before attaching anything
 

@@ -25,6 +25,7 @@ from native_e2e_support import (
     tracer_pid,
     until,
 )
+from session_metadata import session_md
 
 import hwbkpt
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
@@ -132,7 +133,9 @@ def test_a_process_under_gdb_is_refused_naming_gdb(daemon: Daemon, vars_target: 
             stub = broker_pb2_grpc.BrokerServiceStub(channel)
             token = stub.OpenSession(broker_pb2.OpenSessionRequest(name="late")).token
             with pytest.raises(grpc.RpcError) as err:
-                stub.AttachProcess(broker_pb2.AttachProcessRequest(token=token, pid=t.pid))
+                stub.AttachProcess(
+                    broker_pb2.AttachProcessRequest(pid=t.pid), metadata=session_md(token)
+                )
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert f"pid {gdb.pid}" in (err.value.details() or "")
             assert "--nonstop" in (err.value.details() or "")
@@ -144,7 +147,9 @@ def test_a_process_under_gdb_is_refused_naming_gdb(daemon: Daemon, vars_target: 
                 access=broker_pb2.ACCESS_WRITE,
             )
             with pytest.raises(grpc.RpcError) as err:
-                stub.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=spec))
+                stub.SetBreakpoint(
+                    broker_pb2.SetBreakpointRequest(spec=spec), metadata=session_md(token)
+                )
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert f"pid {gdb.pid}" in (err.value.details() or "")
         assert tracer_pid(t.pid) == gdb.pid  # gdb keeps it

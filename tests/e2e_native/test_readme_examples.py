@@ -26,6 +26,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -54,9 +55,28 @@ PROG_ARGS = ["5", "1000", "nowait"]  # writer.c: five writes, 1 ms apart, withou
 EVENT_LINE = re.compile(r"^#(\d+)\s+(\S+)\s+bp (\d+)(.*)$")
 
 
-def readme_lines() -> list[str]:
-    blocks = re.findall(r"^```sh\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+#: README's section whose sh blocks run as one script (they build on each other's files).
+NETWORK_SECTION = "## Running it on a network"
+
+
+def _sh_lines(text: str) -> list[str]:
+    blocks = re.findall(r"^```sh\n(.*?)^```", text, flags=re.M | re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def _network_section() -> str:
+    text = README.read_text()
+    start = text.index(NETWORK_SECTION)
+    end = text.find("\n## ", start + len(NETWORK_SECTION))
+    return text[start : end if end >= 0 else len(text)]
+
+
+def readme_lines() -> list[str]:
+    """Every sh line outside the network section (that one runs as a script, below)."""
+    return _sh_lines(README.read_text().replace(_network_section(), ""))
+
+
+NETWORK_LINES = _sh_lines(_network_section())
 
 
 def commands(line: str) -> list[list[str]]:
@@ -415,3 +435,38 @@ def test_item6_readme_command_runs_as_documented(
             check_cli(examples, examples.substitute(argv))
         else:
             pytest.fail(f"no rule for README command {line!r}")
+
+
+# --- the network section (issue 12, item 8) ----------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_item8_the_network_section_runs_as_written(tmp_path: Path) -> None:
+    """Its lines run in order as one bash script in an empty directory, the brokers on free
+    ports instead of 50051 and 50052: a CA, certificates and a token are made, the policy
+    checks, and clients reach an mTLS broker and a token broker over TLS."""
+    assert any(line.startswith("openssl ") for line in NETWORK_LINES)
+    ports = {"50051": str(_free_port()), "50052": str(_free_port())}
+    lines = []
+    for line in NETWORK_LINES:
+        for old, new in ports.items():
+            line = line.replace(old, new)
+        lines.append(line.replace(".venv/bin/hwbkptd", str(HWBKPTD)))
+    # set -e: any command failing (a client refused, a broker not starting) fails the run.
+    script = "set -e\n" + "\n".join(lines) + "\nwait\n"
+    env = {**os.environ, "PATH": f"{Path(HWBKPT).parent}:{os.environ['PATH']}"}
+    env.pop("HWBKPT_SERVER", None)
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+    out = done.stdout
+    assert "policy.toml: valid, 2 identities" in out, out
+    assert "alice: targets any process; kernel no; priority <= 50" in out, out
+    assert "machine     native (x86_64)" in out, out  # info over mTLS
+    assert (tmp_path / "tokens").read_text().startswith("ci ")
+    assert (tmp_path / "ci.token").read_text() not in (tmp_path / "tokens").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from session_metadata import session_md
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 
@@ -88,7 +89,7 @@ def test_serves_and_stops_cleanly(spawn: list[Proc], tmp_path: Path, sig: signal
         stub = broker_pb2_grpc.BrokerServiceStub(channel)
         assert stub.DescribeMachine(broker_pb2.DescribeMachineRequest()).machine == "sim"
         token = stub.OpenSession(broker_pb2.OpenSessionRequest(name="d")).token
-        stream = stub.StreamEvents(broker_pb2.StreamEventsRequest(token=token))
+        stream = stub.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
         received: list[object] = []
 
         def read() -> None:

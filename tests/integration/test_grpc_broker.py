@@ -14,6 +14,7 @@ import pytest
 import structlog
 from google.rpc import error_details_pb2, status_pb2
 from grpc_checks import Daemon, EventReader, expect_error, running_daemon, spec, violations
+from session_metadata import session_md
 
 from hwbkpt.v1 import broker_pb2, sim_pb2
 
@@ -46,9 +47,11 @@ async def test_every_rpc(daemon: Daemon) -> None:
     opened = await b.OpenSession(broker_pb2.OpenSessionRequest(name="ide", lease_seconds=30))
     token = opened.token
     assert opened.lease_seconds == 30
-    resumed = await b.ResumeSession(broker_pb2.ResumeSessionRequest(token=token))
+    resumed = await b.ResumeSession(broker_pb2.ResumeSessionRequest(), metadata=session_md(token))
     assert (resumed.session_id, resumed.name) == (opened.session_id, "ide")
-    events = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
+    events = EventReader(
+        b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+    )
 
     proc = await sim.SpawnProcess(sim_pb2.SpawnProcessRequest(threads=2))
     pid = proc.pid
@@ -57,7 +60,9 @@ async def test_every_rpc(daemon: Daemon) -> None:
 
     watch = spec(pid=pid, address=0x1000, length=4)
     bp = (
-        await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=watch))
+        await b.SetBreakpoint(
+            broker_pb2.SetBreakpointRequest(spec=watch), metadata=session_md(token)
+        )
     ).breakpoint
     assert bp.id
     assert bp.state == broker_pb2.BREAKPOINT_STATE_INSTALLED
@@ -66,11 +71,14 @@ async def test_every_rpc(daemon: Daemon) -> None:
     assert sorted(bp.installed_tids) == sorted(proc.tids)
     assert [(c.pool, c.address, c.length) for c in bp.chunks] == [("dr", 0x1000, 4)]
 
-    listed = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=token))
+    listed = await b.ListBreakpoints(
+        broker_pb2.ListBreakpointsRequest(), metadata=session_md(token)
+    )
     assert [x.id for x in listed.breakpoints] == [bp.id]
 
     modified = await b.ModifyBreakpoint(
-        broker_pb2.ModifyBreakpointRequest(token=token, breakpoint_id=bp.id, priority=50)
+        broker_pb2.ModifyBreakpointRequest(breakpoint_id=bp.id, priority=50),
+        metadata=session_md(token),
     )
     assert modified.breakpoint.priority == 50
 
@@ -93,34 +101,44 @@ async def test_every_rpc(daemon: Daemon) -> None:
     assert hit.hit.old_value == b"\0\0\0\0"
     assert hit.hit.pid == pid
 
-    none_halted = await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(token=token))
+    none_halted = await b.ResumeThreads(
+        broker_pb2.ResumeThreadsRequest(), metadata=session_md(token)
+    )
     assert list(none_halted.resumed_tids) == []
 
     for call in (
-        b.AttachProcess(broker_pb2.AttachProcessRequest(token=token, pid=pid)),
-        b.LaunchProcess(broker_pb2.LaunchProcessRequest(token=token, argv=["/bin/true"])),
-        b.ReleaseProcess(broker_pb2.ReleaseProcessRequest(token=token, pid=pid)),
-        b.DetachProcess(broker_pb2.DetachProcessRequest(token=token, pid=pid)),
+        b.AttachProcess(broker_pb2.AttachProcessRequest(pid=pid), metadata=session_md(token)),
+        b.LaunchProcess(
+            broker_pb2.LaunchProcessRequest(argv=["/bin/true"]), metadata=session_md(token)
+        ),
+        b.ReleaseProcess(broker_pb2.ReleaseProcessRequest(pid=pid), metadata=session_md(token)),
+        b.DetachProcess(broker_pb2.DetachProcessRequest(pid=pid), metadata=session_md(token)),
     ):
         await expect_error(call, grpc.StatusCode.FAILED_PRECONDITION)
     await expect_error(
-        b.DetachProcess(broker_pb2.DetachProcessRequest(token=token, pid=999_999)),
+        b.DetachProcess(broker_pb2.DetachProcessRequest(pid=999_999), metadata=session_md(token)),
         NOT_FOUND,
         "pid",
     )
 
-    await b.RemoveBreakpoint(broker_pb2.RemoveBreakpointRequest(token=token, breakpoint_id=bp.id))
+    await b.RemoveBreakpoint(
+        broker_pb2.RemoveBreakpointRequest(breakpoint_id=bp.id), metadata=session_md(token)
+    )
     removed = await events.next("removed")
     assert removed.breakpoint_id == bp.id
-    listed = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=token))
+    listed = await b.ListBreakpoints(
+        broker_pb2.ListBreakpointsRequest(), metadata=session_md(token)
+    )
     assert list(listed.breakpoints) == []
 
-    await b.CloseSession(broker_pb2.CloseSessionRequest(token=token))
+    await b.CloseSession(broker_pb2.CloseSessionRequest(), metadata=session_md(token))
     # Issue 12: the stream says its session was closed (not OK and silent).
     assert await events.end() == grpc.StatusCode.FAILED_PRECONDITION
     assert await events.call.details() == "the session was closed"
     await expect_error(
-        b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=token)), NOT_FOUND, "token"
+        b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(), metadata=session_md(token)),
+        NOT_FOUND,
+        "token",
     )
 
 
@@ -130,14 +148,16 @@ async def test_halt_and_resume(daemon: Daemon) -> None:
     pid = (await sim.SpawnProcess(sim_pb2.SpawnProcessRequest())).pid
     watch = spec(pid=pid, action=broker_pb2.ACTION_HALT)
     bp = (
-        await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=watch))
+        await b.SetBreakpoint(
+            broker_pb2.SetBreakpointRequest(spec=watch), metadata=session_md(token)
+        )
     ).breakpoint
     touched = await sim.Touch(
         sim_pb2.TouchRequest(pid=pid, address=0x1000, access=broker_pb2.ACCESS_WRITE, value=b"1234")
     )
     assert list(touched.breakpoint_ids) == [bp.id]
     assert touched.halted
-    resumed = await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(token=token))
+    resumed = await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(), metadata=session_md(token))
     assert list(resumed.resumed_tids) == [pid]
 
 
@@ -148,26 +168,29 @@ async def test_resume_threads_stream_answers_each_request_in_order(daemon: Daemo
     token = await _open(daemon, "fast-halter")
     pid = (await sim.SpawnProcess(sim_pb2.SpawnProcessRequest())).pid
     watch = spec(pid=pid, action=broker_pb2.ACTION_HALT)
-    await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=watch))
+    await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(spec=watch), metadata=session_md(token))
     touch = sim_pb2.TouchRequest(
         pid=pid, address=0x1000, access=broker_pb2.ACCESS_WRITE, value=b"1234"
     )
-    call = b.ResumeThreadsStream()
+    call = b.ResumeThreadsStream(metadata=session_md(token))
 
-    async def ask(request: broker_pb2.ResumeThreadsStreamRequest) -> Any:
-        await call.write(request)
-        return await call.read()
+    async def ask(request: broker_pb2.ResumeThreadsStreamRequest, on: Any = call) -> Any:
+        await on.write(request)
+        return await on.read()
 
     assert (await sim.Touch(touch)).halted
-    answer = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token, tids=[pid]))
+    answer = await ask(broker_pb2.ResumeThreadsStreamRequest(tids=[pid]))
     assert (list(answer.resumed_tids), answer.error_status) == ([pid], b"")
     # The thread runs again: resuming it a second time is refused, precisely.
-    refused = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token, tids=[pid]))
+    refused = await ask(broker_pb2.ResumeThreadsStreamRequest(tids=[pid]))
     assert list(refused.resumed_tids) == []
     status = status_pb2.Status.FromString(refused.error_status)
     assert status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert f"thread {pid} is not halted" in status.message
-    unknown = await ask(broker_pb2.ResumeThreadsStreamRequest(token="nope"))
+    # A stream naming no live session answers each request with NOT_FOUND.
+    stranger = b.ResumeThreadsStream(metadata=session_md("nope"))
+    unknown = await ask(broker_pb2.ResumeThreadsStreamRequest(), stranger)
+    await stranger.done_writing()
     status = status_pb2.Status.FromString(unknown.error_status)
     assert status.code == NOT_FOUND.value[0]
     bad = error_details_pb2.BadRequest()
@@ -175,7 +198,7 @@ async def test_resume_threads_stream_answers_each_request_in_order(daemon: Daemo
     assert [v.field for v in bad.field_violations] == ["token"]
     # Still the same stream; no tids: every thread the session holds.
     assert (await sim.Touch(touch)).halted
-    answer = await ask(broker_pb2.ResumeThreadsStreamRequest(token=token))
+    answer = await ask(broker_pb2.ResumeThreadsStreamRequest())
     assert list(answer.resumed_tids) == [pid]
     slots = await b.GetSlotMap(broker_pb2.GetSlotMapRequest(pid=pid))
     assert not any(t.halted for t in slots.threads)
@@ -188,11 +211,17 @@ async def test_event_stream_replays_after_reconnect(daemon: Daemon) -> None:
     b = daemon.broker
     token = await _open(daemon, "replayer")
     pid = (await daemon.sim.SpawnProcess(sim_pb2.SpawnProcessRequest())).pid
-    first = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
-    await b.SetBreakpoint(broker_pb2.SetBreakpointRequest(token=token, spec=spec(pid=pid)))
+    first = EventReader(
+        b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+    )
+    await b.SetBreakpoint(
+        broker_pb2.SetBreakpointRequest(spec=spec(pid=pid)), metadata=session_md(token)
+    )
     seen = await first.next()
     await first.close()  # the client cancels its stream: the handler must end cleanly
-    again = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
+    again = EventReader(
+        b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+    )
     replayed = await again.next()
     assert replayed.seq == seen.seq
     await again.close()
@@ -217,7 +246,8 @@ def _set(token: str, **fields: object) -> Case:
     def call(w: World) -> Awaitable[object]:
         full = {"pid": w.pid, **fields}
         return w.d.broker.SetBreakpoint(
-            broker_pb2.SetBreakpointRequest(token=getattr(w, token), spec=spec(**full))
+            broker_pb2.SetBreakpointRequest(spec=spec(**full)),
+            metadata=session_md(getattr(w, token)),
         )
 
     return call
@@ -227,9 +257,8 @@ def _modify(token: str, bp: str, **fields: Any) -> Case:
     def call(w: World) -> Awaitable[object]:
         bp_id = w.a_bp if bp == "a" else 999_999
         return w.d.broker.ModifyBreakpoint(
-            broker_pb2.ModifyBreakpointRequest(
-                token=getattr(w, token), breakpoint_id=bp_id, **fields
-            )
+            broker_pb2.ModifyBreakpointRequest(breakpoint_id=bp_id, **fields),
+            metadata=session_md(getattr(w, token)),
         )
 
     return call
@@ -239,7 +268,8 @@ def _remove(token: str, bp: str) -> Case:
     def call(w: World) -> Awaitable[object]:
         bp_id = w.a_bp if bp == "a" else 999_999
         return w.d.broker.RemoveBreakpoint(
-            broker_pb2.RemoveBreakpointRequest(token=getattr(w, token), breakpoint_id=bp_id)
+            broker_pb2.RemoveBreakpointRequest(breakpoint_id=bp_id),
+            metadata=session_md(getattr(w, token)),
         )
 
     return call
@@ -251,7 +281,7 @@ def _name(name: str) -> Case:
 
 def _set_with_token(token: str) -> Case:
     return lambda w: w.d.broker.SetBreakpoint(
-        broker_pb2.SetBreakpointRequest(token=token, spec=spec(pid=w.pid))
+        broker_pb2.SetBreakpointRequest(spec=spec(pid=w.pid)), metadata=session_md(token)
     )
 
 
@@ -324,7 +354,9 @@ BAD: dict[str, tuple[Case, grpc.StatusCode, str | None]] = {
         "pid",
     ),
     "resume an unknown session": (
-        lambda w: w.d.broker.ResumeSession(broker_pb2.ResumeSessionRequest(token="nope")),
+        lambda w: w.d.broker.ResumeSession(
+            broker_pb2.ResumeSessionRequest(), metadata=session_md("nope")
+        ),
         NOT_FOUND,
         "token",
     ),
@@ -333,8 +365,8 @@ BAD: dict[str, tuple[Case, grpc.StatusCode, str | None]] = {
 
 async def _snapshot(w: World) -> tuple[bytes, ...]:
     b = w.d.broker
-    a = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=w.a))
-    other = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=w.b))
+    a = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(), metadata=session_md(w.a))
+    other = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(), metadata=session_md(w.b))
     slots = await b.GetSlotMap(broker_pb2.GetSlotMapRequest())
     return tuple(m.SerializeToString(deterministic=True) for m in (a, other, slots))
 
@@ -345,8 +377,8 @@ async def test_bad_input(daemon: Daemon, case: str) -> None:
     a = await _open(daemon, "a")
     b = await _open(daemon, "b")
     pid = (await daemon.sim.SpawnProcess(sim_pb2.SpawnProcessRequest(threads=2))).pid
-    set_a = broker_pb2.SetBreakpointRequest(token=a, spec=spec(pid=pid, address=0x2000))
-    a_bp = (await daemon.broker.SetBreakpoint(set_a)).breakpoint.id
+    set_a = broker_pb2.SetBreakpointRequest(spec=spec(pid=pid, address=0x2000))
+    a_bp = (await daemon.broker.SetBreakpoint(set_a, metadata=session_md(a))).breakpoint.id
     world = World(daemon, a, b, pid, a_bp)
     before = await _snapshot(world)
     await expect_error(call(world), code, field)
@@ -355,7 +387,9 @@ async def test_bad_input(daemon: Daemon, case: str) -> None:
 
 @pytest.mark.parametrize("token", ["", "no-such-token"])
 async def test_stream_of_an_unknown_session(daemon: Daemon, token: str) -> None:
-    reader = EventReader(daemon.broker.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
+    reader = EventReader(
+        daemon.broker.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+    )
     assert await reader.end() == NOT_FOUND
     assert reader.error is not None
     assert violations(reader.error) == ["token"]
@@ -410,17 +444,17 @@ async def test_random_input_never_internal(daemon: Daemon) -> None:
             calls: list[Awaitable[object]] = [
                 b.SetBreakpoint(
                     broker_pb2.SetBreakpointRequest(
-                        token=rng.choice([token, token, "", "bogus"]),
                         spec=_random_spec(rng, proc.pid, tids),
-                    )
+                    ),
+                    metadata=session_md(rng.choice([token, token, "", "bogus"])),
                 ),
                 b.ModifyBreakpoint(
                     broker_pb2.ModifyBreakpointRequest(
-                        token=token,
                         breakpoint_id=rng.choice([0, 1, 2, 3, 2**64 - 1]),
                         priority=rng.choice([0, 50, 100, 101]),
                         action=A(rng.choice([0, 1, 2, 9])),
-                    )
+                    ),
+                    metadata=session_md(token),
                 ),
                 daemon.sim.Touch(
                     sim_pb2.TouchRequest(
@@ -442,7 +476,7 @@ async def test_random_input_never_internal(daemon: Daemon) -> None:
                 assert code is grpc.StatusCode.OK or code in DOCUMENTED, f"{code}: {details}"
                 outcomes[code.name] = outcomes.get(code.name, 0) + 1
             if rng.random() < 0.1:
-                await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(token=token))
+                await b.ResumeThreads(broker_pb2.ResumeThreadsRequest(), metadata=session_md(token))
     assert not [e for e in logs if e["event"] == "rpc failed unexpectedly"]
     assert outcomes.get("OK", 0) >= 5  # the sweep also exercised the happy path
     assert outcomes.get("INVALID_ARGUMENT", 0) > 10

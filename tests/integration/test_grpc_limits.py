@@ -15,6 +15,7 @@ import grpc.aio
 import pytest
 import structlog
 from grpc_checks import EventReader, expect_error, spec
+from session_metadata import session_md
 
 import hwbkpt
 from hwbkpt.aio import AsyncClient
@@ -65,10 +66,11 @@ async def test_item12_streams_per_identity(tmp_path: Path) -> None:
             for i in range(3)
         ]
         readers = [
-            EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=t))) for t in tokens[:2]
+            EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(t)))
+            for t in tokens[:2]
         ]
         await asyncio.sleep(0.2)  # both attached
-        third = b.StreamEvents(broker_pb2.StreamEventsRequest(token=tokens[2]))
+        third = b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(tokens[2]))
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for _ in third:
                 pass
@@ -76,7 +78,9 @@ async def test_item12_streams_per_identity(tmp_path: Path) -> None:
         assert "max_streams_per_identity" in (info.value.details() or "")
         await readers[0].close()  # a stream given back makes room
         await asyncio.sleep(0.1)
-        again = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=tokens[2])))
+        again = EventReader(
+            b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(tokens[2]))
+        )
         await asyncio.sleep(0.2)
         assert again.error is None
         await again.close()
@@ -105,7 +109,9 @@ async def test_item12_a_replaced_stream_ends_aborted_and_the_client_loses_it(
             session = await client.open_session("ide")
             await asyncio.sleep(0.2)  # its stream is attached
             # Another reader with the session's token takes the stream over.
-            thief = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=session.token)))
+            thief = EventReader(
+                b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(session.token))
+            )
             with pytest.raises(hwbkpt.SessionLostError) as lost:
                 await asyncio.wait_for(session.next_event(), 5)
             assert lost.value.code == "ABORTED"
@@ -116,11 +122,15 @@ async def test_item12_a_replaced_stream_ends_aborted_and_the_client_loses_it(
 async def test_item12_a_closed_sessions_stream_ends_failed_precondition(tmp_path: Path) -> None:
     async with daemon(tmp_path) as server, stub(server) as b:
         token = (await b.OpenSession(broker_pb2.OpenSessionRequest(name="s"))).token
-        reader = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
+        reader = EventReader(
+            b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+        )
         await asyncio.sleep(0.1)
-        again = EventReader(b.StreamEvents(broker_pb2.StreamEventsRequest(token=token)))
+        again = EventReader(
+            b.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
+        )
         assert await reader.end() is grpc.StatusCode.ABORTED
-        await b.CloseSession(broker_pb2.CloseSessionRequest(token=token))
+        await b.CloseSession(broker_pb2.CloseSessionRequest(), metadata=session_md(token))
         assert await again.end() is grpc.StatusCode.FAILED_PRECONDITION
         assert await again.call.details() == "the session was closed"
 
@@ -139,12 +149,16 @@ async def test_item12_address_zero_is_invalid_naming_the_field(tmp_path: Path, s
             bad = spec(scope=scope, pid=spawned.pid, tid=spawned.tids[0], address=0)
             if scope == broker_pb2.SCOPE_PROCESS:
                 bad.tid = 0
-            req = broker_pb2.SetBreakpointRequest(token=token, spec=bad)
+            req = broker_pb2.SetBreakpointRequest(spec=bad)
             err = await expect_error(
-                b.SetBreakpoint(req), grpc.StatusCode.INVALID_ARGUMENT, "spec.address"
+                b.SetBreakpoint(req, metadata=session_md(token)),
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "spec.address",
             )
             assert "first page" in (err.details() or "")
-            listed = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=token))
+            listed = await b.ListBreakpoints(
+                broker_pb2.ListBreakpointsRequest(), metadata=session_md(token)
+            )
             assert list(listed.breakpoints) == []
 
 
@@ -174,8 +188,8 @@ async def test_item12_a_slot_map_over_a_page_comes_in_pages_the_client_follows(
             token = (await b.OpenSession(broker_pb2.OpenSessionRequest(name="many"))).token
             with structlog.testing.capture_logs():  # 20 audit lines, not in the test output
                 for _ in range(20):
-                    req = broker_pb2.SetBreakpointRequest(token=token, spec=spec(pid=spawned.pid))
-                    await b.SetBreakpoint(req)
+                    req = broker_pb2.SetBreakpointRequest(spec=spec(pid=spawned.pid))
+                    await b.SetBreakpoint(req, metadata=session_md(token))
             sizes = []
             page_token = ""
             while True:
@@ -202,7 +216,9 @@ async def test_item12_refusals_are_logged_at_a_bounded_rate(tmp_path: Path) -> N
                 began = time.monotonic()
                 for _ in range(500):
                     with pytest.raises(grpc.aio.AioRpcError):
-                        await b.CloseSession(broker_pb2.CloseSessionRequest(token="nope"))
+                        await b.CloseSession(
+                            broker_pb2.CloseSessionRequest(), metadata=session_md("nope")
+                        )
                 elapsed = time.monotonic() - began
                 await asyncio.sleep(1.2)  # the summary of the rest
     refused = [e for e in logs if e["event"] == "rpc refused"]
@@ -224,7 +240,9 @@ async def test_item12_list_breakpoints_comes_in_pages_the_session_follows(tmp_pa
                 )  # fmt: skip
         async with grpc.aio.insecure_channel(server.addresses[0]) as channel:
             b = broker_pb2_grpc.BrokerServiceStub(channel)
-            first = await b.ListBreakpoints(broker_pb2.ListBreakpointsRequest(token=session.token))
+            first = await b.ListBreakpoints(
+                broker_pb2.ListBreakpointsRequest(), metadata=session_md(session.token)
+            )
             assert len(first.breakpoints) == 256
             assert first.next_page_token
         listed = await session.list()

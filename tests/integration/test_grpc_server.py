@@ -13,6 +13,7 @@ import pytest
 from grpc_checks import EventReader, running_daemon
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from session_metadata import session_md
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api.listeners import ConfigError
@@ -135,7 +136,9 @@ async def test_stop_ends_event_streams_cleanly(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as d:
         opened = await d.broker.OpenSession(broker_pb2.OpenSessionRequest(name="s"))
         reader = EventReader(
-            d.broker.StreamEvents(broker_pb2.StreamEventsRequest(token=opened.token))
+            d.broker.StreamEvents(
+                broker_pb2.StreamEventsRequest(), metadata=session_md(opened.token)
+            )
         )
         await reader.quiet(0.2)
         await d.server.stop(grace=5.0)

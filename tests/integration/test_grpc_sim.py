@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_checks import Daemon, expect_error, running_daemon, spec
+from session_metadata import session_md
 
 from hwbkpt.v1 import broker_pb2, sim_pb2
 from hwbkptd.api.sim_service import MAX_SPAWN_THREADS
@@ -66,8 +67,8 @@ async def test_touch_names_every_holder_of_a_shared_slot(daemon: Daemon) -> None
     ids = []
     for name in ("a", "b"):
         token = await _session(daemon, name)
-        req = broker_pb2.SetBreakpointRequest(token=token, spec=spec(pid=pid, address=0x4000))
-        ids.append((await b.SetBreakpoint(req)).breakpoint.id)
+        req = broker_pb2.SetBreakpointRequest(spec=spec(pid=pid, address=0x4000))
+        ids.append((await b.SetBreakpoint(req, metadata=session_md(token))).breakpoint.id)
 
     slots = await b.GetSlotMap(broker_pb2.GetSlotMapRequest(pid=pid))
     used = [s for t in slots.threads if t.tid == pid for s in t.slots if s.holders]
@@ -88,8 +89,8 @@ async def test_touch_with_explicit_thread(daemon: Daemon) -> None:
     proc = await sim.SpawnProcess(sim_pb2.SpawnProcessRequest(threads=2))
     token = await _session(daemon, "t")
     only_second = spec(scope=broker_pb2.SCOPE_THREAD, pid=proc.pid, tid=proc.tids[1])
-    req = broker_pb2.SetBreakpointRequest(token=token, spec=only_second)
-    bp = (await b.SetBreakpoint(req)).breakpoint
+    req = broker_pb2.SetBreakpointRequest(spec=only_second)
+    bp = (await b.SetBreakpoint(req, metadata=session_md(token))).breakpoint
     touch = sim_pb2.TouchRequest(pid=proc.pid, address=0x1000, access=WRITE, value=b"\x01")
     assert list((await sim.Touch(touch)).breakpoint_ids) == []  # tid 0: the first thread
     touch.tid = proc.tids[1]

@@ -16,6 +16,7 @@ from hwbkpt import _calls as calls
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
 from hwbkpt._address import default_address, grpc_target
+from hwbkpt._credentials import Credentials, session_metadata
 from hwbkpt._health import health_request, status_name
 from hwbkpt._transport import CALL_TIMEOUT, CHANNEL_OPTIONS, EventBatch
 from hwbkpt.errors import HwbkptError, from_rpc_error
@@ -35,11 +36,22 @@ class AsyncTransport:
     """An asyncio connection to the broker; the same calls as :class:`Transport`, as
     coroutines. Create it inside a running event loop."""
 
-    def __init__(self, address: str | None, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        timeout: float = CALL_TIMEOUT,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.address = address if address is not None else default_address()
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            grpc_target(self.address), options=CHANNEL_OPTIONS
+        credentials = credentials or Credentials()
+        self._metadata = credentials.metadata()
+        tls = credentials.channel_credentials()
+        target = grpc_target(self.address)
+        self._channel = (
+            grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            if tls is None
+            else grpc.aio.secure_channel(target, tls, options=CHANNEL_OPTIONS)
         )
         self._broker = broker_pb2_grpc.BrokerServiceStub(self._channel)
         self._sim = sim_pb2_grpc.SimServiceStub(self._channel)
@@ -49,7 +61,9 @@ class AsyncTransport:
         stub: Any = self._broker if call.service == "broker" else self._sim
         try:
             resp = await getattr(stub, call.method)(
-                call.request, timeout=self.timeout if timeout is None else timeout
+                call.request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=session_metadata(self._metadata, call.token),
             )
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
@@ -77,16 +91,21 @@ class AsyncTransport:
         finally:
             call.cancel()
 
-    def stream_events(self, request: pb.StreamEventsRequest) -> AsyncEventStream:
-        return AsyncEventStream(self._broker.StreamEvents(request))
+    def stream_events(self, request: pb.StreamEventsRequest, token: str) -> AsyncEventStream:
+        return AsyncEventStream(
+            self._broker.StreamEvents(request, metadata=session_metadata(self._metadata, token))
+        )
 
     def thread_resumer(self) -> AsyncThreadResumer:
         """What resumes one session's halted threads (its resume stream opens at first use)."""
         return AsyncThreadResumer(self)
 
-    def open_resume_stream(self) -> _ResumeCall:
-        """A ResumeThreadsStream call, written to one request per resume."""
-        return self._broker.ResumeThreadsStream(None)
+    def open_resume_stream(self, token: str) -> _ResumeCall:
+        """A ResumeThreadsStream call of session ``token``, written to one request per
+        resume."""
+        return self._broker.ResumeThreadsStream(
+            None, metadata=session_metadata(self._metadata, token)
+        )
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -123,6 +142,7 @@ class AsyncThreadResumer:
         self._transport = transport
         self._lock = asyncio.Lock()
         self._call: _ResumeCall | None = None
+        self._call_token = ""
         #: The broker predates ResumeThreadsStream: resume with unary calls.
         self._unary = False
 
@@ -139,14 +159,18 @@ class AsyncThreadResumer:
     ) -> pb.ResumeThreadsStreamResponse | None:
         """One request and its answer on the resume stream; None: the broker lacks it."""
         call = self._call
+        if call is not None and self._call_token != token:
+            self.close()  # the call's metadata names another session
+            call = None
         if call is None or call.done():
             # Nothing was sent on a call that has ended (the connection broke while it was
             # idle): a new one is safe. No request iterator: it is written to, one request
             # per resume.
-            call = self._call = self._transport.open_resume_stream()
+            call = self._call = self._transport.open_resume_stream(token)
+            self._call_token = token
         try:
             async with asyncio.timeout(self._transport.timeout):
-                await call.write(calls.resume_threads_on_stream(token, tids))
+                await call.write(calls.resume_threads_on_stream(tids))
                 resp = await call.read()
         except grpc.RpcError as rpc_err:
             self.close()

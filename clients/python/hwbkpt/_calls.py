@@ -63,6 +63,8 @@ class Call(Generic[T]):
     method: str
     request: Message
     answer: Callable[[Any], T]
+    #: The session's secret, sent as call metadata; "" for calls outside a session.
+    token: str = ""
 
 
 def _nothing(resp: object) -> None:
@@ -120,21 +122,24 @@ def resume_session(token: str, lease_seconds: float = 0) -> Call[SessionTicket]:
     def answer(resp: pb.ResumeSessionResponse) -> SessionTicket:
         return SessionTicket(resp.session_id, resp.name, token, lease_seconds or DEFAULT_LEASE)
 
-    return Call("broker", "ResumeSession", pb.ResumeSessionRequest(token=token), answer)
+    return Call("broker", "ResumeSession", pb.ResumeSessionRequest(), answer, token=token)
 
 
 def close_session(token: str) -> Call[None]:
-    return Call("broker", "CloseSession", pb.CloseSessionRequest(token=token), _nothing)
+    return Call("broker", "CloseSession", pb.CloseSessionRequest(), _nothing, token=token)
 
 
-def stream_events(token: str, after_seq: int) -> pb.StreamEventsRequest:
-    return pb.StreamEventsRequest(token=token, after_seq=after_seq)
+def stream_events(after_seq: int) -> pb.StreamEventsRequest:
+    """The request of a session's event stream (its secret goes in the call's metadata)."""
+    return pb.StreamEventsRequest(after_seq=after_seq)
 
 
 # --- requests --------------------------------------------------------------------------
 def set_breakpoint(token: str, spec: m.BreakpointSpec) -> Call[m.Breakpoint]:
-    req = pb.SetBreakpointRequest(token=token, spec=cv.spec_to_pb(spec))
-    return Call("broker", "SetBreakpoint", req, lambda r: cv.breakpoint_from_pb(r.breakpoint))
+    req = pb.SetBreakpointRequest(spec=cv.spec_to_pb(spec))
+    return Call(
+        "broker", "SetBreakpoint", req, lambda r: cv.breakpoint_from_pb(r.breakpoint), token=token
+    )
 
 
 def modify(
@@ -145,7 +150,7 @@ def modify(
     filter: m.Filter | None,
 ) -> Call[m.Breakpoint]:
     """What is ``None`` stays as it is."""
-    req = pb.ModifyBreakpointRequest(token=token, breakpoint_id=breakpoint_id)
+    req = pb.ModifyBreakpointRequest(breakpoint_id=breakpoint_id)
     prio = parse_priority(priority)
     if prio is not None:
         req.priority = prio
@@ -153,12 +158,18 @@ def modify(
         req.action = cv.action_to_pb(parse_action(action))
     if filter is not None:
         req.filter.CopyFrom(cv.filter_to_pb(filter))
-    return Call("broker", "ModifyBreakpoint", req, lambda r: cv.breakpoint_from_pb(r.breakpoint))
+    return Call(
+        "broker",
+        "ModifyBreakpoint",
+        req,
+        lambda r: cv.breakpoint_from_pb(r.breakpoint),
+        token=token,
+    )
 
 
 def remove(token: str, breakpoint_id: int) -> Call[None]:
-    req = pb.RemoveBreakpointRequest(token=token, breakpoint_id=breakpoint_id)
-    return Call("broker", "RemoveBreakpoint", req, _nothing)
+    req = pb.RemoveBreakpointRequest(breakpoint_id=breakpoint_id)
+    return Call("broker", "RemoveBreakpoint", req, _nothing, token=token)
 
 
 def list_breakpoints(token: str, page_token: str = "") -> Call[tuple[list[m.Breakpoint], str]]:
@@ -167,18 +178,18 @@ def list_breakpoints(token: str, page_token: str = "") -> Call[tuple[list[m.Brea
     def answer(resp: pb.ListBreakpointsResponse) -> tuple[list[m.Breakpoint], str]:
         return [cv.breakpoint_from_pb(b) for b in resp.breakpoints], resp.next_page_token
 
-    req = pb.ListBreakpointsRequest(token=token, page_token=page_token)
-    return Call("broker", "ListBreakpoints", req, answer)
+    req = pb.ListBreakpointsRequest(page_token=page_token)
+    return Call("broker", "ListBreakpoints", req, answer, token=token)
 
 
 # --- halted threads --------------------------------------------------------------------
 def resume_threads(token: str, tids: Sequence[int]) -> Call[tuple[int, ...]]:
-    req = pb.ResumeThreadsRequest(token=token, tids=list(tids))
-    return Call("broker", "ResumeThreads", req, lambda r: tuple(r.resumed_tids))
+    req = pb.ResumeThreadsRequest(tids=list(tids))
+    return Call("broker", "ResumeThreads", req, lambda r: tuple(r.resumed_tids), token=token)
 
 
-def resume_threads_on_stream(token: str, tids: Sequence[int]) -> pb.ResumeThreadsStreamRequest:
-    return pb.ResumeThreadsStreamRequest(token=token, tids=list(tids))
+def resume_threads_on_stream(tids: Sequence[int]) -> pb.ResumeThreadsStreamRequest:
+    return pb.ResumeThreadsStreamRequest(tids=list(tids))
 
 
 def resumed_on_stream(resp: pb.ResumeThreadsStreamResponse) -> tuple[int, ...]:
@@ -191,8 +202,8 @@ def resumed_on_stream(resp: pb.ResumeThreadsStreamResponse) -> tuple[int, ...]:
 
 # --- processes (native machine) --------------------------------------------------------
 def attach_process(token: str, pid: int, follow_fork: bool) -> Call[tuple[int, ...]]:
-    req = pb.AttachProcessRequest(token=token, pid=pid, follow_fork=follow_fork)
-    return Call("broker", "AttachProcess", req, lambda r: tuple(r.tids))
+    req = pb.AttachProcessRequest(pid=pid, follow_fork=follow_fork)
+    return Call("broker", "AttachProcess", req, lambda r: tuple(r.tids), token=token)
 
 
 def launch_process(
@@ -207,23 +218,22 @@ def launch_process(
     if isinstance(argv, str):
         raise TypeError("argv is a sequence of strings, not one string")
     req = pb.LaunchProcessRequest(
-        token=token,
         argv=list(argv),
         env=dict(os.environ if env is None else env),
         cwd=os.getcwd() if cwd is None else cwd,
         follow_fork=follow_fork,
     )
-    return Call("broker", "LaunchProcess", req, lambda r: int(r.pid))
+    return Call("broker", "LaunchProcess", req, lambda r: int(r.pid), token=token)
 
 
 def release_process(token: str, pid: int) -> Call[None]:
-    req = pb.ReleaseProcessRequest(token=token, pid=pid)
-    return Call("broker", "ReleaseProcess", req, _nothing)
+    req = pb.ReleaseProcessRequest(pid=pid)
+    return Call("broker", "ReleaseProcess", req, _nothing, token=token)
 
 
 def detach_process(token: str, pid: int) -> Call[bool]:
-    req = pb.DetachProcessRequest(token=token, pid=pid)
-    return Call("broker", "DetachProcess", req, lambda r: bool(r.released))
+    req = pb.DetachProcessRequest(pid=pid)
+    return Call("broker", "DetachProcess", req, lambda r: bool(r.released), token=token)
 
 
 # --- simulated machine -----------------------------------------------------------------

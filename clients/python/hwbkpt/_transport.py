@@ -17,6 +17,7 @@ from hwbkpt import _calls as calls
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
 from hwbkpt._address import default_address, grpc_target
+from hwbkpt._credentials import Credentials, session_metadata
 from hwbkpt._health import health_request, status_name
 from hwbkpt.errors import HwbkptError, from_rpc_error
 from hwbkpt.v1 import broker_pb2 as pb
@@ -54,10 +55,23 @@ class Transport:
     unary call and may be changed at any time.
     """
 
-    def __init__(self, address: str | None, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        timeout: float = CALL_TIMEOUT,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.address = address if address is not None else default_address()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(grpc_target(self.address), options=CHANNEL_OPTIONS)
+        credentials = credentials or Credentials()
+        self._metadata = credentials.metadata()
+        tls = credentials.channel_credentials()
+        target = grpc_target(self.address)
+        self._channel = (
+            grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            if tls is None
+            else grpc.secure_channel(target, tls, options=CHANNEL_OPTIONS)
+        )
         self._broker = broker_pb2_grpc.BrokerServiceStub(self._channel)
         self._sim = sim_pb2_grpc.SimServiceStub(self._channel)
 
@@ -74,7 +88,9 @@ class Transport:
         stub: Any = self._broker if call.service == "broker" else self._sim
         try:
             resp = getattr(stub, call.method)(
-                call.request, timeout=self.timeout if timeout is None else timeout
+                call.request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=session_metadata(self._metadata, call.token),
             )
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
@@ -91,18 +107,23 @@ class Transport:
         finally:
             call.cancel()  # type: ignore[no-untyped-call]  # untyped in grpc-stubs
 
-    def stream_events(self, request: pb.StreamEventsRequest) -> EventStream:
-        return EventStream(self._broker.StreamEvents(request))
+    def stream_events(self, request: pb.StreamEventsRequest, token: str) -> EventStream:
+        return EventStream(
+            self._broker.StreamEvents(request, metadata=session_metadata(self._metadata, token))
+        )
 
     def thread_resumer(self) -> ThreadResumer:
         """What resumes one session's halted threads (its resume stream opens at first use)."""
         return ThreadResumer(self)
 
     def open_resume_stream(
-        self, requests: Iterator[pb.ResumeThreadsStreamRequest]
+        self, requests: Iterator[pb.ResumeThreadsStreamRequest], token: str
     ) -> grpc.CallIterator[pb.ResumeThreadsStreamResponse]:
-        """A ResumeThreadsStream call sending ``requests``; its answers, in order."""
-        return self._broker.ResumeThreadsStream(requests)
+        """A ResumeThreadsStream call of session ``token`` sending ``requests``; its
+        answers, in order."""
+        return self._broker.ResumeThreadsStream(
+            requests, metadata=session_metadata(self._metadata, token)
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -137,14 +158,15 @@ class _ResumeStream:
     them from its own thread); a reader thread hands each answer over, so that waiting for
     one can time out."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, token: str) -> None:
+        self.token = token
         self._requests: queue.SimpleQueue[pb.ResumeThreadsStreamRequest | None] = (
             queue.SimpleQueue()
         )
         self._answers: queue.SimpleQueue[pb.ResumeThreadsStreamResponse | grpc.RpcError | _End] = (
             queue.SimpleQueue()
         )
-        self._call = transport.open_resume_stream(iter(self._requests.get, None))
+        self._call = transport.open_resume_stream(iter(self._requests.get, None), token)
         threading.Thread(target=self._read, name="hwbkpt-resume", daemon=True).start()
 
     def _read(self) -> None:
@@ -201,11 +223,14 @@ class ThreadResumer:
     def _on_stream(self, token: str, tids: Sequence[int]) -> pb.ResumeThreadsStreamResponse | None:
         """One request and its answer on the resume stream; None: the broker lacks it."""
         stream = self._stream
+        if stream is not None and stream.token != token:
+            self.close()  # the stream's metadata names another session
+            stream = None
         if stream is None or stream.ended:
             # Nothing was sent on a call that has ended (the connection broke while it was
             # idle): a new one is safe.
-            stream = self._stream = _ResumeStream(self._transport)
-        request = calls.resume_threads_on_stream(token, tids)
+            stream = self._stream = _ResumeStream(self._transport, token)
+        request = calls.resume_threads_on_stream(tids)
         try:
             answer = stream.ask(request, self._transport.timeout)
         except BaseException:

@@ -12,6 +12,7 @@ from hwbkpt import _calls as calls
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
 from hwbkpt._aio_transport import AsyncTransport
+from hwbkpt._credentials import Credentials
 from hwbkpt._transport import CALL_TIMEOUT
 from hwbkpt.aio_session import AsyncSession
 from hwbkpt.errors import HwbkptError
@@ -25,8 +26,19 @@ class AsyncClient:
     as coroutines. Create it inside a running event loop (``async with AsyncClient(...)``).
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = CALL_TIMEOUT) -> None:
-        self._transport = AsyncTransport(address, timeout)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = CALL_TIMEOUT,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
+        """``ca``, ``cert``, ``key``, ``token_file``: as for :class:`hwbkpt.Client`."""
+        credentials = Credentials(ca=ca, cert=cert, key=key, token_file=token_file)
+        self._transport = AsyncTransport(address, timeout, credentials)
         self._sessions: list[AsyncSession] = []
         self._closed = False
 

@@ -281,7 +281,7 @@ class AsyncSession:
 
     async def _read_stream(self, after_seq: int) -> HwbkptError | None:
         """Read one stream to its end; the error that ended it, or None for a clean end."""
-        stream = self._transport.stream_events(calls.stream_events(self.token, after_seq))
+        stream = self._transport.stream_events(calls.stream_events(after_seq), self.token)
         self._stream = stream
         accept, put = self._stream_resume.cursor.accept, self._queue.put_nowait
         try:

@@ -10,6 +10,7 @@ from typing import Self
 from hwbkpt import _calls as calls
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
+from hwbkpt._credentials import Credentials
 from hwbkpt._transport import CALL_TIMEOUT, Transport
 from hwbkpt.errors import HwbkptError
 from hwbkpt.session import Session
@@ -22,11 +23,24 @@ class Client:
     """A connection to the broker. ``address``: ``unix:PATH``, ``tcp:HOST:PORT`` or ``HOST:PORT``
     (default ``$HWBKPT_SERVER``, else ``unix:/run/hwbkpt/hwbkpt.sock``).
 
+    On a network: ``ca`` (the broker's CA certificate, PEM) turns TLS on, ``cert`` and
+    ``key`` present a client certificate, ``token_file`` holds a bearer token.
+
     Closing the client closes the sessions it opened.
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float = CALL_TIMEOUT) -> None:
-        self._transport = Transport(address, timeout)
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float = CALL_TIMEOUT,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        token_file: str | None = None,
+    ) -> None:
+        credentials = Credentials(ca=ca, cert=cert, key=key, token_file=token_file)
+        self._transport = Transport(address, timeout, credentials)
         self._sessions: list[Session] = []
         self._closed = False
 

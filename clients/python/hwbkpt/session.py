@@ -285,7 +285,7 @@ class Session:
         with self._lock:
             if self._closing.is_set():
                 return None
-            stream = self._transport.stream_events(calls.stream_events(self.token, after_seq))
+            stream = self._transport.stream_events(calls.stream_events(after_seq), self.token)
             self._stream = stream
         accept, put = self._stream_resume.cursor.accept, self._queue.put
         try:

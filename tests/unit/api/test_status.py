@@ -11,10 +11,11 @@ import grpc.aio
 import pytest
 import structlog
 from google.rpc import error_details_pb2, status_pb2
+from session_metadata import session_md
 
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2
 from hwbkptd.api import status
-from hwbkptd.api.broker_service import BrokerService
+from hwbkptd.api.broker_service import BrokerService, session_token
 from hwbkptd.api.sim_service import SimService
 from hwbkptd.core.errors import (
     BrokerError,
@@ -123,7 +124,7 @@ class Raiser(broker_pb2_grpc.BrokerServiceServicer):
         self, request: broker_pb2.StreamEventsRequest, context: status.Context
     ) -> AsyncIterator[broker_pb2.StreamEventsResponse]:
         yield broker_pb2.StreamEventsResponse(events=[broker_pb2.Event(seq=1)])
-        if request.token == "bug":
+        if session_token(context) == "bug":
             raise RuntimeError("a bug in a stream")
         raise NotFound("token", "session ended")
 
@@ -194,7 +195,9 @@ async def test_stream_errors_after_items(
     seen: list[int] = []
 
     async def read() -> None:
-        async for reply in stub.StreamEvents(broker_pb2.StreamEventsRequest(token=token)):
+        async for reply in stub.StreamEvents(
+            broker_pb2.StreamEventsRequest(), metadata=session_md(token)
+        ):
             seen.extend(e.seq for e in reply.events)
 
     with pytest.raises(grpc.aio.AioRpcError) as info:

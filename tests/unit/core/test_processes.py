@@ -24,6 +24,7 @@ from hwbkptd.core.events import Event, Removed, TargetExited
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, RequestState, Scope
 from hwbkptd.core.names import Resolved
+from hwbkptd.core.policy import ProcessFacts
 
 LOCAL = Identity()
 VAR = 0x601000
@@ -123,6 +124,9 @@ class Hooks:
             if tid in tids:
                 return pid
         raise NotFound("spec.tid", f"no thread {tid}")
+
+    def process_facts(self, pid: int) -> ProcessFacts:
+        return ProcessFacts(pid=pid, uids=(1000, 1000, 1000), exe="/usr/bin/outside")
 
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         return (MechanismInfo("ptrace", True), MechanismInfo("perf-kernel", True))

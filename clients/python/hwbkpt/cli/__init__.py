@@ -60,7 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with contextlib.ExitStack() as stack:
-            clients = [stack.enter_context(Client(address)) for address in servers]
+            clients = [
+                stack.enter_context(
+                    Client(
+                        address,
+                        ca=args.ca,
+                        cert=args.cert,
+                        key=args.key,
+                        token_file=args.token_file,
+                    )
+                )
+                for address in servers
+            ]
             fleet_command = _FLEET_COMMANDS.get(args.command)
             if fleet_command is not None:
                 return fleet_command(clients, args, out)

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"else {default_address()}); repeat it for slots, top and health to see several "
         "brokers at once",
     )
+    p.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM): use TLS")
+    p.add_argument("--cert", metavar="FILE", help="client certificate (PEM), with --key")
+    p.add_argument("--key", metavar="FILE", help="the client certificate's key (PEM)")
+    p.add_argument("--token-file", metavar="FILE", help="a bearer token to present")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

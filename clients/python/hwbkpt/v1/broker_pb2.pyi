@@ -549,17 +549,12 @@ class ResumeSessionRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret, as OpenSession returned it."""
     def __init__(
         self,
-        *,
-        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -601,17 +596,12 @@ class CloseSessionRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     def __init__(
         self,
-        *,
-        token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -640,21 +630,17 @@ class StreamEventsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret. A second stream for the same session is refused."""
     after_seq: _builtins.int
     """Replay events numbered above this one (0: from the oldest retained)."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         after_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1130,10 +1116,7 @@ class SetBreakpointRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     SPEC_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     @_builtins.property
     def spec(self) -> Global___BreakpointSpec:
         """What to watch and how."""
@@ -1141,12 +1124,11 @@ class SetBreakpointRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         spec: Global___BreakpointSpec | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1182,13 +1164,10 @@ class ModifyBreakpointRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     breakpoint_id: _builtins.int
     """The request to change."""
     priority: _builtins.int
@@ -1202,7 +1181,6 @@ class ModifyBreakpointRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         breakpoint_id: _builtins.int = ...,
         priority: _builtins.int | None = ...,
         action: Global___Action.ValueType = ...,
@@ -1210,7 +1188,7 @@ class ModifyBreakpointRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "filter", b"filter", "priority", b"priority"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "action", b"action", "breakpoint_id", b"breakpoint_id", "filter", b"filter", "priority", b"priority", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_filter", b"_filter", "_priority", b"_priority", "action", b"action", "breakpoint_id", b"breakpoint_id", "filter", b"filter", "priority", b"priority"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__filter: _TypeAlias = _typing.Literal["filter"]  # noqa: Y015
     _WhichOneofArgType__filter: _TypeAlias = _typing.Literal["_filter", b"_filter"]  # noqa: Y015
@@ -1253,21 +1231,17 @@ class RemoveBreakpointRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     BREAKPOINT_ID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     breakpoint_id: _builtins.int
     """The request to remove."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         breakpoint_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1296,11 +1270,8 @@ class ListBreakpointsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     page_size: _builtins.int
     """Most requests in one answer; 0 means the broker's default (256). An answer also
     stops short of 1 MiB (a request lists every thread it applies to).
@@ -1310,13 +1281,12 @@ class ListBreakpointsRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1356,10 +1326,7 @@ class ResumeThreadsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1367,12 +1334,11 @@ class ResumeThreadsRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         tids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1408,10 +1374,7 @@ class ResumeThreadsStreamRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     TIDS_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     @_builtins.property
     def tids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Threads to resume; empty means every thread the session holds halted."""
@@ -1419,12 +1382,11 @@ class ResumeThreadsStreamRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         tids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tids", b"tids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1614,6 +1576,7 @@ class Limit(_message.Message):
     name: _builtins.str
     """"max_sessions_per_identity", "memory_budget_bytes", ..."""
     value: _builtins.float
+    """Its value, in the unit its name says."""
     flag: _builtins.str
     """The hwbkptd flag that sets it."""
     description: _builtins.str
@@ -1986,11 +1949,8 @@ class AttachProcessRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     pid: _builtins.int
     """The process."""
     follow_fork: _builtins.bool
@@ -1998,13 +1958,12 @@ class AttachProcessRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
         follow_fork: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_fork", b"follow_fork", "pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow_fork", b"follow_fork", "pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2064,13 +2023,10 @@ class LaunchProcessRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     ARGV_FIELD_NUMBER: _builtins.int
     ENV_FIELD_NUMBER: _builtins.int
     CWD_FIELD_NUMBER: _builtins.int
     FOLLOW_FORK_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     cwd: _builtins.str
     """Its working directory (empty: the broker's)."""
     follow_fork: _builtins.bool
@@ -2086,7 +2042,6 @@ class LaunchProcessRequest(_message.Message):
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         argv: _abc.Iterable[_builtins.str] | None = ...,
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         cwd: _builtins.str = ...,
@@ -2094,7 +2049,7 @@ class LaunchProcessRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "cwd", b"cwd", "env", b"env", "follow_fork", b"follow_fork", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["argv", b"argv", "cwd", b"cwd", "env", b"env", "follow_fork", b"follow_fork"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2128,21 +2083,17 @@ class ReleaseProcessRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     pid: _builtins.int
     """The process the session launched."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2171,21 +2122,17 @@ class DetachProcessRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TOKEN_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
-    token: _builtins.str
-    """The session's secret."""
     pid: _builtins.int
     """The process."""
     def __init__(
         self,
         *,
-        token: _builtins.str = ...,
         pid: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -153,7 +153,9 @@ class BrokerServiceServicer:
     """
 
     def OpenSession(self, request, context):
-        """OpenSession starts a session. The token it returns is the session's secret.
+        """OpenSession starts a session. The token it returns is the session's secret: every
+        call of the session (and ResumeSession) sends it as call metadata
+        "hwbkpt-session-token", and only the identity that opened the session may use it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

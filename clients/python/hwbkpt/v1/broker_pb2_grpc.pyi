@@ -48,7 +48,10 @@ class BrokerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BrokerServiceAsyncStub: ...
     OpenSession: _grpc.UnaryUnaryMultiCallable[_broker_pb2.OpenSessionRequest, _broker_pb2.OpenSessionResponse]
-    """OpenSession starts a session. The token it returns is the session's secret."""
+    """OpenSession starts a session. The token it returns is the session's secret: every
+    call of the session (and ResumeSession) sends it as call metadata
+    "hwbkpt-session-token", and only the identity that opened the session may use it.
+    """
     ResumeSession: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ResumeSessionRequest, _broker_pb2.ResumeSessionResponse]
     """ResumeSession re-attaches to a session within its lease (after a disconnect)."""
     CloseSession: _grpc.UnaryUnaryMultiCallable[_broker_pb2.CloseSessionRequest, _broker_pb2.CloseSessionResponse]
@@ -112,7 +115,10 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     OpenSession: _aio.UnaryUnaryMultiCallable[_broker_pb2.OpenSessionRequest, _broker_pb2.OpenSessionResponse]  # type: ignore[assignment]
-    """OpenSession starts a session. The token it returns is the session's secret."""
+    """OpenSession starts a session. The token it returns is the session's secret: every
+    call of the session (and ResumeSession) sends it as call metadata
+    "hwbkpt-session-token", and only the identity that opened the session may use it.
+    """
     ResumeSession: _aio.UnaryUnaryMultiCallable[_broker_pb2.ResumeSessionRequest, _broker_pb2.ResumeSessionResponse]  # type: ignore[assignment]
     """ResumeSession re-attaches to a session within its lease (after a disconnect)."""
     CloseSession: _aio.UnaryUnaryMultiCallable[_broker_pb2.CloseSessionRequest, _broker_pb2.CloseSessionResponse]  # type: ignore[assignment]
@@ -179,7 +185,10 @@ class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _broker_pb2.OpenSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_broker_pb2.OpenSessionResponse, _abc.Awaitable[_broker_pb2.OpenSessionResponse]]:
-        """OpenSession starts a session. The token it returns is the session's secret."""
+        """OpenSession starts a session. The token it returns is the session's secret: every
+        call of the session (and ResumeSession) sends it as call metadata
+        "hwbkpt-session-token", and only the identity that opened the session may use it.
+        """
 
     @_abc_1.abstractmethod
     def ResumeSession(
