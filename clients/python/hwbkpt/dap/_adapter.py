@@ -1,7 +1,7 @@
 """``Adapter``: one DAP client's requests, carried out with a broker session.
 
 The request loop runs on the caller's thread; the session's events are turned into DAP
-events on a second thread (``_pump``). Both write through one ``Wire``.
+events on a second thread (``EventPump``, in ``_events``). Both write through one ``Wire``.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from hwbkpt import models as m
 from hwbkpt._args import parse_action, parse_priority
 from hwbkpt.client import Client
-from hwbkpt.dap._mapping import ACCESS_TYPES, data_id_of, displaced_message, hit_output
-from hwbkpt.dap._watches import Watch, Watches, build_spec, state_view
+from hwbkpt.dap._events import EventPump, Stops
+from hwbkpt.dap._mapping import ACCESS_TYPES, data_id_of
+from hwbkpt.dap._watches import Watches, build_spec
 from hwbkpt.dap._wire import Message, ProtocolError, Wire, read_message
 from hwbkpt.errors import HwbkptError
 from hwbkpt.session import Session
@@ -38,12 +38,6 @@ DEFAULT_PRIORITY = "debugger"
 _VARIABLES_BASE = 1_000_000  # variablesReference of a stopped thread's hit: base + tid
 
 
-@dataclass(frozen=True, slots=True)
-class _Stop:
-    breakpoint_id: int
-    hit: m.Hit
-
-
 class _Refused(Exception):
     """A request this adapter cannot carry out; the message goes to the user."""
 
@@ -61,8 +55,7 @@ class Adapter:
         self._priority = parse_priority(DEFAULT_PRIORITY) or 0
         self._action = m.Action.HALT
         self._watches = Watches()
-        self._stops: dict[int, _Stop] = {}
-        self._stops_lock = threading.Lock()
+        self._stops = Stops()
         self._pump_thread: threading.Thread | None = None
         self._done = False
         self._handlers: dict[str, Callable[[Message], Message | None]] = {
@@ -143,9 +136,16 @@ class Adapter:
             raise
         return self._session
 
-    def _start_pump(self) -> None:
-        self._pump_thread = threading.Thread(target=self._pump, name="hwbkpt-dap", daemon=True)
+    def _start_pump(self, session: Session) -> None:
+        pump = EventPump(self._wire, self._watches, self._stops, self._pid, self._resume)
+        self._pump_thread = threading.Thread(
+            target=pump.run, args=(session,), name="hwbkpt-dap", daemon=True
+        )
         self._pump_thread.start()
+
+    def _resume(self, tids: list[int]) -> None:
+        if self._session is not None:
+            self._session.resume_threads(tids)
 
     def _end_session(self) -> None:
         session, client = self._session, self._client
@@ -182,7 +182,7 @@ class Adapter:
             self._end_session()
             raise
         self._pid = pid
-        self._start_pump()
+        self._start_pump(session)
         return None
 
     def _launch(self, req: Message) -> Message | None:
@@ -204,7 +204,7 @@ class Adapter:
             self._end_session()
             raise
         self._launched = True
-        self._start_pump()
+        self._start_pump(session)
         self._wire.event(
             "process",
             {"name": str(program), "systemProcessId": self._pid, "startMethod": "launch"},
@@ -259,19 +259,14 @@ class Adapter:
         if self._client is not None and self._pid:
             slot_map = self._client.slot_map(self._pid)
             tids.update(t.tid for t in slot_map.threads if t.pid == self._pid and t.tid)
-        with self._stops_lock:
-            tids.update(self._stops)
+        tids.update(self._stops.tids())
         if not tids and self._pid:
             tids.add(self._pid)
         return {"threads": [{"id": tid, "name": f"thread {tid}"} for tid in sorted(tids)]}
 
-    def _stop_of(self, tid: int) -> _Stop | None:
-        with self._stops_lock:
-            return self._stops.get(tid)
-
     def _stack_trace(self, req: Message) -> Message:
         tid = int((req.get("arguments") or {}).get("threadId", 0))
-        stop = self._stop_of(tid)
+        stop = self._stops.get(tid)
         if stop is None:
             return {"stackFrames": [], "totalFrames": 0}
         hit = stop.hit
@@ -290,14 +285,14 @@ class Adapter:
 
     def _scopes(self, req: Message) -> Message:
         tid = int((req.get("arguments") or {}).get("frameId", 0))
-        if self._stop_of(tid) is None:
+        if self._stops.get(tid) is None:
             return {"scopes": []}
         ref = _VARIABLES_BASE + tid
         return {"scopes": [{"name": "Data breakpoint", "variablesReference": ref}]}
 
     def _variables(self, req: Message) -> Message:
         ref = int((req.get("arguments") or {}).get("variablesReference", 0))
-        stop = self._stop_of(ref - _VARIABLES_BASE)
+        stop = self._stops.get(ref - _VARIABLES_BASE)
         if stop is None:
             return {"variables": []}
         hit = stop.hit
@@ -313,8 +308,7 @@ class Adapter:
 
     def _continue(self, _req: Message) -> Message:
         session = self._need_session()
-        with self._stops_lock:
-            self._stops.clear()
+        self._stops.clear()
         session.resume_threads()
         return {"allThreadsContinued": True}
 
@@ -322,103 +316,6 @@ class Adapter:
         self._done = True
         self._end_session()
         return None
-
-    # --- events --------------------------------------------------------------------------
-    def _pump(self) -> None:
-        session = self._session
-        if session is None:
-            return
-        try:
-            for event in session.events():
-                self._on_event(event)
-        except HwbkptError as err:
-            self._wire.event("output", {"category": "stderr", "output": f"{err}\n"})
-            self._wire.event("terminated")
-
-    def _on_event(self, event: m.Event) -> None:
-        payload = event.payload
-        bid = event.breakpoint_id
-        if isinstance(payload, m.Hit):
-            self._on_hit(bid, payload)
-        elif isinstance(payload, m.Displaced):
-            self._changed(bid, False, displaced_message(payload))
-        elif isinstance(payload, m.Restored):
-            self._changed(bid, True, "restored: the slot is back")
-        elif isinstance(payload, m.StateChanged):
-            self._on_state(bid, payload)
-        elif isinstance(payload, m.Removed):
-            if payload.reason != "client":
-                self._changed(bid, False, f"removed by the broker ({payload.reason})")
-        elif isinstance(payload, m.TargetExited):
-            self._on_exit(payload)
-        elif isinstance(payload, m.HaltTimeout):
-            with self._stops_lock:
-                self._stops.pop(payload.tid, None)
-            self._output(
-                f"thread {payload.tid} resumed by the broker: halted longer than "
-                f"{payload.seconds:g} s\n"
-            )
-            self._wire.event("continued", {"threadId": payload.tid})
-        elif isinstance(payload, m.HitsDropped):
-            self._output(f"{payload.count} hits dropped (the session's buffer was full)\n")
-        elif isinstance(payload, m.TargetExec):
-            self._output(f"process {payload.pid} ran exec: its data breakpoints are gone\n")
-
-    def _on_state(self, bid: int, state: m.StateChanged) -> None:
-        watch = self._watches.by_broker(bid)
-        if watch is None:
-            return
-        verified, message = state_view(state.state, state.pending_reason)
-        # A displacement has its own, better message (who took the slot); a state that
-        # follows it only says "pending".
-        if not verified and watch.message.startswith("displaced"):
-            return
-        self._changed(bid, verified, message)
-
-    def _on_hit(self, bid: int, hit: m.Hit) -> None:
-        watch = self._watches.by_broker(bid)
-        where = hit.ip_symbol or f"{hit.ip:#x}"
-        if not hit.halted:
-            self._output(hit_output(watch.dap_id if watch else bid, hit, where))
-            return
-        if watch is not None and watch.rule.every and hit.hit_count % watch.rule.every:
-            # "every Nth hit" is this adapter's filter: the other hits go on at once.
-            if self._session is not None:
-                self._session.resume_threads([hit.tid])
-            return
-        with self._stops_lock:
-            self._stops[hit.tid] = _Stop(bid, hit)
-        self._wire.event(
-            "stopped",
-            {
-                "reason": "data breakpoint",
-                "threadId": hit.tid,
-                "allThreadsStopped": False,
-                "hitBreakpointIds": [watch.dap_id] if watch else [],
-                "description": "data breakpoint",
-                "text": hit_output(watch.dap_id if watch else bid, hit, where).strip(),
-            },
-        )
-
-    def _on_exit(self, gone: m.TargetExited) -> None:
-        if gone.tid and gone.tid != gone.pid:
-            self._wire.event("thread", {"reason": "exited", "threadId": gone.tid})
-            return
-        if gone.pid != self._pid:
-            return
-        self._wire.event("exited", {"exitCode": gone.exit_code})
-        self._wire.event("terminated")
-
-    def _changed(self, bid: int, verified: bool, message: str) -> None:
-        watch = self._watches.update(bid, verified, message)
-        if watch is not None:
-            self._send_changed(watch)
-
-    def _send_changed(self, watch: Watch) -> None:
-        self._wire.event("breakpoint", {"reason": "changed", "breakpoint": watch.dap()})
-
-    def _output(self, text: str) -> None:
-        self._wire.event("output", {"category": "console", "output": text})
 
 
 def _source_line(hit: m.Hit) -> tuple[str, int] | None:
