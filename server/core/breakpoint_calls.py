@@ -240,7 +240,7 @@ class BreakpointCalls:
         if breakpoint_id in session.requests:
             return self._records[breakpoint_id]
         other = self._records.get(breakpoint_id)
-        if other is not None:
+        if other is not None and other.session.identity.name == session.identity.name:
             # The slot map shows every request with its session anyway: say what is wrong.
             raise PermissionDenied(
                 f"breakpoint {breakpoint_id} belongs to session {other.session.name!r}",

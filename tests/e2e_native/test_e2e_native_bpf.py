@@ -40,7 +40,14 @@ N_WRITES = 100_000
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
     assert not native_reason()
-    d = native_daemon(tmp_path_factory.mktemp("hwbkptd-bpf"), "perf", "--notify", "bpf")
+    d = native_daemon(
+        tmp_path_factory.mktemp("hwbkptd-bpf"),
+        "perf",
+        "--notify",
+        "bpf",
+        "--max-hit-buffer",
+        "1000000",
+    )
     yield d
     assert d.stop() == 0, d.log()
 
