@@ -169,7 +169,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = RATE * seconds
     figure = f"fan-out: {SESSIONS} sessions on one slot, {n:,} writes at {RATE:,}/s"
     try:
-        broker = Broker("native", "perf").start()
+        broker = Broker("native", "perf", "--notify", "ptrace").start()
     except BrokerUnavailable as err:
         why = f"hwbkptd --machine native: {err}"
         return {"benchmark": "fanout", "rows": [missing_row(figure, why, "every hit")]}

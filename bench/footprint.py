@@ -134,7 +134,7 @@ async def _attach_all(address: str, pids: list[int]) -> tuple[hwbkpt.AsyncClient
 def idle_cpu(seconds: float) -> dict[str, Any]:
     """The native broker's CPU idle, then idle with 50 attached sleeping processes."""
     windows = max(1, round(seconds / 2))
-    with Broker("native", "perf") as broker:
+    with Broker("native", "perf", "--notify", "ptrace") as broker:
         time.sleep(1.0)
         ref_total, ref_windows = _cpu_windows(broker, seconds, windows)
         procs = _sleepers(SLEEPERS)

@@ -35,7 +35,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = RATE * seconds
     figure = f"HALT round trip median ({n:,} hits at {RATE:,}/s)"
     try:
-        broker = Broker("native", "perf").start()
+        broker = Broker("native", "perf", "--notify", "ptrace").start()
     except BrokerUnavailable as err:
         why = f"hwbkptd --machine native: {err}"
         return {"benchmark": "halt_rtt", "rows": [missing_row(figure, why, "<= 500 us")]}

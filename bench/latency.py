@@ -33,7 +33,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = RATE * seconds
     notes: list[str] = []
     try:
-        broker = Broker("native", "perf").start()
+        broker = Broker("native", "perf", "--notify", "ptrace").start()
     except BrokerUnavailable as err:
         why = f"hwbkptd --machine native: {err}"
         missing = [

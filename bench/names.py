@@ -138,8 +138,8 @@ def _throughput(exe: Path, runs: int, n: int) -> tuple[list[float], list[float]]
     on: list[float] = []
     off: list[float] = []
     with (
-        Broker("native", "perf") as with_words,
-        Broker("native", "perf", "--no-hit-words") as without,
+        Broker("native", "perf", "--notify", "ptrace") as with_words,
+        Broker("native", "perf", "--notify", "ptrace", "--no-hit-words") as without,
     ):
         for _ in range(runs):
             on.append(asyncio.run(_hits(with_words.address, exe, n)))

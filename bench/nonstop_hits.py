@@ -75,7 +75,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     runs = 2 if quick else 3
     notes: list[str] = []
     try:
-        broker = Broker("native", "perf").start()
+        broker = Broker("native", "perf", "--notify", "ptrace").start()
     except BrokerUnavailable as err:
         why = f"hwbkptd --machine native: {err}"
         return {"benchmark": "nonstop_hits", "rows": [missing_row(FIGURE, why, ">= 0.8")]}

@@ -174,7 +174,7 @@ def _arming_rows(
     figure = f"NOTIFY hits/s, ptrace + {arming} arming, 1 client, {n:,} writes{where}"
     goal = ">= 0.6 of C, no loss" if cpu is None else "(same CPU: per-trap cost)"
     try:
-        broker = Broker("native", arming, cpu=cpu).start()
+        broker = Broker("native", arming, "--notify", "ptrace", cpu=cpu).start()
     except BrokerUnavailable as err:
         return [missing_row(figure, f"hwbkptd --machine native: {err}", goal)], []
     mine: list[dict[str, Any]] = []

@@ -194,14 +194,20 @@ class NativeMechanism:
     def mechanisms(self) -> tuple[MechanismInfo, ...]:
         """One entry per mechanism for ``describe``: ptrace, perf-kernel, perf-nonstop or bpf;
         the last says what serves NOTIFY requests (``--notify``) and why."""
+        why = f"--notify {self.notify}: {self.notify_reason}"
+        traced = "HALT requests and launch holds" + (
+            "" if self.notify_stopless else " and NOTIFY requests"
+        )
+        ptrace_note = f"serves {traced} ({why})"
         if self._ptrace is not None:
             p = self._ptrace.info()
-            ptrace = MechanismInfo("ptrace", p.available, p.reason, p.notes, p.arming)
+            notes = (ptrace_note, *p.notes)
+            ptrace = MechanismInfo("ptrace", p.available, p.reason, notes, p.arming)
         else:
-            ptrace = MechanismInfo("ptrace", False, self._ptrace_reason)
+            ptrace = MechanismInfo("ptrace", False, self._ptrace_reason, (ptrace_note,))
         nonstop = self.nonstop.info()
         serves = "non-stop requests" + (" and NOTIFY requests" if self.notify_stopless else "")
-        note = f"serves {serves} (--notify {self.notify}: {self.notify_reason})"
+        note = f"serves {serves} ({why})"
         nonstop = MechanismInfo(
             nonstop.name, nonstop.available, nonstop.reason, (note, *nonstop.notes), nonstop.arming
         )
@@ -314,6 +320,12 @@ class NativeMechanism:
         finally:
             if self.nonstop.watching(pid):
                 await self.nonstop.unwatch(pid)
+
+    async def untrace(self, pid: int) -> None:
+        """Stop tracing ``pid``, keep following it: the non-stop mechanism reports its
+        threads from before ptrace lets go (the broker ignores a thread told twice)."""
+        await self.nonstop.watch(pid, report_threads=True)
+        await self._need_ptrace().detach(pid)
 
     async def launch(
         self, argv: Sequence[str], env: Mapping[str, str], cwd: str, follow_fork: bool = False

@@ -108,7 +108,7 @@ def _sim(spec: str, arming: str, reason: str, why_not_native: str) -> Machine:
 
 
 def _native(
-    arming: str, reason: str, *, require_ptrace: bool, notify: str = "ptrace"
+    arming: str, reason: str, *, require_ptrace: bool, notify: str = "auto"
 ) -> Machine | str:
     """The native machine, or (with ``require_ptrace``) why its ptrace side cannot work."""
     # Imported here: the sim must start on machines where the native modules cannot load.
@@ -141,7 +141,7 @@ def _native(
     )
 
 
-def build_machine(spec: str, arming: str = "auto", notify: str = "ptrace") -> Machine:
+def build_machine(spec: str, arming: str = "auto", notify: str = "auto") -> Machine:
     """The machine for ``--machine SPEC`` (auto, native, sim, sim:LAYOUT).
 
     Build it before starting threads: the ptrace mechanism blocks SIGCHLD in the

@@ -73,10 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--notify",
         choices=("auto", "bpf", "ptrace", "sample"),
-        default="ptrace",
+        default="auto",
         help="what serves NOTIFY requests on the native machine: bpf (exact values, no stop; "
         "needs CAP_BPF and CAP_PERFMON), ptrace (the thread stops per hit), sample (perf, "
-        "values read late), auto (bpf where it works, else ptrace); default ptrace",
+        "values read late), auto (bpf where a probe program loads and attaches at start, "
+        "else ptrace); HALT requests always use ptrace; default auto",
     )
     p.add_argument(
         "--log-format",

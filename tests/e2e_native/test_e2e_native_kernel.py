@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.native, pytest.mark.e2e]
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]) -> Iterator[Daemon]:
-    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"))
+    # The ptrace NOTIFY path (perf-nonstop serves non-stop requests): what this machine's
+    # info looked like before --notify auto; the auto default's info: test_e2e_native_bpf.
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"), "auto", "--notify", "ptrace")
     yield d
     assert d.stop() == 0, d.log()
 

@@ -42,7 +42,9 @@ def arming(request: pytest.FixtureRequest) -> str:
 def daemon(
     arming: str, tmp_path_factory: pytest.TempPathFactory, bins: dict[str, str]
 ) -> Iterator[Daemon]:
-    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"), arming)
+    # The ptrace NOTIFY path: a plain watch attaches its process as ``gdb -p`` does (under
+    # --notify bpf/auto it is followed without ptrace: test_e2e_native_bpf).
+    d = native_daemon(tmp_path_factory.mktemp("hwbkptd"), arming, "--notify", "ptrace")
     yield d
     assert d.stop() == 0, d.log()
 

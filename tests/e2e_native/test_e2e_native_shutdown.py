@@ -45,7 +45,11 @@ def test_item4_sigterm_under_load_then_a_new_broker_takes_over(
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir()
     second_dir.mkdir()
-    d = native_daemon(first_dir, arming)
+    # The ptrace NOTIFY path throughout: under debugreg arming the first broker's HALT
+    # slot stays reserved in the target after its detach (the kernel keeps a ptrace
+    # breakpoint until exec or exit), so a successor arming NOTIFY through perf events
+    # (--notify bpf/auto) gets one slot fewer (docs/decisions.md).
+    d = native_daemon(first_dir, arming, "--notify", "ptrace")
     try:
         pid, base = target.pid, target.address
         target.send("g")
@@ -82,7 +86,7 @@ def test_item4_sigterm_under_load_then_a_new_broker_takes_over(
         ticks = _cpu_ticks(pid)
         until(lambda: _cpu_ticks(pid) > ticks, what="the target running on")
 
-        d = native_daemon(second_dir, arming)
+        d = native_daemon(second_dir, arming, "--notify", "ptrace")
         with hwbkpt.Client(d.address) as c, c.open_session("successor") as s:
             bps = [s.watch(base + 8 * i, pid=pid) for i in range(4)]
             assert [bp.state for bp in bps] == [hwbkpt.BreakpointState.INSTALLED] * 4, bps
