@@ -26,6 +26,7 @@ __all__ = [
     "Refusal",
     "SlotEntry",
     "SlotWrite",
+    "Untracing",
 ]
 
 
@@ -195,3 +196,13 @@ class ProcessControl(Protocol):
 
 class ProcessMechanism(Mechanism, ProcessControl, Protocol):
     """Both interfaces: what the native machine and its ptrace part implement."""
+
+
+@runtime_checkable
+class Untracing(Protocol):
+    """A machine that can stop tracing a process and keep following it (issue 11: a process
+    is ptraced only while a HALT request or a launch hold needs it)."""
+
+    async def untrace(self, pid: int) -> None:
+        """Detach ptrace from ``pid``; its non-stop watches (BPF) go on, its threads run."""
+        ...

@@ -22,7 +22,7 @@ from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError
 from hwbkptd.core.events import EventKind
 from hwbkptd.core.halts import HeldThreads
-from hwbkptd.core.mechanism import Mechanism, ProcessControl
+from hwbkptd.core.mechanism import Mechanism, ProcessControl, Untracing
 from hwbkptd.core.model import CPU_CONTEXT, Access
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import RequestBook
@@ -102,6 +102,27 @@ class Mutations:
         """Detach every taken process no session needs any more."""
         for pid in self.processes.unneeded(self.requests.has_process):
             await self._detach(pid)
+        control: object = self.control  # an optional capability beside ProcessControl
+        if isinstance(control, Untracing):
+            for pid in self.processes.untraceable(self._needs_ptrace):
+                await self._untrace(control, pid)
+
+    def _needs_ptrace(self, pid: int) -> bool:
+        follows = self.processes.follows_only
+        return any(not follows(self.requests[rid].spec) for rid in self.requests.of_process(pid))
+
+    async def _untrace(self, control: Untracing, pid: int) -> None:
+        """The last request that stops threads went: ptrace lets the process go, its
+        non-stop watches stay armed (nothing to unplace: ptrace held none of them)."""
+        if not self.processes.begin_untrace(pid):
+            return
+        try:
+            await control.untrace(pid)
+            _log.info("process_untraced", pid=pid)
+        except (BrokerError, OSError) as err:
+            _log.warning("untrace_failed", pid=pid, error=str(err))
+        finally:
+            self.processes.end_detach(pid)
 
     async def _detach(self, pid: int) -> None:
         tids = self.processes.begin_detach(pid)

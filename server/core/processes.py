@@ -45,6 +45,8 @@ class TakenProcess:
     #: Followed for non-stop watches only (never stopped, not ptraced): a request that
     #: stops threads attaches it for real first.
     nonstop_only: bool = False
+    #: Sessions that attached it explicitly (AttachProcess): traced while any remains.
+    attached_by: set[str] = field(default_factory=set)
 
 
 class ProcessTable:
@@ -150,6 +152,33 @@ class ProcessTable:
             if not entry.explicit and pid not in self._pins and not requested(pid)
         ]
 
+    def untraceable(self, needs_ptrace: Callable[[int], bool]) -> list[int]:
+        """Processes traced for real that nothing needs traced any more (issue 11): NOTIFY is
+        served without stopping, and no HALT request (``needs_ptrace``), launch hold,
+        explicit attach, fork following or set-up in progress needs ptrace."""
+        if not self._notify_stopless:
+            return []
+        return [
+            pid
+            for pid, entry in self._taken.items()
+            if not entry.nonstop_only
+            and not entry.held
+            and not entry.attached_by
+            and not entry.follow_fork
+            and pid not in self._pins
+            and pid not in self._detaching
+            and not needs_ptrace(pid)
+        ]
+
+    def begin_untrace(self, pid: int) -> bool:
+        """Start letting ptrace go of ``pid`` while it stays followed (False: not traced)."""
+        entry = self._taken.get(pid)
+        if entry is None or entry.nonstop_only:
+            return False
+        entry.nonstop_only = True
+        self._detaching[pid] = asyncio.get_running_loop().create_future()
+        return True
+
     # --- pins: a process being set up must not be let go meanwhile ------------------------
     @contextlib.contextmanager
     def pinned(self, pid: int) -> Iterator[None]:
@@ -176,6 +205,7 @@ class ProcessTable:
             entry.nonstop_only = False
         if session_id:
             entry.explicit.add(session_id)
+            entry.attached_by.add(session_id)
         return news
 
     def launched(self, pid: int, *, session_id: str, session_name: str, follow_fork: bool) -> None:
@@ -212,6 +242,7 @@ class ProcessTable:
         held: list[int] = []
         for entry in self._taken.values():
             entry.explicit.discard(session_id)
+            entry.attached_by.discard(session_id)
             if entry.launched_by == session_id and entry.held:
                 entry.held = False
                 held.append(entry.pid)
@@ -223,6 +254,7 @@ class ProcessTable:
         if entry is None:
             return False
         entry.explicit.discard(session_id)
+        entry.attached_by.discard(session_id)
         if entry.launched_by == session_id and entry.held:
             entry.held = False
             return True
