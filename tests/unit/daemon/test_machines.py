@@ -75,7 +75,17 @@ def test_native_machine(arming: str) -> None:
         assert built.hooks.attaches
         assert f"ptrace with {arming} arming" in built.reason
         names = [m.name for m in built.hooks.mechanisms()]
-        assert names == ["ptrace", "perf-kernel", "perf-nonstop"]
+        # --notify auto (the default): the BPF arming where its probe program loads here.
+        from hwbkptd.arch.bpf.pipe import probe_bpf
+
+        assert names == ["ptrace", "perf-kernel", "bpf" if probe_bpf()[0] else "perf-nonstop"]
+        forced = build_machine(spec, arming, "ptrace")
+        assert forced.hooks is not None
+        assert [m.name for m in forced.hooks.mechanisms()] == [
+            "ptrace",
+            "perf-kernel",
+            "perf-nonstop",
+        ]
 
 
 def test_each_build_has_its_own_sim() -> None:
