@@ -87,7 +87,9 @@ class HitRouter:
                 if hit is None:
                     continue
                 if names is not None and report.tid:
-                    add_words(names, hit, report, record.spec.resolved, record.request.chunks)
+                    # ``accepted``: a modify never changes the resolution, and ``spec`` builds a
+                    # new spec per call (a fifth of the per-hit cost under BPF, measured).
+                    add_words(names, hit, report, record.accepted.resolved, request.chunks)
                 record.session.emit(rid, hit, report.time_ns)
                 if hit.halted:
                     self._hold(report.pid, report.tid, record.session, rid)

@@ -40,6 +40,9 @@ class Resolver:
         self._views: dict[int, ProcessView] = {}
         self._words: dict[int, dict[int, tuple[str, str]]] = {}
         self._data_words: dict[int, dict[int, str]] = {}
+        #: pid -> (ip, address, exec) -> the words of a hit: the hit path's one lookup
+        #: (a tight loop hits the same pair each time; BPF delivers up to ~100,000/s).
+        self._hit_words: dict[int, dict[tuple[int, int, bool], HitWords]] = {}
         self._warned: set[int] = set()
 
     # --- the process's modules -------------------------------------------------------
@@ -58,6 +61,7 @@ class Resolver:
         self._views.pop(pid, None)
         self._words.pop(pid, None)
         self._data_words.pop(pid, None)
+        self._hit_words.pop(pid, None)
 
     def _executable(self, pid: int, view: ProcessView) -> Module | None:
         try:
@@ -162,6 +166,16 @@ class Resolver:
 
     # --- addresses -> words (the hit path) ------------------------------------------------
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
+        cache = self._hit_words.get(pid)
+        key = (ip, address, access is Access.EXEC)
+        if cache is not None and (known := cache.get(key)) is not None:
+            return known
+        words = self._describe_hit(pid, ip, address, access)
+        if words is not _NO_WORDS:
+            self._hit_words.setdefault(pid, {})[key] = words
+        return words
+
+    def _describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         try:
             words = self._words.setdefault(pid, {})
             if access is Access.EXEC:

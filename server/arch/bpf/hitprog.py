@@ -28,7 +28,7 @@ and write the record. The program returns 0: the perf event writes no sample.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hwbkptd.arch.bpf.asm import (
     FP,
@@ -118,11 +118,13 @@ class SlotConf:
     kernel: bool = False
     #: Per region: FILTER_NONE/CHANGED/EQUALS and the value EQUALS compares with.
     filters: tuple[tuple[int, bytes], ...] = ()
+    #: Every holder has a filter: the program reports only hits one of them passes.
+    #: Computed once (the delivery asks per record).
+    filtering: bool = field(init=False, compare=False)
 
-    @property
-    def filtering(self) -> bool:
-        """Every holder has a filter: the program reports only hits one of them passes."""
-        return bool(self.filters) and all(k != FILTER_NONE for k, _ in self.filters)
+    def __post_init__(self) -> None:
+        filtering = bool(self.filters) and all(k != FILTER_NONE for k, _ in self.filters)
+        object.__setattr__(self, "filtering", filtering)
 
     def pack(self) -> bytes:
         if len(self.regions) > MAX_REGIONS or any(n > 8 for _, n in self.regions):
