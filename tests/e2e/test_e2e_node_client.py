@@ -39,6 +39,8 @@ def test_item3_node_watch_example_plays_the_displacement_story(daemon: Daemon) -
     assert done.returncode == 0, done.stdout + done.stderr
     steps = {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
     assert list(steps) == ["machine", "four", "displaced", "restored", "hit"]
+    # Enums arrive by name (proto-loader's enums: String).
+    assert (steps["machine"]["machine"], steps["machine"]["layout"]) == ("MACHINE_KIND_SIM", "sim")
     assert steps["four"]["states"] == ["BREAKPOINT_STATE_INSTALLED"] * 4
     displaced = steps["displaced"]
     assert displaced["bySession"] == "node-rival"
