@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/hwbkpt/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: all setup node-deps proto proto-check lint typecheck test test-fast demo bench soak native-tools clean
+.PHONY: all setup node-deps proto proto-check proto-image lint typecheck test test-fast demo bench soak native-tools clean
 
 all: test
 
@@ -44,11 +44,20 @@ $(NODE_STAMP): package.json package-lock.json clients/node/package.json
 	  npm ci --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "note: npm missing (the Node.js tests will say so)"; fi
 
-# Regenerate the committed stubs.
+# The protos as the Python client's wheel ships them (package data), so a consumer can
+# generate stubs in any language without cloning the repository.
+WHEEL_PROTO_DIR := clients/python/hwbkpt/proto/hwbkpt/v1
+
+# Regenerate the committed stubs (and the wheel's copy of the protos).
 proto: $(STAMP)
 	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -Iproto \
 	  --python_out=clients/python --grpc_python_out=clients/python \
 	  --mypy_out=clients/python --mypy_grpc_out=clients/python $(PROTOS)
+	mkdir -p $(WHEEL_PROTO_DIR) && cp $(PROTOS) $(WHEEL_PROTO_DIR)/
+
+# The published descriptor set: every proto and its imports, as `buf build` writes it.
+proto-image: $(STAMP)
+	mkdir -p dist && $(BIN)/buf build -o dist/hwbkpt.binpb && echo "wrote dist/hwbkpt.binpb"
 
 # Fail when the committed stubs differ from what the protos generate.
 proto-check: $(STAMP)
@@ -57,7 +66,10 @@ proto-check: $(STAMP)
 	  --mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTOS) >/dev/null; \
 	for f in $$tmp/hwbkpt/v1/*; do \
 	  cmp -s $$f clients/python/hwbkpt/v1/$$(basename $$f) || { echo "stale stub: $$(basename $$f) (run make proto)"; rm -rf $$tmp; exit 1; }; \
-	done; rm -rf $$tmp; echo "proto stubs up to date"
+	done; rm -rf $$tmp; \
+	for f in $(PROTOS); do \
+	  cmp -s $$f $(WHEEL_PROTO_DIR)/$$(basename $$f) || { echo "stale wheel proto: $$(basename $$f) (run make proto)"; exit 1; }; \
+	done; echo "proto stubs up to date"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -138,8 +138,29 @@ function sessionMetadata(token) {
   return metadata;
 }
 
-/** Priority presets (any integer 0..100 works too). */
-const PRIORITY = Object.freeze({ low: 10, normal: 25, debugger: 50, high: 75 });
+/** The package definition of the protos, loaded once. */
+const DEFINITION = protoLoader.loadSync(['hwbkpt/v1/broker.proto', 'hwbkpt/v1/sim.proto'], LOADER_OPTIONS);
+
+/**
+ * Priority presets, from the proto's PriorityPreset enum (PRIORITY_PRESET_HIGH = 75 is
+ * `high`); any integer 0..100 works too.
+ * @type {Readonly<Record<string, number>>}
+ */
+const PRIORITY = Object.freeze(Object.fromEntries(
+  /** @type {any} */ (DEFINITION['hwbkpt.v1.PriorityPreset']).type.value
+    .filter((/** @type {any} */ v) => v.number !== 0)
+    .map((/** @type {any} */ v) => [v.name.replace('PRIORITY_PRESET_', '').toLowerCase(), v.number])));
+
+/** @param {number} ms @returns {{seconds: string, nanos: number}} a google.protobuf.Duration */
+function durationFromMs(ms) {
+  const whole = Math.floor(ms / 1000);
+  return { seconds: String(whole), nanos: Math.round((ms - whole * 1000) * 1e6) };
+}
+
+/** @param {{seconds?: string|number, nanos?: number}|null|undefined} d @returns {number} ms */
+function durationToMs(d) {
+  return d ? Number(d.seconds || 0) * 1000 + (d.nanos || 0) / 1e6 : 0;
+}
 
 class Client {
   /**
@@ -147,8 +168,7 @@ class Client {
    * @param {{deadlineMs?: number}} [options]
    */
   constructor(address = process.env.HWBKPT_SERVER || 'unix:/run/hwbkpt/hwbkpt.sock', options = {}) {
-    const def = protoLoader.loadSync(['hwbkpt/v1/broker.proto', 'hwbkpt/v1/sim.proto'], LOADER_OPTIONS);
-    const pkg = /** @type {any} */ (grpc.loadPackageDefinition(def)).hwbkpt.v1;
+    const pkg = /** @type {any} */ (grpc.loadPackageDefinition(DEFINITION)).hwbkpt.v1;
     // A `tcp:` prefix is this project's; grpc-js takes `host:port` and `unix:PATH`.
     const target = address.startsWith('tcp:') ? address.slice(4) : address;
     const creds = grpc.credentials.createInsecure();
@@ -189,12 +209,13 @@ class Client {
 
   /**
    * @param {string} name shown to other sessions
-   * @param {number} [leaseSeconds] how long the session outlives a dropped stream
+   * @param {number} [leaseMs] how long the session outlives a dropped stream, in
+   *   milliseconds (sent as a google.protobuf.Duration); 0: the broker's default
    * @returns {Promise<Session>}
    */
-  async openSession(name, leaseSeconds = 0) {
-    const res = await this.call(this.broker, 'openSession', { name, leaseSeconds });
-    return new Session(this, res.sessionId, res.token, res.leaseSeconds);
+  async openSession(name, leaseMs = 0) {
+    const res = await this.call(this.broker, 'openSession', { name, lease: durationFromMs(leaseMs) });
+    return new Session(this, res.sessionId, res.token, durationToMs(res.lease));
   }
 
   close() {
@@ -204,12 +225,13 @@ class Client {
 }
 
 class Session {
-  /** @param {Client} client @param {string} id @param {string} token @param {number} leaseSeconds */
-  constructor(client, id, token, leaseSeconds) {
+  /** @param {Client} client @param {string} id @param {string} token @param {number} leaseMs */
+  constructor(client, id, token, leaseMs) {
     this.client = client;
     this.id = id;
     this.token = token;
-    this.leaseSeconds = leaseSeconds;
+    /** The lease in force, in milliseconds. */
+    this.leaseMs = leaseMs;
     /** The last event number received (a decimal string). */
     this.lastSeq = '0';
     this.reconnects = 0;
@@ -241,7 +263,7 @@ class Session {
    * @returns {AsyncGenerator<BrokerEvent>}
    */
   async *events() {
-    const giveUpAt = () => Date.now() + Math.max(1, this.leaseSeconds) * 1000;
+    const giveUpAt = () => Date.now() + Math.max(1000, this.leaseMs);
     let deadline = giveUpAt();
     let delay = 50;
     while (!this._closed) {
@@ -298,4 +320,6 @@ function leUint(bytes) {
   return out;
 }
 
-module.exports = { Client, Session, HwbkptError, PRIORITY, decodeError, leUint, PROTO_DIR };
+module.exports = {
+  Client, Session, HwbkptError, PRIORITY, decodeError, leUint, durationFromMs, durationToMs, PROTO_DIR,
+};

@@ -58,7 +58,7 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         identity = identity_for(context)
         info = self._broker.open_session(
             request.name,
-            lease_seconds=request.lease_seconds,
+            lease_seconds=convert.duration_from_proto(request.lease, "lease"),
             hit_buffer=request.hit_buffer,
             identity=identity,
         )

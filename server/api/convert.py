@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from google.protobuf.duration_pb2 import Duration
+
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api.convert_names import resolution_to_proto
 from hwbkptd.core.broker import (
@@ -23,6 +25,7 @@ from hwbkptd.core.broker import (
     ThreadSlotsView,
 )
 from hwbkptd.core.errors import InvalidArgument, NotFound
+from hwbkptd.core.events import RemovedReason
 from hwbkptd.core.model import (
     MAX_PRIORITY,
     Access,
@@ -37,6 +40,7 @@ from hwbkptd.core.model import (
 __all__ = [
     "ACCESS_TO_WIRE",
     "REASON_TO_WIRE",
+    "REMOVED_TO_WIRE",
     "STATE_TO_WIRE",
     "access_from_proto",
     "access_to_proto",
@@ -44,6 +48,8 @@ __all__ = [
     "breakpoint_to_proto",
     "breakpoints_to_proto",
     "chunk_to_proto",
+    "duration_from_proto",
+    "duration_to_proto",
     "filter_from_proto",
     "filter_to_proto",
     "machine_to_proto",
@@ -88,6 +94,38 @@ REASON_TO_WIRE: dict[PendingReason, broker_pb2.PendingReason.ValueType] = {
     PendingReason.EXTERNAL: broker_pb2.PENDING_REASON_EXTERNAL,
     PendingReason.NO_THREADS: broker_pb2.PENDING_REASON_NO_THREADS,
     PendingReason.UNRESOLVED: broker_pb2.PENDING_REASON_UNRESOLVED,
+}
+
+# The domain names these fixed sets with strings (events, logs, audit records); the
+# wire names them with enums. These tables are the one place the two meet.
+REMOVED_TO_WIRE: dict[RemovedReason, broker_pb2.RemovedReason.ValueType] = {
+    "client": broker_pb2.REMOVED_REASON_CLIENT,
+    "lease": broker_pb2.REMOVED_REASON_LEASE,
+    "stop_after": broker_pb2.REMOVED_REASON_STOP_AFTER,
+    "target_exited": broker_pb2.REMOVED_REASON_TARGET_EXITED,
+    "target_exec": broker_pb2.REMOVED_REASON_TARGET_EXEC,
+    "session_closed": broker_pb2.REMOVED_REASON_SESSION_CLOSED,
+    "shutdown": broker_pb2.REMOVED_REASON_SHUTDOWN,
+    "detached": broker_pb2.REMOVED_REASON_DETACHED,
+    "unresolved": broker_pb2.REMOVED_REASON_UNRESOLVED,
+    "policy": broker_pb2.REMOVED_REASON_POLICY,
+}
+_MACHINE_KINDS: dict[str, broker_pb2.MachineKind.ValueType] = {
+    "sim": broker_pb2.MACHINE_KIND_SIM,
+    "native": broker_pb2.MACHINE_KIND_NATIVE,
+}
+_ARMINGS: dict[str, broker_pb2.Arming.ValueType] = {
+    "perf": broker_pb2.ARMING_PERF,
+    "debugreg": broker_pb2.ARMING_DEBUGREG,
+    "simulated": broker_pb2.ARMING_SIMULATED,
+}
+_MECHANISMS: dict[str, broker_pb2.MechanismName.ValueType] = {
+    "ptrace": broker_pb2.MECHANISM_NAME_PTRACE,
+    "perf-kernel": broker_pb2.MECHANISM_NAME_PERF_KERNEL,
+    "perf-nonstop": broker_pb2.MECHANISM_NAME_PERF_NONSTOP,
+    "bpf": broker_pb2.MECHANISM_NAME_BPF,
+    "sim": broker_pb2.MECHANISM_NAME_SIM,
+    "native": broker_pb2.MECHANISM_NAME_NATIVE,
 }
 
 
@@ -152,6 +190,17 @@ def action_from_proto(value: int, field: str, *, unset: Action | None) -> Action
         raise InvalidArgument(field, f"unknown action {value}") from None
 
 
+def duration_from_proto(msg: Duration, field: str) -> float:
+    """Seconds; a negative or malformed Duration (nanos out of range or of the other
+    sign) is refused rather than read as something the client did not mean."""
+    seconds, nanos = msg.seconds, msg.nanos
+    if not -999_999_999 <= nanos <= 999_999_999 or (seconds > 0 > nanos or seconds < 0 < nanos):
+        raise InvalidArgument(field, f"malformed duration ({seconds} s, {nanos} ns)")
+    if seconds < 0 or nanos < 0:
+        raise InvalidArgument(field, "a duration must not be negative")
+    return seconds + nanos / 1e9
+
+
 def priority_from_proto(value: int, field: str) -> int:
     if not 0 <= value <= MAX_PRIORITY:
         raise InvalidArgument(field, f"priority {value} is out of range 0..{MAX_PRIORITY}")
@@ -197,6 +246,12 @@ def spec_from_proto(msg: broker_pb2.BreakpointSpec, field: str = "spec") -> Brea
 
 def access_to_proto(access: Access | None) -> broker_pb2.Access.ValueType:
     return broker_pb2.ACCESS_UNSPECIFIED if access is None else ACCESS_TO_WIRE[access]
+
+
+def duration_to_proto(seconds: float) -> Duration:
+    msg = Duration()
+    msg.FromNanoseconds(round(seconds * 1e9))
+    return msg
 
 
 def filter_to_proto(flt: Filter) -> broker_pb2.Filter:
@@ -263,8 +318,7 @@ def session_to_open_response(info: SessionInfo) -> broker_pb2.OpenSessionRespons
     return broker_pb2.OpenSessionResponse(
         session_id=info.session_id,
         token=info.token,
-        # The wire carries whole seconds; never round a lease down to nothing.
-        lease_seconds=max(1, round(info.lease_seconds)) if info.lease_seconds > 0 else 0,
+        lease=duration_to_proto(info.lease_seconds),
     )
 
 
@@ -276,7 +330,11 @@ def session_to_resume_response(info: SessionInfo) -> broker_pb2.ResumeSessionRes
 
 def machine_to_proto(desc: MachineDescription) -> broker_pb2.DescribeMachineResponse:
     return broker_pb2.DescribeMachineResponse(
-        machine=desc.machine,
+        # "sim:arm64" is a sim; the kind is the layout's first word.
+        machine=_MACHINE_KINDS.get(
+            desc.machine.split(":", 1)[0], broker_pb2.MACHINE_KIND_UNSPECIFIED
+        ),
+        layout=desc.machine,
         arch=desc.arch,
         pools=[
             broker_pb2.Pool(
@@ -287,10 +345,14 @@ def machine_to_proto(desc: MachineDescription) -> broker_pb2.DescribeMachineResp
             for name, slots in desc.pools.items()
         ],
         mechanisms=[
-            broker_pb2.Mechanism(name=m.name, available=m.available, reason=m.reason)
+            broker_pb2.Mechanism(
+                name=_MECHANISMS.get(m.name, broker_pb2.MECHANISM_NAME_UNSPECIFIED),
+                available=m.available,
+                reason=m.reason,
+            )
             for m in desc.mechanisms
         ],
-        arming=desc.arming,
+        arming=_ARMINGS.get(desc.arming, broker_pb2.ARMING_UNSPECIFIED),
         notes=desc.notes,
         version=desc.version,
         max_region_length=desc.max_region_length,

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hwbkpt.v1 import broker_pb2
-from hwbkptd.api.convert import ACCESS_TO_WIRE, REASON_TO_WIRE, STATE_TO_WIRE, chunk_to_proto
+from hwbkptd.api.convert import (
+    ACCESS_TO_WIRE,
+    REASON_TO_WIRE,
+    REMOVED_TO_WIRE,
+    STATE_TO_WIRE,
+    chunk_to_proto,
+    duration_to_proto,
+)
 from hwbkptd.api.convert_names import fill_hit_words
 from hwbkptd.core.events import (
     Displaced,
@@ -86,7 +93,7 @@ def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
     elif isinstance(kind, Restored):
         msg.restored.CopyFrom(broker_pb2.Restored(tids=kind.tids))
     elif isinstance(kind, Removed):
-        msg.removed.CopyFrom(broker_pb2.Removed(reason=kind.reason))
+        msg.removed.CopyFrom(broker_pb2.Removed(reason=REMOVED_TO_WIRE[kind.reason]))
     elif isinstance(kind, HitsDropped):
         msg.hits_dropped.CopyFrom(broker_pb2.HitsDropped(count=kind.count))
     elif isinstance(kind, TargetExited):
@@ -94,7 +101,9 @@ def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
             broker_pb2.TargetExited(pid=kind.pid, tid=kind.tid, exit_code=kind.exit_code)
         )
     elif isinstance(kind, HaltTimeout):
-        msg.halt_timeout.CopyFrom(broker_pb2.HaltTimeout(tid=kind.tid, seconds=kind.seconds))
+        msg.halt_timeout.CopyFrom(
+            broker_pb2.HaltTimeout(tid=kind.tid, halted_for=duration_to_proto(kind.seconds))
+        )
     elif isinstance(kind, TargetExec):
         msg.target_exec.CopyFrom(broker_pb2.TargetExec(pid=kind.pid))
     else:  # pragma: no cover - the union above is exhaustive

@@ -2,7 +2,7 @@
 
 A watcher subscribes to the broker's activity feed; any event, session or hit marks the view
 changed, and the stream sends the slot map again with what happened since, at most once per
-``min_interval_ms`` (changes in between are merged into one update). While nothing changes
+``min_interval`` (changes in between are merged into one update). While nothing changes
 nothing is sent, so an idle broker costs its watchers nothing. The stream ends when the
 broker stops (its last update carries the sessions' removals) or the client goes away.
 """
@@ -95,7 +95,10 @@ class SlotWatcher:
 async def watch_slot_map(
     broker: Broker, request: broker_pb2.WatchSlotMapRequest
 ) -> AsyncIterator[broker_pb2.WatchSlotMapResponse]:
-    interval = (request.min_interval_ms or DEFAULT_INTERVAL_MS) / 1000
+    interval = (
+        convert.duration_from_proto(request.min_interval, "min_interval")
+        or DEFAULT_INTERVAL_MS / 1000
+    )
     broker.slot_map(request.pid)  # NOT_FOUND for a pid that is not traced, before streaming
     watcher = SlotWatcher(broker.open_sessions())
     unsubscribe = broker.activity.subscribe(watcher)

@@ -25,7 +25,7 @@ from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.commit_diff import Current, Displacer, OwnerDiff
 from hwbkptd.core.errors import BrokerError
-from hwbkptd.core.events import EventKind
+from hwbkptd.core.events import EventKind, RemovedReason
 from hwbkptd.core.mechanism import Mechanism, Refusal, SlotEntry, SlotWrite
 from hwbkptd.core.model import CPU_CONTEXT, Access, Action, Chunk, Scope
 from hwbkptd.core.records import RequestBook
@@ -88,7 +88,7 @@ class Commit:
         self._owners.created(rid)
         self.absorb(delta)
 
-    def removed(self, rid: int, session: Session, reason: str, *first: EventKind) -> None:
+    def removed(self, rid: int, session: Session, reason: RemovedReason, *first: EventKind) -> None:
         """The request is gone from the records; remove it from placement, tell its owner."""
         self._leaving[rid] = session
         self._owners.removed(rid, reason, *first)

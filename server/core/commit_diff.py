@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hwbkptd.core.arbiter import RequestChange
-from hwbkptd.core.events import Displaced, EventKind, Removed, Restored, StateChanged
+from hwbkptd.core.events import (
+    Displaced,
+    EventKind,
+    Removed,
+    RemovedReason,
+    Restored,
+    StateChanged,
+)
 from hwbkptd.core.model import Chunk, PendingReason, RequestState
 
 __all__ = ["EXTERNAL_HOLDER", "Current", "Displacer", "OwnerDiff"]
@@ -47,7 +54,7 @@ class Current:
 class _Net:
     before: frozenset[int]
     created: bool = False
-    removed: str | None = None
+    removed: RemovedReason | None = None
     displaced: set[int] = field(default_factory=set)
     displaced_by: dict[int, Displacer] = field(default_factory=dict)
     #: tid -> the request's chunks whose slots another chunk took there.
@@ -86,7 +93,7 @@ class OwnerDiff:
         self._entry(request_id, frozenset()).created = True
         self._installed[request_id] = frozenset()
 
-    def removed(self, request_id: int, reason: str, *first: EventKind) -> None:
+    def removed(self, request_id: int, reason: RemovedReason, *first: EventKind) -> None:
         """The request goes; ``first`` are told before ``Removed`` (e.g. ``TargetExited``)."""
         before = self._installed.pop(request_id, frozenset())
         self._told.pop(request_id, None)

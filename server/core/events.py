@@ -7,6 +7,7 @@ without updating ``hwbkptd.api.convert``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState
 
@@ -18,6 +19,7 @@ __all__ = [
     "Hit",
     "HitsDropped",
     "Removed",
+    "RemovedReason",
     "Restored",
     "StateChanged",
     "TargetExec",
@@ -76,11 +78,25 @@ class Restored:
     tids: tuple[int, ...]
 
 
+#: Why a request is gone: the whole set, so that mypy holds every ``remove`` to it and
+#: the API's table (``convert.REMOVED_TO_WIRE``, the proto's RemovedReason) can cover it.
+RemovedReason = Literal[
+    "client",
+    "lease",
+    "stop_after",
+    "target_exited",
+    "target_exec",
+    "session_closed",
+    "shutdown",
+    "detached",
+    "unresolved",
+    "policy",
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Removed:
-    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
-    #: "shutdown", "detached"
-    reason: str
+    reason: RemovedReason
 
 
 @dataclass(frozen=True, slots=True)

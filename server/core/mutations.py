@@ -20,7 +20,7 @@ from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.commit import Commit
 from hwbkptd.core.errors import BrokerError
-from hwbkptd.core.events import EventKind
+from hwbkptd.core.events import EventKind, RemovedReason
 from hwbkptd.core.halts import HeldThreads
 from hwbkptd.core.mechanism import Mechanism, ProcessControl, Untracing
 from hwbkptd.core.model import CPU_CONTEXT, Access
@@ -82,7 +82,7 @@ class Mutations:
         self.halts.drop(tid)
 
     # --- requests --------------------------------------------------------------------
-    def remove(self, rid: int, reason: str, *first: EventKind) -> None:
+    def remove(self, rid: int, reason: RemovedReason, *first: EventKind) -> None:
         """Remove a request from the requests room and placement; its owner hears at commit."""
         record = self.requests.pop(rid)
         record.hits.stopped = True

@@ -10,7 +10,7 @@ from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BrokerConfig, Identity, SessionInfo
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
-from hwbkptd.core.events import Event
+from hwbkptd.core.events import Event, RemovedReason
 from hwbkptd.core.limits import IdentityQuotas, MemoryBudget, check_hit_buffer
 from hwbkptd.core.model import Action
 from hwbkptd.core.mutations import Mutations
@@ -52,8 +52,8 @@ class SessionCalls:
         check_name(name, limits.max_name_length)
         if not 0 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise InvalidArgument(
-                "lease_seconds",
-                f"must be 0 (default) to {MAX_LEASE_SECONDS:g}, got {lease_seconds}",
+                "lease",
+                f"must be 0 (default) to {MAX_LEASE_SECONDS:g} s, got {lease_seconds:g} s",
             )
         check_hit_buffer(hit_buffer, limits)
         if self._stopping():
@@ -110,7 +110,7 @@ class SessionCalls:
     def lease_ended(self, session: Session) -> None:
         self._mutations.spawn(self._end_session(session, "lease"))
 
-    async def _end_session(self, session: Session, reason: str) -> None:
+    async def _end_session(self, session: Session, reason: RemovedReason) -> None:
         if session.ending:
             return
         self._sessions.remove(session)

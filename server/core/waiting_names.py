@@ -22,7 +22,7 @@ from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BreakpointSpec, BreakpointView
 from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, NotFound
-from hwbkptd.core.events import Removed
+from hwbkptd.core.events import Removed, RemovedReason
 from hwbkptd.core.model import DEFAULT_PRIORITY, PendingReason, RequestState
 from hwbkptd.core.names import Names, NotMappedYet
 from hwbkptd.core.sessions import Session, SessionTable
@@ -171,7 +171,7 @@ class WaitingNames:
                 await self._set_under(session.token, entry.spec, entry.id)
             except BrokerError as err:
                 gone = isinstance(err, NotFound) and err.field == "spec.pid"
-                reason = "target_exited" if gone else "unresolved"
+                reason: RemovedReason = "target_exited" if gone else "unresolved"
                 _log.info(
                     "waiting_name_ended", breakpoint_id=entry.id, reason=reason, error=str(err)
                 )

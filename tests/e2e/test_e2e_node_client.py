@@ -39,6 +39,8 @@ def test_item3_node_watch_example_plays_the_displacement_story(daemon: Daemon) -
     assert done.returncode == 0, done.stdout + done.stderr
     steps = {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
     assert list(steps) == ["machine", "four", "displaced", "restored", "hit"]
+    # Enums arrive by name (proto-loader's enums: String).
+    assert (steps["machine"]["machine"], steps["machine"]["layout"]) == ("MACHINE_KIND_SIM", "sim")
     assert steps["four"]["states"] == ["BREAKPOINT_STATE_INSTALLED"] * 4
     displaced = steps["displaced"]
     assert displaced["bySession"] == "node-rival"
@@ -87,3 +89,33 @@ def test_item3_node_client_decodes_error_details(daemon: Daemon) -> None:
     # No such process in the simulated machine: the status and its BadRequest detail.
     assert answer["code"] == "NOT_FOUND", answer
     assert [v["field"] for v in answer["violations"]] == ["spec.pid"], answer
+
+
+RESUME_STORY = REPO / "tests" / "node" / "resume_story.js"
+
+
+def test_item5_node_client_resumes_a_dropped_stream_without_loss_or_duplicates(
+    daemon: Daemon,
+) -> None:
+    node = node_or_fail("@grpc/grpc-js", "@grpc/proto-loader")
+    done = subprocess.run(
+        [node, str(RESUME_STORY)],
+        env={**os.environ, "HWBKPT_SERVER": daemon.address},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
+    assert list(steps) == ["dropped", "story"], done.stdout
+    # The relay cut live links (the channel and its stream) after the fifth hit.
+    assert steps["dropped"]["links"] >= 2
+    story = steps["story"]
+    assert story["reconnects"] >= 1, story
+    # Ten writes, ten hits: each value once, in order, and seq numbers without a gap.
+    assert [h["value"] for h in story["hits"]] == [str(v) for v in range(1, 11)]
+    seqs = [int(h["seq"]) for h in story["hits"]]
+    assert seqs == list(range(seqs[0], seqs[0] + 10)), seqs
+    # The stream broke after the fifth hit: the resume asked for what came after it.
+    assert int(steps["dropped"]["lastSeq"]) == seqs[4]

@@ -87,7 +87,8 @@ def test_serves_and_stops_cleanly(spawn: list[Proc], tmp_path: Path, sig: signal
 
     with grpc.insecure_channel(f"unix:{sock}") as channel:
         stub = broker_pb2_grpc.BrokerServiceStub(channel)
-        assert stub.DescribeMachine(broker_pb2.DescribeMachineRequest()).machine == "sim"
+        machine = stub.DescribeMachine(broker_pb2.DescribeMachineRequest()).machine
+        assert machine == broker_pb2.MACHINE_KIND_SIM
         token = stub.OpenSession(broker_pb2.OpenSessionRequest(name="d")).token
         stream = stub.StreamEvents(broker_pb2.StreamEventsRequest(), metadata=session_md(token))
         received: list[object] = []

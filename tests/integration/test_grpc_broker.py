@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 import structlog
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 from grpc_checks import Daemon, EventReader, expect_error, running_daemon, spec, violations
 from session_metadata import session_md
@@ -40,13 +41,19 @@ async def _open(d: Daemon, name: str) -> str:
 async def test_every_rpc(daemon: Daemon) -> None:
     b, sim = daemon.broker, daemon.sim
     machine = await b.DescribeMachine(broker_pb2.DescribeMachineRequest())
-    assert (machine.machine, machine.arch) == ("sim", "x86_64")
+    assert (machine.machine, machine.layout, machine.arch) == (
+        broker_pb2.MACHINE_KIND_SIM,
+        "sim",
+        "x86_64",
+    )
+    assert machine.arming == broker_pb2.ARMING_SIMULATED
     assert [(p.name, p.slots) for p in machine.pools] == [("dr", 4)]
     assert machine.version
 
-    opened = await b.OpenSession(broker_pb2.OpenSessionRequest(name="ide", lease_seconds=30))
+    lease = Duration(seconds=30)
+    opened = await b.OpenSession(broker_pb2.OpenSessionRequest(name="ide", lease=lease))
     token = opened.token
-    assert opened.lease_seconds == 30
+    assert opened.lease == lease
     resumed = await b.ResumeSession(broker_pb2.ResumeSessionRequest(), metadata=session_md(token))
     assert (resumed.session_id, resumed.name) == (opened.session_id, "ide")
     events = EventReader(

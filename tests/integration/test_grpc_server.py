@@ -74,11 +74,13 @@ async def test_stale_socket_is_replaced_live_one_refused(tmp_path: Path) -> None
     stale.close()  # a socket file nobody listens on: what a crashed daemon leaves
     async with running_daemon(tmp_path) as d:
         stub = broker_pb2_grpc.BrokerServiceStub(d.channel)
-        assert (await stub.DescribeMachine(broker_pb2.DescribeMachineRequest())).machine == "sim"
+        machine = (await stub.DescribeMachine(broker_pb2.DescribeMachineRequest())).machine
+        assert machine == broker_pb2.MACHINE_KIND_SIM
         config = ServerConfig(listen=(d.address,), machine="sim")
         with pytest.raises(ConfigError, match="another server is listening"):
             await start_server(config)
-        assert (await stub.DescribeMachine(broker_pb2.DescribeMachineRequest())).machine == "sim"
+        machine = (await stub.DescribeMachine(broker_pb2.DescribeMachineRequest())).machine
+        assert machine == broker_pb2.MACHINE_KIND_SIM
 
 
 async def test_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ async function until(events, check) {
 async function main() {
   const client = new Client();
   const machine = await client.describe();
-  say('machine', { machine: machine.machine, arch: machine.arch });
+  say('machine', { machine: machine.machine, layout: machine.layout, arch: machine.arch });
   const { pid, tids } = await client.call(client.sim, 'spawnProcess', { threads: 1 });
   const tool = await client.openSession('node-watch');
   const rival = await client.openSession('node-rival');

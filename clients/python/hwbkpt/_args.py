@@ -8,6 +8,7 @@ line, both sessions and the conversion to protocol buffers pass these along as o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TypedDict, Unpack
 
 from hwbkpt import models as m
@@ -21,6 +22,7 @@ __all__ = [
     "parse_action",
     "parse_priority",
     "parse_scope",
+    "seconds_of",
     "value_bytes",
     "watch_spec",
 ]
@@ -117,6 +119,14 @@ def parse_priority(value: int | str | None) -> int | None:
     except ValueError:
         names = ", ".join(m.PRIORITY_PRESETS)
         raise ValueError(f"priority {value!r}: expected an integer or one of {names}") from None
+
+
+def seconds_of(value: float | timedelta, name: str) -> float:
+    """Seconds from a number of seconds or a ``timedelta`` (the wire carries a Duration)."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError(f"{name} {value} must not be negative")
+    return seconds
 
 
 def value_bytes(value: int | bytes, size: int) -> bytes:

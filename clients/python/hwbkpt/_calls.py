@@ -8,13 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 from hwbkpt import _convert as cv
 from hwbkpt import models as m
-from hwbkpt._args import parse_access, parse_action, parse_priority, value_bytes
+from hwbkpt._args import parse_access, parse_action, parse_priority, seconds_of, value_bytes
 from hwbkpt.errors import from_status_bytes
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import sim_pb2 as simpb
@@ -101,26 +103,41 @@ MAX_SLOT_MAP_PAGES = 100_000
 
 
 # --- sessions --------------------------------------------------------------------------
-def watch_slot_map(pid: int, min_interval: float) -> pb.WatchSlotMapRequest:
-    if min_interval < 0:
-        raise ValueError(f"min_interval {min_interval} must not be negative")
-    return pb.WatchSlotMapRequest(pid=pid, min_interval_ms=round(min_interval * 1000))
+def _duration(seconds: float) -> Duration:
+    out = Duration()
+    out.FromNanoseconds(round(seconds * 1e9))
+    return out
 
 
-def open_session(name: str, lease_seconds: int, hit_buffer: int) -> Call[SessionTicket]:
+def _seconds(value: Duration) -> float:
+    return value.seconds + value.nanos / 1e9
+
+
+def watch_slot_map(pid: int, min_interval: float | timedelta) -> pb.WatchSlotMapRequest:
+    interval = seconds_of(min_interval, "min_interval")
+    return pb.WatchSlotMapRequest(pid=pid, min_interval=_duration(interval))
+
+
+def open_session(
+    name: str, lease_seconds: float | timedelta, hit_buffer: int
+) -> Call[SessionTicket]:
     def answer(resp: pb.OpenSessionResponse) -> SessionTicket:
-        return SessionTicket(resp.session_id, name, resp.token, resp.lease_seconds or DEFAULT_LEASE)
+        return SessionTicket(
+            resp.session_id, name, resp.token, _seconds(resp.lease) or DEFAULT_LEASE
+        )
 
-    req = pb.OpenSessionRequest(name=name, lease_seconds=lease_seconds, hit_buffer=hit_buffer)
+    lease = _duration(seconds_of(lease_seconds, "lease_seconds"))
+    req = pb.OpenSessionRequest(name=name, lease=lease, hit_buffer=hit_buffer)
     return Call("broker", "OpenSession", req, answer)
 
 
-def resume_session(token: str, lease_seconds: float = 0) -> Call[SessionTicket]:
+def resume_session(token: str, lease_seconds: float | timedelta = 0) -> Call[SessionTicket]:
     """Take a session over by its token; the broker does not say its lease, so
     ``lease_seconds`` (0: the default) is how long the client keeps trying to resume."""
 
     def answer(resp: pb.ResumeSessionResponse) -> SessionTicket:
-        return SessionTicket(resp.session_id, resp.name, token, lease_seconds or DEFAULT_LEASE)
+        lease = seconds_of(lease_seconds, "lease_seconds")
+        return SessionTicket(resp.session_id, resp.name, token, lease or DEFAULT_LEASE)
 
     return Call("broker", "ResumeSession", pb.ResumeSessionRequest(), answer, token=token)
 

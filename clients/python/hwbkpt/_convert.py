@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from hwbkpt import models as m
 from hwbkpt._build import positional_builder
+from hwbkpt._wire_names import arming_word, machine_word, mechanism_word, removed_word
 from hwbkpt.v1 import broker_pb2 as pb
 from hwbkpt.v1 import sim_pb2 as simpb
 
@@ -220,14 +221,15 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
     if kind == "restored":
         return m.Restored(tids=_tids(msg.restored.tids))
     if kind == "removed":
-        return m.Removed(reason=msg.removed.reason)
+        return m.Removed(reason=removed_word(msg.removed.reason))
     if kind == "hits_dropped":
         return m.HitsDropped(count=msg.hits_dropped.count)
     if kind == "target_exited":
         t = msg.target_exited
         return m.TargetExited(pid=t.pid, tid=t.tid, exit_code=t.exit_code)
     if kind == "halt_timeout":
-        return m.HaltTimeout(tid=msg.halt_timeout.tid, seconds=msg.halt_timeout.seconds)
+        held = msg.halt_timeout.halted_for
+        return m.HaltTimeout(tid=msg.halt_timeout.tid, seconds=held.seconds + held.nanos / 1e9)
     if kind == "target_exec":
         return m.TargetExec(pid=msg.target_exec.pid)
     return None
@@ -255,7 +257,8 @@ def event_from_pb(msg: pb.Event) -> m.Event | None:
 
 def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:
     return m.MachineInfo(
-        machine=msg.machine,
+        machine=msg.layout or machine_word(msg.machine),
+        kind=machine_word(msg.machine),
         arch=msg.arch,
         pools=tuple(
             m.Pool(
@@ -266,9 +269,10 @@ def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:
             for p in msg.pools
         ),
         mechanisms=tuple(
-            m.Mechanism(name=x.name, available=x.available, reason=x.reason) for x in msg.mechanisms
+            m.Mechanism(name=mechanism_word(x.name), available=x.available, reason=x.reason)
+            for x in msg.mechanisms
         ),
-        arming=msg.arming,
+        arming=arming_word(msg.arming),
         notes=tuple(msg.notes),
         version=msg.version,
         max_region_length=msg.max_region_length,

@@ -51,6 +51,7 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class Mechanism:
+    #: The proto's MechanismName as a word: "ptrace", "perf-kernel", "perf-nonstop", "bpf", "sim".
     name: str
     available: bool
     #: Why it is not available, or what it needs.
@@ -59,16 +60,20 @@ class Mechanism:
 
 @dataclass(frozen=True, slots=True)
 class MachineInfo:
+    #: The layout as hwbkptd --machine normalises it: "sim", "sim:arm64", "native".
     machine: str
     arch: str
     pools: tuple[Pool, ...]
     mechanisms: tuple[Mechanism, ...]
+    #: The proto's Arming as a word: "perf", "debugreg", "simulated" or "".
     arming: str
     notes: tuple[str, ...]
     version: str
     max_region_length: int
     #: Empty from a broker before issue 12.
     limits: tuple[Limit, ...] = ()
+    #: The proto's MachineKind as a word: "sim" or "native".
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
@@ -94,7 +95,7 @@ class AsyncClient:
         return cv.slot_map_from_pages(pages)
 
     async def watch_slot_map(
-        self, pid: int = 0, min_interval: float = 0.1
+        self, pid: int = 0, min_interval: float | timedelta = 0.1
     ) -> AsyncIterator[m.SlotMapUpdate]:
         """The slot map now, then again after each change, with what happened in between
         (at most one update per ``min_interval`` seconds; nothing while nothing changes).
@@ -110,14 +111,14 @@ class AsyncClient:
 
     # --- sessions ----------------------------------------------------------------------
     async def open_session(
-        self, name: str, lease_seconds: int = 0, hit_buffer: int = 0
+        self, name: str, lease_seconds: float | timedelta = 0, hit_buffer: int = 0
     ) -> AsyncSession:
         """Open a session and start its event stream at once (the lease runs without one)."""
         ticket = await self._transport.call(calls.open_session(name, lease_seconds, hit_buffer))
         return self._adopt(AsyncSession(self._transport, ticket, on_close=self._forget))
 
     async def resume_session(
-        self, token: str, *, after_seq: int = 0, lease_seconds: float = 0
+        self, token: str, *, after_seq: int = 0, lease_seconds: float | timedelta = 0
     ) -> AsyncSession:
         """Take over a session by its token; events above ``after_seq`` are replayed."""
         ticket = await self._transport.call(calls.resume_session(token, lease_seconds))

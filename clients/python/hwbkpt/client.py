@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
@@ -95,7 +96,9 @@ class Client:
                 break
         return cv.slot_map_from_pages(pages)
 
-    def watch_slot_map(self, pid: int = 0, min_interval: float = 0.1) -> Iterator[m.SlotMapUpdate]:
+    def watch_slot_map(
+        self, pid: int = 0, min_interval: float | timedelta = 0.1
+    ) -> Iterator[m.SlotMapUpdate]:
         """The slot map now, then again after each change, with what happened in between
         (at most one update per ``min_interval`` seconds; nothing while nothing changes).
         Ends when the broker stops; close the iterator (or the client) to stop watching."""
@@ -107,13 +110,15 @@ class Client:
         return self._transport.health(service, timeout)
 
     # --- sessions ----------------------------------------------------------------------
-    def open_session(self, name: str, lease_seconds: int = 0, hit_buffer: int = 0) -> Session:
+    def open_session(
+        self, name: str, lease_seconds: float | timedelta = 0, hit_buffer: int = 0
+    ) -> Session:
         """Open a session and start its event stream at once (the lease runs without one)."""
         ticket = self._transport.call(calls.open_session(name, lease_seconds, hit_buffer))
         return self._adopt(Session(self._transport, ticket, on_close=self._forget))
 
     def resume_session(
-        self, token: str, *, after_seq: int = 0, lease_seconds: float = 0
+        self, token: str, *, after_seq: int = 0, lease_seconds: float | timedelta = 0
     ) -> Session:
         """Take over a session by its token (e.g. after this process restarted).
 

@@ -21,6 +21,7 @@ from hwbkpt._machine_models import (
     ThreadSlots,
     TouchResult,
 )
+from hwbkpt._wire_names import PRIORITY_PRESETS
 
 __all__ = [
     "PRIORITY_PRESETS",
@@ -60,9 +61,6 @@ __all__ = [
     "TouchResult",
     "le_int",
 ]
-
-#: Named priorities; any integer 0..100 works too.
-PRIORITY_PRESETS: dict[str, int] = {"low": 10, "normal": 25, "debugger": 50, "high": 75}
 
 
 class Scope(enum.StrEnum):
@@ -290,7 +288,9 @@ class Restored:
 @dataclass(frozen=True, slots=True)
 class Removed:
     KIND: ClassVar[EventKind] = "removed"
-    #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed", ...
+    #: The proto's RemovedReason as a word: "client", "lease", "stop_after",
+    #: "target_exited", "target_exec", "session_closed", "shutdown", "detached", "unresolved",
+    #: "policy".
     reason: str
 
 

@@ -182,7 +182,8 @@ def test_machine_description() -> None:
         max_region_length=8,
     )
     msg = convert.machine_to_proto(desc)
-    assert (msg.machine, msg.arch, msg.version, msg.max_region_length) == (
+    assert (msg.machine, msg.layout, msg.arch, msg.version, msg.max_region_length) == (
+        broker_pb2.MACHINE_KIND_SIM,
         "sim:arm64",
         "arm64",
         "0.1.0",
@@ -193,8 +194,8 @@ def test_machine_description() -> None:
         ("data", 4, [broker_pb2.ACCESS_WRITE, broker_pb2.ACCESS_READ]),
     ]
     assert [(m.name, m.available, m.reason) for m in msg.mechanisms] == [
-        ("sim", True, ""),
-        ("ptrace", False, "not built"),
+        (broker_pb2.MECHANISM_NAME_SIM, True, ""),
+        (broker_pb2.MECHANISM_NAME_PTRACE, False, "not built"),
     ]
     assert list(msg.notes) == ["a note"]
 
@@ -235,6 +236,8 @@ def test_slot_map() -> None:
 def test_session_responses() -> None:
     info = SessionInfo("s1", "ide", "secret", 0.4, 9)
     opened = convert.session_to_open_response(info)
-    assert (opened.session_id, opened.token, opened.lease_seconds) == ("s1", "secret", 1)
+    # A Duration carries the lease exactly; whole seconds rounded 0.4 s up to 1.
+    assert (opened.session_id, opened.token) == ("s1", "secret")
+    assert opened.lease.ToMilliseconds() == 400
     resumed = convert.session_to_resume_response(info)
     assert (resumed.session_id, resumed.name, resumed.last_seq) == ("s1", "ide", 9)

@@ -88,9 +88,9 @@ def test_event_payloads() -> None:
     assert state.pending_reason == broker_pb2.PENDING_REASON_EXTERNAL
     assert list(state.pending_tids) == [7]
     assert one(TargetExited(7, 8, -9)).target_exited.exit_code == -9
-    assert one(HaltTimeout(8, 30.0)).halt_timeout.seconds == 30.0
+    assert one(HaltTimeout(8, 30.25)).halt_timeout.halted_for.ToNanoseconds() == 30_250_000_000
     assert one(HitsDropped(12)).hits_dropped.count == 12
-    assert one(Removed("lease")).removed.reason == "lease"
+    assert one(Removed("lease")).removed.reason == broker_pb2.REMOVED_REASON_LEASE
 
 
 @given(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
@@ -134,13 +135,17 @@ def _event(**kind: object) -> pb.Event:
             m.Displaced((9,), 7, "t", 75),
         ),
         (_event(restored=pb.Restored(tids=[9, 10])), m.Restored((9, 10))),
-        (_event(removed=pb.Removed(reason="lease")), m.Removed("lease")),
+        (_event(removed=pb.Removed(reason=pb.REMOVED_REASON_LEASE)), m.Removed("lease")),
+        (_event(removed=pb.Removed(reason=99)), m.Removed("99")),  # a newer broker's reason
         (_event(hits_dropped=pb.HitsDropped(count=12)), m.HitsDropped(12)),
         (
             _event(target_exited=pb.TargetExited(pid=9, tid=10, exit_code=3)),
             m.TargetExited(9, 10, 3),
         ),
-        (_event(halt_timeout=pb.HaltTimeout(tid=10, seconds=30)), m.HaltTimeout(10, 30.0)),
+        (
+            _event(halt_timeout=pb.HaltTimeout(tid=10, halted_for=Duration(seconds=30, nanos=5))),
+            m.HaltTimeout(10, 30.000000005),
+        ),
         (_event(target_exec=pb.TargetExec(pid=9)), m.TargetExec(9)),
     ],
 )
@@ -153,14 +158,20 @@ def test_every_event_kind(msg: pb.Event, payload: m.EventPayload) -> None:
 
 def test_machine_from_pb() -> None:
     msg = pb.DescribeMachineResponse(
-        machine="sim:arm64",
+        machine=pb.MACHINE_KIND_SIM,
+        layout="sim:arm64",
         arch="arm64",
         pools=[
             pb.Pool(name="exec", slots=6, accesses=[pb.ACCESS_EXEC]),
             pb.Pool(name="data", slots=4, accesses=[pb.ACCESS_WRITE, pb.ACCESS_READ]),
         ],
-        mechanisms=[pb.Mechanism(name="ptrace", available=False, reason="simulated machine")],
-        arming="",
+        mechanisms=[
+            pb.Mechanism(
+                name=pb.MECHANISM_NAME_PTRACE, available=False, reason="simulated machine"
+            ),
+            pb.Mechanism(name=pb.MECHANISM_NAME_PERF_KERNEL, available=True),
+        ],
+        arming=pb.ARMING_DEBUGREG,
         notes=["n"],
         version="0.1.0",
         max_region_length=8,
@@ -168,7 +179,11 @@ def test_machine_from_pb() -> None:
     info = cv.machine_from_pb(msg)
     assert [(p.name, p.slots) for p in info.pools] == [("exec", 6), ("data", 4)]
     assert info.pools[1].accesses == (m.Access.WRITE, m.Access.READ)
-    assert info.mechanisms == (m.Mechanism("ptrace", False, "simulated machine"),)
+    assert info.mechanisms == (
+        m.Mechanism("ptrace", False, "simulated machine"),
+        m.Mechanism("perf-kernel", True, ""),
+    )
+    assert (info.machine, info.kind, info.arming) == ("sim:arm64", "sim", "debugreg")
     assert (info.notes, info.max_region_length) == (("n",), 8)
 
 

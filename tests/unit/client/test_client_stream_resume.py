@@ -24,7 +24,7 @@ from hwbkpt.v1 import broker_pb2 as pb
 
 
 def _removed(seq: int) -> pb.Event:
-    return pb.Event(seq=seq, breakpoint_id=1, removed=pb.Removed(reason="client"))
+    return pb.Event(seq=seq, breakpoint_id=1, removed=pb.Removed(reason=pb.REMOVED_REASON_CLIENT))
 
 
 def test_cursor_drops_replayed_events() -> None:

@@ -259,6 +259,7 @@ def breakpoint_line(bp: m.Breakpoint) -> str:
 def machine_record(info: m.MachineInfo) -> dict[str, Any]:
     return {
         "machine": info.machine,
+        "kind": info.kind,
         "arch": info.arch,
         "version": info.version,
         "pools": [

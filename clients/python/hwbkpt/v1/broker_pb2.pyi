@@ -5,6 +5,7 @@ hwbkpt broker API: sessions, breakpoint requests, events and the slot map."""
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -172,6 +173,188 @@ dlopen): placed when the module is mapped.
 """
 Global___PendingReason: _TypeAlias = PendingReason  # noqa: Y015
 
+class _PriorityPreset:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorityPresetEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PriorityPreset.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIORITY_PRESET_UNSPECIFIED: _PriorityPreset.ValueType  # 0
+    """Not a preset (priority 0 is a valid priority, the weakest, but has no name)."""
+    PRIORITY_PRESET_LOW: _PriorityPreset.ValueType  # 10
+    """Background watches that anything may displace."""
+    PRIORITY_PRESET_NORMAL: _PriorityPreset.ValueType  # 25
+    """The default of a request that names no priority."""
+    PRIORITY_PRESET_DEBUGGER: _PriorityPreset.ValueType  # 50
+    """What an interactive debugger asks for."""
+    PRIORITY_PRESET_HIGH: _PriorityPreset.ValueType  # 75
+    """Watches that should displace a debugger's."""
+
+class PriorityPreset(_PriorityPreset, metaclass=_PriorityPresetEnumTypeWrapper):
+    """PriorityPreset names the priorities clients offer by word (BreakpointSpec.priority
+    takes any integer 0..100; these are the named ones, and the number is the priority).
+    """
+
+PRIORITY_PRESET_UNSPECIFIED: PriorityPreset.ValueType  # 0
+"""Not a preset (priority 0 is a valid priority, the weakest, but has no name)."""
+PRIORITY_PRESET_LOW: PriorityPreset.ValueType  # 10
+"""Background watches that anything may displace."""
+PRIORITY_PRESET_NORMAL: PriorityPreset.ValueType  # 25
+"""The default of a request that names no priority."""
+PRIORITY_PRESET_DEBUGGER: PriorityPreset.ValueType  # 50
+"""What an interactive debugger asks for."""
+PRIORITY_PRESET_HIGH: PriorityPreset.ValueType  # 75
+"""Watches that should displace a debugger's."""
+Global___PriorityPreset: _TypeAlias = PriorityPreset  # noqa: Y015
+
+class _RemovedReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RemovedReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RemovedReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REMOVED_REASON_UNSPECIFIED: _RemovedReason.ValueType  # 0
+    """Never sent by the broker."""
+    REMOVED_REASON_CLIENT: _RemovedReason.ValueType  # 1
+    """Its session removed it (RemoveBreakpoint, or a waiting name removed by the client)."""
+    REMOVED_REASON_LEASE: _RemovedReason.ValueType  # 2
+    """The session's lease ran out after its event stream dropped."""
+    REMOVED_REASON_STOP_AFTER: _RemovedReason.ValueType  # 3
+    """It reached its filter's stop_after hit count."""
+    REMOVED_REASON_TARGET_EXITED: _RemovedReason.ValueType  # 4
+    """Its target thread or process ended."""
+    REMOVED_REASON_TARGET_EXEC: _RemovedReason.ValueType  # 5
+    """Its target process ran exec (the address space it named is gone)."""
+    REMOVED_REASON_SESSION_CLOSED: _RemovedReason.ValueType  # 6
+    """Its session was closed (CloseSession)."""
+    REMOVED_REASON_SHUTDOWN: _RemovedReason.ValueType  # 7
+    """The broker is shutting down."""
+    REMOVED_REASON_DETACHED: _RemovedReason.ValueType  # 8
+    """Its session detached from the target process (DetachProcess)."""
+    REMOVED_REASON_UNRESOLVED: _RemovedReason.ValueType  # 9
+    """A waiting name could not be placed once its module was mapped."""
+    REMOVED_REASON_POLICY: _RemovedReason.ValueType  # 10
+    """The session's rights were narrowed (a policy reload) and no longer allow its requests."""
+
+class RemovedReason(_RemovedReason, metaclass=_RemovedReasonEnumTypeWrapper):
+    """RemovedReason says why a request is gone (Removed.reason)."""
+
+REMOVED_REASON_UNSPECIFIED: RemovedReason.ValueType  # 0
+"""Never sent by the broker."""
+REMOVED_REASON_CLIENT: RemovedReason.ValueType  # 1
+"""Its session removed it (RemoveBreakpoint, or a waiting name removed by the client)."""
+REMOVED_REASON_LEASE: RemovedReason.ValueType  # 2
+"""The session's lease ran out after its event stream dropped."""
+REMOVED_REASON_STOP_AFTER: RemovedReason.ValueType  # 3
+"""It reached its filter's stop_after hit count."""
+REMOVED_REASON_TARGET_EXITED: RemovedReason.ValueType  # 4
+"""Its target thread or process ended."""
+REMOVED_REASON_TARGET_EXEC: RemovedReason.ValueType  # 5
+"""Its target process ran exec (the address space it named is gone)."""
+REMOVED_REASON_SESSION_CLOSED: RemovedReason.ValueType  # 6
+"""Its session was closed (CloseSession)."""
+REMOVED_REASON_SHUTDOWN: RemovedReason.ValueType  # 7
+"""The broker is shutting down."""
+REMOVED_REASON_DETACHED: RemovedReason.ValueType  # 8
+"""Its session detached from the target process (DetachProcess)."""
+REMOVED_REASON_UNRESOLVED: RemovedReason.ValueType  # 9
+"""A waiting name could not be placed once its module was mapped."""
+REMOVED_REASON_POLICY: RemovedReason.ValueType  # 10
+"""The session's rights were narrowed (a policy reload) and no longer allow its requests."""
+Global___RemovedReason: _TypeAlias = RemovedReason  # noqa: Y015
+
+class _MachineKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MachineKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MachineKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MACHINE_KIND_UNSPECIFIED: _MachineKind.ValueType  # 0
+    """Never sent by the broker."""
+    MACHINE_KIND_SIM: _MachineKind.ValueType  # 1
+    """A simulated machine: threads, processes and accesses come from SimService."""
+    MACHINE_KIND_NATIVE: _MachineKind.ValueType  # 2
+    """The real machine: ptrace, perf and BPF on this kernel's processes."""
+
+class MachineKind(_MachineKind, metaclass=_MachineKindEnumTypeWrapper):
+    """MachineKind is what kind of machine the broker drives (DescribeMachineResponse.machine)."""
+
+MACHINE_KIND_UNSPECIFIED: MachineKind.ValueType  # 0
+"""Never sent by the broker."""
+MACHINE_KIND_SIM: MachineKind.ValueType  # 1
+"""A simulated machine: threads, processes and accesses come from SimService."""
+MACHINE_KIND_NATIVE: MachineKind.ValueType  # 2
+"""The real machine: ptrace, perf and BPF on this kernel's processes."""
+Global___MachineKind: _TypeAlias = MachineKind  # noqa: Y015
+
+class _Arming:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ArmingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Arming.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ARMING_UNSPECIFIED: _Arming.ValueType  # 0
+    """Not reported (no mechanism arms user threads)."""
+    ARMING_PERF: _Arming.ValueType  # 1
+    """perf_event_open breakpoints with SIGTRAP delivery (Linux 5.13 or later)."""
+    ARMING_DEBUGREG: _Arming.ValueType  # 2
+    """The debug registers through PTRACE_POKEUSER."""
+    ARMING_SIMULATED: _Arming.ValueType  # 3
+    """The simulated machine's slots."""
+
+class Arming(_Arming, metaclass=_ArmingEnumTypeWrapper):
+    """Arming is how the broker writes the slots of traced threads (DescribeMachineResponse.arming)."""
+
+ARMING_UNSPECIFIED: Arming.ValueType  # 0
+"""Not reported (no mechanism arms user threads)."""
+ARMING_PERF: Arming.ValueType  # 1
+"""perf_event_open breakpoints with SIGTRAP delivery (Linux 5.13 or later)."""
+ARMING_DEBUGREG: Arming.ValueType  # 2
+"""The debug registers through PTRACE_POKEUSER."""
+ARMING_SIMULATED: Arming.ValueType  # 3
+"""The simulated machine's slots."""
+Global___Arming: _TypeAlias = Arming  # noqa: Y015
+
+class _MechanismName:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MechanismNameEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MechanismName.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MECHANISM_NAME_UNSPECIFIED: _MechanismName.ValueType  # 0
+    """Never sent by the broker."""
+    MECHANISM_NAME_PTRACE: _MechanismName.ValueType  # 1
+    """ptrace: stops threads, arms their slots (HALT requests, process and thread scope)."""
+    MECHANISM_NAME_PERF_KERNEL: _MechanismName.ValueType  # 2
+    """perf kernel breakpoints on every CPU (kernel scope)."""
+    MECHANISM_NAME_PERF_NONSTOP: _MechanismName.ValueType  # 3
+    """perf breakpoints read from a ring buffer without stopping the target (non-stop)."""
+    MECHANISM_NAME_BPF: _MechanismName.ValueType  # 4
+    """perf breakpoints with a BPF program reading the value in the kernel (non-stop)."""
+    MECHANISM_NAME_SIM: _MechanismName.ValueType  # 5
+    """The simulated machine's mechanism."""
+    MECHANISM_NAME_NATIVE: _MechanismName.ValueType  # 6
+    """The native machine as a whole (ptrace, perf-kernel and the non-stop mechanism)."""
+
+class MechanismName(_MechanismName, metaclass=_MechanismNameEnumTypeWrapper):
+    """MechanismName names a way the broker arms slots or stops threads (Mechanism.name)."""
+
+MECHANISM_NAME_UNSPECIFIED: MechanismName.ValueType  # 0
+"""Never sent by the broker."""
+MECHANISM_NAME_PTRACE: MechanismName.ValueType  # 1
+"""ptrace: stops threads, arms their slots (HALT requests, process and thread scope)."""
+MECHANISM_NAME_PERF_KERNEL: MechanismName.ValueType  # 2
+"""perf kernel breakpoints on every CPU (kernel scope)."""
+MECHANISM_NAME_PERF_NONSTOP: MechanismName.ValueType  # 3
+"""perf breakpoints read from a ring buffer without stopping the target (non-stop)."""
+MECHANISM_NAME_BPF: MechanismName.ValueType  # 4
+"""perf breakpoints with a BPF program reading the value in the kernel (non-stop)."""
+MECHANISM_NAME_SIM: MechanismName.ValueType  # 5
+"""The simulated machine's mechanism."""
+MECHANISM_NAME_NATIVE: MechanismName.ValueType  # 6
+"""The native machine as a whole (ptrace, perf-kernel and the non-stop mechanism)."""
+Global___MechanismName: _TypeAlias = MechanismName  # noqa: Y015
+
 @_typing.final
 class Filter(_message.Message):
     """Filter is evaluated in the broker before a hit is reported."""
@@ -239,7 +422,9 @@ class BreakpointSpec(_message.Message):
     access: Global___Access.ValueType
     """What access triggers it."""
     priority: _builtins.int
-    """0..100; unset means normal (25). Presets: low=10, normal=25, debugger=50, high=75."""
+    """0..100; unset means normal (25). PriorityPreset names the presets: low=10,
+    normal=25, debugger=50, high=75.
+    """
     action: Global___Action.ValueType
     """What happens to the thread on a hit."""
     symbol: _builtins.str
@@ -490,24 +675,28 @@ class OpenSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
-    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     HIT_BUFFER_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Shown to other sessions in the slot map and in displacement events; 1..128 characters."""
-    lease_seconds: _builtins.int
-    """Seconds the session outlives a dropped event stream; 0 means the broker default."""
     hit_buffer: _builtins.int
     """Per-session event buffer for hits; 0 means the broker default."""
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """How long the session outlives a dropped event stream, at most a day; unset or zero
+        means the broker default.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
-        lease_seconds: _builtins.int = ...,
         hit_buffer: _builtins.int = ...,
+        lease: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hit_buffer", b"hit_buffer", "lease_seconds", b"lease_seconds", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hit_buffer", b"hit_buffer", "lease", b"lease", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -521,23 +710,25 @@ class OpenSessionResponse(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
-    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """The session's id, safe to show (not a secret)."""
     token: _builtins.str
     """Secret; present it on every call of this session, and to resume it."""
-    lease_seconds: _builtins.int
-    """The lease in force: seconds the session outlives a dropped event stream."""
+    @_builtins.property
+    def lease(self) -> _duration_pb2.Duration:
+        """The lease in force: how long the session outlives a dropped event stream."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         token: _builtins.str = ...,
-        lease_seconds: _builtins.int = ...,
+        lease: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_seconds", b"lease_seconds", "session_id", b"session_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "session_id", b"session_id", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -992,15 +1183,12 @@ class Removed(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REASON_FIELD_NUMBER: _builtins.int
-    reason: _builtins.str
-    """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
-    "detached" (DetachProcess), "unresolved" (a waiting name could not be placed once its
-    module was mapped)
-    """
+    reason: Global___RemovedReason.ValueType
+    """Why it is gone."""
     def __init__(
         self,
         *,
-        reason: _builtins.str = ...,
+        reason: Global___RemovedReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1069,20 +1257,22 @@ class HaltTimeout(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TID_FIELD_NUMBER: _builtins.int
-    SECONDS_FIELD_NUMBER: _builtins.int
+    HALTED_FOR_FIELD_NUMBER: _builtins.int
     tid: _builtins.int
     """The thread resumed."""
-    seconds: _builtins.float
-    """How long it had been halted."""
+    @_builtins.property
+    def halted_for(self) -> _duration_pb2.Duration:
+        """How long it had been halted."""
+
     def __init__(
         self,
         *,
         tid: _builtins.int = ...,
-        seconds: _builtins.float = ...,
+        halted_for: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["halted_for", b"halted_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["seconds", b"seconds", "tid", b"tid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["halted_for", b"halted_for", "tid", b"tid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1480,8 +1670,8 @@ class Mechanism(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     AVAILABLE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    """"ptrace", "perf", ... (as DescribeMachine lists them)."""
+    name: Global___MechanismName.ValueType
+    """Which mechanism."""
     available: _builtins.bool
     """True when it can be used on this machine."""
     reason: _builtins.str
@@ -1489,7 +1679,7 @@ class Mechanism(_message.Message):
     def __init__(
         self,
         *,
-        name: _builtins.str = ...,
+        name: Global___MechanismName.ValueType = ...,
         available: _builtins.bool = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
@@ -1508,6 +1698,7 @@ class DescribeMachineResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MACHINE_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
     ARCH_FIELD_NUMBER: _builtins.int
     POOLS_FIELD_NUMBER: _builtins.int
     MECHANISMS_FIELD_NUMBER: _builtins.int
@@ -1516,12 +1707,16 @@ class DescribeMachineResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MAX_REGION_LENGTH_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
-    machine: _builtins.str
-    """"sim", "sim:arm64", "sim:exec=2,data=2", "native"."""
+    machine: Global___MachineKind.ValueType
+    """Simulated or native."""
+    layout: _builtins.str
+    """The machine as hwbkptd --machine normalises it: "sim", "sim:arm64",
+    "sim:exec=2,data=2", "native" (a layout is free-form, so a string).
+    """
     arch: _builtins.str
     """"x86_64" or "arm64"."""
-    arming: _builtins.str
-    """"perf", "debugreg" or "" (sim)."""
+    arming: Global___Arming.ValueType
+    """How the slots of traced threads are written."""
     version: _builtins.str
     """The broker's version."""
     max_region_length: _builtins.int
@@ -1545,11 +1740,12 @@ class DescribeMachineResponse(_message.Message):
     def __init__(
         self,
         *,
-        machine: _builtins.str = ...,
+        machine: Global___MachineKind.ValueType = ...,
+        layout: _builtins.str = ...,
         arch: _builtins.str = ...,
         pools: _abc.Iterable[Global___Pool] | None = ...,
         mechanisms: _abc.Iterable[Global___Mechanism] | None = ...,
-        arming: _builtins.str = ...,
+        arming: Global___Arming.ValueType = ...,
         notes: _abc.Iterable[_builtins.str] | None = ...,
         version: _builtins.str = ...,
         max_region_length: _builtins.int = ...,
@@ -1557,7 +1753,7 @@ class DescribeMachineResponse(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "arming", b"arming", "limits", b"limits", "machine", b"machine", "max_region_length", b"max_region_length", "mechanisms", b"mechanisms", "notes", b"notes", "pools", b"pools", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arch", b"arch", "arming", b"arming", "layout", b"layout", "limits", b"limits", "machine", b"machine", "max_region_length", b"max_region_length", "mechanisms", b"mechanisms", "notes", b"notes", "pools", b"pools", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1788,20 +1984,22 @@ class WatchSlotMapRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PID_FIELD_NUMBER: _builtins.int
-    MIN_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    MIN_INTERVAL_FIELD_NUMBER: _builtins.int
     pid: _builtins.int
     """0: every traced process."""
-    min_interval_ms: _builtins.int
-    """Least time between two updates in milliseconds (0: 100); changes in between are merged."""
+    @_builtins.property
+    def min_interval(self) -> _duration_pb2.Duration:
+        """Least time between two updates (unset or zero: 100 ms); changes in between are merged."""
+
     def __init__(
         self,
         *,
         pid: _builtins.int = ...,
-        min_interval_ms: _builtins.int = ...,
+        min_interval: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["min_interval", b"min_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_interval_ms", b"min_interval_ms", "pid", b"pid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_interval", b"min_interval", "pid", b"pid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,7 +30,7 @@ class BrokerServiceStub:
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents
@@ -140,7 +140,7 @@ class BrokerServiceServicer:
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents
@@ -381,7 +381,7 @@ class BrokerService:
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents

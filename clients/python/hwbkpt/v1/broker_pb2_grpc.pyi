@@ -31,7 +31,7 @@ class BrokerServiceStub:
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents
@@ -101,7 +101,7 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents
@@ -167,7 +167,7 @@ class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Sessions and the lease: OpenSession returns a token, the session's secret, which every
     call of the session presents. A session lives while its event stream is open, and for
-    lease_seconds after the stream drops; then it ends as CloseSession would (its requests
+    the lease (OpenSessionResponse.lease) after the stream drops; then it ends as CloseSession would (its requests
     removed, its halted threads resumed) and its token is NOT_FOUND.
 
     One stream per session: a session has one event stream at a time; a new StreamEvents
