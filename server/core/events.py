@@ -79,7 +79,7 @@ class Restored:
 @dataclass(frozen=True, slots=True)
 class Removed:
     #: "client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
-    #: "shutdown", "detached"
+    #: "shutdown", "detached", "policy_reload"
     reason: str
 
 

@@ -995,7 +995,7 @@ class Removed(_message.Message):
     reason: _builtins.str
     """"client", "lease", "stop_after", "target_exited", "target_exec", "session_closed",
     "detached" (DetachProcess), "unresolved" (a waiting name could not be placed once its
-    module was mapped)
+    module was mapped), "policy_reload" (a reloaded policy no longer allows it)
     """
     def __init__(
         self,
