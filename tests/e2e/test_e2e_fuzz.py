@@ -407,22 +407,28 @@ def test_item5_after_the_fuzz_the_brokers_are_up_and_hold_nothing(
 def test_item5_fuzz_soak_100k_calls(tmp_path_factory: pytest.TempPathFactory) -> None:
     total = 0
     for kind, examples in SOAK_EXAMPLES.items():
-        gen = _world(tmp_path_factory, kind)
-        world = next(gen)
-
-        @settings(_SETTINGS, max_examples=examples)
-        @given(data=st.data())
-        def run(data: st.DataObject, world: World = world) -> None:
-            _fuzz(world, data)
-
-        started = time.monotonic()
-        run()
-        _check_after(world, CALLS_PER_EXAMPLE * examples)
-        total += world[2].calls
-        print(f"soak {kind}: {world[2].calls} calls in {time.monotonic() - started:.1f} s, "
-              f"{dict(world[2].codes)}")  # fmt: skip
-        next(gen, None)
+        total += _soak(tmp_path_factory, kind, examples)
     assert total >= 100_000, total
+
+
+def _soak(tmp_path_factory: pytest.TempPathFactory, kind: str, examples: int) -> int:
+    gen = _world(tmp_path_factory, kind)
+    world = next(gen)
+
+    @settings(_SETTINGS, max_examples=examples)
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        _fuzz(world, data)
+
+    started = time.monotonic()
+    run()
+    _check_after(world, CALLS_PER_EXAMPLE * examples)
+    live = world[2]
+    print(
+        f"soak {kind}: {live.calls} calls in {time.monotonic() - started:.1f} s, {dict(live.codes)}"
+    )
+    next(gen, None)
+    return live.calls
 
 
 def _check_after(world: World, at_least: int) -> None:

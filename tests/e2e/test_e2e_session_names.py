@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from e2e_support import HWBKPT
-from security_support import Secured, start_secured
+from security_support import Secured
 
 import hwbkpt
 
@@ -23,13 +21,6 @@ pytestmark = pytest.mark.e2e
 
 SECRET = "alice-secret-name"
 ADDRESS = 0x601000
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[Secured]:
-    s = start_secured(tmp_path)
-    yield s
-    assert s.daemon.stop() == 0, s.daemon.log()
 
 
 def _displaced(s: hwbkpt.Session, timeout: float = 10.0) -> hwbkpt.Event:
