@@ -403,6 +403,7 @@ def test_item5_after_the_fuzz_the_brokers_are_up_and_hold_nothing(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 100,000 calls take minutes, not the 120 s a test gets
 @pytest.mark.skipif(os.environ.get("HWBKPT_SOAK") != "1", reason="soak: set HWBKPT_SOAK=1")
 def test_item5_fuzz_soak_100k_calls(tmp_path_factory: pytest.TempPathFactory) -> None:
     total = 0
