@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
 
 from hwbkptd.api.status import Context, log_refusal, refuse, to_status
+from hwbkptd.api.wrap_handler import Handler, WrappingInterceptor, behaviour_of, rebuilt
 from hwbkptd.core.errors import InvalidArgument
 
 __all__ = ["REQUEST_FIELD", "RejectUndecodable", "Undecodable", "wrap_handler"]
@@ -28,14 +29,6 @@ __all__ = ["REQUEST_FIELD", "RejectUndecodable", "Undecodable", "wrap_handler"]
 REQUEST_FIELD = "request"
 
 _Behaviour = Callable[..., Any]
-
-# grpc's runtime classes are not generic; only its stubs are.
-if TYPE_CHECKING:
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.aio.ServerInterceptor
 
 
 class Undecodable:
@@ -150,7 +143,7 @@ def _sync_behaviour(
     return single
 
 
-def wrap_handler(handler: _Handler, method: str) -> _Handler:
+def wrap_handler(handler: Handler, method: str) -> Handler:
     """``handler`` answering undecodable requests with INVALID_ARGUMENT.
 
     A handler without a deserializer takes raw bytes and cannot fail to decode.
@@ -158,21 +151,7 @@ def wrap_handler(handler: _Handler, method: str) -> _Handler:
     deserialize = handler.request_deserializer
     if deserialize is None:
         return handler
-    decode = _decoder(deserialize)
-    serialize = handler.response_serializer
-    if handler.request_streaming:
-        if handler.response_streaming:
-            make: Callable[..., _Handler] = grpc.stream_stream_rpc_method_handler
-            behaviour = handler.stream_stream
-        else:
-            make = grpc.stream_unary_rpc_method_handler
-            behaviour = handler.stream_unary
-    elif handler.response_streaming:
-        make = grpc.unary_stream_rpc_method_handler
-        behaviour = handler.unary_stream
-    else:
-        make = grpc.unary_unary_rpc_method_handler
-        behaviour = handler.unary_unary
+    behaviour = behaviour_of(handler)
     if behaviour is None:
         return handler
     streams = (handler.request_streaming, handler.response_streaming)
@@ -180,28 +159,11 @@ def wrap_handler(handler: _Handler, method: str) -> _Handler:
         wrapped = _async_behaviour(behaviour, method, streams[0])
     else:
         wrapped = _sync_behaviour(behaviour, method, *streams)
-    return make(wrapped, request_deserializer=decode, response_serializer=serialize)
+    return rebuilt(handler, wrapped, request_deserializer=_decoder(deserialize))
 
 
-class RejectUndecodable(_Interceptor):
+class RejectUndecodable(WrappingInterceptor):
     """The server interceptor applying :func:`wrap_handler` to every method, once each."""
 
-    def __init__(self) -> None:
-        #: method -> (the handler resolved, its wrapped form)
-        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: _Handler | None = await continuation(handler_call_details)
-        if handler is None:
-            return None  # unknown method: grpc answers UNIMPLEMENTED
-        method = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = wrap_handler(handler, method)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return wrap_handler(handler, method)

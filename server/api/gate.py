@@ -26,13 +26,14 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import grpc.aio
 import structlog
 
 from hwbkptd.api.credentials import TokenBook, bearer_token, certificate_name
+from hwbkptd.api.wrap_handler import Handler, WrappingInterceptor, behaviour_of, rebuilt
 from hwbkptd.core import policy
 from hwbkptd.core.broker_types import Identity
 from hwbkptd.core.errors import BrokerError, PermissionDenied
@@ -93,13 +94,6 @@ _ANONYMOUS = Identity(
     may_sim=False,
     via="none",
 )
-
-if TYPE_CHECKING:
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.aio.ServerInterceptor
 
 _Metadata = Iterable[tuple[str, Any]] | None
 
@@ -204,28 +198,18 @@ def _log(identity: Identity | None, peer: str, method: str, outcome: str, why: s
     _audit.info("audit", **fields)
 
 
-class Authenticate(_Interceptor):
+class Authenticate(WrappingInterceptor):
     """The server interceptor: every non-open method is wrapped by ``gate``."""
 
     def __init__(self, gate: Gate) -> None:
+        super().__init__()
         self._gate = gate
-        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler: _Handler | None = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = _wrap(handler, method, self._gate)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def applies(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIXES)
+
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return _wrap(handler, method, self._gate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,20 +237,8 @@ def _admit(gate: Gate, method: str, context: Any) -> _Admission:
     return refused
 
 
-def _wrap(handler: _Handler, method: str, gate: Gate) -> _Handler:
-    if handler.request_streaming:
-        if handler.response_streaming:
-            make: Callable[..., _Handler] = grpc.stream_stream_rpc_method_handler
-            behaviour = handler.stream_stream
-        else:
-            make = grpc.stream_unary_rpc_method_handler
-            behaviour = handler.stream_unary
-    elif handler.response_streaming:
-        make = grpc.unary_stream_rpc_method_handler
-        behaviour = handler.unary_stream
-    else:
-        make = grpc.unary_unary_rpc_method_handler
-        behaviour = handler.unary_unary
+def _wrap(handler: Handler, method: str, gate: Gate) -> Handler:
+    behaviour = behaviour_of(handler)
     if behaviour is None:
         return handler
     audited = method in AUDITED_METHODS
@@ -279,11 +251,7 @@ def _wrap(handler: _Handler, method: str, gate: Gate) -> _Handler:
         wrapped = _sync_stream(behaviour, method, gate)
     else:
         wrapped = _sync_unary(behaviour, method, gate)
-    return make(
-        wrapped,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return rebuilt(handler, wrapped)
 
 
 def _async_unary(

@@ -10,12 +10,14 @@ broker stops (its last update carries the sessions' removals) or the client goes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api import convert, convert_events
+from hwbkptd.core import policy
 from hwbkptd.core.broker import Broker
 from hwbkptd.core.errors import NotFound
 from hwbkptd.core.events import Event, EventKind, Hit
@@ -39,10 +41,18 @@ class SlotWatcher:
         self.hits: Counter[int] = Counter()
         self.dropped: Counter[int] = Counter()
         self.news: list[tuple[str, str, Event]] = []
+        #: Who watches: the names it may not see are hidden in every update.
+        self.viewer = policy.CALLER.get()
 
     def session_opened(self, session_id: str, name: str) -> None:
         self.sessions[session_id] = name
         self.changed.set()
+
+    def _name(self, broker: Broker, session_id: str, name: str) -> str:
+        """``name`` as this watch's caller may see it (its policy's session-name right)."""
+        if policy.shows_name(self.viewer, broker.session_owner(session_id)):
+            return name
+        return policy.HIDDEN_SESSION
 
     def session_closed(self, session_id: str, name: str) -> None:
         self.sessions.pop(session_id, None)
@@ -60,6 +70,10 @@ class SlotWatcher:
 
     def delivered(self, session_id: str, name: str, events: Sequence[Event], now_ns: int) -> None:
         pass
+
+    def _seen(self, broker: Broker, event: Event) -> Event:
+        kind = policy.displaced_for(self.viewer, event.kind, broker.request_owner)
+        return event if kind is event.kind else dataclasses.replace(event, kind=kind)
 
     def broker_stopping(self) -> None:
         self.stopping = True
@@ -79,12 +93,16 @@ class SlotWatcher:
             ],
             news=[
                 broker_pb2.SessionNews(
-                    session_id=sid, session_name=name, event=convert_events.event_to_proto(event)
+                    session_id=sid,
+                    session_name=self._name(broker, sid, name),
+                    event=convert_events.event_to_proto(self._seen(broker, event)),
                 )
                 for sid, name, event in news
             ],
             sessions=[
-                broker_pb2.OpenSessionSummary(session_id=sid, session_name=name)
+                broker_pb2.OpenSessionSummary(
+                    session_id=sid, session_name=self._name(broker, sid, name)
+                )
                 for sid, name in sorted(self.sessions.items())
             ],
         )

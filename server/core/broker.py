@@ -298,8 +298,23 @@ class Broker:
         return self._sessions.activity
 
     def open_sessions(self) -> tuple[tuple[str, str], ...]:
-        """(session id, session name) of every open session; everyone sees names."""
-        return tuple((s.id, s.name) for s in self._sessions)
+        """(session id, session name) of every open session, as the caller may see them
+        (``policy.shows_name``)."""
+        viewer = policy.CALLER.get()
+        return tuple(
+            (s.id, s.name if policy.shows_name(viewer, s.identity.name) else policy.HIDDEN_SESSION)
+            for s in self._sessions
+        )
+
+    def session_owner(self, session_id: str) -> str | None:
+        """The identity holding an open session; None when it is not open."""
+        session = self._sessions.by_id(session_id)
+        return session.identity.name if session is not None else None
+
+    def request_owner(self, rid: int) -> str | None:
+        """The identity holding a request; None when it is gone."""
+        record = self._records.get(rid)
+        return record.session.identity.name if record is not None else None
 
     def describe(self) -> MachineDescription:
         return describe_machine(
@@ -326,7 +341,7 @@ class Broker:
             view=self._breakpoint_calls.view,
         )
         return policy.slot_map_for(
-            policy.CALLER.get(), shown, lambda rid: self._records[rid].session.identity.name
+            policy.CALLER.get(), shown, lambda rid: self.request_owner(rid) or ""
         )
 
     def attribute(self, hit: HitReport) -> tuple[int, ...]:

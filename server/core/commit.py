@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from hwbkptd.core import policy
 from hwbkptd.core.answers import placement_tids
 from hwbkptd.core.arbiter import Arbiter, Delta, SlotTable, TableEntry
 from hwbkptd.core.broker_types import BreakpointSpec
@@ -284,7 +285,9 @@ class Commit:
             if session is None:
                 continue
             for kind in kinds:
-                session.emit(rid, kind)
+                # Its owner learns it was displaced, and at what priority; whose session
+                # did it only if its policy lets it see other sessions' names.
+                session.emit(rid, policy.displaced_for(session.identity, kind, self._owner_of))
 
     def _current(self, rid: int) -> Current | None:
         record = self._records.get(rid)
@@ -296,6 +299,10 @@ class Commit:
             self._arbiter, rid, record.request.scope is Scope.KERNEL, installed
         )
         return Current(state, reason, shown, pending)
+
+    def _owner_of(self, rid: int) -> str | None:
+        record = self._records.get(rid)
+        return record.session.identity.name if record is not None else None
 
     def _displacer(self, rid: int) -> Displacer:
         request = self._arbiter.request(rid)

@@ -27,6 +27,7 @@ from typing import Any
 
 from hwbkptd.core.broker_types import Identity, SlotMapView, ThreadSlotsView
 from hwbkptd.core.errors import NotFound, PermissionDenied, ResourceExhausted
+from hwbkptd.core.events import Displaced, EventKind
 from hwbkptd.core.model import MAX_PRIORITY
 
 __all__ = [
@@ -48,7 +49,9 @@ __all__ = [
     "check_sim",
     "check_target",
     "describe_rights",
+    "displaced_for",
     "parse_policy",
+    "shows_name",
     "slot_map_for",
     "still_allowed",
 ]
@@ -166,6 +169,26 @@ def still_allowed(identity: Identity, kernel: bool, priority: int, halts: bool) 
     if halts and not identity.may_halt:
         return False
     return priority <= identity.max_priority
+
+
+def shows_name(viewer: Identity | None, owner: str | None) -> bool:
+    """Whether ``viewer`` may read the name of a session ``owner`` holds (None: a session
+    no longer known, whose owner cannot be told, so hidden). ``None`` as viewer is the
+    broker's own look, which sees everything."""
+    return viewer is None or viewer.sees_session_names or owner == viewer.name
+
+
+def displaced_for(
+    viewer: Identity | None, kind: EventKind, owner_of: Callable[[int], str | None]
+) -> EventKind:
+    """``kind`` as ``viewer`` may read it: in a Displaced event, the displacing session's
+    name is hidden unless it may see it (``owner_of`` names the identity holding a request).
+    Who displaced it at what priority (its request id and priority) always shows."""
+    if not isinstance(kind, Displaced) or not kind.by_breakpoint_id:
+        return kind  # no other session in it (0: a holder outside the broker)
+    if shows_name(viewer, owner_of(kind.by_breakpoint_id)):
+        return kind
+    return dataclasses.replace(kind, by_session=HIDDEN_SESSION)
 
 
 def slot_map_for(

@@ -17,6 +17,7 @@ import structlog
 
 from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
+from hwbkptd.core.broker_types import Identity
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.launching import check_launch
 from hwbkptd.core.machine_hooks import SimHooks
@@ -154,6 +155,27 @@ class ProcessCalls:
         audit("process_detached", session, pid=pid, removed=list(mine))
         await self._mutations.commit_and_sweep()
         return processes.taken(pid) is None, mine
+
+    def may_touch(self, identity: Identity, pid: int) -> bool:
+        """Whether ``identity`` may touch ``pid`` (a process gone meanwhile: no longer)."""
+        try:
+            policy.check_target(identity, pid, self._process_facts, "pid")
+        except BrokerError:
+            return False
+        return True
+
+    def drop_disallowed(self, session: Session) -> list[int]:
+        """A reloaded policy: let go of the processes the session attached that its
+        identity may no longer touch (what it launched is its own, and stays)."""
+        dropped: list[int] = []
+        for pid in self._processes.needed_by(session.id):
+            taken = self._processes.taken(pid)
+            if taken is None or taken.launched_by == session.id:
+                continue
+            if not self.may_touch(session.identity, pid):
+                self._processes.drop_need(session.id, pid)
+                dropped.append(pid)
+        return dropped
 
     async def session_ended(self, session_id: str) -> None:
         """Drop the session's needs; what it launched and never released is killed."""

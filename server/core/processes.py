@@ -248,6 +248,10 @@ class ProcessTable:
                 held.append(entry.pid)
         return held
 
+    def needed_by(self, session_id: str) -> list[int]:
+        """The processes ``session_id`` attached or launched and still needs."""
+        return sorted(pid for pid, entry in self._taken.items() if session_id in entry.explicit)
+
     def drop_need(self, session_id: str, pid: int) -> bool:
         """The session no longer needs ``pid``; True when a launch it held must be released."""
         entry = self._taken.get(pid)

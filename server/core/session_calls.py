@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import BrokerConfig, Identity, SessionInfo
-from hwbkptd.core.errors import FailedPrecondition, InvalidArgument
+from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, PermissionDenied
 from hwbkptd.core.events import Event, RemovedReason
 from hwbkptd.core.limits import IdentityQuotas, MemoryBudget, check_hit_buffer
 from hwbkptd.core.model import Action
@@ -18,7 +18,10 @@ from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import check_name
 
-__all__ = ["MAX_LEASE_SECONDS", "SessionCalls"]
+__all__ = ["MAX_LEASE_SECONDS", "POLICY_RELOAD", "SessionCalls"]
+
+#: The reason a request removed, or a session ended, by a reloaded policy gives.
+POLICY_RELOAD: RemovedReason = "policy"
 
 #: Upper bound for the lease a session may ask for when it opens (its hit buffer's is
 #: a limit: ``Limits.max_hit_buffer``).
@@ -88,29 +91,65 @@ class SessionCalls:
         return session.stream(after_seq)
 
     async def reauthorize(self, rights_of: Callable[[Identity], Identity | None]) -> list[str]:
-        """Apply a reloaded policy: each session takes its identity's new rights, and a
-        session whose identity is gone, or which holds a request the new rights forbid, is
-        ended. The ids of the sessions ended."""
+        """Apply a reloaded policy to the sessions open now. A session whose identity is
+        gone is ended (its stream ends PERMISSION_DENIED). Every other session takes its
+        identity's new rights and keeps what they still allow: each request they no longer
+        allow (its scope, priority, halting or target) is removed with the reason
+        ``policy``, and a process it attached but may no longer touch is let go.
+        The ids of the sessions ended."""
         ended: list[str] = []
-        for session in self._sessions:
+        resume: list[int] = []
+        for session in list(self._sessions):
             new = rights_of(session.identity)
-            if new is None or not all(
-                policy.still_allowed(
-                    new, r.request.is_kernel, r.request.priority, r.request.action is Action.HALT
-                )
-                for rid in session.requests
-                if (r := self._mutations.requests.get(rid)) is not None
-            ):
+            if new is None:
                 ended.append(session.id)
-                await self._end_session(session, "policy")
-            else:
-                session.identity = new
+                gone = PermissionDenied(
+                    f"identity {session.identity.name!r} is no longer in the broker's policy"
+                )
+                await self._end_session(session, POLICY_RELOAD, gone)
+                continue
+            session.identity = new
+            removed = [rid for rid in sorted(session.requests) if not self._allows(new, rid)]
+            for rid in removed:
+                self._mutations.remove(rid, POLICY_RELOAD)
+            released = self._release_halts(session) if not new.may_halt else []
+            resume += released
+            let_go = self._process_calls.drop_disallowed(session)
+            if removed or released or let_go:
+                audit(
+                    "session_reauthorized", session, removed=removed, resumed=released,
+                    let_go=let_go,
+                )  # fmt: skip
+        # Placement first, so a released thread cannot trap on what is being removed.
+        await self._mutations.commit()
+        for tid in resume:
+            await self._mutations.resume_thread(tid)
+        await self._mutations.sweep()
         return ended
+
+    def _allows(self, identity: Identity, rid: int) -> bool:
+        record = self._mutations.requests.get(rid)
+        if record is None:
+            return True
+        request = record.request
+        if not policy.still_allowed(
+            identity, request.is_kernel, request.priority, request.action is Action.HALT
+        ):
+            return False
+        pid = record.accepted.pid
+        return not pid or self._process_calls.may_touch(identity, pid)
+
+    def _release_halts(self, session: Session) -> list[int]:
+        """Let go of the threads the session holds halted; those nobody else holds, to resume."""
+        halts = self._mutations.halts
+        return [t for t in halts.held_by(session.id) if halts.release(t, session.id)]
 
     def lease_ended(self, session: Session) -> None:
         self._mutations.spawn(self._end_session(session, "lease"))
 
-    async def _end_session(self, session: Session, reason: RemovedReason) -> None:
+    async def _end_session(
+        self, session: Session, reason: RemovedReason, error: BrokerError | None = None
+    ) -> None:
         if session.ending:
             return
         self._sessions.remove(session)
@@ -124,7 +163,7 @@ class SessionCalls:
         for tid in resume:
             await self._mutations.resume_thread(tid)
         await self._process_calls.session_ended(session.id)
-        session.close()
+        session.close(error)
         audit("session_ended", session, reason=reason, resumed=resume)
         await self._mutations.sweep()
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_support import Daemon, start_daemon
+from security_support import Secured, start_secured
 
 import hwbkpt
 
@@ -37,3 +39,11 @@ def client(daemon: Daemon) -> Iterator[hwbkpt.Client]:
     """An in-process library client of the module's daemon; closes its sessions after."""
     with daemon.client() as c:
         yield c
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[Secured]:
+    """A broker on TLS with security_support's policy (alice, bob, carol, u1000)."""
+    s = start_secured(tmp_path)
+    yield s
+    assert s.daemon.stop() == 0, s.daemon.log()

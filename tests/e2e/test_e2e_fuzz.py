@@ -9,12 +9,17 @@ statuses were seen (never UNKNOWN or INTERNAL), the broker is the same process a
 answers, its log has no "rpc failed unexpectedly", and once the sessions the run opened
 are closed the slot map holds nothing.
 
-At least 10,000 calls in ``make test``; 100,000 in ``make soak`` (HWBKPT_SOAK=1).
+The fuzz runs in three worlds: the Unix socket (the local, fully trusted identity); a TLS
+listener with a bearer token for an identity the policy allows nearly everything; and the
+same TLS listener without credentials, where every call must end UNAUTHENTICATED and
+nothing changes. At least 10,000 calls in ``make test`` across them; 100,000 in
+``make soak`` (HWBKPT_SOAK=1).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +33,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from security_support import start_secured
 
 from hwbkpt._credentials import SESSION_TOKEN_KEY
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2, sim_pb2_grpc
@@ -49,8 +55,20 @@ DOCUMENTED = {
 }
 CLIENT_ENDED = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 CALLS_PER_EXAMPLE = 100
-EXAMPLES = 105
-SOAK_EXAMPLES = 1000
+#: Examples (of CALLS_PER_EXAMPLE calls each) per world, in ``make test`` and in the soak.
+EXAMPLES = {"unix": 70, "token": 25, "none": 10}
+SOAK_EXAMPLES = {"unix": 650, "token": 250, "none": 100}
+#: The TLS world's identity: every right, room for the sessions and requests a run opens.
+FUZZ_POLICY = """
+[identities.alice]
+any_process = true
+kernel = true
+halt = true
+max_priority = 100
+max_sessions = 100000
+max_requests = 100000
+see_session_names = true
+"""
 ADDRESSES = (0, 1, 8, 0xFFF, 0x1000, 0x601000, 0x601004, 0xFFFFFFFF81000000, 2**64 - 1)
 TIMEOUT = 10.0
 
@@ -66,18 +84,50 @@ class Live:
     ids: list[int] = field(default_factory=lambda: [1])
     codes: Counter[str] = field(default_factory=Counter)
     calls: int = 0
+    #: Without credentials: every call must end UNAUTHENTICATED, streams included (so a
+    #: stream is given the time to say so instead of being ended by this side).
+    anonymous: bool = False
+
+
+World = tuple[Daemon, grpc.Channel, Live]
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, grpc.Channel, Live]]:
-    yield from _world(tmp_path_factory)
+def unix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from _world(tmp_path_factory, "unix")
 
 
-def _world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, grpc.Channel, Live]]:
-    daemon = start_daemon(tmp_path_factory.mktemp("fuzz"))
-    live = Live()
-    with grpc.insecure_channel(daemon.address) as channel:
-        sim = sim_pb2_grpc.SimServiceStub(channel)
+@pytest.fixture(scope="module")
+def token_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from _world(tmp_path_factory, "token")
+
+
+@pytest.fixture(scope="module")
+def none_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from _world(tmp_path_factory, "none")
+
+
+def _world(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Iterator[World]:
+    """A broker on the simulated machine and a channel to it: its Unix socket, or its TLS
+    listener with alice's bearer token (``token``) or without credentials (``none``)."""
+    where = tmp_path_factory.mktemp(f"fuzz-{kind}")
+    live = Live(anonymous=kind == "none")
+    if kind == "unix":
+        daemon = start_daemon(where)
+        channel = grpc.insecure_channel(daemon.address)
+    else:
+        secured = start_secured(where, policy=FUZZ_POLICY)
+        daemon = secured.daemon
+        creds = grpc.ssl_channel_credentials(secured.pki.ca.read_bytes())
+        if kind == "token":
+            token = secured.tokens["alice"].read_text().strip()
+            creds = grpc.composite_channel_credentials(
+                creds, grpc.access_token_call_credentials(token)
+            )
+        channel = grpc.secure_channel(secured.tcp.removeprefix("tcp:"), creds)
+    with channel, grpc.insecure_channel(daemon.address) as local:
+        # The sim's processes come from the local socket (the anonymous world may not).
+        sim = sim_pb2_grpc.SimServiceStub(local)
         for threads in (1, 3):
             spawned = sim.SpawnProcess(sim_pb2.SpawnProcessRequest(threads=threads))
             live.pids.append(spawned.pid)
@@ -276,7 +326,7 @@ def _send(
             return grpc.StatusCode.OK
         if method.server_streaming and not method.client_streaming:
             stream = channel.unary_stream(path, request_serializer=None, response_deserializer=None)
-            it = stream(_raw(request), timeout=0.02, metadata=md)
+            it = stream(_raw(request), timeout=2.0 if live.anonymous else 0.02, metadata=md)
             for _ in it:
                 it.cancel()
             return grpc.StatusCode.OK
@@ -286,7 +336,7 @@ def _send(
         return grpc.StatusCode.OK
     except grpc.RpcError as err:
         code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-        if method.server_streaming and code in CLIENT_ENDED:
+        if method.server_streaming and code in CLIENT_ENDED and not live.anonymous:
             return grpc.StatusCode.OK
         return code
 
@@ -298,18 +348,18 @@ def _learn(live: Live, name: str, answer: Any) -> None:
         live.ids.append(answer.breakpoint.id)
 
 
-def _fuzz(fuzzed: tuple[Daemon, grpc.Channel, Live], data: st.DataObject) -> None:
-    daemon, channel, live = fuzzed
+def _fuzz(world: World, data: st.DataObject) -> None:
+    daemon, channel, live = world
+    allowed = {grpc.StatusCode.UNAUTHENTICATED} if live.anonymous else DOCUMENTED
     for _ in range(CALLS_PER_EXAMPLE):
         name, request = data.draw(_call(live))
         code = _send(channel, live, name, request)
         live.codes[code.name] += 1
-        assert code in DOCUMENTED, (name, request, code)
+        assert code in allowed, (name, request, code)
     assert daemon.proc.poll() is None, daemon.log()
 
 
 _SETTINGS = settings(
-    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[
@@ -320,56 +370,97 @@ _SETTINGS = settings(
 )
 
 
-@_SETTINGS
+@settings(_SETTINGS, max_examples=EXAMPLES["unix"])
 @given(data=st.data())
-def test_item5_fuzz_every_method(
-    fuzzed: tuple[Daemon, grpc.Channel, Live], data: st.DataObject
-) -> None:
-    _fuzz(fuzzed, data)
+def test_item5_fuzz_every_method_on_the_unix_socket(unix_world: World, data: st.DataObject) -> None:
+    _fuzz(unix_world, data)
 
 
-def test_item5_after_the_fuzz_the_broker_is_up_and_holds_nothing(
-    fuzzed: tuple[Daemon, grpc.Channel, Live],
+@settings(_SETTINGS, max_examples=EXAMPLES["token"])
+@given(data=st.data())
+def test_item5_fuzz_every_method_over_tls_with_a_token(
+    token_world: World, data: st.DataObject
 ) -> None:
-    _check_after(fuzzed, CALLS_PER_EXAMPLE * EXAMPLES)
+    _fuzz(token_world, data)
+
+
+@settings(_SETTINGS, max_examples=EXAMPLES["none"])
+@given(data=st.data())
+def test_item5_fuzz_every_method_over_tls_without_credentials(
+    none_world: World, data: st.DataObject
+) -> None:
+    _fuzz(none_world, data)
+
+
+def test_item5_after_the_fuzz_the_brokers_are_up_and_hold_nothing(
+    unix_world: World, token_world: World, none_world: World
+) -> None:
+    for world, kind in ((unix_world, "unix"), (token_world, "token"), (none_world, "none")):
+        _check_after(world, CALLS_PER_EXAMPLE * EXAMPLES[kind])
+    assert sum(w[2].calls for w in (unix_world, token_world, none_world)) >= 10_000
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # 100,000 calls take minutes, not the 120 s a test gets
 @pytest.mark.skipif(os.environ.get("HWBKPT_SOAK") != "1", reason="soak: set HWBKPT_SOAK=1")
 def test_item5_fuzz_soak_100k_calls(tmp_path_factory: pytest.TempPathFactory) -> None:
-    gen = _world(tmp_path_factory)
+    total = 0
+    for kind, examples in SOAK_EXAMPLES.items():
+        total += _soak(tmp_path_factory, kind, examples)
+    assert total >= 100_000, total
+
+
+def _soak(tmp_path_factory: pytest.TempPathFactory, kind: str, examples: int) -> int:
+    gen = _world(tmp_path_factory, kind)
     world = next(gen)
 
-    @settings(_SETTINGS, max_examples=SOAK_EXAMPLES)
+    @settings(_SETTINGS, max_examples=examples)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         _fuzz(world, data)
 
+    started = time.monotonic()
     run()
-    _check_after(world, CALLS_PER_EXAMPLE * SOAK_EXAMPLES)
+    _check_after(world, CALLS_PER_EXAMPLE * examples)
+    live = world[2]
+    print(
+        f"soak {kind}: {live.calls} calls in {time.monotonic() - started:.1f} s, {dict(live.codes)}"
+    )
     next(gen, None)
+    return live.calls
 
 
-def _check_after(fuzzed: tuple[Daemon, grpc.Channel, Live], at_least: int) -> None:
-    daemon, channel, live = fuzzed
-    assert live.calls >= at_least >= 10_000, live.calls
-    # The run reached past the first checks: sessions opened, requests placed.
-    assert live.codes["OK"] > 500, live.codes
-    assert len(live.ids) > 10, live.codes
+def _check_after(world: World, at_least: int) -> None:
+    daemon, channel, live = world
+    assert live.calls >= at_least, live.calls
     assert daemon.proc.poll() is None
-    broker = broker_pb2_grpc.BrokerServiceStub(channel)
-    closing = [
-        _send(channel, live, "CloseSession", broker_pb2.CloseSessionRequest(), token=t)
-        for t in live.tokens
-    ]
-    # NOT_FOUND: closed by the fuzz already, or its lease ended.
-    assert set(closing) <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}
-    slots = broker.GetSlotMap(broker_pb2.GetSlotMapRequest(), timeout=TIMEOUT)
-    assert list(slots.waiting) == []
-    assert [s for t in slots.threads for s in t.slots if s.holders or s.HasField("chunk")] == []
     log = daemon.log()
     assert "rpc failed unexpectedly" not in log
     assert "Traceback" not in log
+    local = grpc.insecure_channel(daemon.address)  # the trusted look at what is left
+    slots = broker_pb2_grpc.BrokerServiceStub(local).GetSlotMap(
+        broker_pb2.GetSlotMapRequest(), timeout=TIMEOUT
+    )
+    if live.anonymous:
+        # Without credentials nothing got through: no session, nothing placed.
+        assert set(live.codes) == {"UNAUTHENTICATED"}, live.codes
+        assert live.tokens == []
+    else:
+        # The run reached past the first checks: sessions opened, requests placed.
+        assert live.codes["OK"] > live.calls // 25, live.codes
+        assert len(live.ids) > 10, live.codes
+        closing = [
+            _send(channel, live, "CloseSession", broker_pb2.CloseSessionRequest(), token=t)
+            for t in live.tokens
+        ]
+        # NOT_FOUND: closed by the fuzz already, or its lease ended.
+        assert set(closing) <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}
+        slots = broker_pb2_grpc.BrokerServiceStub(local).GetSlotMap(
+            broker_pb2.GetSlotMapRequest(), timeout=TIMEOUT
+        )
+    local.close()
+    assert list(slots.waiting) == []
+    assert [s for t in slots.threads for s in t.slots if s.holders or s.HasField("chunk")] == []
 
 
 def test_item5_no_path_is_left_out() -> None:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ from hwbkpt.v1 import broker_pb2, broker_pb2_grpc, sim_pb2
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[Secured]:
-    s = start_secured(tmp_path)
-    yield s
-    assert s.daemon.stop() == 0, s.daemon.log()
 
 
 def _channel(s: Secured) -> grpc.Channel:

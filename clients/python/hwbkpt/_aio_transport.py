@@ -82,7 +82,7 @@ class AsyncTransport:
         self, request: pb.WatchSlotMapRequest
     ) -> AsyncIterator[m.SlotMapUpdate]:
         """The WatchSlotMap stream's updates; closing the iterator (or the channel) ends it."""
-        call = self._broker.WatchSlotMap(request)
+        call = self._broker.WatchSlotMap(request, metadata=self._metadata)
         try:
             async for answer in call:
                 yield cv.slot_update_from_pb(answer)

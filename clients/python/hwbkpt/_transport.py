@@ -98,7 +98,7 @@ class Transport:
 
     def watch_slot_map(self, request: pb.WatchSlotMapRequest) -> Iterator[m.SlotMapUpdate]:
         """The WatchSlotMap stream's updates; closing the iterator (or the channel) ends it."""
-        call = self._broker.WatchSlotMap(request)
+        call = self._broker.WatchSlotMap(request, metadata=self._metadata)
         try:
             for answer in call:
                 yield cv.slot_update_from_pb(answer)
