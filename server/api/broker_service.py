@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from hwbkpt.v1 import broker_pb2, broker_pb2_grpc
 from hwbkptd.api import convert, convert_events
 from hwbkptd.api.answer_size import split_events
+from hwbkptd.api.convert_names import resolution_to_proto
 from hwbkptd.api.credentials import SESSION_TOKEN_KEY, metadata_value
 from hwbkptd.api.pages import breakpoints_page, slot_map_page
 from hwbkptd.api.slot_watch import watch_slot_map
@@ -236,3 +237,13 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
         token = session_token(context)
         released, removed = await self._broker.detach_process(token, request.pid)
         return broker_pb2.DetachProcessResponse(released=released, removed_breakpoint_ids=removed)
+
+    # --- names ------------------------------------------------------------------
+    @guard
+    async def ResolveLocation(
+        self, request: broker_pb2.ResolveLocationRequest, context: Context
+    ) -> broker_pb2.ResolveLocationResponse:
+        token = session_token(context)
+        access = convert.access_from_proto(request.access, "access")
+        resolved = self._broker.resolve_location(token, request.pid, request.location, access)
+        return broker_pb2.ResolveLocationResponse(resolution=resolution_to_proto(resolved))

@@ -43,8 +43,9 @@ from hwbkptd.core.limits import IdentityQuotas, MemoryBudget
 from hwbkptd.core.machine_hooks import MachineHooks, SimHooks
 from hwbkptd.core.machine_news import MachineNews
 from hwbkptd.core.mechanism import HitReport, Mechanism, ProcessControl
-from hwbkptd.core.model import Action, Filter
+from hwbkptd.core.model import Access, Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
+from hwbkptd.core.names import Resolved
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
 from hwbkptd.core.records import RequestBook
@@ -263,6 +264,12 @@ class Broker:
     async def resume_threads(self, token: str, tids: Sequence[int]) -> tuple[int, ...]:
         """Let go of threads this session holds halted (all of them for ``()``)."""
         return await self._breakpoint_calls.resume_threads(token, tids)
+
+    def resolve_location(self, token: str, pid: int, location: str, access: Access) -> Resolved:
+        """What ``location`` names in ``pid`` now, placing nothing (an editor's preview)."""
+        session = self._sessions.get(token)
+        policy.check_target(session.identity, pid, self._hooks.process_facts, "pid")
+        return self._hooks.resolve(Scope.PROCESS, pid, location, access)
 
     # --- processes (a machine with process control; the sim answers FAILED_PRECONDITION) --
     async def attach_process(

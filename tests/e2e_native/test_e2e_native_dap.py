@@ -38,6 +38,16 @@ def function_range(exe: str, name: str) -> tuple[int, int]:
     raise AssertionError(f"{name} not in {exe}")
 
 
+COUNTER_C = REPO / "tests" / "c" / "counter.c"
+
+
+def source_line(path: Path, text: str) -> int:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return number
+    raise AssertionError(f"{text!r} not in {path}")
+
+
 @pytest.fixture
 def daemon(bins: dict[str, str], tmp_path: Path) -> Iterator[Daemon]:
     d = native_daemon(tmp_path)
@@ -54,11 +64,13 @@ def story_env(daemon: Daemon, exe: str, **extra: str) -> dict[str, str]:
         "ADDRESS": hex(nm_address(exe, "counter")),
         "BUMP_START": str(start),
         "BUMP_END": str(end),
+        "NAME": "counter",
+        "BUMP_LINE": str(source_line(COUNTER_C, "counter = counter + 1;")),
         **extra,
     }
 
 
-def test_item2_dap_attach_stop_continue_displaced_restored(
+def test_item1_dap_attach_by_name_stop_continue_displaced_restored(
     bins: dict[str, str], daemon: Daemon
 ) -> None:
     node = node_or_fail(TESTSUPPORT)
@@ -69,11 +81,19 @@ def test_item2_dap_attach_stop_continue_displaced_restored(
     env = story_env(daemon, bins["counter"], STORY="attach", PID=str(target.pid))
     script = NodeScript([node, str(SCRIPT)], env)
     try:
+        unknown = script.expect("unknown")["description"]
+        assert "no symbol 'no_such_variable'" in unknown, unknown
+        info = script.expect("info")
+        assert info["dataId"] == "sym:counter:0", info
+        # Where the broker found it, and its type's size (counter is an unsigned long).
+        assert f"counter at {target.address:#x}" in info["description"], info
+        assert "8 bytes" in info["description"], info
         script.expect("set")
         target.send("bump\n")  # halts in bump(); "ok" comes after continue
         script.send("bumped")
         stop = script.expect("stopped")
         assert stop["frame"]["instructionPointerReference"].startswith("0x")
+        assert stop["frame"]["line"] == source_line(COUNTER_C, "counter = counter + 1;")
         assert target.readline() == "ok 1"
         script.send("resumed")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def _validate(path: Path) -> subprocess.CompletedProcess[str]:
 def test_item1_manifest_validates() -> None:
     done = _validate(MANIFEST)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("passed for resource") == 3, done.stdout
+    # Namespace, the config and policy ConfigMaps, the DaemonSet: each validated.
+    assert done.stdout.count("passed for resource") == 4, done.stdout
 
 
 def test_item1_manifest_validation_catches_a_bad_field(tmp_path: Path) -> None:
@@ -106,6 +108,34 @@ def test_item1_daemonset_shape() -> None:
     assert volumes["tls"]["secret"]["secretName"] == "hwbkptd-tls"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts["socket-dir"] == "/run/hwbkpt"
+
+
+def test_item1_daemonset_config_uses_the_mounted_tls_and_policy(tmp_path: Path) -> None:
+    """The ConfigMap's flags name files in the mounted secret and policy ConfigMap, and the
+    policy it ships passes hwbkptd --check-policy."""
+    docs = list(yaml.safe_load_all(MANIFEST.read_text()))
+    maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    conf = tomllib.loads(maps["hwbkptd-config"]["data"]["hwbkptd.toml"])
+    pod = _daemonset()["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tls_keys = {"tls.crt", "tls.key", "ca.crt"}  # a kubernetes.io/tls secret plus the CA
+    for flag in ("tls-cert", "tls-key", "client-ca"):
+        folder, _, name = conf[flag].rpartition("/")
+        assert folder == mounts["tls"], (flag, conf[flag])
+        assert name in tls_keys, (flag, conf[flag])
+    assert volumes["tls"]["secret"]["secretName"] == "hwbkptd-tls"
+    folder, _, name = conf["policy"].rpartition("/")
+    assert folder == mounts["policy"]
+    assert volumes["policy"]["configMap"]["name"] == "hwbkptd-policy"
+    policy = tmp_path / name
+    policy.write_text(maps["hwbkptd-policy"]["data"][name])
+    checked = subprocess.run(
+        [str(HWBKPTD), "--check-policy", str(policy)], capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert any(a.startswith("tcp:") for a in conf["listen"]), conf["listen"]
 
 
 def _shipped_configs() -> list[tuple[str, str]]:

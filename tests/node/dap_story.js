@@ -5,7 +5,8 @@
 // object per line ({"step": ...}).
 //
 // Environment: HWBKPT (the `hwbkpt` command), HWBKPT_SERVER, STORY (attach|launch),
-// PID and ADDRESS (attach), PROGRAM (launch), BUMP_START/BUMP_END (bump()'s addresses).
+// PID and ADDRESS (attach), PROGRAM (launch), BUMP_START/BUMP_END (bump()'s addresses),
+// NAME (the variable set by name) and BUMP_LINE (the line of counter.c that writes it).
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -74,6 +75,12 @@ async function expectStop(dc, stopped, bpId, value, old) {
   // The stop is in bump(), the function that writes the counter: by its name when the
   // broker symbolizes, always by its instruction pointer.
   assert.ok(inBump(top.instructionPointerReference), `top frame ${JSON.stringify(top)} in bump()`);
+  if (env.BUMP_LINE) {
+    // Symbolized by the broker: the function's name and the writing line of its source.
+    assert.equal(top.name.split('+')[0], 'bump', JSON.stringify(top));
+    assert.equal(top.source && top.source.name, 'counter.c', JSON.stringify(top));
+    assert.equal(top.line, Number(env.BUMP_LINE), JSON.stringify(top));
+  }
   const scopes = await dc.scopesRequest({ frameId: top.id });
   const vars = await dc.variablesRequest({
     variablesReference: scopes.body.scopes[0].variablesReference,
@@ -87,9 +94,23 @@ async function expectStop(dc, stopped, bpId, value, old) {
 async function attachStory(dc) {
   await dc.initializeRequest({ adapterID: 'hwbkpt', linesStartAt1: true, columnsStartAt1: true });
   await dc.attachRequest({ pid: Number(env.PID), name: 'editor' });
-  const info = await dc.dataBreakpointInfoRequest({ name: env.ADDRESS, bytes: 8, asAddress: true });
-  assert.ok(info.body.dataId, `dataId for ${env.ADDRESS}: ${JSON.stringify(info.body)}`);
+  // A name the broker cannot find: no dataId, and the description says why.
+  const unknown = await dc.dataBreakpointInfoRequest({ name: 'no_such_variable' });
+  assert.equal(unknown.body.dataId, null, JSON.stringify(unknown.body));
+  assert.match(unknown.body.description, /no_such_variable/);
+  say('unknown', { description: unknown.body.description });
+  // The address variant still answers.
+  const byAddress = await dc.dataBreakpointInfoRequest({
+    name: env.ADDRESS, bytes: 8, asAddress: true,
+  });
+  assert.equal(byAddress.body.dataId, `addr:${env.ADDRESS}:8`);
+  // By name: resolved through the broker, the dataId carries the name and the
+  // description shows where it is and how big.
+  const info = await dc.dataBreakpointInfoRequest({ name: env.NAME });
+  assert.ok(info.body.dataId, `dataId for ${env.NAME}: ${JSON.stringify(info.body)}`);
+  assert.ok(info.body.dataId.includes(env.NAME), info.body.dataId);
   assert.deepEqual(info.body.accessTypes, ['read', 'write', 'readWrite']);
+  say('info', { dataId: info.body.dataId, description: info.body.description });
   const set = await dc.setDataBreakpointsRequest({
     breakpoints: [{ dataId: info.body.dataId, accessType: 'write' }],
   });

@@ -36,6 +36,7 @@ __all__ = [
     "open_session",
     "release_process",
     "remove",
+    "resolve_location",
     "resume_session",
     "resume_threads",
     "resume_threads_on_stream",
@@ -292,3 +293,10 @@ def sim_touch(
         ip=ip,
     )
     return Call("sim", "Touch", req, cv.touch_from_pb)
+
+
+def resolve_location(token: str, pid: int, location: str, access: m.Access) -> Call[m.Resolution]:
+    req = pb.ResolveLocationRequest(pid=pid, location=location, access=cv.access_to_pb(access))
+    return Call(
+        "broker", "ResolveLocation", req, lambda r: cv.resolution_from_pb(r.resolution), token=token
+    )

@@ -21,6 +21,7 @@ __all__ = [
     "event_from_pb",
     "filter_to_pb",
     "machine_from_pb",
+    "resolution_from_pb",
     "slot_map_from_pages",
     "slot_map_from_pb",
     "spawned_from_pb",
@@ -156,11 +157,11 @@ def breakpoint_from_pb(msg: pb.Breakpoint) -> m.Breakpoint:
         hit_count=msg.hit_count,
         reported_count=msg.reported_count,
         priority=msg.priority,
-        resolution=_resolution_from_pb(msg.resolution) if msg.HasField("resolution") else None,
+        resolution=resolution_from_pb(msg.resolution) if msg.HasField("resolution") else None,
     )
 
 
-def _resolution_from_pb(r: pb.Resolution) -> m.Resolution:
+def resolution_from_pb(r: pb.Resolution) -> m.Resolution:
     return m.Resolution(
         location=r.location,
         address=r.address,

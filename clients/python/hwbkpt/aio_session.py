@@ -171,6 +171,12 @@ class AsyncSession:
         """Let a program this session launched run."""
         await self._transport.call(calls.release_process(self.token, pid))
 
+    async def resolve_location(
+        self, pid: int, location: str, access: m.Access = m.Access.WRITE
+    ) -> m.Resolution:
+        """What ``location`` ("counter", "cfg.limit") names in ``pid`` now; places nothing."""
+        return await self._transport.call(calls.resolve_location(self.token, pid, location, access))
+
     async def detach_process(self, pid: int) -> bool:
         """End this session's hold on ``pid`` (gdb's ``detach``): its requests there are
         removed, a launch it holds runs. True when the broker let the process go."""

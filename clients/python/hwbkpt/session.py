@@ -188,6 +188,12 @@ class Session:
         removed, a launch it holds runs. True when the broker let the process go."""
         return self._transport.call(calls.detach_process(self.token, pid))
 
+    def resolve_location(
+        self, pid: int, location: str, access: m.Access = m.Access.WRITE
+    ) -> m.Resolution:
+        """What ``location`` ("counter", "cfg.limit") names in ``pid`` now; places nothing."""
+        return self._transport.call(calls.resolve_location(self.token, pid, location, access))
+
     # --- events ------------------------------------------------------------------------
     def next_event(self, timeout: float | None = None) -> m.Event | None:
         """The next event; ``None`` after ``timeout`` seconds or once the session is over."""

@@ -16,7 +16,7 @@ from hwbkpt import models as m
 from hwbkpt._args import parse_action, parse_priority
 from hwbkpt.client import Client
 from hwbkpt.dap._events import EventPump, Stops
-from hwbkpt.dap._mapping import ACCESS_TYPES, data_id_of
+from hwbkpt.dap._mapping import ACCESS_TYPES, data_id_of, describe_resolution
 from hwbkpt.dap._watches import Watches, build_spec
 from hwbkpt.dap._wire import Message, ProtocolError, Wire, read_message
 from hwbkpt.errors import HwbkptError
@@ -227,9 +227,18 @@ class Adapter:
             data = data_id_of(name, None if raw is None else int(raw), bool(args.get("asAddress")))
         except ValueError as err:
             return {"dataId": None, "description": str(err)}
+        description = data.describe()
+        if data.symbol and self._session is not None and self._pid:
+            # Resolved by the broker now, so that the editor shows where the name is and a
+            # name that is not there is refused here rather than at setDataBreakpoints.
+            try:
+                found = self._session.resolve_location(self._pid, data.symbol)
+            except HwbkptError as err:
+                return {"dataId": None, "description": f"{data.symbol}: {err.message}"}
+            description = describe_resolution(found, data.length)
         return {
             "dataId": data.text(),
-            "description": data.describe(),
+            "description": description,
             "accessTypes": list(ACCESS_TYPES),
             "canPersist": data.symbol != "",
         }

@@ -28,6 +28,7 @@ __all__ = [
     "HitRule",
     "access_of",
     "data_id_of",
+    "describe_resolution",
     "displaced_message",
     "hit_output",
     "parse_data_id",
@@ -93,6 +94,16 @@ def data_id_of(name: str, length: int | None, as_address: bool) -> DataId:
     if address < 0:
         raise ValueError(f"name: {name!r} is a negative address")
     return DataId(length=length or 8, address=address)
+
+
+def describe_resolution(found: m.Resolution, length: int) -> str:
+    """``counter at 0x5581...040, 8 bytes (long, named.c:12)``: a name as the broker found it."""
+    size = length or found.length or 8
+    name = found.symbol or found.location
+    facts = ", ".join(x for x in (found.type_name, found.source) if x)
+    module = f" in {found.module.rsplit('/', 1)[-1]}" if found.module else ""
+    extra = f" ({facts})" if facts else ""
+    return f"{name} at {found.address:#x}{module}, {size} byte{'s' if size != 1 else ''}{extra}"
 
 
 def parse_data_id(text: str) -> DataId:

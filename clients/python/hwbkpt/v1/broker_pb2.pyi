@@ -2363,3 +2363,57 @@ class DetachProcessResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DetachProcessResponse: _TypeAlias = DetachProcessResponse  # noqa: Y015
+
+@_typing.final
+class ResolveLocationRequest(_message.Message):
+    """ResolveLocationRequest names a location in a process (rpc ResolveLocation)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PID_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    ACCESS_FIELD_NUMBER: _builtins.int
+    pid: _builtins.int
+    """The process whose binaries are searched; the session must be allowed to target it."""
+    location: _builtins.str
+    """The location as BreakpointSpec.symbol takes it ("counter", "cfg.limit", "lib.so!x")."""
+    access: Global___Access.ValueType
+    """The access it would be watched for (exec looks up code, the others data)."""
+    def __init__(
+        self,
+        *,
+        pid: _builtins.int = ...,
+        location: _builtins.str = ...,
+        access: Global___Access.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "location", b"location", "pid", b"pid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveLocationRequest: _TypeAlias = ResolveLocationRequest  # noqa: Y015
+
+@_typing.final
+class ResolveLocationResponse(_message.Message):
+    """ResolveLocationResponse is what the location names now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resolution(self) -> Global___Resolution:
+        """The address, size and words of the location, as a request by name would get."""
+
+    def __init__(
+        self,
+        *,
+        resolution: Global___Resolution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveLocationResponse: _TypeAlias = ResolveLocationResponse  # noqa: Y015

@@ -133,6 +133,11 @@ class BrokerServiceStub:
                 request_serializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.SerializeToString,
                 response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.FromString,
                 _registered_method=True)
+        self.ResolveLocation = channel.unary_unary(
+                '/hwbkpt.v1.BrokerService/ResolveLocation',
+                request_serializer=hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationRequest.SerializeToString,
+                response_deserializer=hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServiceServicer:
@@ -280,6 +285,14 @@ class BrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveLocation(self, request, context):
+        """ResolveLocation says what a location string names in a process, without placing
+        anything: what an editor shows before the user sets a data breakpoint by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +380,11 @@ def add_BrokerServiceServicer_to_server(servicer, server):
                     servicer.DetachProcess,
                     request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.FromString,
                     response_serializer=hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.SerializeToString,
+            ),
+            'ResolveLocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveLocation,
+                    request_deserializer=hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationRequest.FromString,
+                    response_serializer=hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -842,6 +860,33 @@ class BrokerService:
             '/hwbkpt.v1.BrokerService/DetachProcess',
             hwbkpt_dot_v1_dot_broker__pb2.DetachProcessRequest.SerializeToString,
             hwbkpt_dot_v1_dot_broker__pb2.DetachProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveLocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hwbkpt.v1.BrokerService/ResolveLocation',
+            hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationRequest.SerializeToString,
+            hwbkpt_dot_v1_dot_broker__pb2.ResolveLocationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,6 +94,10 @@ class BrokerServiceStub:
     requests there are removed, a launch it still holds is released, and the broker lets
     the process go when no other session needs it.
     """
+    ResolveLocation: _grpc.UnaryUnaryMultiCallable[_broker_pb2.ResolveLocationRequest, _broker_pb2.ResolveLocationResponse]
+    """ResolveLocation says what a location string names in a process, without placing
+    anything: what an editor shows before the user sets a data breakpoint by name.
+    """
 
 @_typing.type_check_only
 class BrokerServiceAsyncStub(BrokerServiceStub):
@@ -160,6 +164,10 @@ class BrokerServiceAsyncStub(BrokerServiceStub):
     """DetachProcess ends this session's hold on a process, as gdb's detach does: its
     requests there are removed, a launch it still holds is released, and the broker lets
     the process go when no other session needs it.
+    """
+    ResolveLocation: _aio.UnaryUnaryMultiCallable[_broker_pb2.ResolveLocationRequest, _broker_pb2.ResolveLocationResponse]  # type: ignore[assignment]
+    """ResolveLocation says what a location string names in a process, without placing
+    anything: what an editor shows before the user sets a data breakpoint by name.
     """
 
 class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -326,6 +334,16 @@ class BrokerServiceServicer(metaclass=_abc_1.ABCMeta):
         """DetachProcess ends this session's hold on a process, as gdb's detach does: its
         requests there are removed, a launch it still holds is released, and the broker lets
         the process go when no other session needs it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveLocation(
+        self,
+        request: _broker_pb2.ResolveLocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_broker_pb2.ResolveLocationResponse, _abc.Awaitable[_broker_pb2.ResolveLocationResponse]]:
+        """ResolveLocation says what a location string names in a process, without placing
+        anything: what an editor shows before the user sets a data breakpoint by name.
         """
 
 def add_BrokerServiceServicer_to_server(servicer: BrokerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
