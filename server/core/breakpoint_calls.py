@@ -100,7 +100,9 @@ class BreakpointCalls:
                 tid = spec.tid if spec.scope is Scope.THREAD else 0
                 prepared = self._prepare(session, spec, assume=(pid, tid))
                 try:
-                    await self._process_calls.take(pid, nonstop=self._processes.follows_only(spec))
+                    await self._process_calls.take(
+                        pid, nonstop=self._processes.follows_only(spec), report_to=session
+                    )
                 except BrokerError as err:
                     raise spec_error(err) from None
                 return await self._create(token, prepared, rid)

@@ -143,6 +143,7 @@ class Broker:
             mutations=m,
             stopping=lambda: self._stopped,
             process_facts=self._hooks.process_facts,
+            clock=self._clock,
         )
         self._session_calls = SessionCalls(
             sessions=self._sessions,
