@@ -20,14 +20,14 @@ from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import Identity
 from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
-from hwbkptd.core.events import Progress, ProgressOperation
+from hwbkptd.core.events import ProgressOperation
 from hwbkptd.core.launching import check_launch
 from hwbkptd.core.machine_hooks import SimHooks
 from hwbkptd.core.mechanism import ProcessControl
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.policy import ProcessFacts
 from hwbkptd.core.processes import ProcessTable
-from hwbkptd.core.progress import ATTACH_MIN_THREADS, ProgressReporter
+from hwbkptd.core.progress import ATTACH_MIN_THREADS, ProgressReporter, session_emitter
 from hwbkptd.core.sessions import Session, SessionTable
 
 __all__ = ["ProcessCalls"]
@@ -99,13 +99,8 @@ class ProcessCalls:
     def _reporter(self, session: Session | None, pid: int) -> ProgressReporter | None:
         if session is None:
             return None
-
-        def emit(progress: Progress) -> None:
-            if not session.closed:
-                session.emit(0, progress)
-
         return ProgressReporter(
-            emit,
+            session_emitter(session),
             self._clock,
             operation=ProgressOperation.ATTACH,
             pid=pid,

@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hwbkptd.core.clock import Clock
 from hwbkptd.core.events import Progress, ProgressOperation
+from hwbkptd.core.model import Access
+
+if TYPE_CHECKING:
+    from hwbkptd.core.names import Names
+    from hwbkptd.core.sessions import Session
 
 __all__ = [
     "ATTACH_MIN_THREADS",
@@ -35,6 +41,8 @@ __all__ = [
     "ProgressFeed",
     "ProgressReporter",
     "on_loop",
+    "prepare_names",
+    "session_emitter",
 ]
 
 #: An attach of fewer threads reports nothing (unless it runs for MIN_SECONDS).
@@ -145,8 +153,11 @@ class ProgressFeed:
         self._min_total = min_total
         self._parts: dict[tuple[str, str], ProgressReporter] = {}
         self._done: dict[tuple[str, str], int] = {}
+        self._closed = False
 
     def report(self, module: str, detail: str, done: int, total: int) -> None:
+        if self._closed:
+            return  # a worker still reading for a call that is over (cancelled)
         key = (module, detail)
         reporter = self._parts.get(key)
         if reporter is None or reporter.finished:
@@ -166,6 +177,7 @@ class ProgressFeed:
             reporter.update(done, total)
 
     def close(self) -> None:
+        self._closed = True
         for key, reporter in self._parts.items():
             reporter.finish(self._done.get(key, 0))
 
@@ -179,3 +191,30 @@ def on_loop(
         loop.call_soon_threadsafe(report, module, detail, done, total)
 
     return hop
+
+
+def session_emitter(session: Session) -> Callable[[Progress], None]:
+    """What queues a report on ``session`` (nothing once it is closed)."""
+
+    def emit(progress: Progress) -> None:
+        if not session.closed:
+            session.emit(0, progress)
+
+    return emit
+
+
+async def prepare_names(
+    names: Names | None, session: Session, clock: Clock, pid: int, location: str, access: Access
+) -> None:
+    """Read what resolving ``location`` in ``pid`` reads on a worker thread, telling
+    ``session`` how far it came, so that the resolution that follows on the event loop
+    finds it read and the loop never waits seconds for a large binary (issue 14)."""
+    if names is None or pid <= 0 or not location:
+        return
+    feed = ProgressFeed(session_emitter(session), clock, pid=pid, min_total=RESOLVE_MIN_BYTES)
+    report = on_loop(asyncio.get_running_loop(), feed.report)
+    try:
+        await asyncio.to_thread(names.prepare, pid, location, access, report)
+    finally:
+        # The worker's last reports were queued on the loop before its answer: told by now.
+        feed.close()

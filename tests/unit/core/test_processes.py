@@ -5,7 +5,7 @@ processes that exist outside the broker until attached (as on a real machine).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -48,7 +48,11 @@ class OutsideSim(SimMechanism):
         self.launching = asyncio.Event()
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         self.calls.append(("attach-nonstop" if nonstop else "attach", pid))
         if pid in self.processes():
