@@ -8,13 +8,14 @@ import enum
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 
 from hwbkpt import models as m
 from hwbkpt.cli._output import Printer, event_line, event_record
+from hwbkpt.cli._progress import ProgressDisplay
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
@@ -127,11 +128,23 @@ class Ended(enum.Enum):
     STREAM_ENDED = "stream ended"
 
 
-def follow(session: Session, out: Printer, stop: StopFlag, until: Until) -> Ended:
-    """Print every event received until ``until`` is met, and resume each thread a hit
-    halted once it is printed; why it ended."""
+def follow(
+    session: Session,
+    out: Printer,
+    stop: StopFlag,
+    until: Until,
+    *,
+    backlog: Sequence[m.Event] = (),
+    progress: ProgressDisplay | None = None,
+) -> Ended:
+    """Print every event received (``backlog`` first: what came while a call ran, its
+    Progress shown already) until ``until`` is met, and resume each thread a hit halted
+    once it is printed; why it ended. Progress events go to ``progress`` (stderr); stdout
+    gets them in JSON only."""
     deadline = time.monotonic() + until.timeout if until.timeout else None
     hits = 0
+    waiting = list(backlog)
+    waiting.reverse()
     while not stop.is_set():
         if until.count and hits >= until.count:
             return Ended.COUNT
@@ -141,13 +154,20 @@ def follow(session: Session, out: Printer, stop: StopFlag, until: Until) -> Ende
             if remaining <= 0:
                 return Ended.TIMEOUT
             wait = min(wait, remaining)
-        ev = session.next_event(wait)
+        late = not waiting
+        ev = waiting.pop() if waiting else session.next_event(wait)
         if ev is None:
             if session.ended:
                 return Ended.STREAM_ENDED
             continue
-        print_event(out, ev)
         p = ev.payload
+        if isinstance(p, m.Progress):
+            if progress is not None and late:
+                progress.show(p)
+            if out.as_json:
+                print_event(out, ev)
+            continue
+        print_event(out, ev)
         if isinstance(p, m.Hit):
             hits += 1
             if p.halted:

@@ -23,6 +23,7 @@ from hwbkpt.cli._follow import (
     stop_on_signals,
 )
 from hwbkpt.cli._output import Printer
+from hwbkpt.cli._progress import ProgressDisplay, call_with_progress
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
@@ -58,11 +59,17 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
         stop_after=args.count,
     )
     stop = StopFlag(client)
+    progress = ProgressDisplay()
     with stop_on_signals(stop):
         session = client.open_session(name)
         try:
-            bp = session.watch(args.address, **request)
+            # A watch may attach a process of many threads or read a large binary first:
+            # a bar on stderr meanwhile (issue 14).
+            bp, backlog = call_with_progress(
+                session, lambda: session.watch(args.address, **request), progress
+            )
         except BaseException:
+            progress.close()
             with contextlib.suppress(HwbkptError):
                 session.close()
             raise
@@ -73,8 +80,10 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             print_resolution(out, bp)
             print_event(out, initial_state(bp))
             until = Until(timeout=args.timeout, count=args.count, removal_of=bp.id)
-            removed = follow(session, out, stop, until) is Ended.REMOVED
+            ended = follow(session, out, stop, until, backlog=backlog, progress=progress)
+            removed = ended is Ended.REMOVED
         finally:
+            progress.close()
             _finish(session, bp, out, stop, removed=removed)
     return exit_status(stop)
 
