@@ -74,16 +74,18 @@ class ProgressDisplay:
                 print(progress_text(p), file=self._err, flush=True)
             return
         bars = self._start()
-        task = self._tasks.get(key)
+        task = self._tasks.pop(key, None) if p.finished else self._tasks.get(key)
+        if p.finished:
+            if task is not None:
+                bars.remove_task(task)
+            # Above the bars that go on, through rich: a plain print would break its redraw.
+            bars.console.print(progress_text(p), markup=False, highlight=False)
+            return
         total = float(p.total) if p.total else None
         if task is None:
             task = self._tasks[key] = bars.add_task(_what(p), total=total, amount="")
         bars.update(task, completed=p.done, total=total, amount=_amount(p))
-        if p.finished:
-            bars.remove_task(task)
-            del self._tasks[key]
-            # Above the bars that go on, through rich: a plain print would break its redraw.
-            bars.console.print(progress_text(p), markup=False, highlight=False)
+        bars.refresh()  # a dozen reports per operation: each one drawn
 
     def _start(self) -> Progress:
         if self._bars is None:
@@ -92,7 +94,8 @@ class ProgressDisplay:
                 BarColumn(),
                 TextColumn("{task.fields[amount]}"),
                 TimeElapsedColumn(),
-                console=Console(file=self._err),
+                # Live was chosen for a terminal (or by the caller): draw as on one.
+                console=Console(file=self._err, force_terminal=True),
                 transient=True,
             )
             self._bars.start()
