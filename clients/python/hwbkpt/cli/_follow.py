@@ -8,7 +8,8 @@ import enum
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -28,6 +29,7 @@ __all__ = [
     "exit_status",
     "follow",
     "initial_state",
+    "next_event",
     "print_event",
     "print_resolution",
     "stop_on_signals",
@@ -134,17 +136,15 @@ def follow(
     stop: StopFlag,
     until: Until,
     *,
-    backlog: Sequence[m.Event] = (),
+    backlog: deque[m.Event] | None = None,
     progress: ProgressDisplay | None = None,
 ) -> Ended:
-    """Print every event received (``backlog`` first: what came while a call ran, its
-    Progress shown already) until ``until`` is met, and resume each thread a hit halted
+    """Print every event received (``backlog`` first: what came while a call ran; what
+    is left of it stays there) until ``until`` is met, and resume each thread a hit halted
     once it is printed; why it ended. Progress events go to ``progress`` (stderr); stdout
     gets them in JSON only."""
     deadline = time.monotonic() + until.timeout if until.timeout else None
     hits = 0
-    waiting = list(backlog)
-    waiting.reverse()
     while not stop.is_set():
         if until.count and hits >= until.count:
             return Ended.COUNT
@@ -154,16 +154,15 @@ def follow(
             if remaining <= 0:
                 return Ended.TIMEOUT
             wait = min(wait, remaining)
-        late = not waiting
-        ev = waiting.pop() if waiting else session.next_event(wait)
+        ev = next_event(session, backlog, wait)
         if ev is None:
             if session.ended:
                 return Ended.STREAM_ENDED
             continue
         p = ev.payload
         if isinstance(p, m.Progress):
-            if progress is not None and late:
-                progress.show(p)
+            if progress is not None:
+                progress.show_event(ev)
             if out.as_json:
                 print_event(out, ev)
             continue
@@ -177,6 +176,11 @@ def follow(
         elif isinstance(p, m.TargetExited) and (p.pid, p.tid) == (until.exit_of, 0):
             return Ended.EXITED  # the process, not one of its threads
     return Ended.SIGNAL
+
+
+def next_event(session: Session, backlog: deque[m.Event] | None, wait: float) -> m.Event | None:
+    """The oldest event of ``backlog``, else the session's next one (None after ``wait``)."""
+    return backlog.popleft() if backlog else session.next_event(wait)
 
 
 def _resume(session: Session, tid: int) -> None:

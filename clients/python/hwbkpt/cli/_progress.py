@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import TextIO, TypeVar
 
@@ -66,6 +67,14 @@ class ProgressDisplay:
         self._live = self._err.isatty() if live is None else live
         self._bars: Progress | None = None
         self._tasks: dict[tuple[str, int, str, str], TaskID] = {}
+        self._seen = 0
+
+    def show_event(self, ev: m.Event) -> None:
+        """Show a Progress event once: the ones received during a call come again, from
+        the backlog, after it (by seq, which only grows)."""
+        if isinstance(ev.payload, m.Progress) and ev.seq > self._seen:
+            self._seen = ev.seq
+            self.show(ev.payload)
 
     def show(self, p: m.Progress) -> None:
         key = (p.operation, p.pid, p.module, p.detail)
@@ -110,7 +119,7 @@ class ProgressDisplay:
 
 def call_with_progress(
     session: Session, call: Callable[[], T], display: ProgressDisplay
-) -> tuple[T, list[m.Event]]:
+) -> tuple[T, deque[m.Event]]:
     """Run ``call`` while showing the Progress events that arrive meanwhile; its answer
     and every event received meanwhile (the Progress ones too, shown already), in order,
     for the caller to print: JSON output has no hole in the numbers."""
@@ -125,14 +134,13 @@ def call_with_progress(
 
     worker = threading.Thread(target=run, name="hwbkpt-call", daemon=True)
     worker.start()
-    received: list[m.Event] = []
+    received: deque[m.Event] = deque()
     while worker.is_alive():
         ev = session.next_event(_PUMP) if not session.ended else None
         if ev is None:
             worker.join(_PUMP if session.ended else 0)
             continue
-        if isinstance(ev.payload, m.Progress):
-            display.show(ev.payload)
+        display.show_event(ev)
         received.append(ev)
     worker.join()
     if failure:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import time
+from collections import deque
 from typing import Unpack
 
 from hwbkpt import models as m
@@ -18,6 +19,7 @@ from hwbkpt.cli._follow import (
     exit_status,
     follow,
     initial_state,
+    next_event,
     print_event,
     print_resolution,
     stop_on_signals,
@@ -84,12 +86,18 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             removed = ended is Ended.REMOVED
         finally:
             progress.close()
-            _finish(session, bp, out, stop, removed=removed)
+            _finish(session, bp, out, stop, removed=removed, backlog=backlog)
     return exit_status(stop)
 
 
 def _finish(
-    session: Session, bp: m.Breakpoint, out: Printer, stop: StopFlag, *, removed: bool
+    session: Session,
+    bp: m.Breakpoint,
+    out: Printer,
+    stop: StopFlag,
+    *,
+    removed: bool,
+    backlog: deque[m.Event] | None = None,
 ) -> None:
     """Remove the request, show the broker's confirmation, close the session."""
     try:
@@ -108,13 +116,15 @@ def _finish(
                     return
                 else:
                     raise
-            _await_removed(session, bp, out)
+            _await_removed(session, bp, out, backlog)
     finally:
         with contextlib.suppress(HwbkptError):
             session.close()
 
 
-def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
+def _await_removed(
+    session: Session, bp: m.Breakpoint, out: Printer, backlog: deque[m.Event] | None
+) -> None:
     """Print what comes until the broker's ``removed``, except hits: the watch is over
     (count reached, timeout, signal), and at a high hit rate printing the backlog would
     keep a stopped watch running. Their number goes to stderr."""
@@ -123,7 +133,7 @@ def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                ev = session.next_event(remaining)
+                ev = next_event(session, backlog, remaining)
             except HwbkptError:
                 return
             if ev is None:
@@ -131,6 +141,8 @@ def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
             if isinstance(ev.payload, m.Hit):
                 skipped += 1
                 continue
+            if isinstance(ev.payload, m.Progress) and not out.as_json:
+                continue  # stderr's, as in follow
             print_event(out, ev)
             if isinstance(ev.payload, m.Removed) and ev.breakpoint_id == bp.id:
                 return
