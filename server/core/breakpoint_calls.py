@@ -98,6 +98,8 @@ class BreakpointCalls:
             target = spec.pid if isinstance(spec.pid, int) and spec.pid > 0 else 0
             if not target and isinstance(spec.tid, int):
                 target = self._processes.threads.get(spec.tid, 0)
+            if target and not self._process_calls.may_touch(session.identity, target):
+                target = 0  # judged below, by the spec's rules: nothing read, nothing told
             await prepare_names(self._names, session, self._clock, target, spec.symbol, spec.access)
             session = self._sessions.get(token)
         pid = self._processes.attach_target(spec)

@@ -84,9 +84,13 @@ class ProcessCalls:
             nonstop = processes.attach_nonstop(pid, nonstop)
             reporter = self._reporter(report_to, pid)
             progress = reporter.update if reporter is not None else None
-            tids = tuple(await control.attach(pid, follow_fork, nonstop, progress=progress))
-            if reporter is not None:
-                reporter.finish(len(tids))
+            tids: tuple[int, ...] = ()
+            try:
+                tids = tuple(await control.attach(pid, follow_fork, nonstop, progress=progress))
+            finally:
+                if reporter is not None:
+                    # Failed too: no report comes after it (the call's answer says why).
+                    reporter.finish(len(tids))
             news = processes.attached(
                 pid, session_id=session_id, follow_fork=follow_fork, nonstop=nonstop
             )

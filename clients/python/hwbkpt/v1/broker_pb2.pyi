@@ -1360,7 +1360,9 @@ class Progress(_message.Message):
     total: _builtins.int
     """Units in all as known now (0: unknown); it may grow (threads created meanwhile)."""
     finished: _builtins.bool
-    """The last report of this operation: done == total."""
+    """The last report of this operation (it ended, or failed: the call's answer says which);
+    done == total then.
+    """
     def __init__(
         self,
         *,
