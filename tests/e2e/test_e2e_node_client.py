@@ -9,6 +9,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_support import Daemon, start_daemon
@@ -26,10 +27,11 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     assert d.stop() == 0, d.log()
 
 
-def test_item3_node_watch_example_plays_the_displacement_story(daemon: Daemon) -> None:
+def _play(daemon: Daemon, script: Path) -> dict[str, dict[str, Any]]:
+    """Run a Node story against the broker; its JSON lines by step, in the order printed."""
     node = node_or_fail("@grpc/grpc-js", "@grpc/proto-loader")
     done = subprocess.run(
-        [node, str(EXAMPLE)],
+        [node, str(script)],
         env={**os.environ, "HWBKPT_SERVER": daemon.address},
         capture_output=True,
         text=True,
@@ -37,7 +39,11 @@ def test_item3_node_watch_example_plays_the_displacement_story(daemon: Daemon) -
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    steps = {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
+    return {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
+
+
+def test_item3_node_watch_example_plays_the_displacement_story(daemon: Daemon) -> None:
+    steps = _play(daemon, EXAMPLE)
     assert list(steps) == ["machine", "four", "displaced", "restored", "hit"]
     # Enums arrive by name (proto-loader's enums: String).
     assert (steps["machine"]["machine"], steps["machine"]["layout"]) == ("MACHINE_KIND_SIM", "sim")
@@ -97,18 +103,8 @@ RESUME_STORY = REPO / "tests" / "node" / "resume_story.js"
 def test_item5_node_client_resumes_a_dropped_stream_without_loss_or_duplicates(
     daemon: Daemon,
 ) -> None:
-    node = node_or_fail("@grpc/grpc-js", "@grpc/proto-loader")
-    done = subprocess.run(
-        [node, str(RESUME_STORY)],
-        env={**os.environ, "HWBKPT_SERVER": daemon.address},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    steps = {rec["step"]: rec for rec in map(json.loads, done.stdout.splitlines())}
-    assert list(steps) == ["dropped", "story"], done.stdout
+    steps = _play(daemon, RESUME_STORY)
+    assert list(steps) == ["dropped", "story"], steps
     # The relay cut live links (the channel and its stream) after the fifth hit.
     assert steps["dropped"]["links"] >= 2
     story = steps["story"]
