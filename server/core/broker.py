@@ -96,8 +96,8 @@ class Broker:
         self._config = config
         self._arbiter = Arbiter(self._pools)
         self._clock: Clock = clock or SystemClock()
-        self.quotas = IdentityQuotas(config.limits, self._clock)
         self.budget = MemoryBudget(config.limits.memory_budget_bytes)
+        self.quotas = IdentityQuotas(config.limits, self._clock, self.budget)
         self._sessions = SessionTable(
             self._clock,
             lambda session: self._session_calls.lease_ended(session),
