@@ -175,7 +175,7 @@ class Broker:
             router=self._router,
             sessions=self._sessions,
             names=names,
-            renamer=Renamer(names, arch, self._pools) if names is not None else None,
+            renamer=(Renamer(names, arch, self._pools, self._clock) if names is not None else None),
         )
         self._started = False
         self._stopped = False

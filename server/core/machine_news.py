@@ -82,7 +82,7 @@ class MachineNews:
         m = self._m
         if self._renamer is not None:
             # A request made by name is resolved again in the new program.
-            self._renamer.after_exec(m, pid)
+            self._renamer.after_exec(m, pid, lambda: m.spawn(m.commit_and_sweep()))
         else:
             # The address space is gone: an address means nothing in the new program.
             for rid in m.requests.of_process(pid):
