@@ -17,7 +17,7 @@ import structlog
 
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.clock import Clock
-from hwbkptd.core.events import HaltTimeout, HitsDropped
+from hwbkptd.core.events import HaltTimeout, Hit, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HeldThreads
 from hwbkptd.core.hit_words import add_words
@@ -64,6 +64,8 @@ class HitRouter:
         names = self._names
         # A batch is mostly hits of a few slots: look each (slot, generation) up once.
         seen: dict[tuple[int, str, int, int], tuple[int, ...]] = {}
+        # Reported hits per session, in order, queued in one pass each (``_emit``).
+        out: dict[Session, list[tuple[int, Hit, int]]] = {}
         for report in hits:
             if report.halted:
                 halted.add(report.tid)
@@ -90,17 +92,30 @@ class HitRouter:
                     # ``accepted``: a modify never changes the resolution, and ``spec`` builds a
                     # new spec per call (a fifth of the per-hit cost under BPF, measured).
                     add_words(names, hit, report, record.accepted.resolved, request.chunks)
-                record.session.emit(rid, hit, report.time_ns)
+                session = record.session
+                queued = out.get(session)
+                if queued is None:
+                    queued = out[session] = []
+                queued.append((rid, hit, report.time_ns))
                 if hit.halted:
-                    self._hold(report.pid, report.tid, record.session, rid)
+                    self._hold(report.pid, report.tid, session, rid)
                 stop_after = request.filter.stop_after
                 if stop_after and reached_stop(request.filter, state.reported_count):
                     state.stopped = True
+                    # The removal tells the session at once: its hits go first.
+                    self._emit(out)
                     self._stop_request(rid)
+        self._emit(out)
         for tid in halted:
             if tid not in self.halts:
                 # Every HALT holder filtered the hit out: nobody wants the thread stopped.
                 self._spawn(self._resume(tid))
+
+    @staticmethod
+    def _emit(out: dict[Session, list[tuple[int, Hit, int]]]) -> None:
+        for session, queued in out.items():
+            session.emit_hits(queued)
+        out.clear()
 
     def on_hits_lost(self, tid: int, count: int) -> None:
         """The mechanism lost ``count`` traps of a thread: tell every session holding a slot."""
