@@ -144,7 +144,8 @@ def count_run(
     the request's settings read once: a run of one slot's hits, the hit path under load.
     """
     flt = request.filter
-    plain = not flt.ignore_first and not flt.changed_only and flt.equals is None
+    ignore_first = flt.ignore_first
+    by_value = flt.changed_only or flt.equals is not None
     stop_after = flt.stop_after
     emulated = state.emulated_read
     said = request.access if request.access is not _READ_WRITE and not emulated else None
@@ -177,7 +178,10 @@ def count_run(
         if emulated and access is _WRITE:
             continue
         state.hit_count += 1
-        if not plain and not passes(flt, hit_count=state.hit_count, value=value, old_value=old):
+        # passes(), its count test inline (a count may step back: HitReport.skipped -1).
+        if state.hit_count <= ignore_first or (
+            by_value and not passes(flt, hit_count=state.hit_count, value=value, old_value=old)
+        ):
             continue
         state.reported_count += 1
         hit = Hit(
