@@ -245,5 +245,5 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     ) -> broker_pb2.ResolveLocationResponse:
         token = session_token(context)
         access = convert.access_from_proto(request.access, "access")
-        resolved = self._broker.resolve_location(token, request.pid, request.location, access)
+        resolved = await self._broker.resolve_location(token, request.pid, request.location, access)
         return broker_pb2.ResolveLocationResponse(resolution=resolution_to_proto(resolved))

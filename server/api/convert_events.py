@@ -25,6 +25,8 @@ from hwbkptd.core.events import (
     HaltTimeout,
     Hit,
     HitsDropped,
+    Progress,
+    ProgressOperation,
     Removed,
     Restored,
     StateChanged,
@@ -32,7 +34,12 @@ from hwbkptd.core.events import (
     TargetExited,
 )
 
-__all__ = ["event_to_proto", "events_to_proto"]
+__all__ = ["PROGRESS_TO_WIRE", "event_to_proto", "events_to_proto"]
+
+PROGRESS_TO_WIRE = {
+    ProgressOperation.ATTACH: broker_pb2.PROGRESS_OPERATION_ATTACH,
+    ProgressOperation.RESOLVE: broker_pb2.PROGRESS_OPERATION_RESOLVE,
+}
 
 
 def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
@@ -106,6 +113,18 @@ def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
         )
     elif isinstance(kind, TargetExec):
         msg.target_exec.CopyFrom(broker_pb2.TargetExec(pid=kind.pid))
+    elif isinstance(kind, Progress):
+        msg.progress.CopyFrom(
+            broker_pb2.Progress(
+                operation=PROGRESS_TO_WIRE[kind.operation],
+                pid=kind.pid,
+                module=kind.module,
+                detail=kind.detail,
+                done=kind.done,
+                total=kind.total,
+                finished=kind.finished,
+            )
+        )
     else:  # pragma: no cover - the union above is exhaustive
         raise TypeError(f"unknown event kind {type(kind).__name__}")
 

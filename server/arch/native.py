@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from hwbkptd.arch.notify_choice import choose_notify
@@ -302,11 +302,16 @@ class NativeMechanism:
         return await self._need_ptrace().read_memory(pid, address, length)
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         if nonstop and (self._is_nonstop_only(pid) or not self.nonstop.watching(pid)):
+            # Followed without tracing: nothing is seized one thread at a time.
             return await self.nonstop.watch(pid, report_threads=True)
-        tids = await self._need_ptrace().attach(pid, follow_fork)
+        tids = await self._need_ptrace().attach(pid, follow_fork, progress=progress)
         if self._is_nonstop_only(pid):
             # ptrace reports the threads from now on; the non-stop mechanism keeps its
             # events and follows births only for its own bookkeeping.

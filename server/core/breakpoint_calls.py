@@ -28,6 +28,7 @@ from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.names import Names, NotMappedYet
 from hwbkptd.core.process_calls import ProcessCalls
+from hwbkptd.core.progress import prepare_names
 from hwbkptd.core.records import Record, RequestBook, new_record
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
@@ -65,6 +66,8 @@ class BreakpointCalls:
         self._halts = halts
         self._process_calls = process_calls
         self._limits = limits
+        self._clock = clock
+        self._names = names
         self._next_id = 0
         #: Requests by name in a module not mapped yet (issue 13): they wait here.
         self._waiting = WaitingNames(
@@ -90,6 +93,15 @@ class BreakpointCalls:
 
     async def _set(self, token: str, spec: BreakpointSpec, rid: int = 0) -> BreakpointView:
         session = self._sessions.get(token)
+        if isinstance(spec.symbol, str) and spec.symbol and spec.scope is not Scope.KERNEL:
+            # A large binary is read off the event loop, its progress told (issue 14).
+            target = spec.pid if isinstance(spec.pid, int) and spec.pid > 0 else 0
+            if not target and isinstance(spec.tid, int):
+                target = self._processes.threads.get(spec.tid, 0)
+            if target and not self._process_calls.may_touch(session.identity, target):
+                target = 0  # judged below, by the spec's rules: nothing read, nothing told
+            await prepare_names(self._names, session, self._clock, target, spec.symbol, spec.access)
+            session = self._sessions.get(token)
         pid = self._processes.attach_target(spec)
         if not pid:
             return await self._create(token, self._prepare(session, spec), rid)
@@ -100,7 +112,9 @@ class BreakpointCalls:
                 tid = spec.tid if spec.scope is Scope.THREAD else 0
                 prepared = self._prepare(session, spec, assume=(pid, tid))
                 try:
-                    await self._process_calls.take(pid, nonstop=self._processes.follows_only(spec))
+                    await self._process_calls.take(
+                        pid, nonstop=self._processes.follows_only(spec), report_to=session
+                    )
                 except BrokerError as err:
                     raise spec_error(err) from None
                 return await self._create(token, prepared, rid)

@@ -48,6 +48,7 @@ from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.names import Resolved
 from hwbkptd.core.process_calls import ProcessCalls
 from hwbkptd.core.processes import ProcessTable
+from hwbkptd.core.progress import prepare_names
 from hwbkptd.core.records import RequestBook
 from hwbkptd.core.renaming import Renamer
 from hwbkptd.core.routing import HitRouter
@@ -95,8 +96,8 @@ class Broker:
         self._config = config
         self._arbiter = Arbiter(self._pools)
         self._clock: Clock = clock or SystemClock()
-        self.quotas = IdentityQuotas(config.limits, self._clock)
         self.budget = MemoryBudget(config.limits.memory_budget_bytes)
+        self.quotas = IdentityQuotas(config.limits, self._clock, self.budget)
         self._sessions = SessionTable(
             self._clock,
             lambda session: self._session_calls.lease_ended(session),
@@ -143,6 +144,7 @@ class Broker:
             mutations=m,
             stopping=lambda: self._stopped,
             process_facts=self._hooks.process_facts,
+            clock=self._clock,
         )
         self._session_calls = SessionCalls(
             sessions=self._sessions,
@@ -265,10 +267,13 @@ class Broker:
         """Let go of threads this session holds halted (all of them for ``()``)."""
         return await self._breakpoint_calls.resume_threads(token, tids)
 
-    def resolve_location(self, token: str, pid: int, location: str, access: Access) -> Resolved:
+    async def resolve_location(
+        self, token: str, pid: int, location: str, access: Access
+    ) -> Resolved:
         """What ``location`` names in ``pid`` now, placing nothing (an editor's preview)."""
         session = self._sessions.get(token)
         policy.check_target(session.identity, pid, self._hooks.process_facts, "pid")
+        await prepare_names(self._hooks.names, session, self._clock, pid, location, access)
         return self._hooks.resolve(Scope.PROCESS, pid, location, access)
 
     # --- processes (a machine with process control; the sim answers FAILED_PRECONDITION) --

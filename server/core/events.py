@@ -7,6 +7,7 @@ without updating ``hwbkptd.api.convert``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Literal
 
 from hwbkptd.core.model import Access, Chunk, PendingReason, RequestState
@@ -18,6 +19,8 @@ __all__ = [
     "HaltTimeout",
     "Hit",
     "HitsDropped",
+    "Progress",
+    "ProgressOperation",
     "Removed",
     "RemovedReason",
     "Restored",
@@ -122,6 +125,31 @@ class TargetExec:
     pid: int
 
 
+class ProgressOperation(Enum):
+    """What a long operation does (issue 14)."""
+
+    #: Attaching a process: done and total count threads.
+    ATTACH = "attach"
+    #: Reading a binary to resolve a name: done and total count bytes.
+    RESOLVE = "resolve"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a long operation came; built by ``core.progress.ProgressReporter`` only."""
+
+    operation: ProgressOperation
+    pid: int
+    #: The binary being read (RESOLVE); "" for ATTACH.
+    module: str
+    #: The part being read ("symbols", "debug info"); "" for ATTACH.
+    detail: str
+    done: int
+    #: As known now (0: unknown); the finished report has done == total.
+    total: int
+    finished: bool
+
+
 EventKind = (
     StateChanged
     | Hit
@@ -132,6 +160,7 @@ EventKind = (
     | TargetExited
     | HaltTimeout
     | TargetExec
+    | Progress
 )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_BYTES",
     "PRESSURE_HIT_FLOOR",
     "SESSION_BYTES",
+    "STREAM_BYTES",
     "IdentityQuotas",
     "LimitInfo",
     "Limits",
@@ -41,6 +42,11 @@ EVENT_BYTES = 450
 #: What one open session costs without events (Session, EventLog, token, table entries):
 #: about 1.2 KB measured, rounded up for its requests' bookkeeping.
 SESSION_BYTES = 2048
+#: What one open streaming call costs: what its sender may buffer for a client that does
+#: not read (HTTP/2's 64 KiB window) and the call's own state. Measured with
+#: bench/abuse.py at budgets of 64, 128 and 256 MiB: the broker's growth was about 78 MiB
+#: above what its events explain, for 1,000 never-read streams (and their sessions).
+STREAM_BYTES = 80 * 1024
 #: Under memory pressure a session keeps taking hits only while it has fewer than this
 #: many undelivered: a client that reads keeps its events, one that does not loses its new
 #: hits (counted in HitsDropped) instead of the others losing theirs.
@@ -182,9 +188,10 @@ _MAX_IDLE_BUCKETS = 1024
 class IdentityQuotas:
     """Per identity: open sessions, open streams and the calls-per-second bucket."""
 
-    def __init__(self, limits: Limits, clock: Clock) -> None:
+    def __init__(self, limits: Limits, clock: Clock, budget: MemoryBudget | None = None) -> None:
         self._limits = limits
         self._clock = clock
+        self._budget = budget
         self._sessions: dict[str, int] = {}
         self._streams: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -213,6 +220,10 @@ class IdentityQuotas:
                 f"identity {identity!r} has {count} streams open, the most allowed "
                 "(limit max_streams_per_identity, hwbkptd --max-streams)"
             )
+        budget = self._budget
+        if budget is not None:
+            budget.check_stream()
+            budget.stream_opened()
         self._streams[identity] = count + 1
         done = False
 
@@ -221,6 +232,8 @@ class IdentityQuotas:
             if not done:
                 done = True
                 _decrement(self._streams, identity)
+                if budget is not None:
+                    budget.stream_closed()
 
         return close
 
@@ -262,14 +275,15 @@ class Shrinkable(Protocol):
 
 class MemoryBudget:
     """The memory all sessions hold, estimated: events x EVENT_BYTES + sessions x
-    SESSION_BYTES. Over the budget (``pressed``) the broker refuses new sessions, drops
-    every session's replay, keeps none while pressed, and drops the new hits of sessions
-    that do not read; it is relieved below 90 % of the budget."""
+    SESSION_BYTES + open streams x STREAM_BYTES. Over the budget (``pressed``) the broker
+    refuses new sessions, drops every session's replay, keeps none while pressed, and drops
+    the new hits of sessions that do not read; it is relieved below 90 % of the budget."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
         self.events = 0
         self.sessions = 0
+        self.streams = 0
         #: Over the budget and not yet relieved.
         self.pressed = False
         self._logs: dict[int, Shrinkable] = {}
@@ -277,7 +291,9 @@ class MemoryBudget:
 
     @property
     def used_bytes(self) -> int:
-        return self.events * EVENT_BYTES + self.sessions * SESSION_BYTES
+        return (
+            self.events * EVENT_BYTES + self.sessions * SESSION_BYTES + self.streams * STREAM_BYTES
+        )
 
     # --- events (the EventLogs call these) -------------------------------------------
     def add_events(self, count: int) -> None:
@@ -316,6 +332,29 @@ class MemoryBudget:
         if self._logs.pop(id(log), None) is not None:
             self.sessions -= 1
             self.remove_events(0)
+
+    # --- streams (the admission interceptor, through IdentityQuotas) ---------------------
+    def check_stream(self) -> None:
+        """Refuse a stream only when sessions and streams alone would not fit: events can
+        be shed under pressure, a stream's buffers cannot; so a client that reads can
+        still reconnect while others' unread events press the budget."""
+        fixed = self.sessions * SESSION_BYTES + (self.streams + 1) * STREAM_BYTES
+        if fixed > self.limit_bytes:
+            raise ResourceExhausted(
+                f"the sessions' memory budget has no room for another stream ({self.streams} "
+                f"streams and {self.sessions} sessions hold {fixed // 1024} KiB of "
+                f"{self.limit_bytes // 1024} KiB; limit memory_budget_bytes, hwbkptd "
+                "--memory-budget)"
+            )
+
+    def stream_opened(self) -> None:
+        self.streams += 1
+        if not self.pressed and self.used_bytes > self.limit_bytes:
+            self._press()
+
+    def stream_closed(self) -> None:
+        self.streams -= 1
+        self.remove_events(0)
 
     def _press(self) -> None:
         self.pressed = True

@@ -10,7 +10,7 @@ the core never imports them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -171,12 +171,18 @@ class ProcessControl(Protocol):
     """Takes processes under the machine and lets them go. Called on the event loop."""
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         """Put a process under the mechanism; returns its tids. Tables follow via apply.
 
         ``nonstop``: follow the process for non-stop watches only, never stopping or
         tracing it (so it works beside another debugger); a later plain attach upgrades.
+        ``progress(done, total)``: called on the event loop as threads are taken, now and
+        then (a mechanism that takes them all at once may never call it).
         """
 
     async def detach(self, pid: int) -> None: ...

@@ -8,6 +8,7 @@ which member of a struct a hit wrote (``member_written``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +19,7 @@ __all__ = [
     "HitWords",
     "Member",
     "MissingDebugInfo",
+    "NameProgress",
     "Names",
     "NotMappedYet",
     "Resolved",
@@ -86,6 +88,10 @@ class HitWords:
     address_symbol: str = ""
 
 
+#: ``report(module, detail, done, total)``: how far reading a binary's part came (bytes).
+NameProgress = Callable[[str, str, int, int], None]
+
+
 class Names(Protocol):
     def resolve(self, scope: Scope, pid: int, location: str, access: Access) -> Resolved:
         """Resolve ``location`` in ``pid``'s mapped binaries (kernel: /proc/kallsyms).
@@ -93,6 +99,12 @@ class Names(Protocol):
         InvalidArgument ``spec.symbol`` for bad syntax or an ambiguous name (listing the
         candidates), NotFound ``spec.symbol`` for an unknown one, MissingDebugInfo when the
         name needs DWARF its binary lacks."""
+        ...
+
+    def prepare(self, pid: int, location: str, access: Access, report: NameProgress) -> None:
+        """Read and index what resolving ``location`` in ``pid`` will read, telling
+        ``report`` as it goes. Called on a worker thread (the core's ``resolve`` then finds
+        it read); thread-safe against the other methods; never raises."""
         ...
 
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:

@@ -18,13 +18,16 @@ import structlog
 from hwbkptd.core import policy
 from hwbkptd.core.audit import audit
 from hwbkptd.core.broker_types import Identity
+from hwbkptd.core.clock import Clock, SystemClock
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
+from hwbkptd.core.events import ProgressOperation
 from hwbkptd.core.launching import check_launch
 from hwbkptd.core.machine_hooks import SimHooks
 from hwbkptd.core.mechanism import ProcessControl
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.policy import ProcessFacts
 from hwbkptd.core.processes import ProcessTable
+from hwbkptd.core.progress import ATTACH_MIN_THREADS, ProgressReporter, session_emitter
 from hwbkptd.core.sessions import Session, SessionTable
 
 __all__ = ["ProcessCalls"]
@@ -41,8 +44,10 @@ class ProcessCalls:
         mutations: Mutations,
         stopping: Callable[[], bool],
         process_facts: Callable[[int], ProcessFacts] = _SIM_HOOKS.process_facts,
+        clock: Clock | None = None,
     ) -> None:
         self._process_facts = process_facts
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._sessions = sessions
         self._mutations = mutations
         self._processes: ProcessTable = mutations.processes
@@ -57,20 +62,35 @@ class ProcessCalls:
         return control
 
     async def take(
-        self, pid: int, *, session_id: str = "", follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        *,
+        session_id: str = "",
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        report_to: Session | None = None,
     ) -> tuple[int, ...]:
         """Trace ``pid`` (or join the tracing); ``session_id`` makes the need explicit.
 
         ``nonstop`` follows the process without tracing it, for non-stop watches; a
         process followed that way is traced for real by a later plain attach. For a
         request still to be created, call it inside ``ProcessTable.pinned(pid)``.
+        ``report_to``: the session told the attach's progress (issue 14, core/progress.py).
         """
         control = self._control("attach")
         processes = self._processes
         with processes.pinned(pid):
             await processes.wait_detached(pid)
             nonstop = processes.attach_nonstop(pid, nonstop)
-            tids = tuple(await control.attach(pid, follow_fork, nonstop))
+            reporter = self._reporter(report_to, pid)
+            progress = reporter.update if reporter is not None else None
+            tids: tuple[int, ...] = ()
+            try:
+                tids = tuple(await control.attach(pid, follow_fork, nonstop, progress=progress))
+            finally:
+                if reporter is not None:
+                    # Failed too: no report comes after it (the call's answer says why).
+                    reporter.finish(len(tids))
             news = processes.attached(
                 pid, session_id=session_id, follow_fork=follow_fork, nonstop=nonstop
             )
@@ -80,12 +100,25 @@ class ProcessCalls:
                 self._mutations.add_thread(pid, tid)
         return tids
 
+    def _reporter(self, session: Session | None, pid: int) -> ProgressReporter | None:
+        if session is None:
+            return None
+        return ProgressReporter(
+            session_emitter(session),
+            self._clock,
+            operation=ProgressOperation.ATTACH,
+            pid=pid,
+            min_total=ATTACH_MIN_THREADS,
+        )
+
     async def attach(self, token: str, pid: int, follow_fork: bool) -> tuple[int, ...]:
         session = self._sessions.get(token)
         if pid <= 0:
             raise InvalidArgument("pid", f"not a process id: {pid}")
         policy.check_target(session.identity, pid, self._process_facts, "pid")
-        tids = await self.take(pid, session_id=session.id, follow_fork=follow_fork)
+        tids = await self.take(
+            pid, session_id=session.id, follow_fork=follow_fork, report_to=session
+        )
         audit("process_attached", session, pid=pid, tids=list(tids))
         await self._commit_for(session)
         return tids

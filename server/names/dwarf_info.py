@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,9 @@ from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 
 from hwbkptd.core.names import Member
+
+#: DIEs between two progress reports while indexing variables.
+REPORT_EVERY = 4096
 
 __all__ = ["CType", "DwarfInfo", "Variable"]
 
@@ -156,6 +161,9 @@ class DwarfInfo:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        #: Held by whoever reads the file: a names worker thread indexing (issue 14) and the
+        #: event loop walking types or lines share one stream, which is not thread-safe.
+        self.lock = threading.RLock()
         self._elf: ELFFile | None = None
         self._vars: dict[str, list[Variable]] | None = None
         self._line_addrs: list[int] = []
@@ -167,18 +175,28 @@ class DwarfInfo:
             self._elf = ELFFile(open(self.path, "rb"))  # noqa: SIM115 - kept open for lazy DIEs
         return self._elf.get_dwarf_info()
 
-    def variables(self, name: str) -> list[Variable]:
-        """The global and file-static variables called ``name`` that have an address."""
-        if self._vars is None:
-            self._vars = self._index_variables()
-        return list(self._vars.get(name, ()))
+    def variables(
+        self, name: str, report: Callable[[int, int], None] | None = None
+    ) -> list[Variable]:
+        """The global and file-static variables called ``name`` that have an address.
+        ``report(done, total)``: bytes of .debug_info indexed, the first time only."""
+        with self.lock:
+            if self._vars is None:
+                self._vars = self._index_variables(report)
+            return list(self._vars.get(name, ()))
 
-    def _index_variables(self) -> dict[str, list[Variable]]:
+    def _index_variables(
+        self, report: Callable[[int, int], None] | None
+    ) -> dict[str, list[Variable]]:
         found: dict[str, list[Variable]] = {}
-        for cu in self._dwarf().iter_CUs():
+        dwarf = self._dwarf()
+        total = int(dwarf.debug_info_sec.size) if report is not None else 0
+        for cu in dwarf.iter_CUs():
             top = cu.get_top_DIE()
             cu_file = os.path.basename(_name(top))
-            for die in top.iter_children():
+            for i, die in enumerate(top.iter_children()):
+                if report is not None and i % REPORT_EVERY == 0:
+                    report(min(int(die.offset), total - 1), total)
                 if die.tag != "DW_TAG_variable":
                     continue
                 loc = die.attributes.get("DW_AT_location")
@@ -197,6 +215,8 @@ class DwarfInfo:
                 source = f"{cu_file}:{line.value}" if line is not None else cu_file
                 ctype = describe_type(decl.get_DIE_from_attribute("DW_AT_type"))
                 found.setdefault(name, []).append(Variable(name, value, ctype, source))
+        if report is not None:
+            report(total, total)
         return found
 
     def _index_lines(self) -> None:
@@ -232,7 +252,9 @@ class DwarfInfo:
     def line_of(self, value: int) -> str:
         """``file:line`` of link-time ``value``; "" outside every sequence."""
         if self._lines_by_file is None:
-            self._index_lines()
+            with self.lock:
+                if self._lines_by_file is None:
+                    self._index_lines()
         i = bisect.bisect_right(self._line_addrs, value) - 1
         if i < 0:
             return ""
@@ -243,7 +265,9 @@ class DwarfInfo:
         """(link-time address, line) of the first statement at ``file:line`` or, as gdb
         does, of the next line that has code (within 50 lines); None otherwise."""
         if self._lines_by_file is None:
-            self._index_lines()
+            with self.lock:
+                if self._lines_by_file is None:
+                    self._index_lines()
         assert self._lines_by_file is not None
         base = os.path.basename(file)
         for candidate in range(line, line + 50):
@@ -254,7 +278,9 @@ class DwarfInfo:
 
     def has_file(self, file: str) -> bool:
         if self._lines_by_file is None:
-            self._index_lines()
+            with self.lock:
+                if self._lines_by_file is None:
+                    self._index_lines()
         assert self._lines_by_file is not None
         base = os.path.basename(file)
         return any(f == base for f, _ in self._lines_by_file)

@@ -11,7 +11,9 @@ symbols and the DWARF, as gdb reads it.
 from __future__ import annotations
 
 import bisect
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,21 @@ from elftools.elf.sections import SymbolTableSection
 
 from hwbkptd.names.dwarf_info import DwarfInfo
 
-__all__ = ["DEBUG_ROOT", "ElfImage", "Symbol", "debug_file_for", "read_symbols"]
+__all__ = [
+    "DEBUG_ROOT",
+    "REPORT_EVERY",
+    "ElfImage",
+    "Report",
+    "Symbol",
+    "debug_file_for",
+    "read_symbols",
+]
+
+#: ``report(module, detail, done, total)``: how far reading a binary's ``detail`` part
+#: ("symbols", "debug info") came, in bytes (issue 14). A last call has done == total.
+Report = Callable[[str, str, int, int], None]
+#: Symbols (or DIEs) between two reports.
+REPORT_EVERY = 4096
 
 DEBUG_ROOT = Path("/usr/lib/debug/.build-id")
 _KINDS = {"STT_FUNC": "func", "STT_GNU_IFUNC": "func", "STT_OBJECT": "object", "STT_TLS": "tls"}
@@ -60,15 +76,18 @@ _STT = {2: "func", 10: "func", 1: "object", 6: "tls"}
 
 
 def _raw_symbols(
-    elf: ELFFile, section: SymbolTableSection
+    elf: ELFFile, section: SymbolTableSection, tick: Callable[[int], None] | None = None
 ) -> list[tuple[str, int, int, str, bool]]:
     """(name, value, size, kind, local) of the defined, named symbols, read straight from
     the section: pyelftools' per-symbol objects cost about 25 µs each, which is 1.3 s for
-    a program with 50,000 symbols; this is some 30 times faster."""
+    a program with 50,000 symbols; this is some 30 times faster. ``tick(bytes)`` is told
+    the bytes of the table read so far, every REPORT_EVERY symbols."""
     strtab: Any = elf.get_section(section["sh_link"])
     names = strtab.data()
     out = []
-    for st_name, info, _, shndx, value, size in _SYM64.iter_unpack(section.data()):
+    for i, (st_name, info, _, shndx, value, size) in enumerate(_SYM64.iter_unpack(section.data())):
+        if tick is not None and i and i % REPORT_EVERY == 0:
+            tick(i * _SYM64.size)
         kind = _STT.get(info & 0xF)
         if kind is None or shndx == 0 or st_name == 0:
             continue
@@ -77,19 +96,35 @@ def _raw_symbols(
     return out
 
 
-def read_symbols(elf: ELFFile, *, fast: bool = True) -> tuple[list[Symbol], bool]:
+def _tick(report: Callable[[int, int], None], base: int, total: int, done: int) -> None:
+    report(base + done, total)
+
+
+def read_symbols(
+    elf: ELFFile, *, fast: bool = True, report: Callable[[int, int], None] | None = None
+) -> tuple[list[Symbol], bool]:
     """Defined, named symbols of .symtab and .dynsym; True when .symtab was there. ``fast``
-    reads 64-bit little-endian tables straight from the section (else through pyelftools)."""
+    reads 64-bit little-endian tables straight from the section (else through pyelftools).
+    ``report(done, total)``: bytes of the two tables read (fast reading only)."""
     found: dict[tuple[str, int], Symbol] = {}
     has_symtab = False
     fast = fast and elf.elfclass == 64 and elf.little_endian
-    for section_name in (".symtab", ".dynsym"):
-        section = elf.get_section_by_name(section_name)
-        if not isinstance(section, SymbolTableSection):
-            continue
+    tables = [
+        (name, section)
+        for name in (".symtab", ".dynsym")
+        if isinstance(section := elf.get_section_by_name(name), SymbolTableSection)
+    ]
+    total = sum(int(section["sh_size"]) for _, section in tables)
+    base = 0
+    for section_name, section in tables:
         has_symtab = has_symtab or section_name == ".symtab"
         if fast:
-            for raw, value, size, kind, local in _raw_symbols(elf, section):
+            tick = functools.partial(_tick, report, base, total) if report is not None else None
+            raw_symbols = _raw_symbols(elf, section, tick)
+            base += int(section["sh_size"])
+            if report is not None:
+                report(base, total)
+            for raw, value, size, kind, local in raw_symbols:
                 # Versioned dynamic names (errno@@GLIBC_PRIVATE) are found by their plain name.
                 name = raw.split("@", 1)[0]
                 if (name, value) not in found:
@@ -155,9 +190,11 @@ class ElfImage:
         self._sorted = sized
 
     @classmethod
-    def load(cls, path: str, debug_root: Path = DEBUG_ROOT) -> ElfImage:
+    def load(
+        cls, path: str, debug_root: Path = DEBUG_ROOT, report: Report | None = None
+    ) -> ElfImage:
         """Read ``path`` (and its separate debug file when present). OSError or
-        ELFError when it cannot be read as ELF."""
+        ELFError when it cannot be read as ELF. ``report``: progress, as "symbols"."""
         with open(path, "rb") as f:
             elf = ELFFile(f)
             build_id = _build_id(elf)
@@ -175,7 +212,8 @@ class ElfImage:
                 default=0,
             )
             is_pie = elf["e_type"] == "ET_DYN"
-            symbols, has_symtab = read_symbols(elf)
+            tell = (lambda d, t: report(path, "symbols", d, t)) if report is not None else None
+            symbols, has_symtab = read_symbols(elf, report=tell)
             own_dwarf = elf.get_section_by_name(".debug_info") is not None
             dwarf = DwarfInfo(path) if own_dwarf else None
         debug_path = ""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 
-from hwbkptd.names.elf_image import DEBUG_ROOT, ElfImage
+from hwbkptd.names.elf_image import DEBUG_ROOT, ElfImage, Report
 
 __all__ = ["ImageCache", "Mapping", "Module", "ProcessView", "parse_maps"]
 
@@ -65,9 +66,13 @@ class ImageCache:
         self._by_file: dict[tuple[int, int, int, int], ElfImage | None] = {}
         self._by_build_id: dict[str, ElfImage] = {}
         self.loads = 0
+        #: One file read at a time: a names worker thread (issue 14) and the event loop may
+        #: both miss; a hit reads the dictionary without it.
+        self._loading = threading.Lock()
 
-    def get(self, path: str) -> ElfImage | None:
-        """The image of ``path``; None when it is not a readable ELF file."""
+    def get(self, path: str, report: Report | None = None) -> ElfImage | None:
+        """The image of ``path``; None when it is not a readable ELF file. ``report``:
+        the progress of reading it, when it is read now."""
         try:
             st = os.stat(path)
         except OSError:
@@ -75,22 +80,27 @@ class ImageCache:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if key in self._by_file:
             return self._by_file[key]
-        try:
-            self.loads += 1
-            image: ElfImage | None = ElfImage.load(path, self._debug_root)
-        except (OSError, ELFError):
-            image = None
-        if image is not None and image.build_id:
-            # The same build at another path (a copy, a hard link): one image.
-            image = self._by_build_id.setdefault(image.build_id, image)
-        self._by_file[key] = image
+        with self._loading:
+            if key in self._by_file:
+                return self._by_file[key]
+            try:
+                self.loads += 1
+                image: ElfImage | None = ElfImage.load(path, self._debug_root, report)
+            except (OSError, ELFError):
+                image = None
+            if image is not None and image.build_id:
+                # The same build at another path (a copy, a hard link): one image.
+                image = self._by_build_id.setdefault(image.build_id, image)
+            self._by_file[key] = image
         return image
 
 
 class ProcessView:
     """The modules mapped in one process at one moment."""
 
-    def __init__(self, pid: int, maps: list[Mapping], images: ImageCache) -> None:
+    def __init__(
+        self, pid: int, maps: list[Mapping], images: ImageCache, report: Report | None = None
+    ) -> None:
         self.pid = pid
         first: dict[str, Mapping] = {}
         span: dict[str, tuple[int, int]] = {}
@@ -101,7 +111,7 @@ class ProcessView:
             span[m.path] = (min(lo, m.start), max(hi, m.end))
         self.modules: list[Module] = []
         for path, m in first.items():
-            image = images.get(path)
+            image = images.get(path, report)
             if image is None:
                 continue
             lo, hi = span[path]
@@ -115,10 +125,16 @@ class ProcessView:
         self.executable = min(maps, key=lambda m: m.start).path if maps else ""
 
     @classmethod
-    def read(cls, pid: int, images: ImageCache, proc: Path = Path("/proc")) -> ProcessView:
+    def read(
+        cls,
+        pid: int,
+        images: ImageCache,
+        proc: Path = Path("/proc"),
+        report: Report | None = None,
+    ) -> ProcessView:
         """OSError when the process is gone or its maps cannot be read."""
         text = (proc / str(pid) / "maps").read_text()
-        return cls(pid, parse_maps(text), images)
+        return cls(pid, parse_maps(text), images, report)
 
     def module_at(self, address: int) -> Module | None:
         i = bisect.bisect_right(self._starts, address) - 1

@@ -14,7 +14,9 @@ reads the mappings again once (a library mapped since, e.g. by dlopen).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import structlog
@@ -22,7 +24,7 @@ import structlog
 from hwbkptd.core.errors import BrokerError, InvalidArgument, NotFound
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import HitWords, MissingDebugInfo, NotMappedYet, Resolved
-from hwbkptd.names.elf_image import DEBUG_ROOT
+from hwbkptd.names.elf_image import DEBUG_ROOT, Report
 from hwbkptd.names.locations import FIELD, Location, parse
 from hwbkptd.names.process_view import ImageCache, Module, ProcessView
 from hwbkptd.names.variables import resolve_in_module
@@ -44,14 +46,15 @@ class Resolver:
         #: (a tight loop hits the same pair each time; BPF delivers up to ~100,000/s).
         self._hit_words: dict[int, dict[tuple[int, int, bool], HitWords]] = {}
         self._warned: set[int] = set()
+        self._preparing = threading.Lock()
 
     # --- the process's modules -------------------------------------------------------
-    def view(self, pid: int, *, fresh: bool = False) -> ProcessView:
+    def view(self, pid: int, *, fresh: bool = False, report: Report | None = None) -> ProcessView:
         """The process's mapped modules (read again when ``fresh``); NotFound ``spec.pid``."""
         view = self._views.get(pid)
         if view is None or fresh:
             try:
-                view = ProcessView.read(pid, self.images, self._proc)
+                view = ProcessView.read(pid, self.images, self._proc, report)
             except OSError:
                 raise NotFound("spec.pid", f"cannot read the mappings of process {pid}") from None
             self._views[pid] = view
@@ -86,11 +89,20 @@ class Resolver:
                 FIELD, f"{location!r}: the binaries' symbols or DWARF cannot be read: {err!r}"
             ) from None
 
-    def _resolve(self, pid: int, location: str, access: Access) -> Resolved:
+    def prepare(self, pid: int, location: str, access: Access, report: Report) -> None:
+        """Read and index what resolving ``location`` in ``pid`` reads, telling ``report``;
+        runs on a worker thread so the event loop's ``resolve`` finds it all read (issue
+        14). Never raises: ``resolve`` says what is wrong."""
+        with self._preparing, contextlib.suppress(Exception):
+            self._resolve(pid, location, access, report)
+
+    def _resolve(
+        self, pid: int, location: str, access: Access, report: Report | None = None
+    ) -> Resolved:
         loc = parse(location)
         if loc.kind == "address":
             return Resolved(location=location, address=loc.address, length=0, by_name=False)
-        view = self.view(pid, fresh=True)
+        view = self.view(pid, fresh=True, report=report)
         if loc.kind == "line":
             return self._resolve_line(pid, view, loc, access)
         modules = view.modules
@@ -103,7 +115,7 @@ class Resolver:
                 )
         found: list[Resolved] = []
         for mod in modules:
-            found += resolve_in_module(mod, loc, access)
+            found += resolve_in_module(mod, loc, access, report)
         if len(found) > 1:
             listed = "; ".join(
                 f"{r.module and os.path.basename(r.module)}!{r.symbol} at {r.address:#x}"

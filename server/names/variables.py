@@ -8,11 +8,13 @@ member or an element without DWARF is an error that says what is missing.
 
 from __future__ import annotations
 
+import contextlib
+
 from hwbkptd.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.model import Access
 from hwbkptd.core.names import MissingDebugInfo, Resolved
 from hwbkptd.names.dwarf_info import CType, Variable, element_of, leaves, member_of
-from hwbkptd.names.elf_image import Symbol
+from hwbkptd.names.elf_image import Report, Symbol
 from hwbkptd.names.locations import FIELD, Location
 from hwbkptd.names.process_view import Module
 
@@ -46,7 +48,7 @@ def walk_path(ctype: CType, name: str, path: tuple[str | int, ...]) -> tuple[int
 
 
 def _candidates(
-    mod: Module, name: str, typed: bool
+    mod: Module, name: str, typed: bool, report: Report | None
 ) -> list[tuple[int, Symbol | None, Variable | None]]:
     syms = mod.image.lookup(name)
     dwarf = mod.image.dwarf
@@ -54,7 +56,11 @@ def _candidates(
     # the location needs its type (a member, an element): indexing a system library's
     # separate debug file costs seconds, so a plain name there is sized by the symbol.
     wanted = dwarf is not None and (mod.image.own_dwarf or (bool(syms) and typed))
-    variables = dwarf.variables(name) if wanted and dwarf is not None else []
+    tell = None
+    if report is not None:
+        path = mod.path
+        tell = lambda done, total: report(path, "debug info", done, total)  # noqa: E731
+    variables = dwarf.variables(name, tell) if wanted and dwarf is not None else []
     out: dict[int, tuple[int, Symbol | None, Variable | None]] = {}
     for s in syms:
         out[s.value] = (s.value, s, None)
@@ -64,10 +70,22 @@ def _candidates(
     return sorted(out.values(), key=lambda c: c[0])
 
 
-def resolve_in_module(mod: Module, loc: Location, access: Access) -> list[Resolved]:
-    """Every place ``loc`` names in ``mod`` (usually zero or one)."""
+def resolve_in_module(
+    mod: Module, loc: Location, access: Access, report: Report | None = None
+) -> list[Resolved]:
+    """Every place ``loc`` names in ``mod`` (usually zero or one); ``report``: the progress
+    of indexing its DWARF, the first time."""
+    dwarf = mod.image.dwarf
+    # Types are walked lazily, reading the file: one reader at a time (DwarfInfo.lock).
+    with dwarf.lock if dwarf is not None else contextlib.nullcontext():
+        return _resolve_in_module(mod, loc, access, report)
+
+
+def _resolve_in_module(
+    mod: Module, loc: Location, access: Access, report: Report | None
+) -> list[Resolved]:
     found: list[Resolved] = []
-    for value, sym, var in _candidates(mod, loc.name, loc.needs_type):
+    for value, sym, var in _candidates(mod, loc.name, loc.needs_type, report):
         if sym is not None and sym.kind == "tls":
             raise FailedPrecondition(
                 f"{FIELD}: {loc.name!r} in {mod.basename} is thread-local (STT_TLS): each thread"

@@ -233,7 +233,24 @@ def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
         return m.HaltTimeout(tid=msg.halt_timeout.tid, seconds=held.seconds + held.nanos / 1e9)
     if kind == "target_exec":
         return m.TargetExec(pid=msg.target_exec.pid)
+    if kind == "progress":
+        p = msg.progress
+        return m.Progress(
+            operation=_PROGRESS_WORDS.get(p.operation, "unspecified"),
+            pid=p.pid,
+            module=p.module,
+            detail=p.detail,
+            done=p.done,
+            total=p.total,
+            finished=p.finished,
+        )
     return None
+
+
+_PROGRESS_WORDS = {
+    pb.PROGRESS_OPERATION_ATTACH: "attach",
+    pb.PROGRESS_OPERATION_RESOLVE: "resolve",
+}
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -46,6 +46,7 @@ __all__ = [
     "Mechanism",
     "PendingReason",
     "Pool",
+    "Progress",
     "Removed",
     "Restored",
     "Scope",
@@ -197,6 +198,7 @@ EventKind = Literal[
     "target_exited",
     "halt_timeout",
     "target_exec",
+    "progress",
 ]
 
 
@@ -321,6 +323,26 @@ class TargetExec:
     pid: int
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a long operation of the session came (issue 14): an attach of a process with
+    many threads, or the first name resolution in a large binary. A first report, a few
+    more, and a last one with ``finished`` (then ``done == total``)."""
+
+    KIND: ClassVar[EventKind] = "progress"
+    #: "attach" (done/total count threads) or "resolve" (they count bytes read).
+    operation: str
+    pid: int
+    #: The binary being read ("resolve"); "" for "attach".
+    module: str
+    #: The part being read ("symbols", "debug info"); "" for "attach".
+    detail: str
+    done: int
+    #: As known now (0: unknown); it may grow.
+    total: int
+    finished: bool
+
+
 EventPayload = (
     StateChanged
     | Hit
@@ -331,6 +353,7 @@ EventPayload = (
     | TargetExited
     | HaltTimeout
     | TargetExec
+    | Progress
 )
 
 

@@ -27,7 +27,7 @@ import asyncio
 import errno
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
@@ -177,7 +177,11 @@ class KernelPerfMechanism:
         raise FailedPrecondition(_KERNEL_ONLY)
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         raise FailedPrecondition(_KERNEL_ONLY)
 

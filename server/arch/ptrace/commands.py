@@ -17,13 +17,13 @@ import errno
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hwbkptd.arch.ptrace import binding as pt
 from hwbkptd.arch.ptrace import procfs
 from hwbkptd.arch.ptrace.launch import spawn_stopped, trace_options
-from hwbkptd.arch.ptrace.messages import ThreadStarted
+from hwbkptd.arch.ptrace.messages import Progressed, ThreadStarted
 from hwbkptd.arch.ptrace.state import HOLD_HALT, HOLD_LAUNCH, ApplyBarrier, Proc
 from hwbkptd.arch.ptrace.table import TraceeTable
 from hwbkptd.core.errors import (
@@ -40,6 +40,10 @@ __all__ = ["Commands"]
 
 Future = concurrent.futures.Future
 
+#: An attach tells its progress every this many threads seized (issue 14); the core
+#: decides what of it reaches the session (core/progress.py).
+ATTACH_STEP = 64
+
 
 class Commands:
     """The command bodies; each takes the future it answers first."""
@@ -50,8 +54,17 @@ class Commands:
         self.outbox = table.outbox
         self.threads = table.threads
         self.procs = table.procs
+        #: Hands what the outbox holds to the event loop now (set by the tracer): a long
+        #: command's progress must not wait for the command's end.
+        self.flush: Callable[[], None] = lambda: None
 
-    def attach(self, future: Future[Any], pid: int, follow_fork: bool) -> None:
+    def attach(
+        self,
+        future: Future[Any],
+        pid: int,
+        follow_fork: bool,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         known = self.procs.get(pid)
         if known is not None and not known.unannounced:
             self.outbox.resolve(future, sorted(known.tids))
@@ -62,6 +75,7 @@ class Commands:
         options = trace_options(follow_fork)
         seized: list[int] = []
         skipped: set[int] = set()
+        listed = 0
         try:
             # Threads may be created meanwhile: list again until nothing is new.
             while True:
@@ -72,6 +86,7 @@ class Commands:
                 ]
                 if not fresh:
                     break
+                listed += len(fresh)
                 for tid in fresh:
                     try:
                         pt.seize(tid, options)
@@ -85,6 +100,9 @@ class Commands:
                         raise self._seize_refused(pid, err) from None
                     self.table.add(proc, tid)
                     seized.append(tid)
+                    if progress is not None and len(seized) % ATTACH_STEP == 0:
+                        self.outbox.send(Progressed(progress, len(seized), listed))
+                        self.flush()
         except BaseException:
             if proc.tids:
                 self.table.start_detach(proc, None)

@@ -28,7 +28,7 @@ import logging
 import os
 import platform
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from hwbkptd.arch.ptrace.arming_debugreg import DebugregArming
 from hwbkptd.arch.ptrace.arming_perf import PerfArming, perf_sigtrap_works
@@ -208,11 +208,17 @@ class PtraceMechanism:
             ) from None
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         if pid <= 0:
             raise InvalidArgument("pid", f"must be a positive process id, got {pid}")
-        tids: list[int] = await asyncio.wrap_future(self._running().attach(pid, follow_fork))
+        tids: list[int] = await asyncio.wrap_future(
+            self._running().attach(pid, follow_fork, progress)
+        )
         return tids
 
     async def detach(self, pid: int) -> None:

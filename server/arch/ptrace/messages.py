@@ -25,6 +25,7 @@ __all__ = [
     "Outbox",
     "ProcessExec",
     "ProcessExited",
+    "Progressed",
     "Resolved",
     "ThreadExited",
     "ThreadStarted",
@@ -91,8 +92,25 @@ class Failed:
     error: BaseException
 
 
+@dataclass(frozen=True, slots=True)
+class Progressed:
+    """A command's progress: ``report(done, total)`` is called on the event loop."""
+
+    report: Callable[[int, int], None]
+    done: int
+    total: int
+
+
 Message = (
-    Hits | ThreadStarted | ThreadExited | ProcessExited | ProcessExec | Note | Resolved | Failed
+    Hits
+    | ThreadStarted
+    | ThreadExited
+    | ProcessExited
+    | ProcessExec
+    | Note
+    | Resolved
+    | Failed
+    | Progressed
 )
 
 
@@ -148,6 +166,9 @@ def deliver(sink: MechanismSink, batch: Sequence[Message]) -> int:
             case Failed(future, error):
                 if not future.done():
                     future.set_exception(error)
+                continue
+            case Progressed(report, done, total):
+                _call(report, done, total)
                 continue
         if hits is not None:
             _call(sink.on_hits, hits)

@@ -87,6 +87,7 @@ class Tracer:
         self.table = TraceeTable(arming, self.outbox)
         self.stops = StopHandler(self.table, self.waiter)
         self.commands = Commands(self.table)
+        self.commands.flush = self._flush
         #: Written by ``emit``'s caller to wake the event loop (exists in both tables).
         self.relay = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         #: Descriptors in the shared table (the thread works on private copies).
@@ -100,8 +101,10 @@ class Tracer:
         self._thread = threading.Thread(target=self._run, name="hwbkpt-tracer", daemon=True)
 
     # --- the commands (any thread) -----------------------------------------------------
-    def attach(self, pid: int, follow_fork: bool) -> Future[list[int]]:
-        return self.submit(lambda f: self.commands.attach(f, pid, follow_fork))
+    def attach(
+        self, pid: int, follow_fork: bool, progress: Callable[[int, int], None] | None = None
+    ) -> Future[list[int]]:
+        return self.submit(lambda f: self.commands.attach(f, pid, follow_fork, progress))
 
     def apply(self, writes: Sequence[SlotWrite]) -> Future[list[Refusal]]:
         return self.submit(lambda f: self.commands.apply(f, writes))

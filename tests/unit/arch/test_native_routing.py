@@ -7,7 +7,7 @@ ptrace, a process followed for non-stop watches only never reaching ptrace.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -49,7 +49,12 @@ class Recorder:
         self.applied.extend(writes)
         return ()
 
-    async def attach(self, pid: int, follow_fork: bool = False) -> Sequence[int]:
+    async def attach(
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Sequence[int]:
         self.calls.append(("attach", pid))
         return (pid,)
 

@@ -44,6 +44,7 @@ INTENDED = {
     "Mechanism",
     "PendingReason",
     "Pool",
+    "Progress",
     "Removed",
     "Restored",
     "Scope",

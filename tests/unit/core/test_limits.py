@@ -12,6 +12,7 @@ from hwbkptd.core.errors import InvalidArgument, ResourceExhausted
 from hwbkptd.core.limits import (
     EVENT_BYTES,
     SESSION_BYTES,
+    STREAM_BYTES,
     IdentityQuotas,
     Limits,
     MemoryBudget,
@@ -177,3 +178,35 @@ def test_item12_an_ended_session_leaves_the_budget_once() -> None:
     budget.session_ended(log)
     budget.session_ended(log)
     assert (budget.sessions, budget.events, budget.used_bytes) == (0, 0, 0)
+
+
+def test_item12_open_streams_count_in_the_budget_and_press_the_events() -> None:
+    budget = MemoryBudget(SESSION_BYTES + 2 * STREAM_BYTES + 100 * EVENT_BYTES)
+    quotas = IdentityQuotas(Limits(), ManualClock(), budget)
+    log = Log(budget, 0)
+    closes = [quotas.open_stream("a"), quotas.open_stream("b")]
+    assert budget.used_bytes == SESSION_BYTES + 2 * STREAM_BYTES
+    budget.add_events(101)  # the streams' share leaves room for 100 events only
+    assert budget.pressed
+    budget.remove_events(101)
+    closes[0]()
+    closes[0]()  # twice changes nothing
+    assert (budget.streams, budget.used_bytes) == (1, SESSION_BYTES + STREAM_BYTES)
+    budget.session_ended(log)
+
+
+def test_item12_a_stream_is_refused_only_when_streams_and_sessions_alone_would_not_fit() -> None:
+    budget = MemoryBudget(SESSION_BYTES + 2 * STREAM_BYTES)
+    quotas = IdentityQuotas(Limits(), ManualClock(), budget)
+    Log(budget, 0)
+    quotas.open_stream("a")
+    budget.add_events(STREAM_BYTES // EVENT_BYTES + 1)  # pressed by events alone
+    # ... and still a reader may reconnect its stream:
+    assert budget.pressed
+    close = quotas.open_stream("b")
+    with pytest.raises(ResourceExhausted, match="memory_budget_bytes") as err:
+        quotas.open_stream("c")
+    assert "--memory-budget" in err.value.message
+    assert quotas.streams("c") == 0
+    close()
+    quotas.open_stream("c")

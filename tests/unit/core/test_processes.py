@@ -5,7 +5,7 @@ processes that exist outside the broker until attached (as on a real machine).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +20,7 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event, Removed, TargetExited
+from hwbkptd.core.events import Event, Progress, ProgressOperation, Removed, TargetExited
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, RequestState, Scope
 from hwbkptd.core.names import Resolved
@@ -48,7 +48,11 @@ class OutsideSim(SimMechanism):
         self.launching = asyncio.Event()
 
     async def attach(
-        self, pid: int, follow_fork: bool = False, nonstop: bool = False
+        self,
+        pid: int,
+        follow_fork: bool = False,
+        nonstop: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Sequence[int]:
         self.calls.append(("attach-nonstop" if nonstop else "attach", pid))
         if pid in self.processes():
@@ -60,6 +64,9 @@ class OutsideSim(SimMechanism):
         tids = self.outside.get(pid)
         if tids is None:
             raise NotFound("pid", f"no process {pid}")
+        if progress is not None:  # as the ptrace tracer does: every 64 threads taken
+            for done in range(64, len(tids), 64):
+                progress(done, len(tids))
         self._adopt(pid, tids)
         return tuple(tids)
 
@@ -275,6 +282,20 @@ async def test_explicit_attach_lasts_until_the_session_ends(world: World) -> Non
     await b.close_session(a)
     assert sim.calls == [("attach", 600), ("detach", 600)]
     assert not traced(world, 600)
+
+
+async def test_progress_of_an_attach_goes_to_the_session_that_asked(world: World) -> None:
+    b, sim = world.broker, world.sim
+    sim.outside[800] = list(range(800, 800 + 1000))
+    a, other = session(world, "a"), session(world, "other")
+    assert len(await b.attach_process(a, 800)) == 1000
+    assert await b.attach_process(a, 500) == (500, 501)  # two threads: quiet
+    reports = [e.kind for e in await events(b, a) if isinstance(e.kind, Progress)]
+    assert reports[0] == Progress(ProgressOperation.ATTACH, 800, "", "", 64, 1000, False)
+    assert reports[-1] == Progress(ProgressOperation.ATTACH, 800, "", "", 1000, 1000, True)
+    assert [p.done for p in reports] == sorted(p.done for p in reports)
+    assert {p.pid for p in reports} == {800}
+    assert not [e for e in await events(b, other) if isinstance(e.kind, Progress)]
 
 
 async def test_launch_release_and_who_may(world: World) -> None:

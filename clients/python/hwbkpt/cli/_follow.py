@@ -8,6 +8,7 @@ import enum
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from types import FrameType
 
 from hwbkpt import models as m
 from hwbkpt.cli._output import Printer, event_line, event_record
+from hwbkpt.cli._progress import ProgressDisplay
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
@@ -27,6 +29,7 @@ __all__ = [
     "exit_status",
     "follow",
     "initial_state",
+    "next_event",
     "print_event",
     "print_resolution",
     "stop_on_signals",
@@ -127,9 +130,19 @@ class Ended(enum.Enum):
     STREAM_ENDED = "stream ended"
 
 
-def follow(session: Session, out: Printer, stop: StopFlag, until: Until) -> Ended:
-    """Print every event received until ``until`` is met, and resume each thread a hit
-    halted once it is printed; why it ended."""
+def follow(
+    session: Session,
+    out: Printer,
+    stop: StopFlag,
+    until: Until,
+    *,
+    backlog: deque[m.Event] | None = None,
+    progress: ProgressDisplay | None = None,
+) -> Ended:
+    """Print every event received (``backlog`` first: what came while a call ran; what
+    is left of it stays there) until ``until`` is met, and resume each thread a hit halted
+    once it is printed; why it ended. Progress events go to ``progress`` (stderr); stdout
+    gets them in JSON only."""
     deadline = time.monotonic() + until.timeout if until.timeout else None
     hits = 0
     while not stop.is_set():
@@ -141,13 +154,19 @@ def follow(session: Session, out: Printer, stop: StopFlag, until: Until) -> Ende
             if remaining <= 0:
                 return Ended.TIMEOUT
             wait = min(wait, remaining)
-        ev = session.next_event(wait)
+        ev = next_event(session, backlog, wait)
         if ev is None:
             if session.ended:
                 return Ended.STREAM_ENDED
             continue
-        print_event(out, ev)
         p = ev.payload
+        if isinstance(p, m.Progress):
+            if progress is not None:
+                progress.show_event(ev)
+            if out.as_json:
+                print_event(out, ev)
+            continue
+        print_event(out, ev)
         if isinstance(p, m.Hit):
             hits += 1
             if p.halted:
@@ -157,6 +176,11 @@ def follow(session: Session, out: Printer, stop: StopFlag, until: Until) -> Ende
         elif isinstance(p, m.TargetExited) and (p.pid, p.tid) == (until.exit_of, 0):
             return Ended.EXITED  # the process, not one of its threads
     return Ended.SIGNAL
+
+
+def next_event(session: Session, backlog: deque[m.Event] | None, wait: float) -> m.Event | None:
+    """The oldest event of ``backlog``, else the session's next one (None after ``wait``)."""
+    return backlog.popleft() if backlog else session.next_event(wait)
 
 
 def _resume(session: Session, tid: int) -> None:

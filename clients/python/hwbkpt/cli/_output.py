@@ -147,6 +147,9 @@ def event_record(ev: m.Event) -> dict[str, Any]:
         rec.update(tid=p.tid, seconds=p.seconds)
     elif isinstance(p, m.TargetExec):
         rec.update(pid=p.pid)
+    elif isinstance(p, m.Progress):
+        rec.update(operation=p.operation, pid=p.pid, module=p.module, detail=p.detail)
+        rec.update(done=p.done, total=p.total, finished=p.finished)
     return rec
 
 
@@ -195,6 +198,9 @@ def event_line(ev: m.Event) -> str:
         return f"{head}  pid {p.pid} tid {p.tid} exited with {p.exit_code}"
     if isinstance(p, m.HaltTimeout):
         return f"{head}  tid {p.tid} resumed after {p.seconds:g} s halted"
+    if isinstance(p, m.Progress):
+        what = f"{p.operation} pid {p.pid}" + (f" {p.module} {p.detail}" if p.module else "")
+        return f"{head}  {what} {p.done}/{p.total}" + ("  [finished]" if p.finished else "")
     return f"{head}  pid {p.pid} called exec"
 
 

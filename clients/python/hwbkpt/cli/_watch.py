@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import time
+from collections import deque
 from typing import Unpack
 
 from hwbkpt import models as m
@@ -18,11 +19,13 @@ from hwbkpt.cli._follow import (
     exit_status,
     follow,
     initial_state,
+    next_event,
     print_event,
     print_resolution,
     stop_on_signals,
 )
 from hwbkpt.cli._output import Printer
+from hwbkpt.cli._progress import ProgressDisplay, call_with_progress
 from hwbkpt.client import Client, Session
 from hwbkpt.errors import HwbkptError
 
@@ -58,11 +61,17 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
         stop_after=args.count,
     )
     stop = StopFlag(client)
+    progress = ProgressDisplay()
     with stop_on_signals(stop):
         session = client.open_session(name)
         try:
-            bp = session.watch(args.address, **request)
+            # A watch may attach a process of many threads or read a large binary first:
+            # a bar on stderr meanwhile (issue 14).
+            bp, backlog = call_with_progress(
+                session, lambda: session.watch(args.address, **request), progress
+            )
         except BaseException:
+            progress.close()
             with contextlib.suppress(HwbkptError):
                 session.close()
             raise
@@ -73,14 +82,22 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: Printer) -> int:
             print_resolution(out, bp)
             print_event(out, initial_state(bp))
             until = Until(timeout=args.timeout, count=args.count, removal_of=bp.id)
-            removed = follow(session, out, stop, until) is Ended.REMOVED
+            ended = follow(session, out, stop, until, backlog=backlog, progress=progress)
+            removed = ended is Ended.REMOVED
         finally:
-            _finish(session, bp, out, stop, removed=removed)
+            progress.close()
+            _finish(session, bp, out, stop, removed=removed, backlog=backlog)
     return exit_status(stop)
 
 
 def _finish(
-    session: Session, bp: m.Breakpoint, out: Printer, stop: StopFlag, *, removed: bool
+    session: Session,
+    bp: m.Breakpoint,
+    out: Printer,
+    stop: StopFlag,
+    *,
+    removed: bool,
+    backlog: deque[m.Event] | None = None,
 ) -> None:
     """Remove the request, show the broker's confirmation, close the session."""
     try:
@@ -99,13 +116,15 @@ def _finish(
                     return
                 else:
                     raise
-            _await_removed(session, bp, out)
+            _await_removed(session, bp, out, backlog)
     finally:
         with contextlib.suppress(HwbkptError):
             session.close()
 
 
-def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
+def _await_removed(
+    session: Session, bp: m.Breakpoint, out: Printer, backlog: deque[m.Event] | None
+) -> None:
     """Print what comes until the broker's ``removed``, except hits: the watch is over
     (count reached, timeout, signal), and at a high hit rate printing the backlog would
     keep a stopped watch running. Their number goes to stderr."""
@@ -114,7 +133,7 @@ def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
     try:
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                ev = session.next_event(remaining)
+                ev = next_event(session, backlog, remaining)
             except HwbkptError:
                 return
             if ev is None:
@@ -122,6 +141,8 @@ def _await_removed(session: Session, bp: m.Breakpoint, out: Printer) -> None:
             if isinstance(ev.payload, m.Hit):
                 skipped += 1
                 continue
+            if isinstance(ev.payload, m.Progress) and not out.as_json:
+                continue  # stderr's, as in follow
             print_event(out, ev)
             if isinstance(ev.payload, m.Removed) and ev.breakpoint_id == bp.id:
                 return

@@ -355,6 +355,30 @@ MECHANISM_NAME_NATIVE: MechanismName.ValueType  # 6
 """The native machine as a whole (ptrace, perf-kernel and the non-stop mechanism)."""
 Global___MechanismName: _TypeAlias = MechanismName  # noqa: Y015
 
+class _ProgressOperation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProgressOperationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProgressOperation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROGRESS_OPERATION_UNSPECIFIED: _ProgressOperation.ValueType  # 0
+    """Not set."""
+    PROGRESS_OPERATION_ATTACH: _ProgressOperation.ValueType  # 1
+    """Attaching a process: done and total count its threads."""
+    PROGRESS_OPERATION_RESOLVE: _ProgressOperation.ValueType  # 2
+    """Reading a binary to resolve a name: done and total count bytes of the sections read."""
+
+class ProgressOperation(_ProgressOperation, metaclass=_ProgressOperationEnumTypeWrapper):
+    """ProgressOperation is what a long operation does."""
+
+PROGRESS_OPERATION_UNSPECIFIED: ProgressOperation.ValueType  # 0
+"""Not set."""
+PROGRESS_OPERATION_ATTACH: ProgressOperation.ValueType  # 1
+"""Attaching a process: done and total count its threads."""
+PROGRESS_OPERATION_RESOLVE: ProgressOperation.ValueType  # 2
+"""Reading a binary to resolve a name: done and total count bytes of the sections read."""
+Global___ProgressOperation: _TypeAlias = ProgressOperation  # noqa: Y015
+
 @_typing.final
 class Filter(_message.Message):
     """Filter is evaluated in the broker before a hit is reported."""
@@ -879,6 +903,7 @@ class Event(_message.Message):
     TARGET_EXITED_FIELD_NUMBER: _builtins.int
     HALT_TIMEOUT_FIELD_NUMBER: _builtins.int
     TARGET_EXEC_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """1, 2, 3, ... per session, without gaps."""
     breakpoint_id: _builtins.int
@@ -923,6 +948,10 @@ class Event(_message.Message):
     def target_exec(self) -> Global___TargetExec:
         """A target process ran exec: its address space is new."""
 
+    @_builtins.property
+    def progress(self) -> Global___Progress:
+        """A long operation of the session (an attach, a name resolution) moved on."""
+
     def __init__(
         self,
         *,
@@ -938,12 +967,13 @@ class Event(_message.Message):
         target_exited: Global___TargetExited | None = ...,
         halt_timeout: Global___HaltTimeout | None = ...,
         target_exec: Global___TargetExec | None = ...,
+        progress: Global___Progress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "removed", b"removed", "restored", b"restored", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "removed", b"removed", "restored", b"restored", "seq", b"seq", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "seq", b"seq", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state", "hit", "displaced", "restored", "removed", "hits_dropped", "target_exited", "halt_timeout", "target_exec"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state", "hit", "displaced", "restored", "removed", "hits_dropped", "target_exited", "halt_timeout", "target_exec", "progress"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1299,6 +1329,58 @@ class TargetExec(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TargetExec: _TypeAlias = TargetExec  # noqa: Y015
+
+@_typing.final
+class Progress(_message.Message):
+    """Progress says how far a long operation of the session has come (an attach of a process
+    with many threads, the first name resolution in a large binary). Sent only for operations
+    long enough to matter, at a bounded rate: a first one, then at most one per tenth of the
+    work or per 100 ms, then a last one with finished set (docs/decisions.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    MODULE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    operation: Global___ProgressOperation.ValueType
+    """What the operation does."""
+    pid: _builtins.int
+    """The process it concerns."""
+    module: _builtins.str
+    """The binary being read (RESOLVE); empty for ATTACH."""
+    detail: _builtins.str
+    """The part being read ("symbols", "debug info" for RESOLVE); empty for ATTACH."""
+    done: _builtins.int
+    """Units done so far (threads, bytes); never decreases within one operation."""
+    total: _builtins.int
+    """Units in all as known now (0: unknown); it may grow (threads created meanwhile)."""
+    finished: _builtins.bool
+    """The last report of this operation (it ended, or failed: the call's answer says which);
+    done == total then.
+    """
+    def __init__(
+        self,
+        *,
+        operation: Global___ProgressOperation.ValueType = ...,
+        pid: _builtins.int = ...,
+        module: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+        finished: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "done", b"done", "finished", b"finished", "module", b"module", "operation", b"operation", "pid", b"pid", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Progress: _TypeAlias = Progress  # noqa: Y015
 
 @_typing.final
 class SetBreakpointRequest(_message.Message):
