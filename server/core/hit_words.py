@@ -12,9 +12,9 @@ from __future__ import annotations
 from hwbkptd.core.events import Hit
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Chunk
-from hwbkptd.core.names import Names, Resolved, member_written
+from hwbkptd.core.names import HitWords, Names, Resolved, member_written
 
-__all__ = ["add_words"]
+__all__ = ["add_words", "put_words"]
 
 
 def _chunk_at(chunks: tuple[Chunk, ...], address: int) -> Chunk | None:
@@ -32,7 +32,24 @@ def add_words(
     chunks: tuple[Chunk, ...],
 ) -> None:
     """Fill ``hit``'s words (it was just built for this report and nobody holds it yet)."""
-    words = names.describe_hit(report.pid, report.ip, report.address, hit.access)
+    put_words(
+        hit,
+        names.describe_hit(report.pid, report.ip, report.address, hit.access),
+        report,
+        resolved,
+        chunks,
+    )
+
+
+def put_words(
+    hit: Hit,
+    words: HitWords,
+    report: HitReport,
+    resolved: Resolved | None,
+    chunks: tuple[Chunk, ...],
+) -> None:
+    """``add_words`` with the words of (pid, ip, address, access) already looked up: a run
+    of hits from one instruction looks them up once."""
     if words.ip_symbol:
         hit.ip_symbol = words.ip_symbol
     hit.ip_line = words.ip_line

@@ -9,6 +9,7 @@ hit, filtered or not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hwbkptd.core.events import Hit
@@ -16,7 +17,7 @@ from hwbkptd.core.filters import passes
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Action, Request
 
-__all__ = ["HitState", "count_hit", "old_value_at", "value_at"]
+__all__ = ["HitState", "count_hit", "count_run", "old_value_at", "value_at"]
 
 
 @dataclass(slots=True)
@@ -126,3 +127,69 @@ def count_hit(
         report.values_late,
         _chain(report) if request.call_chain else (),
     )
+
+
+def count_run(
+    request: Request,
+    state: HitState,
+    reports: Sequence[HitReport],
+    index: int,
+    reported: list[tuple[HitReport, Hit]],
+) -> int:
+    """``count_hit`` for each report in turn, for the holder of the ``index``-th region;
+    appends the reported ``(report, hit)``. Stops after the hit that reaches the filter's
+    ``stop_after`` (the caller removes the request): returns how many reports it took.
+
+    The same decisions as ``count_hit`` per report (a unit test holds them equal), with
+    the request's settings read once: a run of one slot's hits, the hit path under load.
+    """
+    flt = request.filter
+    ignore_first = flt.ignore_first
+    by_value = flt.changed_only or flt.equals is not None
+    stop_after = flt.stop_after
+    emulated = state.emulated_read
+    said = request.access if request.access is not _READ_WRITE and not emulated else None
+    halt = request.action is Action.HALT
+    chain = request.call_chain
+    append = reported.append
+    taken = 0
+    for report in reports:
+        taken += 1
+        if report.skipped:
+            state.hit_count += report.skipped
+        if report.count_only:
+            continue
+        values = report.values
+        value = values[index] if index < len(values) else b""
+        olds = report.old_values
+        old = olds[index] if index < len(olds) else state.last_value
+        state.last_value = value
+        if state.stopped:
+            continue
+        access = report.access
+        if access is None:
+            # _unsaid_access, inline.
+            if said is not None:
+                access = said
+            elif old and value and value != old:
+                access = _WRITE
+            else:
+                access = _READ_WRITE
+        if emulated and access is _WRITE:
+            continue
+        state.hit_count += 1
+        # passes(), its count test inline (a count may step back: HitReport.skipped -1).
+        if state.hit_count <= ignore_first or (
+            by_value and not passes(flt, hit_count=state.hit_count, value=value, old_value=old)
+        ):
+            continue
+        state.reported_count += 1
+        hit = Hit(
+            report.pid, report.task_tid or report.tid, report.cpu, report.ip, report.address,
+            access, value, old, state.hit_count, report.generation, report.halted and halt,
+            report.ip_symbol, report.values_late, _chain(report) if chain else (),
+        )  # fmt: skip
+        append((report, hit))
+        if stop_after and state.reported_count >= stop_after:
+            break
+    return taken

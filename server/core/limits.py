@@ -301,6 +301,11 @@ class MemoryBudget:
         if not self.pressed and self.used_bytes > self.limit_bytes:
             self._press()
 
+    def fits(self, count: int) -> bool:
+        """Whether ``count`` more events keep the budget unpressed (no ``add_events`` of
+        them would press it): a log may then take them at once."""
+        return not self.pressed and self.used_bytes + count * EVENT_BYTES <= self.limit_bytes
+
     def remove_events(self, count: int) -> None:
         self.events -= count
         if self.pressed and self.used_bytes < self._relief:

@@ -17,12 +17,13 @@ import structlog
 
 from hwbkptd.core.arbiter import Arbiter
 from hwbkptd.core.clock import Clock
-from hwbkptd.core.events import HaltTimeout, HitsDropped
+from hwbkptd.core.events import HaltTimeout, Hit, HitsDropped
 from hwbkptd.core.filters import reached_stop
 from hwbkptd.core.halts import HeldThreads
-from hwbkptd.core.hit_words import add_words
-from hwbkptd.core.hits import count_hit, old_value_at, value_at
+from hwbkptd.core.hit_words import add_words, put_words
+from hwbkptd.core.hits import HitState, count_hit, count_run, old_value_at, value_at
 from hwbkptd.core.mechanism import HitReport
+from hwbkptd.core.model import Access
 from hwbkptd.core.names import Names
 from hwbkptd.core.records import RequestBook
 from hwbkptd.core.sessions import Session, SessionTable
@@ -60,47 +61,131 @@ class HitRouter:
     def on_hits(self, hits: Sequence[HitReport]) -> None:
         halted: set[int] = set()
         holders_at = self._arbiter.holders_at
-        records = self._records
-        names = self._names
-        # A batch is mostly hits of a few slots: look each (slot, generation) up once.
+        # Reported hits per session, in order, queued in one pass each (``_emit``).
+        out: dict[Session, list[tuple[int, Hit, int]]] = {}
         seen: dict[tuple[int, str, int, int], tuple[int, ...]] = {}
-        for report in hits:
-            if report.halted:
-                halted.add(report.tid)
-            key = (report.tid, report.pool, report.index, report.generation)
+        # A batch is mostly runs of hits of one slot: holders are looked up once per run,
+        # and a run with one holder is judged in one call (``count_run``).
+        n = len(hits)
+        i = 0
+        while i < n:
+            report = hits[i]
+            tid, pool, index, generation = report.tid, report.pool, report.index, report.generation
+            j = i + 1
+            while j < n:
+                r = hits[j]
+                if r.tid != tid or r.generation != generation or r.index != index or r.pool != pool:
+                    break
+                j += 1
+            run = hits[i:j] if j - i < n else hits
+            i = j
+            key = (tid, pool, index, generation)
             holders = seen.get(key)
             if holders is None:
                 holders = seen[key] = holders_at(*key)
-            for index, rid in enumerate(holders):
-                record = records.get(rid)
-                if record is None:
-                    continue
-                state = record.hits
-                request = record.request
-                hit = count_hit(
-                    request,
-                    state,
-                    report,
-                    value_at(report, index),
-                    old_value_at(report, index),
-                )
-                if hit is None:
-                    continue
-                if names is not None and report.tid:
-                    # ``accepted``: a modify never changes the resolution, and ``spec`` builds a
-                    # new spec per call (a fifth of the per-hit cost under BPF, measured).
-                    add_words(names, hit, report, record.accepted.resolved, request.chunks)
-                record.session.emit(rid, hit, report.time_ns)
-                if hit.halted:
-                    self._hold(report.pid, report.tid, record.session, rid)
-                stop_after = request.filter.stop_after
-                if stop_after and reached_stop(request.filter, state.reported_count):
-                    state.stopped = True
-                    self._stop_request(rid)
+            for r in run:
+                if r.halted:
+                    halted.add(tid)
+                    break
+            if len(holders) == 1:
+                taken = self._route_run(run, holders[0], out)
+                run = run[taken:]
+            for report in run:
+                self._route_one(report, holders, out)
+        self._emit(out)
         for tid in halted:
             if tid not in self.halts:
                 # Every HALT holder filtered the hit out: nobody wants the thread stopped.
                 self._spawn(self._resume(tid))
+
+    def _route_run(
+        self, run: Sequence[HitReport], rid: int, out: dict[Session, list[tuple[int, Hit, int]]]
+    ) -> int:
+        """The run's hits for its one holder, up to a stop_after; how many reports it took."""
+        record = self._records.get(rid)
+        if record is None:
+            return len(run)
+        state = record.hits
+        request = record.request
+        reported: list[tuple[HitReport, Hit]] = []
+        taken = count_run(request, state, run, 0, reported)
+        if not reported:
+            return taken
+        session = record.session
+        queued = out.get(session)
+        if queued is None:
+            queued = out[session] = []
+        names = self._names
+        if names is not None and run[0].tid:
+            resolved = record.accepted.resolved  # not ``spec``: see ``_route_one``
+            chunks = request.chunks
+            last: tuple[int, int, Access | None] | None = None
+            words = None
+            for report, hit in reported:
+                key = (report.ip, report.address, hit.access)
+                if key != last or words is None:
+                    words = names.describe_hit(report.pid, *key)
+                    last = key
+                put_words(hit, words, report, resolved, chunks)
+        for report, hit in reported:
+            queued.append((rid, hit, report.time_ns))
+            if hit.halted:
+                self._hold(report.pid, report.tid, session, rid)
+        if reached_stop(request.filter, state.reported_count):
+            self._stop(state, rid, out)
+        return taken
+
+    def _route_one(
+        self,
+        report: HitReport,
+        holders: tuple[int, ...],
+        out: dict[Session, list[tuple[int, Hit, int]]],
+    ) -> None:
+        """One report for each of its holders, in holder order."""
+        records = self._records
+        names = self._names
+        for index, rid in enumerate(holders):
+            record = records.get(rid)
+            if record is None:
+                continue
+            state = record.hits
+            request = record.request
+            hit = count_hit(
+                request,
+                state,
+                report,
+                value_at(report, index),
+                old_value_at(report, index),
+            )
+            if hit is None:
+                continue
+            if names is not None and report.tid:
+                # ``accepted``: a modify never changes the resolution, and ``spec`` builds a
+                # new spec per call (a fifth of the per-hit cost under BPF, measured).
+                add_words(names, hit, report, record.accepted.resolved, request.chunks)
+            session = record.session
+            queued = out.get(session)
+            if queued is None:
+                queued = out[session] = []
+            queued.append((rid, hit, report.time_ns))
+            if hit.halted:
+                self._hold(report.pid, report.tid, session, rid)
+            if request.filter.stop_after and reached_stop(request.filter, state.reported_count):
+                self._stop(state, rid, out)
+
+    def _stop(
+        self, state: HitState, rid: int, out: dict[Session, list[tuple[int, Hit, int]]]
+    ) -> None:
+        """The request reached its stop_after: its hits so far go out, then its removal."""
+        state.stopped = True
+        self._emit(out)
+        self._stop_request(rid)
+
+    @staticmethod
+    def _emit(out: dict[Session, list[tuple[int, Hit, int]]]) -> None:
+        for session, queued in out.items():
+            session.emit_hits(queued)
+        out.clear()
 
     def on_hits_lost(self, tid: int, count: int) -> None:
         """The mechanism lost ``count`` traps of a thread: tell every session holding a slot."""

@@ -21,7 +21,7 @@ from hwbkptd.core.activity import Activity
 from hwbkptd.core.clock import Clock, Timer
 from hwbkptd.core.errors import Aborted, BrokerError, FailedPrecondition, NotFound
 from hwbkptd.core.eventlog import MAX_BATCH, EventLog
-from hwbkptd.core.events import Event, EventKind
+from hwbkptd.core.events import Event, EventKind, Hit
 from hwbkptd.core.policy import check_session_owner
 
 if TYPE_CHECKING:
@@ -80,6 +80,15 @@ class Session:
             self._wake.set()
         if self._activity:
             self._activity.event(self.id, self.name, breakpoint_id, kind, queued)
+
+    def emit_hits(self, items: list[tuple[int, Hit, int]]) -> None:
+        """``emit`` of each ``(breakpoint_id, hit, time_ns)``, in order, in one pass."""
+        if self._activity:
+            for bid, hit, t in items:  # observers are told per event, in order
+                self.emit(bid, hit, t)
+            return
+        if self.log.extend_hits(items) and self._wake is not None:
+            self._wake.set()
 
     @property
     def attached(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import mmap
 import struct
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["RingbufReader"]
 
@@ -72,6 +73,55 @@ class RingbufReader:
             # wake us (the kernel wakes only a reader that has caught up): look again.
             if cons == start or n >= limit:
                 return n
+
+    def read_batch(self, body: struct.Struct) -> tuple[list[tuple[Any, ...]], int]:
+        """Every complete record, in order, each unpacked by ``body`` (records of another
+        length are skipped and counted): ``(records, skipped)``. Each tuple starts with the
+        header's length word, then ``body``'s fields.
+
+        The records of one producer all have one length: the consumed span is unpacked in
+        one ``iter_unpack`` (a C loop), its length words checked together through a strided
+        view; only a busy, discarded or odd record is looked at alone.
+        """
+        entry = struct.Struct("<I4x" + body.format.lstrip("<=@!>"))
+        stride = entry.size
+        want = body.size
+        if stride & 7 or stride != want + _HDR:
+            raise ValueError(f"a record of {want} bytes is not 8-byte aligned")
+        cons = _POS.unpack_from(self._cons, 0)[0]
+        data = self._data
+        mask = self._mask
+        words = stride // 4
+        out: list[tuple[Any, ...]] = []
+        skipped = 0
+        while True:
+            prod = _POS.unpack_from(self._prod, 0)[0]
+            start = cons
+            while cons < prod:
+                off = cons & mask
+                k = (prod - cons) // stride
+                if k:
+                    span = data[off : off + k * stride]
+                    lens = span.cast("I")[::words].tolist()
+                    if lens.count(want) != k:
+                        k = next(i for i, n in enumerate(lens) if n != want)
+                        span = span[: k * stride]
+                    out.extend(entry.iter_unpack(span))
+                    cons += k * stride
+                    if cons >= prod:
+                        break
+                    off = cons & mask
+                # A record that is busy, discarded, of another length, or the last bytes.
+                length = _LEN.unpack_from(data, off)[0]
+                if length & _BUSY:
+                    break
+                cons += ((length & ~(_BUSY | _DISCARD)) + _HDR + 7) & ~7
+                if not length & _DISCARD:
+                    skipped += 1
+            _POS.pack_into(self._cons, 0, cons)
+            # As in ``read``: a producer that wrote while we read did not wake us.
+            if cons == start:
+                return out, skipped
 
     def close(self) -> None:
         self._data.release()

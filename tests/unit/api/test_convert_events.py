@@ -140,3 +140,33 @@ def test_a_batch_is_its_events_in_order(
             assert (msg.hit.value, msg.hit.old_value) == (event.kind.value, event.kind.old_value)
             assert (msg.hit.cpu, msg.hit.halted) == (event.kind.cpu, event.kind.halted)
             assert msg.hit.value_late == event.kind.value_late
+
+
+# --- issue 11 item 6: runs of hits share a template of their common fields ---------------
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),  # pid, tid, ip, address, generation (0: nothing set)
+            st.sampled_from([-1, 0, 1]),  # cpu
+            st.sampled_from([None, Access.WRITE, Access.READ_WRITE]),
+            st.sampled_from([b"", b"\x00" * 8, b"\x05"]),
+            st.booleans(),  # words, halted and a call chain now and then
+        ),
+        max_size=20,
+    )
+)
+def test_item6_a_run_of_hits_is_converted_as_each_hit_alone(
+    specs: list[tuple[int, int, Access | None, bytes, bool]],
+) -> None:
+    events = []
+    for i, (same, cpu, access, value, extra) in enumerate(specs):
+        hit = Hit(
+            same, same, cpu, same, same, access, value, value[:1], i, same, extra, "", False,
+            ((1, "f"),) if extra and i % 3 == 0 else (),
+        )  # fmt: skip
+        if extra:
+            hit.ip_line, hit.address_symbol = "a.c:3", "counter"
+        events.append(Event(i + 1, i, same, hit))
+    batch = convert_events.events_to_proto(events)
+    assert list(batch.events) == [convert_events.event_to_proto(e) for e in events]
+    assert all(msg.WhichOneof("kind") == "hit" for msg in batch.events)

@@ -173,3 +173,57 @@ def test_item12_under_pressure_a_reader_keeps_its_hits_and_a_hog_loses_its_own()
         events += batch
     assert not budget.pressed
     assert [e.kind for e in events if isinstance(e.kind, HitsDropped)] == [HitsDropped(1)]
+
+
+# --- issue 11 item 6: a routed batch of hits queued in one pass --------------------------
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("hits"), st.integers(0, 40)),
+            st.tuples(st.just("state"), st.integers(0, 0)),
+            st.tuples(st.just("take"), st.integers(1, 30)),
+        ),
+        max_size=40,
+    ),
+    # Small buffers fill; large ones meet the pressed budget's floor first.
+    buffer=st.one_of(st.integers(1, 10), st.integers(PRESSURE_HIT_FLOOR, 2 * PRESSURE_HIT_FLOOR)),
+    budget_events=st.one_of(st.none(), st.integers(0, 3 * PRESSURE_HIT_FLOOR)),
+)
+def test_item6_extend_hits_queues_as_appends_one_by_one(
+    ops: list[tuple[str, int]], buffer: int, budget_events: int | None
+) -> None:
+    def new() -> tuple[EventLog, MemoryBudget | None]:
+        budget = None
+        if budget_events is not None:
+            budget = MemoryBudget(SESSION_BYTES + budget_events * EVENT_BYTES)
+        return EventLog(hit_buffer=buffer, retention=5, budget=budget), budget
+
+    (one, one_budget), (many, many_budget) = new(), new()
+    n = 0
+    seen_one: list[tuple[int, int, int, object]] = []
+    seen_many: list[tuple[int, int, int, object]] = []
+    for op, k in ops:
+        if op == "hits":
+            items = [(n + i % 2, hit(n + i), n + i) for i in range(k)]
+            n += k
+            queued = sum(one.append(*item) is not None for item in items)
+            assert many.extend_hits(items) == queued
+        elif op == "state":
+            one.append(3, Removed("x"), n)
+            many.append(3, Removed("x"), n)
+        else:
+            for log, seen in ((one, seen_one), (many, seen_many)):
+                batch = log.take(seen[-1][0] if seen else 0, n, limit=k)
+                seen += [(e.seq, e.time_ns, e.breakpoint_id, e.kind) for e in batch]
+        assert seen_one == seen_many
+        assert (one.last_seq, one.undelivered_hits, one.pending_drops, one.total_dropped) == (
+            many.last_seq,
+            many.undelivered_hits,
+            many.pending_drops,
+            many.total_dropped,
+        )
+        if one_budget is not None and many_budget is not None:
+            assert (one_budget.events, one_budget.pressed) == (
+                many_budget.events,
+                many_budget.pressed,
+            )

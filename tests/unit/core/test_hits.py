@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from hwbkptd.core.hits import HitState, count_hit, value_at
+import dataclasses
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwbkptd.core.hits import HitState, count_hit, count_run, old_value_at, value_at
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Action, Filter, Request, Scope
 
@@ -155,3 +160,63 @@ def test_call_chains_only_for_requests_that_asked() -> None:
     # A frame without a symbol keeps its address.
     assert asked.call_chain == ((0xFFFF_0008, "a+0x8"), (0xFFFF_1010, "b+0x10"), (0xFFFF_2020, ""))
     assert plain.call_chain == ()
+
+
+# --- issue 11 item 6: a run of one slot's hits judged in one call -----------------------
+_VALUE = st.sampled_from([b"\x01", b"\x02", b"\x03"])
+
+
+@st.composite
+def _reports(draw: st.DrawFn) -> HitReport:
+    regions = draw(st.integers(0, 2))
+    return HitReport(
+        10, 11, "dr", 0, 3, draw(st.integers(1, 3)), 0x1000, draw(st.integers(0, 9)),
+        draw(st.integers(-1, 3)),
+        draw(st.sampled_from([None, Access.READ, Access.WRITE, Access.READ_WRITE])),
+        tuple(draw(_VALUE) for _ in range(regions)), draw(st.booleans()), draw(st.booleans()),
+        "main", draw(st.sampled_from([0, 12])), (), (), draw(st.sampled_from([0, 0, 2, -1])),
+        draw(st.sampled_from([False, False, False, True])),
+        tuple(draw(_VALUE) for _ in range(draw(st.integers(0, regions)))),
+    )  # fmt: skip
+
+
+@given(
+    reports=st.lists(_reports(), max_size=30),
+    access=st.sampled_from(list(Access)),
+    action=st.sampled_from([Action.NOTIFY, Action.HALT]),
+    flt=st.builds(
+        Filter,
+        changed_only=st.booleans(),
+        equals=st.one_of(st.none(), _VALUE),
+        ignore_first=st.integers(0, 3),
+        stop_after=st.integers(0, 6),
+    ),
+    emulated=st.booleans(),
+    stopped=st.booleans(),
+    index=st.integers(0, 2),
+)
+def test_item6_count_run_decides_as_count_hit_per_report(
+    reports: list[HitReport],
+    access: Access,
+    action: Action,
+    flt: Filter,
+    emulated: bool,
+    stopped: bool,
+    index: int,
+) -> None:
+    request = watch(access, action, flt)
+    one = HitState(emulated_read=emulated, last_value=b"\x02", stopped=stopped)
+    run = dataclasses.replace(one)
+    expected = []
+    taken = 0
+    for r in reports:  # what routing does per report: count, then stop at stop_after
+        taken += 1
+        hit = count_hit(request, one, r, value_at(r, index), old_value_at(r, index))
+        if hit is not None:
+            expected.append((r, hit))
+            if flt.stop_after and one.reported_count >= flt.stop_after:
+                break
+    got: list[tuple[HitReport, object]] = []
+    assert count_run(request, run, reports, index, got) == taken
+    assert got == expected
+    assert run == one
