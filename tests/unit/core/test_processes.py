@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pytest
+from broker_events import logged_events
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
@@ -20,7 +21,7 @@ from hwbkptd.core.errors import (
     NotFound,
     PermissionDenied,
 )
-from hwbkptd.core.events import Event, Progress, ProgressOperation, Removed, TargetExited
+from hwbkptd.core.events import Progress, ProgressOperation, Removed, TargetExited
 from hwbkptd.core.mechanism import MechanismInfo
 from hwbkptd.core.model import Access, RequestState, Scope
 from hwbkptd.core.names import Resolved
@@ -173,21 +174,6 @@ def session(w: World, name: str) -> str:
     return w.broker.open_session(name, identity=LOCAL).token
 
 
-async def events(broker: Broker, token: str) -> list[Event]:
-    await broker.finish_background_work()
-    stream = broker.events(token, 0)
-    out: list[Event] = []
-    try:
-        while True:
-            try:
-                out.extend(await asyncio.wait_for(anext(stream), 0.02))
-            except (TimeoutError, StopAsyncIteration):
-                break
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]
-    return out
-
-
 def traced(w: World, pid: int) -> bool:
     try:
         w.broker.slot_map(pid)
@@ -290,12 +276,12 @@ async def test_progress_of_an_attach_goes_to_the_session_that_asked(world: World
     a, other = session(world, "a"), session(world, "other")
     assert len(await b.attach_process(a, 800)) == 1000
     assert await b.attach_process(a, 500) == (500, 501)  # two threads: quiet
-    reports = [e.kind for e in await events(b, a) if isinstance(e.kind, Progress)]
+    reports = [e.kind for e in await logged_events(b, a) if isinstance(e.kind, Progress)]
     assert reports[0] == Progress(ProgressOperation.ATTACH, 800, "", "", 64, 1000, False)
     assert reports[-1] == Progress(ProgressOperation.ATTACH, 800, "", "", 1000, 1000, True)
     assert [p.done for p in reports] == sorted(p.done for p in reports)
     assert {p.pid for p in reports} == {800}
-    assert not [e for e in await events(b, other) if isinstance(e.kind, Progress)]
+    assert not [e for e in await logged_events(b, other) if isinstance(e.kind, Progress)]
 
 
 async def test_launch_release_and_who_may(world: World) -> None:
@@ -378,7 +364,7 @@ async def test_process_exit_is_told_to_sessions_that_attached(world: World) -> N
     a = session(world, "a")
     await b.attach_process(a, 600)
     sim.end_process(600, 3)
-    got = [e for e in await events(b, a) if isinstance(e.kind, TargetExited)]
+    got = [e for e in await logged_events(b, a) if isinstance(e.kind, TargetExited)]
     assert [(e.breakpoint_id, e.kind) for e in got] == [(0, TargetExited(600, 0, 3))]
     assert not traced(world, 600)
     await b.close_session(a)
@@ -452,7 +438,7 @@ async def test_detach_drops_the_session_s_hold_and_lets_go_after_the_last(world:
     assert [v.id for v in b.list_breakpoints(a)] == []
     assert [v.id for v in b.list_breakpoints(c)] == [theirs.id]
     assert ("detach", 500) not in sim.calls
-    removed = [e.kind for e in await events(b, a) if isinstance(e.kind, Removed)]
+    removed = [e.kind for e in await logged_events(b, a) if isinstance(e.kind, Removed)]
     assert removed == [Removed("detached")]
     assert await b.detach_process(c, 500) == (True, (theirs.id,))
     assert sim.calls[-1] == ("detach", 500)

@@ -5,17 +5,17 @@ its names a fake that reports a large binary."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 
 import pytest
+from broker_events import logged_events
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.errors import PermissionDenied
-from hwbkptd.core.events import Event, Progress, ProgressOperation, StateChanged
+from hwbkptd.core.events import Progress, ProgressOperation, StateChanged
 from hwbkptd.core.machine_hooks import SimHooks
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import HitWords, NameProgress, Resolved
@@ -72,22 +72,6 @@ async def world() -> AsyncIterator[tuple[Broker, BigNames, int]]:
     await broker.stop()
 
 
-async def _logged(broker: Broker, token: str) -> list[Event]:
-    """What the session's stream hands out now."""
-    await broker.finish_background_work()
-    stream = broker.events(token, 0)
-    out: list[Event] = []
-    try:
-        while True:
-            try:
-                out.extend(await asyncio.wait_for(anext(stream), 0.02))
-            except (TimeoutError, StopAsyncIteration):
-                break
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]
-    return out
-
-
 async def test_progress_a_request_by_name_reads_off_the_loop_and_reports(
     world: tuple[Broker, BigNames, int],
 ) -> None:
@@ -97,7 +81,7 @@ async def test_progress_a_request_by_name_reads_off_the_loop_and_reports(
     view = await broker.set_breakpoint(token, spec)
     assert view.spec.address == ADDRESS
     assert names.prepared == [(pid, "big_table", False)]  # a worker thread, not the loop
-    log = await _logged(broker, token)
+    log = await logged_events(broker, token)
     reports = [e.kind for e in log if isinstance(e.kind, Progress)]
     assert reports[0].done < BIG
     assert reports[-1] == Progress(
@@ -116,7 +100,7 @@ async def test_progress_resolve_location_reports(world: tuple[Broker, BigNames, 
     resolved = await broker.resolve_location(token, pid, "big_table", Access.WRITE)
     assert resolved.address == ADDRESS
     assert names.prepared == [(pid, "big_table", False)]
-    reports = [e.kind for e in await _logged(broker, token) if isinstance(e.kind, Progress)]
+    reports = [e.kind for e in await logged_events(broker, token) if isinstance(e.kind, Progress)]
     assert reports[-1].finished
 
 
@@ -132,4 +116,4 @@ async def test_progress_a_target_out_of_bounds_is_not_read(
     with pytest.raises(PermissionDenied):
         await broker.resolve_location(token, pid, "big_table", Access.WRITE)
     assert names.prepared == []
-    assert [e for e in await _logged(broker, token) if isinstance(e.kind, Progress)] == []
+    assert [e for e in await logged_events(broker, token) if isinstance(e.kind, Progress)] == []

@@ -5,17 +5,17 @@ Simulated machine, fake names, manual clock."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from broker_events import logged_events
 
 from hwbkptd.arch.layouts import parse_layout
 from hwbkptd.arch.sim import SimMechanism
 from hwbkptd.core.broker import BreakpointSpec, Broker, BrokerConfig, Identity
 from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.errors import NotFound
-from hwbkptd.core.events import Event, Removed, TargetExec
+from hwbkptd.core.events import Removed, TargetExec
 from hwbkptd.core.machine_hooks import SimHooks
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import HitWords, NameProgress, Resolved
@@ -92,21 +92,6 @@ async def never() -> AsyncIterator[World]:
     await world[0].stop()
 
 
-async def _logged(broker: Broker, token: str) -> list[Event]:
-    await broker.finish_background_work()
-    stream = broker.events(token, 0)
-    out: list[Event] = []
-    try:
-        while True:
-            try:
-                out.extend(await asyncio.wait_for(anext(stream), 0.02))
-            except (TimeoutError, StopAsyncIteration):
-                break
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]
-    return out
-
-
 async def _watch_then_exec(broker: Broker, sim: SimMechanism) -> tuple[str, int, int]:
     pid, _ = sim.spawn_process()
     token = broker.open_session("ide", identity=Identity()).token
@@ -126,7 +111,7 @@ async def test_a_name_mapped_after_the_exec_news_is_found_again(late: World) -> 
         await broker.finish_background_work()
     (now,) = broker.list_breakpoints(token)
     assert (now.id, now.spec.address) == (rid, MOVED)
-    kinds = [e.kind for e in await _logged(broker, token) if e.breakpoint_id == rid]
+    kinds = [e.kind for e in await logged_events(broker, token) if e.breakpoint_id == rid]
     assert TargetExec(pid=pid) in kinds
     assert not any(isinstance(k, Removed) for k in kinds)
 
@@ -141,5 +126,5 @@ async def test_a_name_the_new_program_lacks_ends_after_the_last_try(never: World
     clock.advance(RETRY_SECONDS)
     await broker.finish_background_work()
     assert list(broker.list_breakpoints(token)) == []
-    kinds = [e.kind for e in await _logged(broker, token) if e.breakpoint_id == rid]
+    kinds = [e.kind for e in await logged_events(broker, token) if e.breakpoint_id == rid]
     assert Removed(reason="target_exec") in kinds
