@@ -53,10 +53,17 @@ def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
     access = hit.access
     if access is not None:
         msg.access = ACCESS_TO_WIRE[access]
+    msg.generation = hit.generation
+    _fill_own_fields(msg, hit)
+    for ip, symbol in hit.call_chain:
+        msg.call_chain.add(ip=ip, symbol=symbol)
+
+
+def _fill_own_fields(msg: broker_pb2.Hit, hit: Hit) -> None:
+    """The fields each hit has its own, even in a run of hits that share the rest."""
     msg.value = hit.value
     msg.old_value = hit.old_value
     msg.hit_count = hit.hit_count
-    msg.generation = hit.generation
     if hit.halted:
         msg.halted = True
     if hit.ip_symbol:
@@ -65,8 +72,6 @@ def _fill_hit(msg: broker_pb2.Hit, hit: Hit) -> None:
         fill_hit_words(msg, hit)
     if hit.value_late:
         msg.value_late = True
-    for ip, symbol in hit.call_chain:
-        msg.call_chain.add(ip=ip, symbol=symbol)
 
 
 def _fill_event(msg: broker_pb2.Event, event: Event) -> None:
@@ -171,17 +176,7 @@ def events_to_proto(events: Iterable[Event]) -> broker_pb2.StreamEventsResponse:
             last = hit
         out = msg.hit
         out.MergeFromString(shared)
-        out.value = hit.value
-        out.old_value = hit.old_value
-        out.hit_count = hit.hit_count
-        if hit.halted:
-            out.halted = True
-        if hit.ip_symbol:
-            out.ip_symbol = hit.ip_symbol
-        if hit.ip_line or hit.address_symbol or hit.member:
-            fill_hit_words(out, hit)
-        if hit.value_late:
-            out.value_late = True
+        _fill_own_fields(out, hit)
     return response
 
 
