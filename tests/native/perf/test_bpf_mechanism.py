@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -160,7 +161,14 @@ async def tagged_hits(
             await mech.watch(proc.pid, report_threads=True)
             assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
             await go_and_wait(proc, ended=False)
-            await sink.wait_for(lambda: len(sink.hits) >= k * n)
+            try:
+                await sink.wait_for(lambda: len(sink.hits) >= k * n)
+            except TimeoutError:
+                per_tid = collections.Counter(h.tid for h in sink.hits)
+                raise AssertionError(
+                    f"{len(sink.hits)} of {k * n} hits, {sink.lost} lost, refusals "
+                    f"{sink.refusals}, per thread {dict(per_tid)}, {mech.stats}"
+                ) from None
             assert proc.stdin is not None
             proc.stdin.close()
             assert await proc.wait() == 0
@@ -207,16 +215,49 @@ async def test_item1_eight_threads_on_two_cpus_every_write_caught(
 ) -> None:
     """On two CPUs every write is still a hit of its thread, with an exact count; a value
     may be the other CPU's store, made between this store and the program's read (a
-    shared variable read after the trap cannot tell), never an invented one."""
+    shared variable read after the trap cannot tell), never an invented one.
+
+    A thread's own values come in the order it wrote them, but for a rare stale read of
+    this machine: about once in 10 to 35 runs, one record's value is what the variable
+    held about 2 ms before, while the record itself is whole (its old value is the
+    previous record's value, its time in order) and the thread's own read right after
+    the trap sees its store (docs/decisions.md "Stale reads at the trap"). Such a read
+    is one isolated value; at most ``STALE_READS_ALLOWED`` of them in a run, each
+    printed, and without them the sequence is strictly increasing. Hits moved out of
+    order by the broker would be runs of values, and fail.
+    """
     k, n = 8, 20_000
     by_tid = await tagged_hits([native_bins["tagged"], str(k), str(n)], [], k, n)
     written = {t << 32 | i for t in range(1, k + 1) for i in range(1, n + 1)}
-    for values in by_tid.values():
+    stale: list[tuple[int, int, int]] = []
+    for tid, values in by_tid.items():
         tag = own_tag(values)
         own = [v for v in values if v >> 32 == tag]
-        assert own == sorted(own)
-        assert len(set(own)) == len(own)
+        kept, removed = split_isolated_stale_reads(own)
+        stale += [(tid, v & 0xFFFFFFFF, len(own)) for v in removed]
+        assert all(a < b for a, b in itertools.pairwise(kept))
         assert set(values) <= written
+    if stale:
+        print(f"stale reads at the trap (tid, sequence number, own values): {stale}")
+    assert len(stale) <= STALE_READS_ALLOWED
+
+
+#: Isolated stale reads tolerated in one run of 160,000 hits (seen: at most one).
+STALE_READS_ALLOWED = 2
+
+
+def split_isolated_stale_reads(own: list[int]) -> tuple[list[int], list[int]]:
+    """``own`` split into the sequence and each value not above the one before it whose
+    next value continues the sequence (a single stale read, not a run out of order)."""
+    kept: list[int] = []
+    removed: list[int] = []
+    for i, v in enumerate(own):
+        after = own[i + 1] if i + 1 < len(own) else None
+        if kept and v <= kept[-1] and (after is None or after > kept[-1]):
+            removed.append(v)
+        else:
+            kept.append(v)
+    return kept, removed
 
 
 async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> None:
