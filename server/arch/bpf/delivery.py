@@ -7,6 +7,9 @@ the exits. Records are attributed like samples, by (event id, tid): the
 link's cookie is the event id, inherited copies included. Values come from the
 record, read at the trap: exact, never ``values_late``. A newborn's records
 wait with its samples for its first table; their values wait beside them.
+A record of a thread not known yet (its birth is in a CPU's ring read before
+the clone wrote it, while its first hits were in the BPF ring read after)
+waits for the next passes, which read that birth, up to ``UNBORN_PASSES``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from hwbkptd.arch.perf.nonstop_table import Event, ThreadSlot
 from hwbkptd.arch.perf.ring import RECORD_FORK, Batch, Sample
 from hwbkptd.core.mechanism import HitReport
 
-__all__ = ["BpfDelivery"]
+__all__ = ["UNBORN_PASSES", "BpfDelivery"]
+
+#: Passes a record of a not yet known thread of a watched process waits for its birth.
+UNBORN_PASSES = 3
 
 _Exact = tuple[tuple[bytes, ...], tuple[bytes, ...], int]
 
@@ -35,6 +41,8 @@ assert _BODY.size == RECORD.size
 
 
 class BpfDelivery(NonstopDelivery):
+    #: Hits come from one ring, in order; holding the trackers' births would strand them.
+    holds_recent = False
     keys: BpfKeys | None = None
     #: Records read by the last ``take``, and by all of them.
     last_read = 0
@@ -45,6 +53,7 @@ class BpfDelivery(NonstopDelivery):
     def bind(self, keys: BpfKeys) -> None:
         self.keys = keys
         self._exact = {}
+        self._unborn: list[tuple[tuple[Any, ...], int]] = []
         keys.on_dropped = self._lost
         keys.on_release = self._released
 
@@ -67,13 +76,16 @@ class BpfDelivery(NonstopDelivery):
         # old values).
         records, odd = keys.pipe.reader.read_batch(_BODY)
         self._stats.malformed += odd
-        if not records:
+        waiting, self._unborn = self._unborn, []
+        if not (records or waiting):
             return 0
         route = self._table.route
         links = keys.links
         wall = wall_offset_ns()
         hits: list[HitReport] = []
         append = hits.append
+        for rec, passes in waiting:  # before this pass's records: they came earlier
+            self._record(rec, wall, hits, passes)
         # The attribution of the last (cookie, tid) seen, when its records can be built
         # here: the common case, a run of records of one slot with one unfiltered region.
         last_cookie = last_tid = -1
@@ -85,7 +97,7 @@ class BpfDelivery(NonstopDelivery):
                 last_cookie, last_tid = cookie, tid
                 slot, width = self._fast_route(cookie, tid, route, links)
             if slot is None:
-                self._record(rec, wall, hits)
+                self._record(rec, wall, hits, UNBORN_PASSES)
                 continue
             since = slot.since
             generation = slot.gens[-1] if since and t >= since[-1] else slot.generation_at(t)
@@ -116,11 +128,16 @@ class BpfDelivery(NonstopDelivery):
             return None, 0
         return slot, conf.regions[0][1]
 
-    def _record(self, rec: tuple[Any, ...], wall: int, hits: list[HitReport]) -> None:
-        """One record the general way: inherited copies, filters, newborns, strays."""
+    def _record(self, rec: tuple[Any, ...], wall: int, hits: list[HitReport], passes: int) -> None:
+        """One record the general way: inherited copies, filters, newborns, strays; a
+        record of a thread not known yet waits ``passes`` more passes for its birth."""
         keys = self.keys
         assert keys is not None
         _, cookie, t, tid, pid, cpu, _, ip, addr, count, raw = rec
+        table = self._table
+        if passes and tid not in table.threads and table.pid_threads(pid):
+            self._unborn.append((rec, passes - 1))
+            return
         if cookie:
             eid = cookie
             link = keys.links.get(cookie)

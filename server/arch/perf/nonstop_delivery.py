@@ -95,6 +95,10 @@ class TaskHandler(Protocol):
 class NonstopDelivery:
     """Parsed batches in, hits and life-cycle news out (through the outbox)."""
 
+    #: The rings hold back records too recent to be in order across CPUs (the samples
+    #: are the hits, one ring per CPU).
+    holds_recent = True
+
     def __init__(self, table: NonstopTable, stats: NonstopStats, handler: TaskHandler) -> None:
         self._table = table
         self._stats = stats

@@ -24,11 +24,24 @@ threads. Inherited copies write into their parent event's ring, so moving the
 parent moves every copy. Trackers stay on the eager rings. An event writes
 into one ring or the other, never both, and both rings of a CPU are read
 together, their samples merged by time: nothing is lost or doubled by a move.
+
+Order across CPUs (perf's "ordered events"). One pass reads the CPUs one after
+the other: a thread that traps on CPU 0 just after its ring was read, then on
+CPU 1 before that ring is read, would have its later hit delivered first. So a
+pass on the timer or a wake-up notes the time before it reads, delivers the
+records stamped more than ``HOLD_MARGIN_NS`` before it (a record is stamped
+before it is written), and holds the rest, samples, exits and execs alike (an
+exit still follows its samples), for the next pass, merged with what that one
+reads; births go at once (a newborn's first table adopts what it carries).
+Every other pass (a table applied, a watch, a close, a CPU going offline)
+delivers everything: what it delivers is newer than all delivered before.
+A delivery whose hits come in one ring already in order (BPF) holds nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,13 +49,14 @@ from collections.abc import Callable, Iterable, Sequence
 from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats
 from hwbkptd.arch.perf.nonstop_events import NONSTOP_SAMPLE_TYPE, NonstopRing
 from hwbkptd.arch.perf.nonstop_ring_mover import RingMover
-from hwbkptd.arch.perf.ring import Batch, Sample, SampleFormat
+from hwbkptd.arch.perf.ring import RECORD_FORK, Batch, Sample, SampleFormat
 
 __all__ = [
     "BATCH_ABOVE",
     "BATCH_TICK_S",
     "BATCH_WATERMARK",
     "EAGER_BELOW",
+    "HOLD_MARGIN_NS",
     "SNOOZE_S",
     "WINDOW_S",
     "RingSet",
@@ -57,6 +71,8 @@ EPISODE_MIN_S = 0.004
 EAGER_BELOW = 500
 WINDOW_S = 0.05
 BATCH_WATERMARK = 16384
+#: Records stamped this close before a pass may still be being written on another CPU.
+HOLD_MARGIN_NS = 50_000
 
 #: (cpu, fd) of every open breakpoint event (the ones that move).
 EventLister = Callable[[], Iterable[tuple[int, int]]]
@@ -80,6 +96,21 @@ def merge(a: Batch, b: Batch) -> Batch:
         other=a.other + b.other,
         malformed=a.malformed or b.malformed,
     )
+
+
+def split_at(batch: Batch, cutoff: int) -> tuple[Batch, Batch | None]:
+    """The records stamped before ``cutoff``, every birth and the counts; and the rest of
+    the samples, exits and execs if any. A birth is never held: it only makes a thread
+    known, and its first table (adopting the copies it carries) should not wait."""
+    i = bisect.bisect_left(batch.samples, cutoff, key=_time)
+    j = bisect.bisect_left(batch.tasks, cutoff, key=lambda t: t.time)
+    held_tasks = [t for t in batch.tasks[j:] if t.kind != RECORD_FORK]
+    if i == len(batch.samples) and not held_tasks:
+        return batch, None
+    later = Batch(samples=batch.samples[i:], tasks=held_tasks)
+    births = [t for t in batch.tasks[j:] if t.kind == RECORD_FORK]
+    batch.samples, batch.tasks = batch.samples[:i], batch.tasks[:j] + births
+    return batch, later
 
 
 class RingSet:
@@ -108,6 +139,9 @@ class RingSet:
         #: Start (time.monotonic()) and samples of the current episode or window.
         self._since = 0.0
         self._count = 0
+        #: cpu -> records too recent for the last pass to deliver (see the module doc).
+        self._held: dict[int, Batch] = {}
+        self._holds = delivery.holds_recent
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -177,8 +211,11 @@ class RingSet:
         self._ring_mover.close()
 
     # --- reading ---------------------------------------------------------------------
-    def drain(self, *, defer: bool) -> int:
-        """Read every ring and handle what they held; returns the samples read."""
+    def drain(self, *, defer: bool, hold: bool = False) -> int:
+        """Read every ring and handle what they held; returns the samples read. With
+        ``hold``, records too recent to be in order across CPUs wait for the next pass."""
+        cutoff = time.monotonic_ns() - HOLD_MARGIN_NS if hold and self._holds else None
+        held, self._held = self._held, {}
         batches: list[tuple[int, Batch]] = []
         samples = 0
         parse = self._format.parse
@@ -189,13 +226,23 @@ class RingSet:
             first, second = (other, eager) if self.batched else (eager, other)
             a = first.ring.read()
             b = second.ring.read()
-            if not (a or b):
+            earlier = held.pop(cpu, None)
+            if not (a or b or earlier):
                 continue
-            pa, pb = parse(a), parse(b)
-            self._stats.batched_samples += len((pa if self.batched else pb).samples)
-            batch = merge(pa, pb)
-            samples += len(batch.samples)
+            batch = Batch()
+            if a or b:
+                pa, pb = parse(a), parse(b)
+                self._stats.batched_samples += len((pa if self.batched else pb).samples)
+                batch = merge(pa, pb)
+                samples += len(batch.samples)
+            if earlier is not None:
+                batch = merge(earlier, batch)
+            if cutoff is not None:
+                batch, later = split_at(batch, cutoff)
+                if later is not None:
+                    self._held[cpu] = later
             batches.append((cpu, batch))
+        batches += held.items()  # of CPUs closed since: nothing comes after them
         # Always: a delivery may read hits from elsewhere too (the BPF ring), after the
         # births these rings hold and before their exits.
         self._delivery.take(batches)
@@ -204,7 +251,7 @@ class RingSet:
 
     def _readable(self) -> None:
         self._stats.wakeups += 1
-        if self.drain(defer=False) or self._moving is not None:
+        if self.drain(defer=False, hold=True) or self._held or self._moving is not None:
             self._episode(time.monotonic())
 
     def _episode(self, now: float) -> None:
@@ -217,7 +264,7 @@ class RingSet:
     def _tick(self) -> None:
         assert self._loop is not None
         self._timer = None
-        n = self.drain(defer=False)
+        n = self.drain(defer=False, hold=True)
         now = time.monotonic()
         self._count += n
         elapsed = now - self._since
@@ -230,7 +277,7 @@ class RingSet:
                 self._since, self._count = now, 0
             self._timer = self._loop.call_later(BATCH_TICK_S, self._tick)
             return
-        if not n and idle and now - self._moved_at >= SNOOZE_S:
+        if not n and not self._held and idle and now - self._moved_at >= SNOOZE_S:
             self._poll_lost()
             self._readers_on()  # quiet again: wake on the next record
             return

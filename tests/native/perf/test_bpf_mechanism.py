@@ -127,6 +127,18 @@ async def go_and_wait(proc: asyncio.subprocess.Process, *, ended: bool = True) -
             assert await proc.wait() == 0
 
 
+async def wait_for_hits(mech: BpfNotifyMechanism, sink: Sink, n: int) -> None:
+    """Until ``n`` hits came; else a failure that says where the others went."""
+    try:
+        await sink.wait_for(lambda: len(sink.hits) >= n)
+    except TimeoutError:
+        per_tid = collections.Counter(h.tid for h in sink.hits)
+        raise AssertionError(
+            f"{len(sink.hits)} of {n} hits, {sink.lost} lost, refusals {sink.refusals}, "
+            f"per thread {dict(per_tid)}, {mech.stats}, {mech.bpf_records} records"
+        ) from None
+
+
 async def test_item1_tight_loop_every_write_exact_in_order(native_bins: dict[str, str]) -> None:
     n = 100_000
     async with started() as (mech, sink):
@@ -135,7 +147,7 @@ async def test_item1_tight_loop_every_write_exact_in_order(native_bins: dict[str
             await mech.watch(proc.pid, report_threads=False)
             assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
             await go_and_wait(proc)
-            await sink.wait_for(lambda: len(sink.hits) >= n)
+            await wait_for_hits(mech, sink, n)
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -161,14 +173,7 @@ async def tagged_hits(
             await mech.watch(proc.pid, report_threads=True)
             assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
             await go_and_wait(proc, ended=False)
-            try:
-                await sink.wait_for(lambda: len(sink.hits) >= k * n)
-            except TimeoutError:
-                per_tid = collections.Counter(h.tid for h in sink.hits)
-                raise AssertionError(
-                    f"{len(sink.hits)} of {k * n} hits, {sink.lost} lost, refusals "
-                    f"{sink.refusals}, per thread {dict(per_tid)}, {mech.stats}"
-                ) from None
+            await wait_for_hits(mech, sink, k * n)
             assert proc.stdin is not None
             proc.stdin.close()
             assert await proc.wait() == 0

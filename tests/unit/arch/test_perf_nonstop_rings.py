@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import time
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -10,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hwbkptd.arch.perf.nonstop_delivery import NonstopDelivery, NonstopStats, TaskHandler
-from hwbkptd.arch.perf.nonstop_rings import RingSet, merge
+from hwbkptd.arch.perf.nonstop_events import NonstopRing
+from hwbkptd.arch.perf.nonstop_rings import RingSet, merge, split_at
 from hwbkptd.arch.perf.nonstop_table import NonstopTable
 from hwbkptd.arch.perf.ring import RECORD_EXIT, RECORD_FORK, Batch, Sample, TaskRecord
 
@@ -111,3 +115,115 @@ async def test_fix_hang_settle_still_waits_for_a_running_move(
     assert not settling.done()
     switcher.moves[0].set_result([0])
     await asyncio.wait_for(settling, 1)
+
+
+def test_a_split_at_a_time_keeps_the_counts_and_the_births_with_the_earlier_part() -> None:
+    fork = TaskRecord(RECORD_FORK, 1, 1, 2, 1, 15)
+    exit_ = TaskRecord(RECORD_EXIT, 1, 1, 2, 2, 16)
+    batch = Batch(samples=[sample(5), sample(10), sample(20)], tasks=[fork, exit_], lost=3)
+    now, later = split_at(batch, 10)
+    assert [s.time for s in now.samples] == [5]
+    assert now.tasks == [fork]
+    assert now.lost == 3
+    assert later is not None
+    assert [s.time for s in later.samples] == [10, 20]
+    assert later.tasks == [exit_]
+    assert later.lost == 0
+    whole = Batch(samples=[sample(5)], tasks=[fork])
+    assert split_at(whole, 6) == (whole, None)
+
+
+class _Ring:
+    """One CPU ring whose reads hand out what the test queued (parsed already)."""
+
+    def __init__(self, on_read: Callable[[], None] = lambda: None) -> None:
+        self.queued: list[Sample] = []
+        self.on_read = on_read
+        self.reads = 0
+        self.ring = self
+
+    def read(self) -> Batch | bytes:
+        self.reads += 1
+        samples, self.queued = self.queued, []
+        self.on_read()  # what happens right after this read
+        return Batch(samples=samples) if samples else b""
+
+
+class _Parsed:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def parse(self, data: Batch | bytes) -> Batch:
+        return data if isinstance(data, Batch) else Batch()
+
+
+class _Taker(NonstopDelivery):
+    """The hits each pass delivered, in delivery order."""
+
+    def __init__(self) -> None:
+        super().__init__(NonstopTable(), NonstopStats(), cast(TaskHandler, None))
+        self.passes: list[list[int]] = []
+
+    def take(self, batches: list[tuple[int, Batch]]) -> None:
+        merged = heapq.merge(*(b.samples for _, b in batches), key=lambda s: s.time)
+        self.passes.append([s.time for s in merged])
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_thread_that_moves_between_cpus_during_a_pass_keeps_its_order(
+    monkeypatch: pytest.MonkeyPatch, hold: bool
+) -> None:
+    """The defect of the non-stop mode before the hold: a thread traps on CPU 0 just
+    after its ring was read, then on CPU 1 before that ring is read. The pass that
+    reads the later hit holds it; the next one delivers both, in order."""
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.SampleFormat", _Parsed)
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.HOLD_MARGIN_NS", 0)
+    taker = _Taker()
+    ringset = RingSet(1, taker, NonstopStats(), lambda: [])
+    cpu0, cpu1 = _Ring(), _Ring()
+
+    def trap_on_cpu0_then_cpu1() -> None:
+        if cpu0.reads == 1:  # CPU 0's ring was just read, in the first pass
+            cpu0.queued.append(sample(time.monotonic_ns()))
+            cpu1.queued.append(sample(time.monotonic_ns() + 1))
+
+    cpu0.on_read = trap_on_cpu0_then_cpu1
+    ringset.rings = {0: cast(NonstopRing, cpu0), 1: cast(NonstopRing, cpu1)}
+    ringset.batched_rings = {0: cast(NonstopRing, _Ring()), 1: cast(NonstopRing, _Ring())}
+    ringset.drain(defer=False, hold=hold)
+    ringset.drain(defer=False, hold=hold)
+    delivered = [t for one in taker.passes for t in one]
+    assert len(delivered) == 2
+    assert (delivered == sorted(delivered)) is hold
+    if hold:
+        assert taker.passes[0] == []
+
+
+def test_a_pass_that_does_not_hold_delivers_what_an_earlier_one_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.SampleFormat", _Parsed)
+    taker = _Taker()
+    ringset = RingSet(1, taker, NonstopStats(), lambda: [])
+    cpu0 = _Ring()
+    ringset.rings = {0: cast(NonstopRing, cpu0)}
+    ringset.batched_rings = {0: cast(NonstopRing, _Ring())}
+    recent = time.monotonic_ns()
+    cpu0.queued = [sample(recent - 10**9), sample(recent)]
+    ringset.drain(defer=False, hold=True)
+    assert taker.passes == [[recent - 10**9]]
+    ringset.drain(defer=False)  # a table applied, a close: everything goes
+    assert taker.passes[-1] == [recent]
+
+
+def test_a_delivery_from_one_ordered_ring_holds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.SampleFormat", _Parsed)
+    taker = _Taker()
+    taker.holds_recent = False
+    ringset = RingSet(1, taker, NonstopStats(), lambda: [])
+    cpu0 = _Ring()
+    ringset.rings = {0: cast(NonstopRing, cpu0)}
+    ringset.batched_rings = {0: cast(NonstopRing, _Ring())}
+    cpu0.queued = [sample(time.monotonic_ns() + 10**9)]
+    ringset.drain(defer=False, hold=True)
+    assert len(taker.passes[0]) == 1
