@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -263,6 +264,25 @@ def split_isolated_stale_reads(own: list[int]) -> tuple[list[int], list[int]]:
         else:
             kept.append(v)
     return kept, removed
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(os.environ.get("HWBKPT_SOAK") != "1", reason="soak: set HWBKPT_SOAK=1")
+async def test_item1_two_cpus_strict_order_twenty_runs(native_bins: dict[str, str]) -> None:
+    """The hard case without the tolerance: every thread's own values strictly in order,
+    20 runs. On this machine it fails about 1 run in 10 to 35 (the stale reads at the
+    trap, docs/decisions.md); the failure says how many runs had one."""
+    k, n = 8, 20_000
+    bad_runs = 0
+    for _ in range(20):
+        by_tid = await tagged_hits([native_bins["tagged"], str(k), str(n)], [], k, n)
+        for values in by_tid.values():
+            tag = own_tag(values)
+            own = [v for v in values if v >> 32 == tag]
+            if not all(a < b for a, b in itertools.pairwise(own)):
+                bad_runs += 1
+                break
+    assert bad_runs == 0, f"{bad_runs} of 20 runs had a thread's own values out of order"
 
 
 async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> None:
