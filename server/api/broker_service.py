@@ -85,9 +85,11 @@ class BrokerService(broker_pb2_grpc.BrokerServiceServicer):
     ) -> AsyncIterator[broker_pb2.StreamEventsResponse]:
         token = session_token(context)
         batches = self._broker.events(token, request.after_seq)
+        runs = request.hit_runs
         try:
             async for batch in batches:
-                for msg in split_events(convert_events.events_to_proto(batch)):
+                response = convert_events.events_to_proto(batch, hit_runs=runs)
+                for msg in split_events(response):
                     yield msg
         finally:
             # On cancellation (the client went away) the broker's iterator must

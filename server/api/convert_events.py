@@ -7,7 +7,7 @@ runs once per request; the enum tables stay in ``convert``, their one owner.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api.convert import (
@@ -64,6 +64,11 @@ def _fill_own_fields(msg: broker_pb2.Hit, hit: Hit) -> None:
     msg.value = hit.value
     msg.old_value = hit.old_value
     msg.hit_count = hit.hit_count
+    _fill_flags(msg, hit)
+
+
+def _fill_flags(msg: broker_pb2.Hit, hit: Hit) -> None:
+    """The rarely set fields (a ``HitRun``'s hits have them alike)."""
     if hit.halted:
         msg.halted = True
     if hit.ip_symbol:
@@ -140,20 +145,26 @@ def event_to_proto(event: Event) -> broker_pb2.Event:
     return msg
 
 
-def events_to_proto(events: Iterable[Event]) -> broker_pb2.StreamEventsResponse:
+def events_to_proto(
+    events: Sequence[Event], *, hit_runs: bool = False
+) -> broker_pb2.StreamEventsResponse:
     """One stream message with the events, each built in place (no copy per event).
 
     A hit's fields that a run of hits shares (one thread, instruction, address: the
     tight loop) are parsed from a serialized template, made once per run, instead of set
-    one by one: the same message, about a fifth less time per hit.
+    one by one: the same message, about a fifth less time per hit. With ``hit_runs`` (the
+    stream asked for them) such a run goes out as one ``HitRun`` event instead.
     """
     response = broker_pb2.StreamEventsResponse()
     add = response.events.add
     last: Hit | None = None
     shared = b""
-    for event in events:
+    i, n = 0, len(events)
+    while i < n:
+        event = events[i]
         msg = add()
         kind = event.kind
+        i += 1
         if not isinstance(kind, Hit) or kind.call_chain:
             _fill_event(msg, event)
             continue
@@ -162,22 +173,82 @@ def events_to_proto(events: Iterable[Event]) -> broker_pb2.StreamEventsResponse:
         time.seconds, time.nanos = divmod(event.time_ns, 1_000_000_000)
         msg.breakpoint_id = event.breakpoint_id
         hit = kind
-        if (
-            last is None
-            or hit.ip != last.ip
-            or hit.address != last.address
-            or hit.tid != last.tid
-            or hit.cpu != last.cpu
-            or hit.generation != last.generation
-            or hit.access is not last.access
-            or hit.pid != last.pid
-        ):
+        if last is None or not _same_template(hit, last):
             shared = _shared_fields(hit)
             last = hit
+        if hit_runs and not hit.member:
+            end = _run_end(events, i - 1)
+            if end - i >= 1:  # two hits or more
+                _fill_run(msg.hit_run, events, i - 1, end, shared)
+                i = end
+                continue
         out = msg.hit
         out.MergeFromString(shared)
         _fill_own_fields(out, hit)
     return response
+
+
+def _run_end(events: Sequence[Event], start: int) -> int:
+    """The end (exclusive) of the run of like hits that starts at ``start``: same request
+    and every Hit field alike but the value, old value and count (of the same lengths)."""
+    first_event = events[start]
+    first = first_event.kind
+    assert isinstance(first, Hit)
+    bid, width, old_width = first_event.breakpoint_id, len(first.value), len(first.old_value)
+    end, n = start + 1, len(events)
+    while end < n:
+        event = events[end]
+        hit = event.kind
+        if (
+            not isinstance(hit, Hit)
+            or event.breakpoint_id != bid
+            or not _same_template(hit, first)
+            or len(hit.value) != width
+            or len(hit.old_value) != old_width
+            or hit.halted != first.halted
+            or hit.value_late != first.value_late
+            or hit.ip_symbol != first.ip_symbol
+            or hit.ip_line != first.ip_line
+            or hit.address_symbol != first.address_symbol
+            or hit.member
+            or hit.call_chain
+        ):
+            break
+        end += 1
+    return end
+
+
+def _fill_run(
+    run: broker_pb2.HitRun, events: Sequence[Event], start: int, end: int, shared: bytes
+) -> None:
+    group = events[start:end]
+    first = group[0].kind
+    assert isinstance(first, Hit)
+    hits: list[Hit] = [e.kind for e in group]  # type: ignore[misc]  # _run_end checked
+    t0 = group[0].time_ns
+    out = run.shared
+    out.MergeFromString(shared)
+    _fill_flags(out, first)
+    run.time_offsets_ns.extend([e.time_ns - t0 for e in group])
+    run.hit_counts.extend([h.hit_count for h in hits])
+    run.values = b"".join([h.value for h in hits])
+    run.value_length = len(first.value)
+    if first.old_value:
+        run.old_values = b"".join([h.old_value for h in hits])
+        run.old_value_length = len(first.old_value)
+
+
+def _same_template(hit: Hit, other: Hit) -> bool:
+    """Whether ``hit`` has the fields ``_shared_fields`` serializes of ``other``."""
+    return (
+        hit.ip == other.ip
+        and hit.address == other.address
+        and hit.tid == other.tid
+        and hit.cpu == other.cpu
+        and hit.generation == other.generation
+        and hit.access is other.access
+        and hit.pid == other.pid
+    )
 
 
 def _shared_fields(hit: Hit) -> bytes:

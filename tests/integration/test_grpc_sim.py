@@ -145,3 +145,46 @@ async def test_sim_service_needs_a_simulated_machine(tmp_path: Path) -> None:
         ):
             err = await expect_error(call, grpc.StatusCode.FAILED_PRECONDITION)
             assert "--machine sim" in (err.details() or "")
+
+
+async def test_hit_runs_only_for_a_stream_that_asks(daemon: Daemon) -> None:
+    """Issue 11 item 6: five writes of one thread at one place are one HitRun event to a
+    stream that set hit_runs, and five Hit events to one that did not (the Node client,
+    grpcurl, an older client)."""
+    b, sim = daemon.broker, daemon.sim
+    pid = (await sim.SpawnProcess(sim_pb2.SpawnProcessRequest())).pid
+    token = await _session(daemon, "runs")
+    req = broker_pb2.SetBreakpointRequest(spec=spec(pid=pid, address=0x4000, length=8))
+    bid = (await b.SetBreakpoint(req, metadata=session_md(token))).breakpoint.id
+    for value in range(1, 6):
+        write = sim_pb2.TouchRequest(
+            pid=pid, address=0x4000, access=WRITE, value=value.to_bytes(8, "little"), ip=0x401234
+        )
+        assert list((await sim.Touch(write)).breakpoint_ids) == [bid]
+
+    async def read(hit_runs: bool) -> list[broker_pb2.Event]:
+        request = broker_pb2.StreamEventsRequest(hit_runs=hit_runs)
+        call = b.StreamEvents(request, metadata=session_md(token))
+        hits: list[broker_pb2.Event] = []
+        async for reply in call:
+            hits += [e for e in reply.events if e.WhichOneof("kind") in ("hit", "hit_run")]
+            if sum(len(e.hit_run.hit_counts) or 1 for e in hits) >= 5:
+                break
+        call.cancel()
+        return hits
+
+    plain = await read(hit_runs=False)
+    assert [(e.seq, e.hit.value[0], e.hit.hit_count) for e in plain] == [
+        (seq, seq - 1, seq - 1) for seq in range(2, 7)
+    ]
+    # The same events again (a replay from the start), asked as runs.
+    (run_event,) = await read(hit_runs=True)
+    run = run_event.hit_run
+    assert (run_event.seq, run_event.breakpoint_id) == (2, bid)
+    assert (run.shared.pid, run.shared.ip, run.shared.address) == (pid, 0x401234, 0x4000)
+    assert list(run.hit_counts) == [1, 2, 3, 4, 5]
+    assert run.values == b"".join(v.to_bytes(8, "little") for v in range(1, 6))
+    assert run.value_length == 8
+    assert [run_event.time.ToNanoseconds() + d for d in run.time_offsets_ns] == [
+        e.time.ToNanoseconds() for e in plain
+    ]

@@ -148,8 +148,9 @@ def close_session(token: str) -> Call[None]:
 
 
 def stream_events(after_seq: int) -> pb.StreamEventsRequest:
-    """The request of a session's event stream (its secret goes in the call's metadata)."""
-    return pb.StreamEventsRequest(after_seq=after_seq)
+    """The request of a session's event stream (its secret goes in the call's metadata);
+    runs of like hits come as one ``HitRun`` each, which the session expands."""
+    return pb.StreamEventsRequest(after_seq=after_seq, hit_runs=True)
 
 
 # --- requests --------------------------------------------------------------------------

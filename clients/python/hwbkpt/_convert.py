@@ -20,6 +20,7 @@ __all__ = [
     "breakpoint_from_pb",
     "event_from_pb",
     "filter_to_pb",
+    "hit_run_from_pb",
     "machine_from_pb",
     "resolution_from_pb",
     "slot_map_from_pages",
@@ -176,8 +177,7 @@ def resolution_from_pb(r: pb.Resolution) -> m.Resolution:
     )
 
 
-def _payload_from_pb(msg: pb.Event) -> m.EventPayload | None:
-    kind = msg.WhichOneof("kind")
+def _payload_from_pb(msg: pb.Event, kind: str | None) -> m.EventPayload | None:
     if kind == "state":
         s = msg.state
         return m.StateChanged(
@@ -265,12 +265,44 @@ def time_from_pb(ts: Timestamp) -> datetime:
     return _EPOCH + timedelta(0, ts.seconds, ts.nanos // 1000)  # (days, seconds, us)
 
 
-def event_from_pb(msg: pb.Event) -> m.Event | None:
-    """The event, or ``None`` for a kind this client does not know (a newer broker)."""
-    payload = _payload_from_pb(msg)
+def event_from_pb(msg: pb.Event, kind: str | None = None) -> m.Event | None:
+    """The event, or ``None`` for a kind this client does not know (a newer broker) and
+    for a ``HitRun`` (``hit_run_from_pb`` expands it). ``kind``: the message's
+    ``WhichOneof("kind")`` when the caller has it already."""
+    payload = _payload_from_pb(msg, kind or msg.WhichOneof("kind"))
     if payload is None:
         return None
     return _new_event(msg.seq, time_from_pb(msg.time), msg.breakpoint_id, payload)
+
+
+def hit_run_from_pb(msg: pb.Event, skip: int = 0) -> list[m.Event]:
+    """The hits of a ``HitRun`` event, numbered from its seq, less the first ``skip``."""
+    run = msg.hit_run
+    h = run.shared
+    pid, tid, cpu, ip, address = h.pid, h.tid, h.cpu, h.ip, h.address
+    access = _ACCESS_FROM_PB.get(h.access)
+    generation, halted, ip_symbol, value_late = h.generation, h.halted, h.ip_symbol, h.value_late
+    ip_line, address_symbol = h.ip_line, h.address_symbol
+    counts, offsets = list(run.hit_counts), list(run.time_offsets_ns)
+    values, width = run.values, run.value_length
+    olds, old_width = run.old_values, run.old_value_length
+    ts = msg.time
+    t0 = ts.seconds * 1_000_000_000 + ts.nanos
+    seq, bid = msg.seq, msg.breakpoint_id
+    epoch, new_hit, new_event = _EPOCH, _new_hit, _new_event
+    out: list[m.Event] = []
+    append = out.append
+    for i in range(skip, min(len(counts), len(offsets))):
+        v, o = i * width, i * old_width
+        hit = new_hit(
+            pid, tid, cpu, ip, address, access, values[v : v + width], olds[o : o + old_width],
+            counts[i], generation, halted, ip_symbol, value_late, (), ip_line,
+            address_symbol, "",
+        )  # fmt: skip
+        # time_from_pb's datetime (microseconds, truncated) of the hit's own time.
+        when = epoch + timedelta(0, 0, (t0 + offsets[i]) // 1000)
+        append(new_event(seq + i, when, bid, hit))
+    return out
 
 
 def machine_from_pb(msg: pb.DescribeMachineResponse) -> m.MachineInfo:

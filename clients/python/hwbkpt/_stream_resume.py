@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from hwbkpt import models as m
-from hwbkpt._convert import event_from_pb
+from hwbkpt._convert import event_from_pb, hit_run_from_pb
 from hwbkpt.errors import HwbkptError, SessionLostError
 from hwbkpt.v1 import broker_pb2 as pb
 
@@ -84,13 +84,28 @@ class EventCursor:
         self.last_seq = last_seq
         self.missed = 0
 
-    def accept(self, msg: pb.Event) -> m.Event | None:
-        if msg.seq <= self.last_seq:
-            return None
-        if msg.seq > self.last_seq + 1:
-            self.missed += msg.seq - self.last_seq - 1
-        self.last_seq = msg.seq
-        return event_from_pb(msg)
+    def accept(self, msg: pb.Event, put: Callable[[m.Event], object]) -> None:
+        """``put`` each event of ``msg`` not seen yet (a ``HitRun`` holds several)."""
+        seq, last = msg.seq, self.last_seq
+        kind = msg.WhichOneof("kind")
+        if kind == "hit_run":
+            count = len(msg.hit_run.hit_counts)
+            if seq + count - 1 <= last:
+                return
+            if seq > last + 1:
+                self.missed += seq - last - 1
+            self.last_seq = seq + count - 1
+            for hit in hit_run_from_pb(msg, max(last + 1 - seq, 0)):
+                put(hit)
+            return
+        if seq <= last:
+            return
+        if seq > last + 1:
+            self.missed += seq - last - 1
+        self.last_seq = seq
+        event = event_from_pb(msg, kind)
+        if event is not None:
+            put(event)
 
 
 # --- the steps -------------------------------------------------------------------------

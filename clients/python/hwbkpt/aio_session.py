@@ -293,9 +293,7 @@ class AsyncSession:
         try:
             async for batch in stream:
                 for msg in batch:
-                    event = accept(msg)
-                    if event is not None:
-                        put(event)
+                    accept(msg, put)
         except HwbkptError as err:
             return err
         except asyncio.CancelledError:

@@ -297,9 +297,7 @@ class Session:
         try:
             for batch in stream:
                 for msg in batch:
-                    event = accept(msg)
-                    if event is not None:
-                        put(event)
+                    accept(msg, put)
         except HwbkptError as err:
             return err
         finally:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hwbkpt._stream_resume import EventCursor
 from hwbkpt.v1 import broker_pb2
 from hwbkptd.api import convert, convert_events
 from hwbkptd.core.events import (
@@ -170,3 +171,83 @@ def test_item6_a_run_of_hits_is_converted_as_each_hit_alone(
     batch = convert_events.events_to_proto(events)
     assert list(batch.events) == [convert_events.event_to_proto(e) for e in events]
     assert all(msg.WhichOneof("kind") == "hit" for msg in batch.events)
+
+
+# --- issue 11 item 6: a stream that asks for hit_runs gets runs of like hits as one event --
+def _client_events(batch: broker_pb2.StreamEventsResponse) -> list[object]:
+    """What the Python client's sessions make of a stream message."""
+    cursor = EventCursor()
+    out: list[object] = []
+    for msg in batch.events:
+        cursor.accept(msg, out.append)
+    return out
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),  # pid, tid, ip, address, generation, request
+            st.sampled_from([-1, 0]),  # cpu
+            st.sampled_from([b"\x00" * 8, b"\x05", b"\x01\x02\x03\x04"]),  # value
+            st.sampled_from([b"", b"\x09"]),  # old value
+            st.sampled_from(["", "member", "chain", "words", "halted", "state"]),
+            st.integers(min_value=-5_000, max_value=5_000),  # time step (ns)
+        ),
+        max_size=30,
+    )
+)
+@settings(max_examples=400)
+# The cases a run must end on, each between two hits alike in every other field.
+@example([(0, 0, b"\x05", b"", "", 1), (0, 0, b"\x05", b"\x09", "", 1)])
+@example([(0, 0, b"\x05", b"\x09", "", 1), (0, 0, b"\x05", b"", "", 1)])
+@example([(0, 0, b"\x05", b"", "", 1), (0, 0, b"\x05", b"", "member", 1)])
+@example([(0, 0, b"\x05", b"", "words", 1), (0, 0, b"\x05", b"", "words", -1)])
+@example([(0, 0, b"\x05", b"", "", 1), (0, 0, b"\x05", b"", "halted", 1)])
+@example([(0, 0, b"\x05", b"", "", 1), (0, 0, b"\x05", b"", "chain", 1)])
+def test_item6_hit_runs_give_the_client_the_same_events(
+    specs: list[tuple[int, int, bytes, bytes, str, int]],
+) -> None:
+    events: list[Event] = []
+    time_ns = 1_700_000_000_123_456_789
+    for i, (same, cpu, value, old, extra, step) in enumerate(specs):
+        time_ns += step
+        kind: EventKind
+        if extra == "state":
+            kind = StateChanged(RequestState.INSTALLED, PendingReason.NONE, (same,), ())
+        else:
+            kind = Hit(
+                same, same, cpu, same, same, Access.WRITE, value, old, i * 7, same,
+                extra == "halted", "", False, ((1, "f"),) if extra == "chain" else (),
+                "a.c:3" if extra == "words" else "", "n" if extra == "words" and step > 0 else "",
+                "m" if extra == "member" else "",
+            )  # fmt: skip
+        events.append(Event(i + 1, time_ns, same + 1, kind))
+    plain = convert_events.events_to_proto(events)
+    runs = convert_events.events_to_proto(events, hit_runs=True)
+    assert all(msg.WhichOneof("kind") != "hit_run" for msg in plain.events)
+    assert _client_events(runs) == _client_events(plain)
+    assert len(_client_events(plain)) == len(events)
+
+
+def test_item6_a_run_is_one_event_with_the_shared_fields_once() -> None:
+    def hit(value: int, tid: int = 8) -> Hit:
+        return Hit(7, tid, 1, 0x401000, 0x1000, Access.WRITE, value.to_bytes(8, "little"),
+                   (value - 1).to_bytes(8, "little"), value, 3)  # fmt: skip
+
+    events = [Event(i + 1, 1_000 + 10 * i, 4, hit(i + 1)) for i in range(3)]
+    events.append(Event(4, 1_040, 4, hit(4, tid=9)))  # another thread: a hit alone
+    batch = convert_events.events_to_proto(events, hit_runs=True)
+    assert [m.WhichOneof("kind") for m in batch.events] == ["hit_run", "hit"]
+    first = batch.events[0]
+    assert (first.seq, first.breakpoint_id, first.time.ToNanoseconds()) == (1, 4, 1_000)
+    run = first.hit_run
+    assert (run.shared.pid, run.shared.tid, run.shared.ip, run.shared.access) == (
+        7, 8, 0x401000, broker_pb2.ACCESS_WRITE,
+    )  # fmt: skip
+    assert (run.shared.value, run.shared.old_value, run.shared.hit_count) == (b"", b"", 0)
+    assert list(run.time_offsets_ns) == [0, 10, 20]
+    assert list(run.hit_counts) == [1, 2, 3]
+    assert run.values == b"".join(i.to_bytes(8, "little") for i in (1, 2, 3))
+    assert run.old_values == b"".join(i.to_bytes(8, "little") for i in (0, 1, 2))
+    assert (run.value_length, run.old_value_length) == (8, 8)
+    assert batch.events[1].seq == 4

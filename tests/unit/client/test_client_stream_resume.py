@@ -8,6 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hwbkpt import models as m
 from hwbkpt._stream_resume import (
     HEALTHY_STREAM,
     RESUME_TIMEOUT,
@@ -27,34 +28,79 @@ def _removed(seq: int) -> pb.Event:
     return pb.Event(seq=seq, breakpoint_id=1, removed=pb.Removed(reason=pb.REMOVED_REASON_CLIENT))
 
 
+def _run(seq: int, count: int) -> pb.Event:
+    """A HitRun of ``count`` hits numbered from ``seq``; hit i's value is seq + i."""
+    return pb.Event(
+        seq=seq,
+        breakpoint_id=1,
+        hit_run=pb.HitRun(
+            shared=pb.Hit(pid=7, tid=7),
+            time_offsets_ns=[0] * count,
+            hit_counts=[seq + i for i in range(count)],
+            values=b"".join((seq + i).to_bytes(8, "little") for i in range(count)),
+            value_length=8,
+        ),
+    )
+
+
+def _accept(cur: EventCursor, msg: pb.Event) -> list[m.Event]:
+    out: list[m.Event] = []
+    cur.accept(msg, out.append)
+    return out
+
+
 def test_cursor_drops_replayed_events() -> None:
     cur = EventCursor()
-    seen = [cur.accept(_removed(s)) for s in (1, 2, 3, 2, 3, 4)]
-    assert [e.seq if e else None for e in seen] == [1, 2, 3, None, None, 4]
+    seen = [_accept(cur, _removed(s)) for s in (1, 2, 3, 2, 3, 4)]
+    assert [[e.seq for e in got] for got in seen] == [[1], [2], [3], [], [], [4]]
     assert cur.last_seq == 4
     assert cur.missed == 0
 
 
 def test_cursor_counts_events_the_broker_no_longer_had() -> None:
     cur = EventCursor(last_seq=10)
-    ev = cur.accept(_removed(14))
-    assert ev is not None
+    (ev,) = _accept(cur, _removed(14))
     assert ev.seq == 14
     assert cur.missed == 3
 
 
-@given(st.lists(st.integers(min_value=1, max_value=50), max_size=60))
-def test_cursor_yields_strictly_increasing(seqs: list[int]) -> None:
+def test_cursor_expands_a_hit_run_and_drops_its_replayed_part() -> None:
     cur = EventCursor()
-    out = [e.seq for e in (cur.accept(_removed(s)) for s in seqs) if e is not None]
+    got = _accept(cur, _run(1, 3))
+    assert [(e.seq, e.payload.value_int) for e in got] == [(1, 1), (2, 2), (3, 3)]  # type: ignore[union-attr]
+    assert cur.last_seq == 3
+    # A resumed stream that replays 2..5 as one run: only 4 and 5 are new.
+    got = _accept(cur, _run(2, 4))
+    assert [(e.seq, e.payload.value_int) for e in got] == [(4, 4), (5, 5)]  # type: ignore[union-attr]
+    assert _accept(cur, _run(3, 3)) == []
+    assert cur.last_seq == 5
+    assert cur.missed == 0
+    (ev,) = _accept(cur, _run(9, 1))
+    assert ev.seq == 9
+    assert cur.missed == 3
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=4)),
+        max_size=60,
+    )
+)
+def test_cursor_yields_strictly_increasing(items: list[tuple[int, int]]) -> None:
+    """Single events (run length 0) and runs mixed: every seq at most once, in order."""
+    cur = EventCursor()
+    out: list[int] = []
+    for seq, count in items:
+        msg = _run(seq, count) if count else _removed(seq)
+        out += [e.seq for e in _accept(cur, msg)]
     assert out == sorted(set(out))
-    assert cur.last_seq == max([0, *seqs])
+    assert cur.last_seq == max([0, *(s + max(c, 1) - 1 for s, c in items)])
     assert cur.missed == (out[-1] - len(out) if out else 0)
 
 
 def test_unknown_event_kind_is_numbered_but_not_returned() -> None:
     cur = EventCursor()
-    assert cur.accept(pb.Event(seq=1)) is None
+    assert _accept(cur, pb.Event(seq=1)) == []
     assert cur.last_seq == 1
 
 
@@ -87,7 +133,7 @@ def _resume(after_seq: int = 0) -> tuple[StreamResume, ManualClock]:
 def test_item10_a_break_is_resumed_after_the_last_event_received() -> None:
     resume, clock = _resume(after_seq=7)
     assert resume.start() == ReadStream(after_seq=7)
-    resume.cursor.accept(_removed(8))
+    _accept(resume.cursor, _removed(8))
     clock.now += 5
     assert resume.stream_ended(UNAVAILABLE) == Wait(0.05)
     assert resume.waited() == Resume(timeout=RESUME_TIMEOUT)

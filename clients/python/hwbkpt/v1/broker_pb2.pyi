@@ -846,16 +846,23 @@ class StreamEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    HIT_RUNS_FIELD_NUMBER: _builtins.int
     after_seq: _builtins.int
     """Replay events numbered above this one (0: from the oldest retained)."""
+    hit_runs: _builtins.bool
+    """Let the broker send a run of like hits (one request, thread, instruction and
+    address, back to back) as one HitRun event. A client that sets this expands each run
+    into its hits; one that does not gets every hit as its own Hit event, as before.
+    """
     def __init__(
         self,
         *,
         after_seq: _builtins.int = ...,
+        hit_runs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "hit_runs", b"hit_runs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -904,6 +911,7 @@ class Event(_message.Message):
     HALT_TIMEOUT_FIELD_NUMBER: _builtins.int
     TARGET_EXEC_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    HIT_RUN_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """1, 2, 3, ... per session, without gaps."""
     breakpoint_id: _builtins.int
@@ -952,6 +960,12 @@ class Event(_message.Message):
     def progress(self) -> Global___Progress:
         """A long operation of the session (an attach, a name resolution) moved on."""
 
+    @_builtins.property
+    def hit_run(self) -> Global___HitRun:
+        """Hits numbered seq, seq + 1, ... that share all but their values, counts and
+        times (only when the stream asked for hit_runs).
+        """
+
     def __init__(
         self,
         *,
@@ -968,16 +982,74 @@ class Event(_message.Message):
         halt_timeout: Global___HaltTimeout | None = ...,
         target_exec: Global___TargetExec | None = ...,
         progress: Global___Progress | None = ...,
+        hit_run: Global___HitRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hit_run", b"hit_run", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "seq", b"seq", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakpoint_id", b"breakpoint_id", "displaced", b"displaced", "halt_timeout", b"halt_timeout", "hit", b"hit", "hit_run", b"hit_run", "hits_dropped", b"hits_dropped", "kind", b"kind", "progress", b"progress", "removed", b"removed", "restored", b"restored", "seq", b"seq", "state", b"state", "target_exec", b"target_exec", "target_exited", b"target_exited", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state", "hit", "displaced", "restored", "removed", "hits_dropped", "target_exited", "halt_timeout", "target_exec", "progress"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state", "hit", "displaced", "restored", "removed", "hits_dropped", "target_exited", "halt_timeout", "target_exec", "progress", "hit_run"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class HitRun(_message.Message):
+    """HitRun is several hits of one request as one event: the Hit fields they share are
+    sent once. Hit i (from 0) is numbered the event's seq + i; its time is the event's
+    time plus time_offsets_ns[i].
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARED_FIELD_NUMBER: _builtins.int
+    TIME_OFFSETS_NS_FIELD_NUMBER: _builtins.int
+    HIT_COUNTS_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    VALUE_LENGTH_FIELD_NUMBER: _builtins.int
+    OLD_VALUES_FIELD_NUMBER: _builtins.int
+    OLD_VALUE_LENGTH_FIELD_NUMBER: _builtins.int
+    values: _builtins.bytes
+    """The hits' values, value_length bytes each, one after the other."""
+    value_length: _builtins.int
+    """Bytes per value."""
+    old_values: _builtins.bytes
+    """The hits' old values, old_value_length bytes each, one after the other."""
+    old_value_length: _builtins.int
+    """Bytes per old value (0 when the hits have none)."""
+    @_builtins.property
+    def shared(self) -> Global___Hit:
+        """The fields every hit of the run has alike; value, old_value and hit_count unset."""
+
+    @_builtins.property
+    def time_offsets_ns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Each hit's time after the first hit's, in nanoseconds (the first is 0; a hit
+        caught on another CPU may come before it).
+        """
+
+    @_builtins.property
+    def hit_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Each hit's hit_count, in order; as many as there are hits."""
+
+    def __init__(
+        self,
+        *,
+        shared: Global___Hit | None = ...,
+        time_offsets_ns: _abc.Iterable[_builtins.int] | None = ...,
+        hit_counts: _abc.Iterable[_builtins.int] | None = ...,
+        values: _builtins.bytes = ...,
+        value_length: _builtins.int = ...,
+        old_values: _builtins.bytes = ...,
+        old_value_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shared", b"shared"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hit_counts", b"hit_counts", "old_value_length", b"old_value_length", "old_values", b"old_values", "shared", b"shared", "time_offsets_ns", b"time_offsets_ns", "value_length", b"value_length", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HitRun: _TypeAlias = HitRun  # noqa: Y015
 
 @_typing.final
 class StateChanged(_message.Message):
