@@ -35,10 +35,10 @@ _ADDR_KEY = struct.Struct("<IIQ")
 
 
 class SlotCounts:
-    __slots__ = ("dropped", "hits", "prev")
+    __slots__ = ("dropped", "hits", "prev", "retried")
 
-    def __init__(self, prev: tuple[int, ...], hits: int, dropped: int) -> None:
-        self.prev, self.hits, self.dropped = prev, hits, dropped
+    def __init__(self, prev: tuple[int, ...], hits: int, dropped: int, retried: int = 0) -> None:
+        self.prev, self.hits, self.dropped, self.retried = prev, hits, dropped, retried
 
 
 class HitPipe:
@@ -86,8 +86,8 @@ class HitPipe:
 
     def counts(self, key: int) -> SlotCounts:
         raw = bpf.map_lookup(self.maps.state, _U32.pack(key), STATE.size)
-        f = STATE.unpack(raw) if raw else (0,) * 6
-        return SlotCounts(tuple(f[:4]), f[4], f[5])
+        f = STATE.unpack(raw) if raw else (0,) * 7
+        return SlotCounts(tuple(f[:4]), f[4], f[5], f[6])
 
     # --- events -----------------------------------------------------------------
     def attach(self, event_fd: int, event_id: int, key: int) -> int:

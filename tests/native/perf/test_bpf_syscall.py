@@ -53,7 +53,7 @@ def test_item1_slot_keys_start_with_zeroed_counts_and_are_reused() -> None:
     try:
         key = pipe.new_slot(SlotConf(((0x1000, 8),)))
         counts = pipe.counts(key)
-        assert (counts.prev, counts.hits, counts.dropped) == ((0, 0, 0, 0), 0, 0)
+        assert (counts.prev, counts.hits, counts.dropped, counts.retried) == ((0,) * 4, 0, 0, 0)
         pipe.free_slot(key)
         assert pipe.new_slot(SlotConf(())) == key
         assert pipe.reader.pending() == 0

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from hwbkptd.arch.bpf.asm import Helper
 from hwbkptd.arch.bpf.hitprog import (
     CONF,
     FILTER_CHANGED,
     FILTER_EQUALS,
     FILTER_NONE,
     RECORD,
+    RING_ATTEMPTS,
+    STATE,
     HitMaps,
     SlotConf,
     hit_program,
@@ -78,3 +81,20 @@ def test_item1_program_binds_its_maps() -> None:
         if code[i] == 0x18 and code[i + 1] >> 4 == 1
     }
     assert fds == {3, 4, 5, 6, 7, 8}
+
+
+def calls(code: bytes, helper: int) -> int:
+    """How many BPF_JMP|BPF_CALL instructions call ``helper``."""
+    return sum(
+        1
+        for i in range(0, len(code), 8)
+        if code[i] == 0x85 and int.from_bytes(code[i + 4 : i + 8], "little") == helper
+    )
+
+
+def test_item1_a_refused_ring_write_is_tried_again_before_it_counts_as_dropped() -> None:
+    code = hit_program(HitMaps(3, 4, 5, 6, 7, 8))
+    assert RING_ATTEMPTS > 1
+    assert calls(code, Helper.RINGBUF_OUTPUT) == RING_ATTEMPTS
+    # prev[4], hits, dropped, retried
+    assert STATE.size == 7 * 8
