@@ -39,6 +39,7 @@ __all__ = [
     "assemble",
     "atomic_add",
     "atomic_fetch_add",
+    "atomic_xchg",
     "call",
     "exit_",
     "ja",
@@ -52,6 +53,7 @@ __all__ = [
     "rsh",
     "st",
     "stx",
+    "sub",
 ]
 
 # Instruction classes, sizes, modes, sources, operations (uapi bpf_common.h / bpf.h).
@@ -70,6 +72,7 @@ _JMP_OPS = {
 }  # fmt: skip
 _CALL, _EXIT = 0x80, 0x90
 _FETCH = 0x01
+_XCHG = 0xE0
 BPF_PSEUDO_MAP_FD = 1
 _INSN = struct.Struct("<BBhi")
 
@@ -190,6 +193,17 @@ def atomic_fetch_add(size: int, dst: Reg, off: int, src: Reg) -> Insn:
     if size not in (4, 8):
         raise ValueError("atomic operations are 4 or 8 bytes wide")
     return Insn(_STX | _ATOMIC | _SIZES[size], dst.n, src.n, off, 0x00 | _FETCH)
+
+
+def atomic_xchg(size: int, dst: Reg, off: int, src: Reg) -> Insn:
+    """``src = xchg((uSIZE *)(dst + off), src)``: a store ordered after every earlier one."""
+    if size not in (4, 8):
+        raise ValueError("atomic operations are 4 or 8 bytes wide")
+    return Insn(_STX | _ATOMIC | _SIZES[size], dst.n, src.n, off, _XCHG | _FETCH)
+
+
+def sub(dst: Reg, src: Reg | int) -> Insn:
+    return alu64("sub", dst, src)
 
 
 def jmp(op: str, dst: Reg, src: Reg | int, target: str) -> Insn:

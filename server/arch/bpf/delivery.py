@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from hwbkptd.arch.bpf.hitprog import RECORD
@@ -38,6 +39,7 @@ _Exact = tuple[tuple[bytes, ...], tuple[bytes, ...], int]
 #: A record: cookie, time, tid, pid, cpu, nvals, ip, addr, hits, then val[4] and old[4].
 _BODY = struct.Struct("<QQIIIIQQQ64s")
 assert _BODY.size == RECORD.size
+_time = itemgetter(2)  # of a read record: length, cookie, time, ...
 
 
 class BpfDelivery(NonstopDelivery):
@@ -74,7 +76,15 @@ class BpfDelivery(NonstopDelivery):
         # One C unpack for the whole consumed span (this runs up to ~100,000 times a
         # second): per record, (length word, header fields, the 64 bytes of values then
         # old values).
-        records, odd = keys.pipe.reader.read_batch(_BODY)
+        reader = keys.pipe.reader
+        records, odd = reader.read_batch(_BODY)
+        spilled = keys.pipe.spill.read(_BODY)
+        if spilled:
+            # Records the ring refused (spill.py). What the ring took before them is read
+            # again now, so that by time each comes after every earlier record.
+            more, more_odd = reader.read_batch(_BODY)
+            records = sorted(records + more + spilled, key=_time)
+            odd += more_odd
         self._stats.malformed += odd
         waiting, self._unborn = self._unborn, []
         if not (records or waiting):

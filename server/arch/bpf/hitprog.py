@@ -12,12 +12,14 @@ placement change updates maps and never reloads the program:
 - ``conf`` (array by slot key, ``SlotConf``): the holders' regions, whether to
   read them as user or kernel memory, and each holder's in-kernel filter.
 - ``state`` (array by slot key): the previous value of each region (the old
-  value of the next hit), hits counted, records dropped (every write attempt
-  refused) and records written only on a retry. Only the program writes it
-  after the slot key is handed out.
+  value of the next hit), hits counted, records dropped (neither the ring nor
+  the spill map took them), records written to the ring on a retry and records
+  spilled. Only the program writes it after the slot key is handed out.
 - ``control`` (array of one u64): the ``bpf_ringbuf_output`` flags, set by the
   reader: 0 wakes it per record (idle), ``BPF_RB_NO_WAKEUP`` under load.
 - ``ring`` (ringbuf): ``Record`` per reported hit.
+- ``spill`` (array, mmapable): records the ring refused, until the reader takes
+  them (spill.py).
 
 Per trap: look up the slot, read each region into the record (up to
 ``MAX_REGIONS`` of up to 8 bytes), swap it with the previous value, count the
@@ -30,8 +32,9 @@ The write is tried up to ``RING_ATTEMPTS`` times. Linux 6.18 refuses a
 (measured here: about 1 in 40,000 writes of a tight loop while the other CPU is
 busy, the ring's free space 32 MiB less at most 1,152 bytes, the refused call
 taking 130-650 ns), and an immediate second call almost always succeeds; so a
-refusal is retried, the retries are counted, and only a record every attempt
-failed for counts as dropped. A full ring fails every attempt, and costs them.
+refusal is retried and the retries are counted. A record every attempt failed
+for (a full ring fails them all, and costs them) goes to the spill map; only
+when that is half full too does it count as dropped.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from hwbkptd.arch.bpf.asm import (
     assemble,
     atomic_add,
     atomic_fetch_add,
+    atomic_xchg,
     call,
     exit_,
     ja,
@@ -68,7 +72,9 @@ from hwbkptd.arch.bpf.asm import (
     rsh,
     st,
     stx,
+    sub,
 )
+from hwbkptd.arch.bpf.spill import SPILL_SEQ, SPILL_SLOTS
 
 __all__ = [
     "CONF",
@@ -101,9 +107,9 @@ CONF_FILTER = 2  # every holder has a filter: emit only hits some holder passes
 # struct slot_conf { u32 nregions, flags; u64 addr[4]; u32 len[4]; u32 filt[4]; u64 eq[4]; }
 CONF = struct.Struct("<II4Q4I4I4Q")
 _C_N, _C_FLAGS, _C_ADDR, _C_LEN, _C_FILT, _C_EQ = 0, 4, 8, 40, 56, 72
-# struct slot_state { u64 prev[4]; u64 hits; u64 dropped; u64 retried; }
-STATE = struct.Struct("<4QQQQ")
-_S_PREV, _S_HITS, _S_DROPPED, _S_RETRIED = 0, 32, 40, 48
+# struct slot_state { u64 prev[4]; u64 hits; u64 dropped; u64 retried; u64 spilled; }
+STATE = struct.Struct("<4QQQQQ")
+_S_PREV, _S_HITS, _S_DROPPED, _S_RETRIED, _S_SPILLED = 0, 32, 40, 48, 56
 # struct record { u64 cookie, time; u32 tid, pid, cpu, nvals; u64 ip, addr, hits;
 #                 u64 val[4]; u64 old[4]; }
 RECORD = struct.Struct("<QQIIIIQQQ4Q4Q")
@@ -159,6 +165,7 @@ class HitMaps:
     state: int
     control: int
     ring: int
+    spill: int
 
 
 class Record:
@@ -324,7 +331,9 @@ def hit_program(maps: HitMaps) -> bytes:
             call(Helper.RINGBUF_OUTPUT),
             jmp("jeq", R0, 0, "written_on_retry" if attempt else "out"),
         ]
+    prog += _spill(maps)
     prog += [
+        Label("dropped"),
         mov(R1, 1),
         atomic_add(8, R8, _S_DROPPED, R1),
         ja("out"),
@@ -336,3 +345,41 @@ def hit_program(maps: HitMaps) -> bytes:
         exit_(),
     ]
     return assemble(prog)
+
+
+def _spill(maps: HitMaps) -> list[Item]:
+    """The record into the spill map (spill.py), or to ``dropped`` when it is half full."""
+    prog: list[Item] = [
+        st(4, FP, _K_ZERO, SPILL_SLOTS),
+        ld_map_fd(R1, maps.spill),
+        mov(R2, FP),
+        add(R2, _K_ZERO),
+        call(Helper.MAP_LOOKUP_ELEM),
+        jmp("jeq", R0, 0, "dropped"),
+        mov(R6, R0),  # the positions: head, tail
+        ldx(8, R1, R6, 0),
+        ldx(8, R2, R6, 8),
+        sub(R1, R2),
+        jmp("jge", R1, SPILL_SLOTS // 2, "dropped"),
+        mov(R7, 1),
+        atomic_fetch_add(8, R6, 0, R7),  # r7 = this entry's position
+        mov(R1, R7),
+        and_(R1, SPILL_SLOTS - 1),
+        stx(4, FP, _K_ZERO, R1),
+        ld_map_fd(R1, maps.spill),
+        mov(R2, FP),
+        add(R2, _K_ZERO),
+        call(Helper.MAP_LOOKUP_ELEM),
+        # Never taken (the key is below max_entries); the verifier wants the check.
+        jmp("jeq", R0, 0, "dropped"),
+    ]
+    for off in range(0, RECORD.size, 8):
+        prog += [ldx(8, R1, FP, _REC + off), stx(8, R0, SPILL_SEQ + off, R1)]
+    return [
+        *prog,
+        add(R7, 1),
+        atomic_xchg(8, R0, 0, R7),  # complete: seq = position + 1, after the copy
+        mov(R1, 1),
+        atomic_add(8, R8, _S_SPILLED, R1),
+        ja("out"),
+    ]

@@ -20,12 +20,14 @@ from hwbkptd.arch.bpf.hitprog import (
     CONF,
     MAX_SLOTS,
     RB_NO_WAKEUP,
+    RECORD,
     STATE,
     HitMaps,
     SlotConf,
     hit_program,
 )
 from hwbkptd.arch.bpf.ringbuf import RingbufReader
+from hwbkptd.arch.bpf.spill import SPILL_SEQ, SPILL_SLOTS, SpillReader
 
 __all__ = ["HitPipe", "SlotCounts", "probe_bpf"]
 
@@ -35,10 +37,13 @@ _ADDR_KEY = struct.Struct("<IIQ")
 
 
 class SlotCounts:
-    __slots__ = ("dropped", "hits", "prev", "retried")
+    __slots__ = ("dropped", "hits", "prev", "retried", "spilled")
 
-    def __init__(self, prev: tuple[int, ...], hits: int, dropped: int, retried: int = 0) -> None:
-        self.prev, self.hits, self.dropped, self.retried = prev, hits, dropped, retried
+    def __init__(
+        self, prev: tuple[int, ...], hits: int, dropped: int, retried: int = 0, spilled: int = 0
+    ) -> None:
+        self.prev, self.hits, self.dropped = prev, hits, dropped
+        self.retried, self.spilled = retried, spilled
 
 
 class HitPipe:
@@ -56,10 +61,19 @@ class HitPipe:
                 (bpf.MAP_RINGBUF, 0, 0, ring_bytes, "hwbkpt_ring"),
             ):
                 fds.append(bpf.map_create(*args))
+            spill_entry = SPILL_SEQ + RECORD.size
+            fds.append(
+                bpf.map_create(
+                    bpf.MAP_ARRAY, 4, spill_entry, SPILL_SLOTS + 1, "hwbkpt_spill", bpf.F_MMAPABLE
+                )
+            )
             self.maps = HitMaps(*fds)
             self.prog = bpf.prog_load(bpf.PROG_PERF_EVENT, hit_program(self.maps), "hwbkpt_hit")
             self.reader = RingbufReader(self.maps.ring, ring_bytes)
+            self.spill = SpillReader.of_map(self.maps.spill, RECORD.size)
         except BaseException:
+            if hasattr(self, "reader"):
+                self.reader.close()
             for fd in fds:
                 os.close(fd)
             raise
@@ -86,8 +100,8 @@ class HitPipe:
 
     def counts(self, key: int) -> SlotCounts:
         raw = bpf.map_lookup(self.maps.state, _U32.pack(key), STATE.size)
-        f = STATE.unpack(raw) if raw else (0,) * 7
-        return SlotCounts(tuple(f[:4]), f[4], f[5], f[6])
+        f = STATE.unpack(raw) if raw else (0,) * 8
+        return SlotCounts(tuple(f[:4]), f[4], f[5], f[6], f[7])
 
     # --- events -----------------------------------------------------------------
     def attach(self, event_fd: int, event_id: int, key: int) -> int:
@@ -124,9 +138,10 @@ class HitPipe:
             return
         self._closed = True
         self.reader.close()
+        self.spill.close()
         os.close(self.prog)
         maps = self.maps
-        for fd in (maps.events, maps.by_addr, maps.conf, maps.state, maps.control):
+        for fd in (maps.events, maps.by_addr, maps.conf, maps.state, maps.control, maps.spill):
             os.close(fd)
         os.close(self.maps.ring)
 

@@ -17,6 +17,7 @@ import struct
 
 __all__ = [
     "ATTACH_PERF_EVENT",
+    "F_MMAPABLE",
     "MAP_ARRAY",
     "MAP_HASH",
     "MAP_RINGBUF",
@@ -40,6 +41,8 @@ _LINK_CREATE = 28
 
 MAP_HASH = 1
 MAP_ARRAY = 2
+#: map_create flag: an array map whose values user space may mmap.
+F_MMAPABLE = 1 << 10
 MAP_RINGBUF = 27
 PROG_PERF_EVENT = 7
 #: enum bpf_attach_type: BPF_PERF_EVENT (a program on a perf event through a link).
@@ -86,10 +89,14 @@ def _name(name: str) -> bytes:
     return name.encode()[:15]
 
 
-def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str) -> int:
+def map_create(
+    map_type: int, key_size: int, value_size: int, max_entries: int, name: str, flags: int = 0
+) -> int:
     """A new map's descriptor (map_type, key_size, value_size, max_entries, flags,
     inner_map_fd, numa_node, map_name[16])."""
-    attr = _attr("<IIIIIII16s", map_type, key_size, value_size, max_entries, 0, 0, 0, _name(name))
+    attr = _attr(
+        "<IIIIIII16s", map_type, key_size, value_size, max_entries, flags, 0, 0, _name(name)
+    )
     return _bpf(_MAP_CREATE, attr)
 
 

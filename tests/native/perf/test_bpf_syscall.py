@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 
@@ -10,8 +11,9 @@ from native_support import require_native
 
 from hwbkptd.arch.bpf import syscall as bpf
 from hwbkptd.arch.bpf.asm import R0, assemble, exit_, mov
-from hwbkptd.arch.bpf.hitprog import SlotConf
+from hwbkptd.arch.bpf.hitprog import RECORD, SlotConf, parse_record
 from hwbkptd.arch.bpf.pipe import HitPipe, probe_bpf
+from hwbkptd.arch.bpf.spill import SPILL_SLOTS
 
 pytestmark = [pytest.mark.native]
 
@@ -58,5 +60,38 @@ def test_item1_slot_keys_start_with_zeroed_counts_and_are_reused() -> None:
         assert pipe.new_slot(SlotConf(())) == key
         assert pipe.reader.pending() == 0
         assert pipe.reader.read(lambda data, off, n: None) == 0
+    finally:
+        pipe.close()
+
+
+def test_item1_records_the_full_ring_refuses_are_spilled_in_order_then_counted_dropped() -> None:
+    """This thread writes a watched variable 300 times with nobody reading: the 4 KiB ring
+    takes the first records, the spill map the next half of its slots, the rest are
+    dropped and counted. Every hit is counted; what was kept is exact and in order."""
+    from hwbkptd.arch.linux.perf_event import HW_BREAKPOINT_W, breakpoint_attr, perf_event_open
+
+    n = 300
+    pipe = HitPipe(ring_bytes=1 << 12, max_events=4)
+    var = ctypes.c_uint64(0)
+    try:
+        key = pipe.new_slot(SlotConf(((ctypes.addressof(var), 8),)))
+        fd = perf_event_open(breakpoint_attr(ctypes.addressof(var), 8, HW_BREAKPOINT_W), 0, -1)
+        try:
+            link = pipe.attach(fd, 1, key)
+            for i in range(1, n + 1):
+                var.value = i
+            os.close(link)
+        finally:
+            os.close(fd)
+        ring: list[int] = []
+        pipe.reader.read(lambda data, off, size: ring.append(parse_record(data, off).values[0]))
+        spilled = [rec[10] for rec in pipe.spill.read(RECORD)]  # length, cookie, ..., val[0]
+        counts = pipe.counts(key)
+        assert counts.hits == n
+        assert ring
+        assert ring == list(range(1, len(ring) + 1))
+        assert spilled == list(range(len(ring) + 1, len(ring) + SPILL_SLOTS // 2 + 1))
+        assert counts.spilled == SPILL_SLOTS // 2
+        assert counts.dropped == n - len(ring) - len(spilled)
     finally:
         pipe.close()

@@ -15,6 +15,7 @@ from hwbkptd.arch.bpf.asm import (
     R1,
     R2,
     R6,
+    R7,
     R8,
     Helper,
     Label,
@@ -22,6 +23,7 @@ from hwbkptd.arch.bpf.asm import (
     assemble,
     atomic_add,
     atomic_fetch_add,
+    atomic_xchg,
     call,
     exit_,
     ja,
@@ -33,6 +35,7 @@ from hwbkptd.arch.bpf.asm import (
     rsh,
     st,
     stx,
+    sub,
 )
 
 
@@ -57,6 +60,8 @@ def hexes(code: bytes) -> list[str]:
         (st(8, FP, -24, 0), "7a 0a e8 ff 00 00 00 00"),  # BPF_ST|BPF_MEM|BPF_DW
         (atomic_add(8, R8, 40, R1), "db 18 28 00 00 00 00 00"),  # BPF_ATOMIC, imm BPF_ADD
         (atomic_fetch_add(8, R8, 32, R1), "db 18 20 00 01 00 00 00"),  # | BPF_FETCH
+        (atomic_xchg(8, R0, 0, R7), "db 70 00 00 e1 00 00 00"),  # BPF_XCHG | BPF_FETCH
+        (sub(R1, R2), "1f 21 00 00 00 00 00 00"),  # BPF_ALU64|BPF_SUB|BPF_X
     ],
 )
 def test_item1_known_encodings(insn: object, expected: str) -> None:

@@ -28,15 +28,29 @@ class Reader:
 
     def __init__(self) -> None:
         self.records: list[tuple[Any, ...]] = []
+        #: What the ring holds at the next read (written while the last one ran).
+        self.later: list[tuple[Any, ...]] = []
 
     def read_batch(self, body: struct.Struct) -> tuple[list[tuple[Any, ...]], int]:
-        out, self.records = self.records, []
+        out, self.records, self.later = self.records, self.later, []
         return out, 0
+
+
+class Spill:
+    """The spill map: hands out the records the test put in, once."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, ...]] = []
+
+    def read(self, body: struct.Struct) -> list[tuple[Any, ...]]:
+        out, self.records = self.records, []
+        return out
 
 
 class Pipe:
     def __init__(self) -> None:
         self.reader = Reader()
+        self.spill = Spill()
 
 
 class Log:
@@ -127,3 +141,17 @@ async def test_a_record_of_an_unwatched_process_is_a_stray_at_once() -> None:
     pipe.reader.records = [record(555, 30, 2, pid=554)]
     delivery.take([])
     assert stats.strays == 1
+
+
+async def test_spilled_records_take_their_place_by_time() -> None:
+    """After the pass read 1 from the ring, 2 reached the ring, the ring refused 3 (spilled)
+    and took 4. The delivery reads the ring again after the spill and orders all by time:
+    without that, 3 would come before 2."""
+    _, log, delivery, _, pipe = setup()
+    delivery.start(cast(Any, log), asyncio.get_running_loop())
+    pipe.reader.records = [record(PID, 11, 1)]
+    pipe.spill.records = [record(PID, 14, 3)]
+    pipe.reader.later = [record(PID, 12, 2), record(PID, 15, 4)]
+    delivery.take([])
+    delivery.flush(defer=False)
+    assert [int.from_bytes(h.values[0], "little") for h in log.hits] == [1, 2, 3, 4]

@@ -72,7 +72,7 @@ def test_item5_entry_filters_prefer_equals() -> None:
 
 
 def test_item1_program_binds_its_maps() -> None:
-    code = hit_program(HitMaps(3, 4, 5, 6, 7, 8))
+    code = hit_program(HitMaps(3, 4, 5, 6, 7, 8, 9))
     assert len(code) % 8 == 0
     # Every map load is BPF_LD|BPF_DW|BPF_IMM with src BPF_PSEUDO_MAP_FD and the fd.
     fds = {
@@ -80,7 +80,7 @@ def test_item1_program_binds_its_maps() -> None:
         for i in range(0, len(code), 8)
         if code[i] == 0x18 and code[i + 1] >> 4 == 1
     }
-    assert fds == {3, 4, 5, 6, 7, 8}
+    assert fds == {3, 4, 5, 6, 7, 8, 9}
 
 
 def calls(code: bytes, helper: int) -> int:
@@ -93,8 +93,8 @@ def calls(code: bytes, helper: int) -> int:
 
 
 def test_item1_a_refused_ring_write_is_tried_again_before_it_counts_as_dropped() -> None:
-    code = hit_program(HitMaps(3, 4, 5, 6, 7, 8))
+    code = hit_program(HitMaps(3, 4, 5, 6, 7, 8, 9))
     assert RING_ATTEMPTS > 1
     assert calls(code, Helper.RINGBUF_OUTPUT) == RING_ATTEMPTS
-    # prev[4], hits, dropped, retried
-    assert STATE.size == 7 * 8
+    # prev[4], hits, dropped, retried, spilled
+    assert STATE.size == 8 * 8
