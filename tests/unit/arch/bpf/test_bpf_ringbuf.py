@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwbkptd.arch.bpf import ringbuf
 from hwbkptd.arch.bpf.ringbuf import RingbufReader
 
 PAGE = mmap.PAGESIZE
@@ -133,3 +134,26 @@ def test_item6_batches_read_every_record_in_order_across_the_wrap(
             assert ring.cons == ring.prod
     finally:
         ring.close()
+
+
+def test_item6_a_record_committed_between_the_check_and_its_reread_is_read_not_skipped(
+    ring: FakeRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The span's length words show record 1 busy; its producer commits it before the
+    reader reads that length again, alone (what CI once saw: a hit lost as ``malformed``)."""
+    ring.put(BODY.size, record(0))
+    busy = ring.put(BODY.size, record(1), BUSY)
+    ring.put(BODY.size, record(2))
+    length = struct.Struct("<I")
+
+    class CommittedMeanwhile:
+        def unpack_from(self, data: memoryview, offset: int) -> tuple[int]:
+            ring.commit(busy, BODY.size)
+            got: tuple[int] = length.unpack_from(data, offset)
+            return got
+
+    monkeypatch.setattr(ringbuf, "_LEN", CommittedMeanwhile())
+    got, odd = ring.reader.read_batch(BODY)
+    assert [r[1] for r in got] == [0, 1, 2]
+    assert odd == 0
+    assert ring.cons == ring.prod
