@@ -220,8 +220,8 @@ async def test_single_thread_writer_every_write_is_a_hit(
         while target.proc.returncode is None:
             try:
                 st = status(target.pid)
-            except FileNotFoundError:
-                break
+            except (FileNotFoundError, ProcessLookupError):
+                break  # gone (ESRCH: exited, reading its status raced the exit)
             states.add(st["State"].split()[0])
             assert st["TracerPid"] == "0"
             await asyncio.sleep(0.005)
