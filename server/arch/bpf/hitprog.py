@@ -187,6 +187,11 @@ def parse_record(data: memoryview | bytes, offset: int = 0) -> Record:
     return Record(f[0], f[1], f[2], f[3], f[4], f[6], f[7], f[8], f[9 : 9 + n], f[13 : 13 + n])
 
 
+def _lookup(map_fd: int, key: int) -> list[Item]:
+    """r0 = bpf_map_lookup_elem(map, FP + key): the value's address, or 0."""
+    return [ld_map_fd(R1, map_fd), mov(R2, FP), add(R2, key), call(Helper.MAP_LOOKUP_ELEM)]
+
+
 def _region(i: int) -> list[Item]:
     """Read region i into record.val[i]; old value out of state, new value into it."""
     done = f"region{i}_done"
@@ -241,10 +246,7 @@ def hit_program(maps: HitMaps) -> bytes:
         mov(R6, R1),
         call(Helper.GET_ATTACH_COOKIE),
         stx(8, FP, _K_COOKIE, R0),
-        ld_map_fd(R1, maps.events),
-        mov(R2, FP),
-        add(R2, _K_COOKIE),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.events, _K_COOKIE),
         jmp("jne", R0, 0, "found"),
         # An inherited copy (cookie 0): find the slot by process and address.
         call(Helper.GET_CURRENT_PID_TGID),
@@ -252,24 +254,15 @@ def hit_program(maps: HitMaps) -> bytes:
         stx(8, FP, _K_ADDR, R0),
         ldx(8, R1, R6, _CTX_ADDR),
         stx(8, FP, _K_ADDR + 8, R1),
-        ld_map_fd(R1, maps.by_addr),
-        mov(R2, FP),
-        add(R2, _K_ADDR),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.by_addr, _K_ADDR),
         jmp("jeq", R0, 0, "out"),
         Label("found"),
         ldx(4, R1, R0, 0),
         stx(4, FP, _K_SLOT, R1),
-        ld_map_fd(R1, maps.conf),
-        mov(R2, FP),
-        add(R2, _K_SLOT),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.conf, _K_SLOT),
         jmp("jeq", R0, 0, "out"),
         mov(R7, R0),
-        ld_map_fd(R1, maps.state),
-        mov(R2, FP),
-        add(R2, _K_SLOT),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.state, _K_SLOT),
         jmp("jeq", R0, 0, "out"),
         mov(R8, R0),
         # The record's fixed part.
@@ -312,10 +305,7 @@ def hit_program(maps: HitMaps) -> bytes:
         ja("out"),
         Label("emit"),
         st(4, FP, _K_ZERO, 0),
-        ld_map_fd(R1, maps.control),
-        mov(R2, FP),
-        add(R2, _K_ZERO),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.control, _K_ZERO),
         mov(R9, 0),
         jmp("jeq", R0, 0, "flags_read"),
         ldx(8, R9, R0, 0),
@@ -351,10 +341,7 @@ def _spill(maps: HitMaps) -> list[Item]:
     """The record into the spill map (spill.py), or to ``dropped`` when it is half full."""
     prog: list[Item] = [
         st(4, FP, _K_ZERO, SPILL_SLOTS),
-        ld_map_fd(R1, maps.spill),
-        mov(R2, FP),
-        add(R2, _K_ZERO),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.spill, _K_ZERO),
         jmp("jeq", R0, 0, "dropped"),
         mov(R6, R0),  # the positions: head, tail
         ldx(8, R1, R6, 0),
@@ -366,10 +353,7 @@ def _spill(maps: HitMaps) -> list[Item]:
         mov(R1, R7),
         and_(R1, SPILL_SLOTS - 1),
         stx(4, FP, _K_ZERO, R1),
-        ld_map_fd(R1, maps.spill),
-        mov(R2, FP),
-        add(R2, _K_ZERO),
-        call(Helper.MAP_LOOKUP_ELEM),
+        *_lookup(maps.spill, _K_ZERO),
         # Never taken (the key is below max_entries); the verifier wants the check.
         jmp("jeq", R0, 0, "dropped"),
     ]
