@@ -37,7 +37,8 @@ class ClientProcess:
         self._records: queue.Queue[Record | None] = queue.Queue()
         self._stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -82,7 +83,7 @@ class ClientProcess:
         return got
 
     def stop(self, timeout: float = 10.0) -> int:
-        """Ask the client to finish (SIGINT, as Ctrl-C would) and wait for it."""
+        """Ask the client to finish (SIGINT, as Ctrl-C would) and wait for it; its status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
@@ -90,6 +91,17 @@ class ClientProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+    def stop_expecting(self, expected: int) -> None:
+        """``stop``, then DemoError unless the client exited with ``expected`` (its
+        status and what it printed on stderr say why)."""
+        status = self.stop()
+        if status != expected:
+            self._err_reader.join(2.0)  # the rest of its stderr, now that it has exited
+            raise DemoError(
+                f"the {self.label} client did not exit cleanly (status {status}, "
+                f"expected {expected}); its stderr: {''.join(self._stderr) or '(empty)'}"
+            )
 
 
 def agent(label: str, server: str, pid: int, addresses: list[int], priority: str) -> ClientProcess:

@@ -131,8 +131,7 @@ def _story(
     print()
 
     # 4. The tracer is done: its slot goes back to the IDE.
-    if tracer.stop() != 130:  # hwbkpt's status after Ctrl-C and its clean-up
-        raise DemoError("the tracer did not exit cleanly")
+    tracer.stop_expecting(130)  # hwbkpt's status after Ctrl-C and its clean-up
     tracer.expect(event="removed")
     say("tracer", "removes its watch and exits")
     back = ide.expect(event="restored")
@@ -148,8 +147,7 @@ def _story(
     say("write", f"{victim} = 42")
     say("ide", f"<- HIT {victim}: value {hit['value']}, old {hit['old_value']}")
     print()
-    if ide.stop() != 0:
-        raise DemoError("the ide client did not exit cleanly")
+    ide.stop_expecting(0)
 
 
 def native_blocker() -> str:

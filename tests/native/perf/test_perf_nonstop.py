@@ -67,6 +67,8 @@ class Sink:
         self.newborn_table: Table | None = None
         self.newborn_fds: list[int] = []
         self.newborn_refusals: list[Refusal] = []
+        #: What a newborn's apply raised (a task's exception would otherwise go unseen).
+        self.apply_errors: list[BaseException] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
@@ -92,7 +94,11 @@ class Sink:
 
     async def _apply(self, pid: int, tid: int) -> None:
         assert self.newborn_table is not None
-        refused = await self.mech.apply([SlotWrite(pid, tid, 1, self.newborn_table)])
+        try:
+            refused = await self.mech.apply([SlotWrite(pid, tid, 1, self.newborn_table)])
+        except Exception as exc:
+            self.apply_errors.append(exc)
+            raise
         # Kept, not asserted here: a failed assertion inside this task would only show
         # as a timeout of whatever waits for ``newborn_fds``.
         self.newborn_refusals.extend(refused)
@@ -142,7 +148,11 @@ class Target:
     async def line(self) -> str:
         assert self.proc.stdout is not None
         async with asyncio.timeout(10):
-            return (await self.proc.stdout.readline()).decode().strip()
+            raw = await self.proc.stdout.readline()
+            if not raw:  # its end: say how it ended
+                status = await self.proc.wait()
+                raise AssertionError(f"target {self.pid} ended (status {status})")
+            return raw.decode().strip()
 
     async def cmd(self, text: str, answer: bool = True) -> str:
         assert self.proc.stdin is not None
@@ -498,7 +508,15 @@ async def test_a_cpu_coming_back_is_armed_again(
     # Threads born after the CPU came back still carry copies for it.
     sink.newborn_table = table(entry(address))
     assert await target.cmd("spawn 1") == "spawned 1"
-    await sink.wait_for(lambda: len(sink.newborn_fds) == 1, seconds=10.0)
+    try:
+        await sink.wait_for(lambda: len(sink.newborn_fds) == 1, seconds=10.0)
+    except TimeoutError:
+        # Which step did not come: the birth (its FORK record), or its table's apply.
+        raise AssertionError(
+            f"newborn not armed: started {sink.started}, apply errors {sink.apply_errors}, "
+            f"tasks {sorted(os.listdir(f'/proc/{pid}/task'))}, {m.stats}, "
+            f"trackers {m.tracker_fds()}, ticking {m.ticking}, batched {m.batched}"
+        ) from None
     assert sink.newborn_refusals == []
     assert await target.cmd("go 5 0") == "went"
     await sink.wait_for(lambda: len(sink.hits) == 25)
