@@ -13,8 +13,10 @@ into one or the other by the observed rate:
 
 - eager: rings wake the loop; a wake-up that found records removes the
   readers and reads every ``SNOOZE_S`` until a read finds nothing, then wakes
-  are back; no timer runs while nothing happens. When one such episode runs
-  at ``BATCH_ABOVE`` samples/s or more, the events move to the batched rings.
+  are back (and the rings are read once more: perf's poll reports readiness
+  only once, and registering a reader polls); no timer runs while nothing
+  happens. When one such episode runs at ``BATCH_ABOVE`` samples/s or more,
+  the events move to the batched rings.
 - batched: rings are read every ``BATCH_TICK_S`` (that bounds the latency);
   when a ``WINDOW_S`` window sees fewer than ``EAGER_BELOW`` samples/s, the
   events move back and, once moved, the timer stops as in eager mode.
@@ -280,6 +282,11 @@ class RingSet:
         if not n and not self._held and idle and now - self._moved_at >= SNOOZE_S:
             self._poll_lost()
             self._readers_on()  # quiet again: wake on the next record
+            # Registering a ring polls it, and perf's poll clears the readiness it reports,
+            # which epoll then checks again before telling: a record written since the read
+            # above would wake nobody. Read once more; any later record wakes the loop.
+            if self.drain(defer=False, hold=True) or self._held:
+                self._episode(now)
             return
         if idle and elapsed >= EPISODE_MIN_S and self._count >= BATCH_ABOVE * elapsed:
             self._move(batched=True)

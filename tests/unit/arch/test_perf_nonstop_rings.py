@@ -141,6 +141,7 @@ class _Ring:
         self.on_read = on_read
         self.reads = 0
         self.ring = self
+        self.fd = -1
 
     def read(self) -> Batch | bytes:
         self.reads += 1
@@ -227,3 +228,77 @@ def test_a_delivery_from_one_ordered_ring_holds_nothing(monkeypatch: pytest.Monk
     cpu0.queued = [sample(time.monotonic_ns() + 10**9)]
     ringset.drain(defer=False, hold=True)
     assert len(taker.passes[0]) == 1
+
+
+class _Timer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Loop:
+    """The loop's reader and timer calls, run by the test. Registering a reader reports
+    nothing pending, as epoll does with a perf ring whose readiness was already told."""
+
+    def __init__(self) -> None:
+        self.readers: dict[int, Callable[[], None]] = {}
+        self.timers: list[_Timer] = []
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        self.readers.pop(fd, None)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        self.timers.append(_Timer(callback))
+        return self.timers[-1]
+
+    def is_closed(self) -> bool:
+        return False
+
+    def run_timer(self) -> None:
+        timer = self.timers.pop(0)
+        assert not timer.cancelled
+        timer.callback()
+
+
+def test_a_record_written_as_the_readers_come_back_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The defect behind a thread born after a CPU hotplug and never reported: the read
+    timer's last, empty pass, then a FORK record, then the readers registered again. perf's
+    poll clears the readiness it reports and registering polls, so epoll never told of
+    that record; it sat in the ring until the next one. The rings are read once more."""
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.SampleFormat", _Parsed)
+    monkeypatch.setattr("hwbkptd.arch.perf.nonstop_rings.HOLD_MARGIN_NS", 0)
+    taker = _Taker()
+    loop = _Loop()
+    ringset = RingSet(1, taker, NonstopStats(), lambda: [])
+    ringset.start(cast(asyncio.AbstractEventLoop, loop))
+    eager, batched = _Ring(), _Ring()
+    eager.fd, batched.fd = 5, 6
+    ringset.rings = {0: cast(NonstopRing, eager)}
+    ringset.batched_rings = {0: cast(NonstopRing, batched)}
+    first = time.monotonic_ns()
+    eager.queued = [sample(first)]
+    ringset._readable()  # noqa: SLF001 (the ring woke the loop)
+    assert loop.readers == {}  # read on the timer now
+    assert len(loop.timers) == 1
+    late: list[int] = []
+
+    def written_after_the_quiet_read() -> None:
+        if not late:
+            late.append(time.monotonic_ns())
+            eager.queued.append(sample(late[0]))
+
+    eager.on_read = written_after_the_quiet_read
+    loop.run_timer()  # finds nothing, then the record comes
+    assert 5 in loop.readers or loop.timers  # woken again, or reading on the timer
+    while loop.timers:
+        loop.run_timer()
+    assert [t for one in taker.passes for t in one] == [first, *late]
+    assert 5 in loop.readers  # quiet again: waiting for a wake-up
