@@ -253,8 +253,12 @@ class RingSet:
 
     def _readable(self) -> None:
         self._stats.wakeups += 1
+        self._read_awake(time.monotonic())
+
+    def _read_awake(self, now: float) -> None:
+        """Read with the readers on; records found (or a move) start an episode."""
         if self.drain(defer=False, hold=True) or self._held or self._moving is not None:
-            self._episode(time.monotonic())
+            self._episode(now)
 
     def _episode(self, now: float) -> None:
         """Records are flowing: stop the wake-ups, read on a timer."""
@@ -285,8 +289,7 @@ class RingSet:
             # Registering a ring polls it, and perf's poll clears the readiness it reports,
             # which epoll then checks again before telling: a record written since the read
             # above would wake nobody. Read once more; any later record wakes the loop.
-            if self.drain(defer=False, hold=True) or self._held:
-                self._episode(now)
+            self._read_awake(now)
             return
         if idle and elapsed >= EPISODE_MIN_S and self._count >= BATCH_ABOVE * elapsed:
             self._move(batched=True)
