@@ -12,6 +12,7 @@
  *   exit C       exit with status C (no answer)
  *   handoff      a new thread takes over reading commands, the main thread exits; "handed"
  */
+#include "trap_report.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

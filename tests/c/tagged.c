@@ -7,6 +7,7 @@
  *
  * usage: tagged K N
  */
+#include "trap_report.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,6 +8,7 @@
  * The numbers are positional; "nowait", wherever it comes after N, starts the writes
  * at once (for a launched program, whose stdin is not the test's).
  */
+#include "trap_report.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

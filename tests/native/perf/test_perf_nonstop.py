@@ -141,7 +141,10 @@ class Target:
     @classmethod
     async def start(cls, *argv: str) -> Target:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         return cls(proc)
 
@@ -149,9 +152,11 @@ class Target:
         assert self.proc.stdout is not None
         async with asyncio.timeout(10):
             raw = await self.proc.stdout.readline()
-            if not raw:  # its end: say how it ended
+            if not raw:  # its end: say how it ended (trap_report.h explains a SIGTRAP)
                 status = await self.proc.wait()
-                raise AssertionError(f"target {self.pid} ended (status {status})")
+                assert self.proc.stderr is not None
+                said = (await self.proc.stderr.read()).decode(errors="replace").strip()
+                raise AssertionError(f"target {self.pid} ended (status {status}): {said!r}")
             return raw.decode().strip()
 
     async def cmd(self, text: str, answer: bool = True) -> str:
