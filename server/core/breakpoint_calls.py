@@ -28,7 +28,7 @@ from hwbkptd.core.model import Action, Filter, Scope
 from hwbkptd.core.mutations import Mutations
 from hwbkptd.core.names import Names, NotMappedYet
 from hwbkptd.core.process_calls import ProcessCalls
-from hwbkptd.core.progress import prepare_names
+from hwbkptd.core.progress import prepare_hit_words, prepare_names
 from hwbkptd.core.records import Record, RequestBook, new_record
 from hwbkptd.core.sessions import Session, SessionTable
 from hwbkptd.core.specs import Prepared, modified_request, prepare_spec, recheck_spec
@@ -52,6 +52,7 @@ class BreakpointCalls:
         process_calls: ProcessCalls,
         clock: Clock,
         names: Names | None,
+        hit_names: Names | None,
         limits: Limits,
     ) -> None:
         self._arch = arch
@@ -68,6 +69,8 @@ class BreakpointCalls:
         self._limits = limits
         self._clock = clock
         self._names = names
+        #: What puts hits in words (None with ``--no-hit-words``): read before arming.
+        self._hit_names = hit_names
         self._next_id = 0
         #: Requests by name in a module not mapped yet (issue 13): they wait here.
         self._waiting = WaitingNames(
@@ -104,13 +107,16 @@ class BreakpointCalls:
             session = self._sessions.get(token)
         pid = self._processes.attach_target(spec)
         if not pid:
-            return await self._create(token, self._prepare(session, spec), rid)
+            prepared = self._prepare(session, spec)
+            await self._prepare_hits(session, prepared)
+            return await self._create(token, prepared, rid)
         try:
             with self._processes.pinned(pid):
                 # Judged before attaching, the target taken as traced: a bad request
                 # attaches nothing.
                 tid = spec.tid if spec.scope is Scope.THREAD else 0
                 prepared = self._prepare(session, spec, assume=(pid, tid))
+                await self._prepare_hits(session, prepared)
                 try:
                     await self._process_calls.take(
                         pid, nonstop=self._processes.follows_only(spec), report_to=session
@@ -121,6 +127,12 @@ class BreakpointCalls:
         except BaseException:
             self._mutations.spawn(self._mutations.sweep())
             raise
+
+    async def _prepare_hits(self, session: Session, prepared: Prepared) -> None:
+        """The binaries its hits will be described in, read off the event loop first."""
+        spec = prepared.spec
+        if spec.scope is not Scope.KERNEL:
+            await prepare_hit_words(self._hit_names, session, self._clock, spec.pid, spec.address)
 
     async def _create(self, token: str, prepared: Prepared, rid: int = 0) -> BreakpointView:
         """Create the request; ``rid``: under this id (given to a waiting name), else a new one."""

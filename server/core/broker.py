@@ -126,6 +126,8 @@ class Broker:
             spawn=m.spawn,
             clock=self._clock,
         )
+        # What puts a hit in words (issue 13); off with --no-hit-words.
+        hit_names = self._hooks.names if config.hit_words else None
         self._router = HitRouter(
             arbiter=self._arbiter,
             records=self._records,
@@ -135,7 +137,7 @@ class Broker:
             stop_request=lambda rid: self._breakpoint_calls.stop_after(rid),
             resume=m.resume_thread,
             spawn=m.spawn,
-            names=self._hooks.names if config.hit_words else None,
+            names=hit_names,
         )
         self._halts = self._router.halts
         m.bind(self._commit, self._halts)
@@ -167,6 +169,7 @@ class Broker:
             process_calls=self._process_calls,
             clock=self._clock,
             names=self._hooks.names,
+            hit_names=hit_names,
             limits=config.limits,
         )
         names = self._hooks.names

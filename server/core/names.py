@@ -107,6 +107,13 @@ class Names(Protocol):
         it read); thread-safe against the other methods; never raises."""
         ...
 
+    def prepare_hits(self, pid: int, address: int, report: NameProgress) -> None:
+        """Read and index what describing hits on ``address`` in ``pid`` will read (the
+        mappings, the binaries mapped, the line table of the module at ``address`` and of
+        the executable), telling ``report``. Called on a worker thread, so that the hit
+        path (``describe_hit``, on the event loop) finds it read; never raises."""
+        ...
+
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         """The hit's instruction and data address in words. Never raises; cached."""
         ...

@@ -29,7 +29,7 @@ from hwbkptd.core.events import Progress, ProgressOperation
 from hwbkptd.core.model import Access
 
 if TYPE_CHECKING:
-    from hwbkptd.core.names import Names
+    from hwbkptd.core.names import NameProgress, Names
     from hwbkptd.core.sessions import Session
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "ProgressFeed",
     "ProgressReporter",
     "on_loop",
+    "prepare_hit_words",
     "prepare_names",
     "session_emitter",
 ]
@@ -211,10 +212,30 @@ async def prepare_names(
     finds it read and the loop never waits seconds for a large binary (issue 14)."""
     if names is None or pid <= 0 or not location:
         return
+    await _on_worker(
+        session, clock, pid, lambda report: names.prepare(pid, location, access, report)
+    )
+
+
+async def prepare_hit_words(
+    names: Names | None, session: Session, clock: Clock, pid: int, address: int
+) -> None:
+    """Read what describing hits on ``address`` in ``pid`` reads on a worker thread, telling
+    ``session`` as ``prepare_names`` does: otherwise the first hit in a binary new to the
+    broker reads it on the event loop, holding every hit behind it (40 ms for a small
+    program here; seconds for a large one)."""
+    if names is None or pid <= 0:
+        return
+    await _on_worker(session, clock, pid, lambda report: names.prepare_hits(pid, address, report))
+
+
+async def _on_worker(
+    session: Session, clock: Clock, pid: int, work: Callable[[NameProgress], None]
+) -> None:
     feed = ProgressFeed(session_emitter(session), clock, pid=pid, min_total=RESOLVE_MIN_BYTES)
     report = on_loop(asyncio.get_running_loop(), feed.report)
     try:
-        await asyncio.to_thread(names.prepare, pid, location, access, report)
+        await asyncio.to_thread(work, report)
     finally:
         # The worker's last reports were queued on the loop before its answer: told by now.
         feed.close()

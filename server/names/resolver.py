@@ -177,6 +177,14 @@ class Resolver:
         raise NotFound(FIELD, f"no code at {loc.text!r} in the binaries of process {pid}")
 
     # --- addresses -> words (the hit path) ------------------------------------------------
+    def prepare_hits(self, pid: int, address: int, report: Report) -> None:
+        with self._preparing, contextlib.suppress(Exception):
+            view = self.view(pid, fresh=True, report=report)
+            for mod in (view.module_at(address), self._executable(pid, view)):
+                dwarf = mod.image.dwarf if mod is not None else None
+                if mod is not None and dwarf is not None and mod.image.own_dwarf:
+                    dwarf.line_of(0)  # indexes the line table, the one thing read lazily
+
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         cache = self._hit_words.get(pid)
         key = (ip, address, access is Access.EXEC)

@@ -13,6 +13,7 @@ from c_programs import nm_address
 from hwbkptd.core.errors import InvalidArgument, NotFound
 from hwbkptd.core.model import Access, Scope
 from hwbkptd.core.names import HitWords, MissingDebugInfo
+from hwbkptd.names.dwarf_info import DwarfInfo
 from hwbkptd.names.resolver import Resolver
 
 
@@ -142,3 +143,33 @@ def test_item6_an_unreadable_binary_is_skipped(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         r.resolve(Scope.PROCESS, 77, "anything", Access.WRITE)
     assert r.describe_hit(77, 0x7F0000000010, 0, Access.EXEC) == HitWords()
+
+
+def test_item6_prepared_hits_read_nothing_on_the_hit_path(
+    running: dict[str, Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``prepare_hits`` (a worker thread, before arming) reads what the first hit's words
+    need: the hit path then loads no image and indexes no line table."""
+    r = Resolver()
+    p = running["named-pie"]
+    worker = r.resolve(Scope.PROCESS, p.pid, "worker", Access.EXEC)
+    r.forget(p.pid)
+    fresh = Resolver()
+    told: list[tuple[str, str, int, int]] = []
+    fresh.prepare_hits(p.pid, p.counter, lambda *report: told.append(report))
+    loads = fresh.images.loads
+    assert loads >= 1
+
+    def no_index(self: DwarfInfo) -> None:
+        raise AssertionError("the hit path indexed a line table")
+
+    monkeypatch.setattr(DwarfInfo, "_index_lines", no_index)
+    words = fresh.describe_hit(p.pid, worker.address + 4, p.counter, Access.WRITE)
+    assert words.ip_symbol == "worker+0x4"
+    assert words.ip_line.startswith("named.c:")
+    assert words.address_symbol == "counter"
+    assert fresh.images.loads == loads
+
+
+def test_item6_prepare_hits_never_raises() -> None:
+    Resolver().prepare_hits(2**22 + 12345, 0x404000, lambda *report: None)

@@ -308,6 +308,49 @@ async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> N
                 await proc.wait()
 
 
+async def test_item6_a_steady_rate_after_a_stall_is_woken_per_record_again(
+    native_bins: dict[str, str],
+) -> None:
+    """A stall of the loop (here 60 ms; a burst or a binary read does the same) leaves more
+    than BUSY_RECORDS in the ring: the reads go on a timer. At a steady 2,000 hits/s each
+    1 ms tick still finds two records; the wake-ups per record must come back while the
+    target writes at that rate (they used to stay off until it stopped: latency about
+    1 ms instead of 0.3)."""
+    async with started() as (mech, sink):
+        proc, address = await spawn(native_bins["paced"], "8000", "2000")
+        try:
+            await mech.watch(proc.pid, report_threads=False)
+            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+            assert proc.stdin is not None
+            proc.stdin.write(b"g")
+            await proc.stdin.drain()
+            await sink.wait_for(lambda: len(sink.hits) >= 20)
+            assert not mech.batched
+            assert mech.bpf_wakeups == 0
+            time.sleep(0.06)  # noqa: ASYNC251 (the loop is held: records pile up in the ring)
+            await sink.wait_for(lambda: mech.bpf_wakeups > 0, seconds=5)
+            await sink.wait_for(lambda: not mech.batched, seconds=5)
+            back_at = len(sink.hits)
+            # Measured: back after 1 or 2 ticks; it used to take hundreds, or never.
+            assert mech.bpf_wakeups <= 20, (
+                f"per record again only after {mech.bpf_wakeups} ticks, {back_at} of 8,000 hits"
+            )
+            await sink.wait_for(lambda: len(sink.hits) >= back_at + 200)
+            # Still per record: hits flow with no tick reading them.
+            ticks = mech.bpf_wakeups
+            await sink.wait_for(lambda: len(sink.hits) >= back_at + 400)
+            assert mech.bpf_wakeups == ticks
+            await go_and_wait(proc, ended=False)
+            async with asyncio.timeout(30):
+                assert await proc.wait() == 0
+            await sink.wait_for(lambda: len(sink.hits) >= 8000)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert [word(h.values[0]) for h in sink.hits] == list(range(1, 8001))
+
+
 async def test_item1_records_a_full_ring_drops_are_all_reported(
     native_bins: dict[str, str],
 ) -> None:

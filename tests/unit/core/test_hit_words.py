@@ -6,7 +6,7 @@ from hwbkptd.core.events import Hit
 from hwbkptd.core.hit_words import add_words
 from hwbkptd.core.mechanism import HitReport
 from hwbkptd.core.model import Access, Chunk, Scope
-from hwbkptd.core.names import HitWords, Member, Resolved
+from hwbkptd.core.names import HitWords, Member, NameProgress, Resolved
 
 
 class FakeNames:
@@ -17,6 +17,9 @@ class FakeNames:
 
     def resolve(self, scope: Scope, pid: int, location: str, access: Access) -> Resolved:
         raise AssertionError("not on the hit path")
+
+    def prepare_hits(self, pid: int, address: int, report: NameProgress) -> None:
+        pass
 
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         self.asked.append((pid, ip, address, access))

@@ -44,6 +44,9 @@ class ExecNames:
             raise NotFound("spec.symbol", f"no symbol {location!r} in the binaries")
         return Resolved(location, MOVED, 8, location, module="/bin/prog")
 
+    def prepare_hits(self, pid: int, address: int, report: NameProgress) -> None:
+        pass
+
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         return HitWords()
 

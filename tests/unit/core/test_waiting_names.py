@@ -14,7 +14,7 @@ from hwbkptd.core.clock import ManualClock
 from hwbkptd.core.errors import BrokerError, FailedPrecondition, InvalidArgument, NotFound
 from hwbkptd.core.events import Removed
 from hwbkptd.core.model import Access, PendingReason, RequestState, Scope
-from hwbkptd.core.names import HitWords, NotMappedYet, Resolved
+from hwbkptd.core.names import HitWords, NameProgress, NotMappedYet, Resolved
 from hwbkptd.core.sessions import SessionTable
 from hwbkptd.core.waiting_names import POLL_SECONDS, WaitingNames
 
@@ -34,6 +34,9 @@ class Names:
         if not self.mapped:
             raise NotMappedYet("spec.symbol", "lib.so is not mapped")
         return Resolved(location, 0x7000, 8, "x")
+
+    def prepare_hits(self, pid: int, address: int, report: NameProgress) -> None:
+        pass
 
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         return HitWords()

@@ -13,7 +13,7 @@ from hwbkptd.arch.perf.kernel_mechanism import KernelPerfMechanism
 from hwbkptd.core.broker_types import BreakpointSpec
 from hwbkptd.core.errors import FailedPrecondition, NotFound, PermissionDenied
 from hwbkptd.core.model import Access, Scope
-from hwbkptd.core.names import HitWords, Resolved
+from hwbkptd.core.names import HitWords, NameProgress, Resolved
 from hwbkptd.daemon.native_hooks import NativeHooks, thread_group
 
 KALLSYMS = """\
@@ -105,6 +105,9 @@ class _Names:
         if location != "counter":
             raise NotFound("spec.symbol", location)
         return Resolved(location, 0x404040 + pid, 8, "counter")
+
+    def prepare_hits(self, pid: int, address: int, report: NameProgress) -> None:
+        pass
 
     def describe_hit(self, pid: int, ip: int, address: int, access: Access | None) -> HitWords:
         return HitWords()
