@@ -5,7 +5,7 @@
  * inherit_thread, both sent into that CPU's ring, then the breakpoint is enabled. The
  * target's THREADS threads then write the global WRITES times each. Nothing is moved or
  * closed while they write. A perf breakpoint must never kill its target; on our PVM guest
- * one in thousands did (docs/decisions.md, "Open: a non-stop target killed by SIGTRAP").
+ * one in thousands did (docs/decisions.md, "A watched target killed by SIGTRAP").
  *
  * usage: perf_inherit_storm TARGETS THREADS WRITES
  * Prints "target K: signal S" (or "exit C") for each target that did not exit 0 (the

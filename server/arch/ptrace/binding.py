@@ -76,6 +76,7 @@ __all__ = [
     "getsiginfo",
     "interrupt",
     "listen",
+    "peekdata",
     "peekuser",
     "pokeuser",
     "raw_ptrace",
@@ -199,12 +200,22 @@ def detach(tid: int, signal: int = 0) -> None:
 
 def peekuser(tid: int, offset: int) -> int:
     """A word of ``struct user`` (registers, debug registers); -1 is a valid value."""
+    return _peek(PTRACE_PEEKUSER, tid, offset, f"PTRACE_PEEKUSER {tid}+{offset}")
+
+
+def peekdata(tid: int, address: int) -> int:
+    """The word at ``address`` in the thread's memory; -1 is a valid value."""
+    return _peek(PTRACE_PEEKDATA, tid, address, f"PTRACE_PEEKDATA {tid} at {address:#x}")
+
+
+def _peek(request: int, tid: int, addr: int, what: str) -> int:
+    # A peek returns the word itself: only errno tells a failure from a word of -1.
     _set_errno(0)
-    value: int = _ptrace(PTRACE_PEEKUSER, tid, offset, 0)
+    value: int = _ptrace(request, tid, addr, 0)
     if value == -1:
         err = _get_errno()
         if err:
-            raise OSError(err, f"PTRACE_PEEKUSER {tid}+{offset}: {os.strerror(err)}")
+            raise OSError(err, f"{what}: {os.strerror(err)}")
     return value & 0xFFFF_FFFF_FFFF_FFFF
 
 

@@ -29,6 +29,17 @@ swept too: at once while they are few (``SWEEP_NOW``), otherwise by the
 first, so one busy thread among many idle ones does not pay their waitpid at
 every trap.
 
+A #DB that DR6 gives no cause for (x86). The kernel sends such a trap to the
+thread as an ``icebp`` (SIGTRAP, si_code TRAP_BRKPT), and with the default
+action the process dies. On this project's VM it happens without any icebp, about
+once in 11,000 watched processes, with or without ptrace: DR6 lost between the
+trap and the guest kernel's read of it (docs/decisions.md, "A watched target
+killed by SIGTRAP"). So a TRAP_BRKPT whose instruction pointer does not
+follow an icebp byte (0xF1) is not delivered: it is a trap of a breakpoint, ours
+or the target's own debug registers' (only a tracer sets them), not the program's
+doing. On x86 int3 is SI_KERNEL and a single step TRAP_TRACE, so nothing else is
+taken. The hit it stood for is lost; a warning says so.
+
 Measured, and left out: retrying waitpid on the same tid right after
 PTRACE_CONT (the target runs on the tracer's CPU, so it has not trapped again
 yet: 1 % of the retries found a stop, and the rate went down); reading the
@@ -41,7 +52,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
+import platform
 import signal
 import time
 
@@ -85,6 +98,10 @@ _EV_STOP = pt.PTRACE_EVENT_STOP
 _EV_EXEC = pt.PTRACE_EVENT_EXEC
 _EV_NEW = frozenset({pt.PTRACE_EVENT_CLONE, pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK})
 _EXEC = Access.EXEC
+_TRAP_BRKPT = pt.TRAP_BRKPT
+#: The one-byte icebp (int1) instruction: a TRAP_BRKPT after it is the program's own.
+ICEBP = 0xF1
+_X86 = platform.machine() in ("x86_64", "i686")
 
 Found = list[tuple[ArmedSlot, int, tuple[bytes, ...]]]
 
@@ -219,7 +236,8 @@ class StopHandler:
                 self.outbox.note(f"ptrace request on {tid} failed: {err}")
                 slots = []
             if slots is None:
-                t.resume_sig = _SIGTRAP  # the target's own (int3, its own perf events...)
+                if not self._lost_dr6(t):
+                    t.resume_sig = _SIGTRAP  # the target's own (int3, its own perf events...)
             elif slots:
                 for slot in slots:
                     if slot.halt:
@@ -233,6 +251,23 @@ class StopHandler:
                 self.outbox.note(f"resuming {tid} failed: {os.strerror(_get_errno())}")
         if found:
             self._emit_hits(t, found)
+
+    def _lost_dr6(self, t: Tracee) -> bool:
+        """A #DB with no cause in DR6 (see the module's docstring): swallowed, and said."""
+        if not _X86 or _SI_CODE.value != _TRAP_BRKPT:
+            return False
+        ip = _SI_ADDR.value
+        try:
+            if ip > 0 and pt.peekdata(t.tid, ip - 1) & 0xFF == ICEBP:
+                return False
+        except OSError:
+            pass  # nothing mapped before ip: no icebp ran there
+        self.outbox.note(
+            f"thread {t.tid}: a debug trap at {ip:#x} with no cause in DR6 (lost?) was not "
+            "delivered to the target, which it would have killed; a hit may be missing",
+            logging.WARNING,
+        )
+        return True
 
     def _read(self, t: Tracee, slots: list[ArmedSlot]) -> Found | None:
         """(slot, address, values) of each slot, read while the thread is stopped."""

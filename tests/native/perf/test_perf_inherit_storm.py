@@ -2,9 +2,9 @@
 mechanism's never kill the process they watch (tests/c/perf_inherit_storm.c).
 
 Soak only. On this project's PVM guest a target died of SIGTRAP about once in
-thousands of runs, broker or not (docs/decisions.md, "Open: a non-stop target killed
-by SIGTRAP"). A failure here is the platform's, and its message carries the dead
-target's ``si_code``.
+thousands of runs, broker or not (docs/decisions.md, "A watched target killed by
+SIGTRAP": DR6 lost by the VM). A failure here is the platform's, and its message carries
+the dead target's ``si_code``.
 """
 
 from __future__ import annotations
