@@ -31,8 +31,9 @@ every trap.
 
 A #DB that DR6 gives no cause for (x86). The kernel sends such a trap to the
 thread as an ``icebp`` (SIGTRAP, si_code TRAP_BRKPT), and with the default
-action the process dies. On this project's VM it happens without any icebp, about
-once in 11,000 watched processes, with or without ptrace: DR6 lost between the
+action the process dies. On this project's VM it happens without any icebp, to
+between one in 12,000 and one in 200 watched processes as the host goes, with or
+without ptrace: DR6 lost between the
 trap and the guest kernel's read of it (docs/decisions.md, "A watched target
 killed by SIGTRAP"). So a TRAP_BRKPT whose instruction pointer does not
 follow an icebp byte (0xF1) is not delivered: it is a trap of a breakpoint, ours
