@@ -297,28 +297,40 @@ async def start_server(config: ServerConfig, machine: Machine | None = None) -> 
 
 async def serve(config: ServerConfig, machine: Machine | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    running = await start_server(config, machine)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
+    # The handlers come before the start: a signal sent as soon as the ready file exists
+    # (or during the start) must stop the broker cleanly, not kill it by default action
+    # with targets attached and its socket left behind.
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[bool]] = set()
+    running: RunningServer | None = None
+    hangup_while_starting = False
 
     def reload() -> None:
+        nonlocal hangup_while_starting
+        if running is None:
+            hangup_while_starting = True  # the files may change after the start read them
+            return
         task = asyncio.ensure_future(running.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        await stop.wait()
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
-        # The handlers stay while shutting down, so a second signal cannot kill the
-        # daemon halfway through releasing what it holds.
         try:
-            await running.stop()
+            running = await start_server(config, machine)
+            if hangup_while_starting:
+                reload()
+            await stop.wait()
         finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(signal.SIGHUP)
+            # The handlers stay while shutting down, so a second signal cannot kill the
+            # daemon halfway through releasing what it holds.
+            if running is not None:
+                await running.stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
