@@ -5,6 +5,7 @@ lines, and waiting for library events. The fixtures that use them are in ``conft
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -146,13 +147,27 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run ``hwbkpt --server ADDR ARGS`` to completion."""
-        return subprocess.run(
-            [str(HWBKPT), "--server", self.address, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        """Run ``hwbkpt --server ADDR ARGS`` to completion. One that hangs is made to print
+        every thread's stack (faulthandler on SIGABRT) into the failure, then killed."""
+        argv = [str(HWBKPT), "--server", self.address, *args]
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                try:
+                    out, err = proc.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    out, err = proc.communicate()
+                raise AssertionError(
+                    f"hwbkpt {' '.join(args)} did not end within {timeout:.0f} s; "
+                    f"stdout:\n{out}\nstderr (with its threads' stacks):\n{err}"
+                ) from None
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def cli_json(self, *args: str) -> list[Record]:
         """``hwbkpt --json ...``; it must exit 0; one record per line."""
