@@ -33,13 +33,13 @@ A #DB that DR6 gives no cause for (x86). The kernel sends such a trap to the
 thread as an ``icebp`` (SIGTRAP, si_code TRAP_BRKPT), and with the default
 action the process dies. On this project's VM it happens without any icebp, to
 between one in 12,000 and one in 200 watched processes as the host goes, with or
-without ptrace: DR6 lost between the
-trap and the guest kernel's read of it (docs/decisions.md, "A watched target
-killed by SIGTRAP"). So a TRAP_BRKPT whose instruction pointer does not
-follow an icebp byte (0xF1) is not delivered: it is a trap of a breakpoint, ours
-or the target's own debug registers' (only a tracer sets them), not the program's
-doing. On x86 int3 is SI_KERNEL and a single step TRAP_TRACE, so nothing else is
-taken. The hit it stood for is lost; a warning says so.
+without ptrace: DR6 is lost between the trap and the guest kernel's read of it
+(docs/decisions.md, "A watched target killed by SIGTRAP"). So a TRAP_BRKPT whose
+instruction pointer does not follow an icebp byte (0xF1) is not delivered: it is
+a trap of a breakpoint, ours or the target's own debug registers' (only a tracer
+sets them), not the program's doing. On x86 int3 is SI_KERNEL and a single step
+TRAP_TRACE, so nothing else is taken. The hit it stood for is lost; a warning
+says so.
 
 Measured, and left out: retrying waitpid on the same tid right after
 PTRACE_CONT (the target runs on the tracer's CPU, so it has not trapped again

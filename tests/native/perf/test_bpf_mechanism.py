@@ -128,6 +128,17 @@ async def go_and_wait(proc: asyncio.subprocess.Process, *, ended: bool = True) -
             assert await proc.wait() == 0
 
 
+async def arm_and_go(
+    mech: BpfNotifyMechanism, proc: asyncio.subprocess.Process, address: int
+) -> None:
+    """Follow the process, watch ``address`` in it (slot 1), start the writes."""
+    await mech.watch(proc.pid, report_threads=False)
+    assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
+    assert proc.stdin is not None
+    proc.stdin.write(b"g")
+    await proc.stdin.drain()
+
+
 async def wait_for_hits(mech: BpfNotifyMechanism, sink: Sink, n: int) -> None:
     """Until ``n`` hits came; else a failure that says where the others went."""
     try:
@@ -290,11 +301,7 @@ async def test_item1_no_thread_is_ever_stopped(native_bins: dict[str, str]) -> N
     async with started() as (mech, sink):
         proc, address = await spawn(native_bins["writer"], "2000", "200")
         try:
-            await mech.watch(proc.pid, report_threads=False)
-            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
-            assert proc.stdin is not None
-            proc.stdin.write(b"g")
-            await proc.stdin.drain()
+            await arm_and_go(mech, proc, address)
             await sink.wait_for(lambda: len(sink.hits) >= 10)
             status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
             assert "TracerPid:\t0" in status
@@ -319,11 +326,7 @@ async def test_item6_a_steady_rate_after_a_stall_is_woken_per_record_again(
     async with started() as (mech, sink):
         proc, address = await spawn(native_bins["paced"], "8000", "2000")
         try:
-            await mech.watch(proc.pid, report_threads=False)
-            assert not await mech.apply([SlotWrite(proc.pid, proc.pid, 1, table(address))])
-            assert proc.stdin is not None
-            proc.stdin.write(b"g")
-            await proc.stdin.drain()
+            await arm_and_go(mech, proc, address)
             await sink.wait_for(lambda: len(sink.hits) >= 20)
             assert not mech.batched
             assert mech.bpf_wakeups == 0
